@@ -1,0 +1,136 @@
+"""The workstation UI (Gradio Blocks): upload a study, read the draft and why, edit, approve.
+
+Also serves the scripting API: `draft`, `save_draft` and `approve` (see README) for gradio_client.
+"""
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+from PIL import Image
+
+from xr import store
+from xr.config import settings
+from xr.ingest import IngestError
+from xr.visualize import overlay
+from xr.workstation import LOCAL_USER, Workstation
+
+log = logging.getLogger("xr.app")
+DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
+
+
+def _fail(e: Exception) -> gr.Error:
+    return gr.Error(str(e), print_exception=False)
+
+
+def build_app(ws: Workstation | None = None) -> gr.Blocks:
+    ws = ws or Workstation()
+    s = ws.settings
+
+    def _paths(files) -> list[str]:
+        if not files:
+            raise gr.Error("Upload one or more images (PNG, JPEG, DICOM) or a zip of them.", print_exception=False)
+        return [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
+
+    def _draft(files, indication: str, progress):
+        try:
+            return ws.draft(_paths(files), indication or "", LOCAL_USER, progress=progress)
+        except IngestError as e:
+            raise _fail(e) from None
+
+    def api_draft(files, indication: str) -> dict:
+        result = _draft(files, indication, lambda *a: None)
+        return {"study_id": result.study_id, **result.draft.to_json()}
+
+    def ui_draft(files, indication: str, progress=gr.Progress()):
+        result = _draft(files, indication, lambda f, desc: progress(f, desc=desc))
+        d = result.draft
+        views = [(overlay(im.pixels, v.fusion_weights), f"View {v.index + 1}: {v.view}")
+                 for im, v in zip(result.study.images, d.views)]
+        similar = [(Image.open(ws.drafter.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
+                   for c in d.similar_cases if c.thumb]
+        text_cases = "\n".join(f"- **{c.case_id}** ({c.via}, {c.similarity:.2f}): {c.report}"
+                               for c in d.similar_cases)
+        status = (f"Study #{result.study_id} drafted by {d.model} {d.model_version} "
+                  f"in {d.timings['total_ms']:.0f} ms. " + " ".join(d.notes))
+        return (result.study_id, views, d.report, dict(d.findings), similar, text_cases, status,
+                store.history(s, result.study_id))
+
+    def api_save(study_id: float, text: str) -> dict:
+        try:
+            rev = store.save_revision(s, int(study_id), text, LOCAL_USER)
+        except (store.StoreError, TypeError, ValueError) as e:
+            raise _fail(e) from None
+        return {"study_id": int(study_id), "revision_id": rev}
+
+    def api_approve(study_id: float, text: str) -> dict:
+        try:
+            approval = store.approve(s, int(study_id), text, LOCAL_USER)
+        except (store.StoreError, TypeError, ValueError) as e:
+            raise _fail(e) from None
+        return {"study_id": int(study_id), "approval_id": approval, "status": "approved"}
+
+    def ui_save(study_id, text: str):
+        if not study_id:
+            raise gr.Error("Draft a study first.", print_exception=False)
+        out = api_save(study_id, text)
+        msg = "No changes to save." if out["revision_id"] is None else f"Saved revision #{out['revision_id']}."
+        return msg, store.history(s, int(study_id))
+
+    def ui_approve(study_id, text: str):
+        if not study_id:
+            raise gr.Error("Draft a study first.", print_exception=False)
+        out = api_approve(study_id, text)
+        return f"Approved (approval #{out['approval_id']}).", store.history(s, int(study_id))
+
+    with gr.Blocks(title="XR drafting workstation") as demo:
+        gr.Markdown("# Chest X-ray report drafting\n" + DISCLAIMER)
+        study_id = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="Study: PNG, JPEG or DICOM images, or a zip", file_count="multiple")
+                indication = gr.Textbox(label="Indication (optional)", placeholder="e.g. cough, fever")
+                draft_btn = gr.Button("Draft report", variant="primary")
+                findings = gr.Label(label="Finding probabilities", num_top_classes=8)
+            with gr.Column(scale=2):
+                views = gr.Gallery(label="Views with fusion-weight heatmaps (red = drove the draft most)",
+                                   columns=2, height=420, object_fit="contain")
+                report = gr.Textbox(label="Report (editable)", lines=10, interactive=True)
+                with gr.Row():
+                    save_btn = gr.Button("Save draft")
+                    approve_btn = gr.Button("Approve", variant="primary")
+                status = gr.Markdown()
+        with gr.Accordion("Similar cases", open=True):
+            similar = gr.Gallery(label="Nearest library images", columns=5, height=240, object_fit="contain")
+            similar_text = gr.Markdown()
+        with gr.Accordion("History of this study", open=False):
+            hist = gr.JSON(label="Draft, edits and approvals")
+
+        draft_btn.click(ui_draft, [files, indication],
+                        [study_id, views, report, findings, similar, similar_text, status, hist],
+                        api_visibility="private")
+        save_btn.click(ui_save, [study_id, report], [status, hist], api_visibility="private")
+        approve_btn.click(ui_approve, [study_id, report], [status, hist], api_visibility="private")
+
+        # Scripting API: plain JSON in and out, named endpoints (README: "API").
+        with gr.Row(visible=False):
+            api_study = gr.Number(label="study_id", precision=0)
+            api_text = gr.Textbox(label="text")
+            api_out = gr.JSON()
+            api_draft_btn, api_save_btn, api_approve_btn = gr.Button(), gr.Button(), gr.Button()
+        api_draft_btn.click(api_draft, [files, indication], api_out, api_name="draft")
+        api_save_btn.click(api_save, [api_study, api_text], api_out, api_name="save_draft")
+        api_approve_btn.click(api_approve, [api_study, api_text], api_out, api_name="approve")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = settings()
+    log.info("data directory %s; listening on %s:%d", s.data_dir, s.host, s.port)
+    build_app(Workstation(s)).launch(server_name=s.host, server_port=s.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The schema. Nothing here can hold a patient identifier: studies are keyed by a salted hash, images by
+content hash, and no DICOM header text is kept beyond view and pixel spacing."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # radiologist | educator | annotator | admin
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # salted hash, never the UID itself
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|drafted|approved
+    indication: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")
+    drafts: Mapped[list[Draft]] = relationship(back_populates="study", order_by="Draft.id")
+    revisions: Mapped[list[Revision]] = relationship(back_populates="study", order_by="Revision.id")
+    approvals: Mapped[list[Approval]] = relationship(back_populates="study", order_by="Approval.id")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("study_id", "content_hash"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    view: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    pixel_spacing_mm: Mapped[float | None] = mapped_column(Float)
+    source_format: Mapped[str] = mapped_column(String(8))
+    storage_path: Mapped[str] = mapped_column(String(256))  # relative to the data directory
+    study: Mapped[Study] = relationship(back_populates="images")
+
+
+class Draft(Base):
+    __tablename__ = "drafts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    indication: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fusion_weights: Mapped[dict[str, Any]] = mapped_column(JSON)  # view index -> grid
+    similar_cases: Mapped[list[Any]] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    study: Mapped[Study] = relationship(back_populates="drafts")
+
+
+class Revision(Base):
+    __tablename__ = "revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    diff: Mapped[str] = mapped_column(Text)  # unified diff against the draft
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)  # reason tags (annotators)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    study: Mapped[Study] = relationship(back_populates="revisions")
+    user: Mapped[User] = relationship()
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    study: Mapped[Study] = relationship(back_populates="approvals")
+    draft: Mapped[Draft] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_study_at", "study_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | export | login
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,118 @@
+"""Shared fixtures: the public data beside the checkout, an isolated data directory with a real SQLite
+file, and real DICOM files written with pydicom."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xr.config import ROOT, Settings, settings
+
+SHARED = Path(os.environ.get("XR_SHARED", ROOT.parent / "shared"))
+NIH = SHARED / "data" / "nih_cxr14_sample" / "images"
+IU = SHARED / "data" / "iu_xray" / "images_openi"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not NIH.is_dir():
+        pytest.skip(f"public data not found at {SHARED} (set XR_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def nih_pixels(shared) -> np.ndarray:
+    return np.asarray(Image.open(NIH / "00000100_000.png").convert("L"))
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> Settings:
+    """A fresh data directory and SQLite file for one test."""
+    monkeypatch.setenv("XR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("XR_DATABASE_URL", raising=False)
+    monkeypatch.setenv("XR_SALT", "test-salt")
+    return settings()
+
+
+@pytest.fixture(scope="session")
+def workstation_factory():
+    """Models load once per session; each test gets its own Settings (and so its own database)."""
+    from xr.workstation import Workstation
+
+    shared_ws = Workstation()
+
+    def make(s: Settings) -> Workstation:
+        ws = Workstation(s)
+        ws._drafter = shared_ws.drafter
+        return ws
+
+    return make
+
+
+PATIENT = {
+    "PatientName": "Doe^Jane^Q",
+    "PatientID": "MRN-5550123",
+    "PatientBirthDate": "19470203",
+    "AccessionNumber": "ACC-99887766",
+    "InstitutionName": "Saint Example Hospital",
+    "ImageComments": "Patient Jane Doe, bed 12",
+}
+
+
+def write_dicom(path: Path, pixels: np.ndarray, *, bits: int = 16, photometric: str = "MONOCHROME2",
+                view: str | None = "PA", study_uid: str | None = "1.2.826.0.1.3680043.8.498.1",
+                spacing: tuple[float, float] | None = (0.143, 0.143), slope: float = 1.0, intercept: float = 0.0,
+                window: tuple[float, float] | None = None, frames: int = 1, with_pixels: bool = True,
+                sop_class: str = "1.2.840.10008.5.1.4.1.1.1.1", compress: str | None = None,
+                identifiers: bool = True) -> Path:
+    """A real DICOM file (Digital X-Ray by default) from an 8-bit image, stored at `bits` depth."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    if identifiers:
+        for k, v in PATIENT.items():
+            setattr(ds, k, v)
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    if view:
+        ds.ViewPosition = view
+    if with_pixels:
+        stored = pixels.astype(np.float64)
+        if bits > 8:
+            stored = stored * ((2 ** bits - 1) / 255.0)
+        if photometric == "MONOCHROME1":
+            stored = stored.max() - stored
+        dtype = np.uint8 if bits <= 8 else np.uint16
+        arr = np.round(stored).astype(dtype)
+        if frames > 1:
+            arr = np.stack([arr] * frames)
+            ds.NumberOfFrames = frames
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated = 8 if bits <= 8 else 16
+        ds.BitsStored = bits
+        ds.HighBit = bits - 1
+        ds.PixelRepresentation = 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        if spacing:
+            ds.PixelSpacing = list(spacing)
+        if window:
+            ds.WindowCenter, ds.WindowWidth = window
+        ds.PixelData = arr.tobytes()
+        if compress:
+            ds.compress(compress)
+    ds.save_as(path, enforce_file_format=True)
+    return path

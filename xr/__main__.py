@@ -1,0 +1,5 @@
+import sys
+
+from xr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""`python -m xr ...`: the workstation from a terminal or a script. Bad input exits 2 with one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from xr.ingest import IngestError
+from xr.store import StoreError
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    from xr.workstation import LOCAL_USER, Workstation
+
+    result = Workstation().draft(args.paths, args.indication or "", actor=LOCAL_USER if args.save else None)
+    draft = result.draft
+    if args.json:
+        out = draft.to_json()
+        out["study_id"] = result.study_id
+        print(json.dumps(out))
+    else:
+        print(draft.report)
+        top = sorted(draft.findings.items(), key=lambda kv: -kv[1])[:5]
+        print("\nFinding probabilities: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+        print("Similar cases: " + ", ".join(f"{c.case_id} ({c.similarity:.2f})" for c in draft.similar_cases))
+        print(f"Model: {draft.model} {draft.model_version}; total {draft.timings['total_ms']:.0f} ms")
+    return 0
+
+
+def cmd_export_edits(args: argparse.Namespace) -> int:
+    from xr import store
+    from xr.config import settings
+
+    n = store.export_edits(settings(), Path(args.out))
+    print(f"wrote {n} approved studies to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_build_library(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.retrieve.build import build_library
+
+    manifest = build_library(Path(args.shared), Path(args.out or ASSETS / "case_library"),
+                             progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    from xr.ingest.dicom import supported_transfer_syntaxes
+
+    print("PNG (8/16-bit, grey or colour), JPEG, and DICOM transfer syntaxes:")
+    for name, ok in supported_transfer_syntaxes().items():
+        print(f"  {'yes' if ok else 'no '}  {name}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m xr", description="Chest X-ray report drafting workstation")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("draft", help="draft a report for one study (files, a folder or a zip)")
+    d.add_argument("paths", nargs="+")
+    d.add_argument("--indication", default="")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.add_argument("--save", action="store_true", help="also store the study and draft in the database")
+    d.set_defaults(fn=cmd_draft)
+
+    e = sub.add_parser("export-edits", help="write approved studies as JSON lines for fine-tuning")
+    e.add_argument("out")
+    e.set_defaults(fn=cmd_export_edits)
+
+    b = sub.add_parser("build-library", help="rebuild the shipped case library from the public datasets")
+    b.add_argument("--shared", required=True, help="folder holding data/iu_xray and data/nih_cxr14_sample")
+    b.add_argument("--out", default=None)
+    b.set_defaults(fn=cmd_build_library)
+
+    f = sub.add_parser("formats", help="list the image formats and DICOM transfer syntaxes this install reads")
+    f.set_defaults(fn=cmd_formats)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (IngestError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

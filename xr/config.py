@@ -1,0 +1,61 @@
+"""Settings from the environment, read once, so every entry point (app, CLI, tests) agrees."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    host: str
+    port: int
+    max_file_bytes: int
+    max_pixels: int
+    max_images: int
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+
+def settings() -> Settings:
+    data_dir = Path(os.environ.get("XR_DATA_DIR", ROOT / "data")).resolve()
+    return Settings(
+        data_dir=data_dir,
+        database_url=os.environ.get("XR_DATABASE_URL", f"sqlite:///{data_dir / 'xr.sqlite3'}"),
+        host=os.environ.get("XR_HOST", "127.0.0.1"),
+        port=int(os.environ.get("XR_PORT", "7860")),
+        max_file_bytes=int(float(os.environ.get("XR_MAX_FILE_MB", "50")) * 1024 * 1024),
+        max_pixels=int(os.environ.get("XR_MAX_PIXELS", str(60_000_000))),
+        max_images=int(os.environ.get("XR_MAX_IMAGES", "16")),
+    )
+
+
+def study_salt(s: Settings | None = None) -> bytes:
+    """Per-installation salt for study keys: hashes of UIDs must not be linkable across sites.
+
+    Kept in the data directory (created once, mode 0600) unless XR_SALT is set.
+    """
+    if "XR_SALT" in os.environ:
+        return os.environ["XR_SALT"].encode()
+    s = s or settings()
+    path = s.data_dir / "salt"
+    if not path.exists():
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: two processes starting at once must not end up with two salts
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+    return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Dataset layouts as published, read as they are on disk."""

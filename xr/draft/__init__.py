@@ -1,0 +1,1 @@
+"""Drafting: a study in, a draft report with its evidence out."""

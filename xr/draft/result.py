@@ -1,0 +1,49 @@
+"""What every drafter returns, whatever the model: the seam between models, the store and the UI."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SimilarCase:
+    case_id: str
+    similarity: float
+    via: str  # "image" or "report"
+    labels: list[str]
+    report: str
+    thumb: str | None = None  # thumbnail path relative to the case library, when the case has an image
+
+
+@dataclass
+class ViewResult:
+    index: int
+    view: str
+    content_hash: str
+    fusion_weights: list[list[float]]  # grid over the image, 0..1: how much each region drove the draft
+
+
+@dataclass
+class Draft:
+    findings_text: str
+    impression: str
+    findings: dict[str, float]  # finding -> probability
+    views: list[ViewResult]
+    similar_cases: list[SimilarCase]
+    model: str
+    model_version: str
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def report(self) -> str:
+        return compose_report(self.findings_text, self.impression)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["report"] = self.report
+        d["fusion_weights"] = {str(v["index"]): v.pop("fusion_weights") for v in d["views"]}
+        return d
+
+
+def compose_report(findings: str, impression: str) -> str:
+    return f"FINDINGS: {findings.strip()}\n\nIMPRESSION: {impression.strip()}".strip()

@@ -1,0 +1,46 @@
+"""The ingested image: display-ready 8-bit pixels plus the few header facts the models use."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FRONTAL_POSITIONS = {"PA", "AP", "PA/AP", "AP/PA", "FRONTAL"}
+LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "RLD", "LLD"}
+
+
+def view_from_position(position: str | None) -> str:
+    """Map DICOM ViewPosition onto the two views the models know; anything else is 'unknown'."""
+    p = (position or "").strip().upper()
+    if p in FRONTAL_POSITIONS:
+        return "frontal"
+    if p in LATERAL_POSITIONS:
+        return "lateral"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class IngestedImage:
+    pixels: np.ndarray  # uint8, HxW, windowed for display; MONOCHROME1 already inverted
+    source_format: str  # "dicom", "png" or "jpeg"
+    view: str = "unknown"  # "frontal", "lateral" or "unknown"
+    pixel_spacing_mm: tuple[float, float] | None = None
+    study_uid: str | None = field(default=None, repr=False)  # only ever hashed, never stored
+
+    @property
+    def content_hash(self) -> str:
+        h = hashlib.sha256(f"{self.pixels.shape[0]}x{self.pixels.shape[1]}:".encode())
+        h.update(np.ascontiguousarray(self.pixels).tobytes())
+        return h.hexdigest()
+
+
+def to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Linear window to 0..255. Without a window, a robust one (0.5-99.5 percentiles) so one hot pixel
+    or a black border does not wash out the lungs."""
+    v = values.astype(np.float32)
+    if low is None or high is None:
+        low, high = (float(x) for x in np.percentile(v, [0.5, 99.5]))
+    if high <= low:
+        high = low + 1.0
+    return np.clip((v - low) * (255.0 / (high - low)), 0, 255).round().astype(np.uint8)

@@ -1,0 +1,48 @@
+"""PNG and JPEG files: 8 or 16 bit, grey or colour, read defensively."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from xr.ingest.errors import IngestError
+from xr.ingest.image import IngestedImage, to_uint8
+
+MIN_SIDE = 64
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise IngestError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
+            if min(w, h) < MIN_SIDE:
+                raise IngestError(f"{name}: {w}x{h} pixels is too small for a chest X-ray (at least {MIN_SIDE} a side)")
+            if getattr(im, "n_frames", 1) > 1:
+                raise IngestError(f"{name}: has {im.n_frames} frames; give one image per file")
+            im.load()
+    except IngestError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise IngestError(f"{name}: image dimensions are over the limit of {max_pixels:,} pixels") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise IngestError(f"{name}: not a readable {fmt.upper()} image ({_short(e)})") from None
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = to_uint8(np.asarray(im))
+    elif im.mode == "L":
+        pixels = np.asarray(im, dtype=np.uint8).copy()
+    else:  # RGB(A), palette, 1-bit, LA, CMYK: the luminance is what a radiograph carries
+        pixels = np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    return IngestedImage(pixels=pixels, source_format=fmt)
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__

@@ -1,0 +1,145 @@
+"""A study from what a user hands us: files, a folder or a zip. All-or-nothing: one bad file refuses
+the whole study, so nothing half-ingested reaches the database."""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from xr.config import Settings, settings, study_salt
+from xr.ingest.dicom import looks_like_dicom, read_dicom
+from xr.ingest.errors import IngestError
+from xr.ingest.image import IngestedImage
+from xr.ingest.raster import JPEG_MAGIC, PNG_MAGIC, read_raster
+
+EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".dcm": "dicom", ".dicom": "dicom", "": "dicom"}
+SKIPPED_NAMES = {"DICOMDIR", "Thumbs.db", "desktop.ini"}
+MAX_ZIP_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class IngestedStudy:
+    key: str  # salted hash of StudyInstanceUID, or of the pixels when there is none
+    images: list[IngestedImage]
+
+
+def sniff(data: bytes) -> str | None:
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if looks_like_dicom(data):
+        return "dicom"
+    return None
+
+
+def read_image(data: bytes, name: str, s: Settings) -> IngestedImage:
+    if not data:
+        raise IngestError(f"{name}: file is empty")
+    if len(data) > s.max_file_bytes:
+        raise IngestError(f"{name}: {len(data) / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise IngestError(f"{name}: '{suffix}' files are not images; give PNG, JPEG or DICOM")
+    declared, found = EXTENSIONS[suffix], sniff(data)
+    if found is None and declared == "dicom":
+        found = "dicom"  # DICOM without the 128-byte preamble: pydicom decides
+    if found is None:
+        raise IngestError(f"{name}: not a PNG, JPEG or DICOM file")
+    if suffix and found != declared:
+        raise IngestError(f"{name}: content is {found.upper()} but the extension says {declared.upper()}")
+    if found == "dicom":
+        return read_dicom(data, name, s.max_pixels)
+    return read_raster(data, name, found, s.max_pixels)
+
+
+def _entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
+    """(display name, bytes) for each candidate image under a path; refuses unsafe archives."""
+    if not path.exists():
+        raise IngestError(f"{path.name}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not _skipped(p.name))
+        _check_count(len(files), path.name, s)
+        out = []
+        for p in files:
+            if p.stat().st_size > s.max_file_bytes:
+                raise IngestError(f"{p.name}: {p.stat().st_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+            out.append((p.name, p.read_bytes()))
+        return out
+    if path.suffix.lower() == ".zip":
+        return _zip_entries(path, s)
+    if path.stat().st_size > s.max_file_bytes:
+        raise IngestError(f"{path.name}: {path.stat().st_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+    return [(path.name, path.read_bytes())]
+
+
+def _check_count(n: int, name: str, s: Settings) -> None:
+    if n > s.max_images:
+        raise IngestError(f"{name}: holds {n} files; a study has at most {s.max_images} images")
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name in SKIPPED_NAMES or name.startswith("__MACOSX")
+
+
+def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > MAX_ZIP_ENTRIES:
+                raise IngestError(f"{path.name}: archive has {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
+            wanted = []
+            for info in infos:
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if info.filename.startswith("/") or ".." in parts:
+                    raise IngestError(f"{path.name}: archive entry with an unsafe path refused")
+                if parts and not any(_skipped(p) for p in parts):
+                    wanted.append((parts[-1], info))
+            _check_count(len(wanted), path.name, s)
+            out = []
+            for leaf, info in wanted:
+                if info.file_size > s.max_file_bytes:
+                    raise IngestError(f"{leaf}: {info.file_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+                with zf.open(info) as f:  # read at most the limit: the declared size may lie
+                    data = f.read(s.max_file_bytes + 1)
+                out.append((leaf, data))
+            return out
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError):
+        raise IngestError(f"{path.name}: not a readable zip archive") from None
+
+
+def load_study(paths: list[Path | str], s: Settings | None = None) -> IngestedStudy:
+    s = s or settings()
+    if not paths:
+        raise IngestError("no files given: a study is one or more PNG, JPEG or DICOM images")
+    entries: list[tuple[str, bytes]] = []
+    for p in paths:
+        entries.extend(_entries(Path(p), s))
+        if len(entries) > s.max_images:
+            raise IngestError(f"a study has at most {s.max_images} images; {len(entries)} or more given")
+    if not entries:
+        raise IngestError("no image files found in what was given")
+    images = [read_image(data, name, s) for name, data in entries]
+    return IngestedStudy(key=study_key(images, s), images=_unique(images))
+
+
+def _unique(images: list[IngestedImage]) -> list[IngestedImage]:
+    seen, out = set(), []
+    for im in images:
+        if im.content_hash not in seen:
+            seen.add(im.content_hash)
+            out.append(im)
+    return out
+
+
+def study_key(images: list[IngestedImage], s: Settings) -> str:
+    uids = {im.study_uid for im in images if im.study_uid}
+    if len(uids) > 1:
+        raise IngestError(f"the files belong to {len(uids)} different studies; upload one study at a time")
+    h = hashlib.sha256(study_salt(s))
+    if uids:
+        h.update(b"uid:" + uids.pop().encode())
+    else:
+        h.update(b"pixels:" + ",".join(sorted(im.content_hash for im in images)).encode())
+    return h.hexdigest()

@@ -1,0 +1,85 @@
+"""Build the shipped case library from the public datasets: `python -m xr build-library --shared DIR`.
+
+Only IU *train* studies go in (val is for model selection, test is held out), plus the NIH sample.
+Thumbnails, not full images, are kept: the library is for showing similar cases, not for training.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from safetensors.numpy import save_file
+
+from xr.data.iu_xray import load_reports, load_split
+from xr.data.nih import load_nih
+from xr.encode.encoder import ImageEncoder
+from xr.findings import complete
+from xr.retrieve.library import embed
+
+THUMB = 192
+LICENCES = {
+    "nih": "NIH ChestX-ray14: no restriction on use; cite Wang et al., CVPR 2017",
+    "iu": "IU X-ray (Open-i): CC BY-NC-ND 4.0, Demner-Fushman et al., JAMIA 2016",
+}
+
+
+def _thumb(path: Path, out: Path) -> None:
+    im = Image.open(path).convert("L")
+    im.thumbnail((THUMB, THUMB))
+    im.save(out, quality=85)
+
+
+def build_library(shared: Path, out: Path, batch: int = 16, progress=print) -> dict:
+    data = shared / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "thumbs").mkdir(exist_ok=True)
+    split = load_split(data / "iu_xray" / "annotation.json")
+    reports = load_reports(data / "iu_xray" / "reports")
+
+    cases, images = [], []  # images: (case index, path, thumb name, view)
+    for r in sorted(reports.values(), key=lambda r: r.study_id):
+        if split.get(r.study_id) != "train":
+            continue
+        cases.append({"id": f"iu:{r.study_id}", "source": "iu", "labels": complete(r.labels),
+                      "indication": r.indication, "findings": r.findings, "impression": r.impression})
+        for image_id in r.image_ids:
+            p = data / "iu_xray" / "images_openi" / f"{image_id}.png"
+            if p.exists():
+                images.append((len(cases) - 1, p, f"iu_{image_id}.jpg", "unknown"))
+    for n in load_nih(data / "nih_cxr14_sample"):
+        cases.append({"id": f"nih:{n.image_id.removesuffix('.png')}", "source": "nih",
+                      "labels": complete(n.labels), "indication": "", "findings": "", "impression": ""})
+        images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", "frontal"))
+
+    encoder = ImageEncoder()
+    pooled = []
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        pixels = [np.asarray(Image.open(p).convert("L")) for _, p, _, _ in chunk]
+        pooled.extend(e.pooled for e in encoder.encode(pixels))
+        for _, p, thumb, _ in chunk:
+            _thumb(p, out / "thumbs" / thumb)
+        progress(f"encoded {min(i + batch, len(images))}/{len(images)} images")
+
+    with open(out / "cases.jsonl", "w") as f:
+        for c in cases:
+            f.write(json.dumps(c) + "\n")
+    (out / "images.json").write_text(json.dumps(
+        [{"case": cases[ci]["id"], "thumb": t, "view": v} for ci, _, t, v in images], indent=0) + "\n")
+    pooled = np.stack(pooled)
+    mean = pooled.mean(0)
+    save_file({"embeddings": embed(pooled, mean).astype(np.float16), "mean": mean.astype(np.float32)},
+              str(out / "image_embeddings.safetensors"), metadata={"encoder": encoder.name})
+    manifest = {
+        "encoder": encoder.name,
+        "cases": len(cases),
+        "images": len(images),
+        "licences": LICENCES,
+        "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                   for p in sorted(out.iterdir()) if p.is_file() and p.name != "MANIFEST.json"},
+    }
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

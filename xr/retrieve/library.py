@@ -1,0 +1,59 @@
+"""The case library: past cases with labels and/or reports, and a faiss index over their images."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from safetensors.numpy import load_file
+
+from xr.config import ASSETS
+from xr.findings import FINDINGS
+
+
+def embed(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Centre on the library mean, then L2-normalise: raw ReLU features all point the same way, so
+    uncentred cosine similarities bunch up near 1 and rank poorly."""
+    x = features - mean
+    return (x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    row: int  # row of the image in the library's embedding matrix
+    case_id: str
+    thumb: str  # relative to the library directory
+    similarity: float
+
+
+class CaseLibrary:
+    def __init__(self, directory: Path = ASSETS / "case_library") -> None:
+        self.directory = directory
+        self.cases = [json.loads(line) for line in (directory / "cases.jsonl").read_text().splitlines()]
+        self.by_id = {c["id"]: c for c in self.cases}
+        self.images = json.loads((directory / "images.json").read_text())
+        tensors = load_file(str(directory / "image_embeddings.safetensors"))
+        self.embeddings = tensors["embeddings"].astype(np.float32)
+        self.mean = tensors["mean"]
+        self.index = faiss.IndexFlatIP(self.embeddings.shape[1])  # exact: a few thousand vectors
+        self.index.add(self.embeddings)
+        self.reports = [c for c in self.cases if c["findings"] or c["impression"]]
+        self.report_labels = self.label_matrix(self.reports)
+
+    @staticmethod
+    def label_matrix(cases: list[dict]) -> np.ndarray:
+        m = np.zeros((len(cases), len(FINDINGS)), dtype=np.float32)
+        for i, c in enumerate(cases):
+            for f in c["labels"]:
+                m[i, FINDINGS.index(f)] = 1.0
+        return m
+
+    def labels_of(self, case_id: str) -> np.ndarray:
+        return self.label_matrix([self.by_id[case_id]])[0]
+
+    def search_images(self, pooled: np.ndarray, k: int) -> list[Neighbour]:
+        sims, idx = self.index.search(embed(pooled[None], self.mean), k)
+        return [Neighbour(int(i), self.images[i]["case"], f"thumbs/{self.images[i]['thumb']}", float(s))
+                for s, i in zip(sims[0], idx[0]) if i >= 0]

@@ -1,0 +1,238 @@
+"""Store: every user action as one database transaction. Image files are written first under their
+content hash (atomic rename), and removed again if the transaction fails, so nothing is half-saved."""
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Approval, AuditEvent, Draft, Image, Revision, Study, User
+from db.session import transaction
+from xr.config import Settings
+from xr.draft.result import Draft as DraftResult
+from xr.ingest import IngestedStudy
+
+ROLES = ("radiologist", "educator", "annotator", "admin")
+
+
+class StoreError(ValueError):
+    """A refused action, with the one line to show the user."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    role: str
+
+
+def user_row(session: Session, actor: Actor) -> User:
+    user = session.scalar(select(User).where(User.name == actor.name))
+    if user is None:
+        if actor.role not in ROLES:
+            raise StoreError(f"unknown role '{actor.role}'")
+        user = User(name=actor.name, role=actor.role)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def audit(session: Session, user: User | None, action: str, study: Study | None = None, **detail) -> None:
+    session.add(AuditEvent(user_id=user.id if user else None, action=action,
+                           study_id=study.id if study else None, detail=detail))
+
+
+def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
+    """Returns (path relative to the data dir, created now?)."""
+    rel = Path("images") / content_hash[:2] / f"{content_hash}.png"
+    path = directory / rel
+    if path.exists():
+        return str(rel), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    PILImage.fromarray(pixels).save(buf, format="PNG")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(rel), True
+
+
+def record_draft(s: Settings, study: IngestedStudy, draft: DraftResult, indication: str, actor: Actor) -> int:
+    """Study, its images, the draft and the audit event: all or nothing. Returns the study id."""
+    created: list[Path] = []
+    try:
+        written = []
+        for im in study.images:
+            rel, new = _write_png(s.data_dir, im.content_hash, im.pixels)
+            written.append(rel)
+            if new:
+                created.append(s.data_dir / rel)
+        with transaction(s.database_url) as session:
+            user = user_row(session, actor)
+            row = session.scalar(select(Study).where(Study.key == study.key))
+            if row is None:
+                row = Study(key=study.key, indication=indication)
+                session.add(row)
+                session.flush()
+                audit(session, user, "ingest", row, images=len(study.images))
+            known = {i.content_hash for i in row.images}
+            for pos, (im, rel) in enumerate(zip(study.images, written)):
+                if im.content_hash not in known:
+                    session.add(Image(study_id=row.id, position=pos, content_hash=im.content_hash, view=im.view,
+                                      width=im.pixels.shape[1], height=im.pixels.shape[0],
+                                      pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
+                                      source_format=im.source_format, storage_path=rel))
+            d = draft.to_json()
+            session.add(Draft(study_id=row.id, model=draft.model, model_version=draft.model_version,
+                              indication=indication, text=draft.report, findings=draft.findings,
+                              fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
+                              timings=draft.timings, created_by=user.id))
+            if row.status == "pending":
+                row.status = "drafted"
+            row.indication = indication or row.indication
+            audit(session, user, "draft", row, model=draft.model, version=draft.model_version)
+            return row.id
+    except BaseException:
+        for p in created:
+            p.unlink(missing_ok=True)
+        raise
+
+
+def _latest_draft(session: Session, study_id: int) -> Draft:
+    draft = session.scalar(select(Draft).where(Draft.study_id == study_id).order_by(Draft.id.desc()).limit(1))
+    if draft is None:
+        raise StoreError(f"study {study_id} has no draft yet")
+    return draft
+
+
+def _diff(a: str, b: str) -> str:
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "draft", "edited", lineterm=""))
+
+
+def _revise(session: Session, study_id: int, text: str, user: User, tags: list[str]) -> Revision | None:
+    """A revision row when the text differs from the last saved one; None when nothing changed."""
+    draft = _latest_draft(session, study_id)
+    last = session.scalar(select(Revision).where(Revision.study_id == study_id).order_by(Revision.id.desc()).limit(1))
+    current = last.text if last and last.draft_id == draft.id else draft.text
+    if text == current and not tags:
+        return last if last and last.draft_id == draft.id else None
+    rev = Revision(study_id=study_id, draft_id=draft.id, user_id=user.id, text=text,
+                   diff=_diff(draft.text, text), tags=list(tags))
+    session.add(rev)
+    session.flush()
+    return rev
+
+
+def _check_text(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise StoreError("the report is empty")
+    if len(text) > 20_000:
+        raise StoreError("the report is over 20,000 characters")
+    return text
+
+
+def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: list[str] = ()) -> int | None:
+    text = _check_text(text)
+    with transaction(s.database_url) as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise StoreError(f"no study {study_id}")
+        user = user_row(session, actor)
+        rev = _revise(session, study_id, text, user, list(tags))
+        audit(session, user, "edit", study, revision=rev.id if rev else None)
+        return rev.id if rev else None
+
+
+def approve(s: Settings, study_id: int, text: str, actor: Actor) -> int:
+    """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten."""
+    text = _check_text(text)
+    with transaction(s.database_url) as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise StoreError(f"no study {study_id}")
+        user = user_row(session, actor)
+        if user.role not in ("radiologist", "admin"):
+            raise StoreError(f"role '{user.role}' cannot approve reports")
+        rev = _revise(session, study_id, text, user, [])
+        draft = _latest_draft(session, study_id)
+        approval = Approval(study_id=study_id, draft_id=draft.id, revision_id=rev.id if rev else None,
+                            user_id=user.id, text=text)
+        session.add(approval)
+        study.status = "approved"
+        session.flush()
+        audit(session, user, "approve", study, approval=approval.id)
+        return approval.id
+
+
+def history(s: Settings, study_id: int) -> list[dict]:
+    """Draft, revisions and approvals of a study in time order, for the history panel."""
+    with transaction(s.database_url) as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise StoreError(f"no study {study_id}")
+        rows = [(d.created_at, "draft", f"{d.model} {d.model_version}", d.text) for d in study.drafts]
+        rows += [(r.created_at, "edit", r.user.name, r.text) for r in study.revisions]
+        rows += [(a.approved_at, "approval", a.user.name, a.text) for a in study.approvals]
+        return [{"at": at.isoformat(timespec="seconds"), "event": ev, "by": by, "text": text}
+                for at, ev, by, text in sorted(rows, key=lambda r: r[0])]
+
+
+def export_edits(s: Settings, out: Path) -> int:
+    """One JSON line per approved study (its latest approval): the fine-tuning data. The file is written
+    to a temporary name and renamed inside the transaction that logs the export: a failed write leaves
+    neither a truncated file nor an audit event behind."""
+    out = Path(out)
+    with transaction(s.database_url) as session:
+        latest = select(Approval.study_id, func.max(Approval.id).label("id")).group_by(Approval.study_id).subquery()
+        approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
+        lines = [json.dumps(_export_line(a)) + "\n" for a in approvals]
+        audit(session, None, "export", None, studies=len(lines))
+        session.flush()
+        _atomic_write(out, "".join(lines))
+    return len(lines)
+
+
+def _export_line(a: Approval) -> dict:
+    return {
+        "study": a.study.key,
+        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in a.study.images],
+        "indication": a.draft.indication,
+        "model": a.draft.model,
+        "model_version": a.draft.model_version,
+        "draft": a.draft.text,
+        "approved": a.text,
+        "editor_role": a.user.role,
+        "approved_at": a.approved_at.isoformat(timespec="seconds"),
+        "tags": sorted({t for r in a.study.revisions for t in (r.tags or [])}),
+    }
+
+
+def _atomic_write(out: Path, text: str) -> None:
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as e:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise StoreError(f"cannot write {out.name}: {e.strerror or e}") from None

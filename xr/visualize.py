@@ -1,0 +1,27 @@
+"""Pictures for people: heatmap overlays on radiographs."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# A perceptually ordered blue -> cyan -> yellow -> red ramp (anchor colours, linearly interpolated).
+_ANCHORS = np.array([[0, 0, 130], [0, 140, 255], [90, 230, 160], [255, 220, 0], [230, 30, 0]], dtype=np.float32)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """values in 0..1, any shape -> uint8 RGB of that shape + (3,)."""
+    x = np.clip(values, 0, 1) * (len(_ANCHORS) - 1)
+    lo = np.floor(x).astype(int).clip(0, len(_ANCHORS) - 2)
+    t = (x - lo)[..., None]
+    return ((1 - t) * _ANCHORS[lo] + t * _ANCHORS[lo + 1]).astype(np.uint8)
+
+
+def overlay(pixels: np.ndarray, grid: list[list[float]] | np.ndarray, alpha: float = 0.35,
+            max_side: int = 768) -> Image.Image:
+    """Grey radiograph with a smooth (bilinear) heatmap of a coarse grid blended on top."""
+    base = Image.fromarray(pixels).convert("RGB")
+    base.thumbnail((max_side, max_side))
+    g = np.asarray(grid, dtype=np.float32)
+    heat = Image.fromarray((g * 255).astype(np.uint8)).resize(base.size, Image.BILINEAR)
+    colour = Image.fromarray(colormap(np.asarray(heat, dtype=np.float32) / 255.0))
+    return Image.blend(base, colour, alpha)
