@@ -129,7 +129,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = settings()
     log.info("data directory %s; listening on %s:%d", s.data_dir, s.host, s.port)
-    build_app(Workstation(s)).launch(server_name=s.host, server_port=s.port)
+    ws = Workstation(s)
+    ws.drafter  # load the models now, not on the first user's click
+    build_app(ws).launch(server_name=s.host, server_port=s.port)
 
 
 if __name__ == "__main__":

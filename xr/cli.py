@@ -47,6 +47,14 @@ def cmd_build_library(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from xr.assets import refresh
+
+    for rel, entry in refresh()["files"].items():
+        print(f"{entry['sha256']}  {rel}")
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from xr.ingest.dicom import supported_transfer_syntaxes
 
@@ -75,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--shared", required=True, help="folder holding data/iu_xray and data/nih_cxr14_sample")
     b.add_argument("--out", default=None)
     b.set_defaults(fn=cmd_build_library)
+
+    m = sub.add_parser("manifest", help="recompute the sha256 of every shipped file in assets/MANIFEST.json")
+    m.set_defaults(fn=cmd_manifest)
 
     f = sub.add_parser("formats", help="list the image formats and DICOM transfer syntaxes this install reads")
     f.set_defaults(fn=cmd_formats)

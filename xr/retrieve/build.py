@@ -5,7 +5,6 @@ Thumbnails, not full images, are kept: the library is for showing similar cases,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -73,13 +72,6 @@ def build_library(shared: Path, out: Path, batch: int = 16, progress=print) -> d
     mean = pooled.mean(0)
     save_file({"embeddings": embed(pooled, mean).astype(np.float16), "mean": mean.astype(np.float32)},
               str(out / "image_embeddings.safetensors"), metadata={"encoder": encoder.name})
-    manifest = {
-        "encoder": encoder.name,
-        "cases": len(cases),
-        "images": len(images),
-        "licences": LICENCES,
-        "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                   for p in sorted(out.iterdir()) if p.is_file() and p.name != "MANIFEST.json"},
-    }
-    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = {"encoder": encoder.name, "cases": len(cases), "images": len(images), "licences": LICENCES}
+    (out / "LIBRARY.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -1,0 +1,69 @@
+"""`python -m xr` as a user runs it: a real subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import IU, write_dicom
+from xr.config import ROOT
+
+
+def run(args, env_dir, **kw):
+    env = {**os.environ, "XR_DATA_DIR": str(env_dir), "XR_SALT": "t", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "xr", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300, **kw)
+
+
+def test_draft_json_two_views(tmp_path, nih_pixels):
+    pa = write_dicom(tmp_path / "pa.dcm", nih_pixels, view="PA")
+    lat_pixels = __import__("numpy").asarray(Image.open(IU / "CXR1002_IM-0004-2001.png").convert("L"))
+    lat = write_dicom(tmp_path / "lat.dcm", lat_pixels, view="LATERAL")
+    r = run(["draft", str(pa), str(lat), "--indication", "cough and fever", "--json"], tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("report", "findings", "views", "fusion_weights", "similar_cases", "model", "timings"):
+        assert key in out
+    assert out["report"].startswith("FINDINGS:") and "XXXX" not in out["report"]
+    assert [v["view"] for v in out["views"]] == ["frontal", "lateral"]
+    assert set(out["fusion_weights"]) == {"0", "1"}
+    assert 0.0 <= min(out["findings"].values()) and max(out["findings"].values()) <= 1.0
+    assert {"ingest_ms", "encode_ms", "total_ms"} <= set(out["timings"])
+    assert out["study_id"] is None and not (tmp_path / "d" / "xr.sqlite3").exists()  # --save not given
+
+
+def test_draft_text_and_save(tmp_path, nih_pixels):
+    p = tmp_path / "a.png"
+    Image.fromarray(nih_pixels).save(p)
+    r = run(["draft", str(p), "--save"], tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    assert "FINDINGS:" in r.stdout and "Similar cases:" in r.stdout
+    assert (tmp_path / "d" / "xr.sqlite3").exists()
+
+
+@pytest.mark.parametrize("content,name,reason", [
+    (b"", "empty.png", "file is empty"),
+    (b"hello", "notes.txt", "are not images"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "trunc.png", "not a readable PNG"),
+])
+def test_bad_input_exit_2_one_line(tmp_path, content, name, reason):
+    (tmp_path / name).write_bytes(content)
+    r = run(["draft", str(tmp_path / name)], tmp_path / "d")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and reason in lines[0] and "Traceback" not in r.stderr
+
+
+def test_export_edits_empty(tmp_path):
+    r = run(["export-edits", str(tmp_path / "e.jsonl")], tmp_path / "d")
+    assert r.returncode == 0 and (tmp_path / "e.jsonl").read_text() == ""
+
+
+def test_formats_lists_transfer_syntaxes(tmp_path):
+    r = run(["formats"], tmp_path / "d")
+    assert r.returncode == 0 and "yes  RLE Lossless" in r.stdout and "yes  JPEG 2000 Image Compression" in r.stdout
