@@ -5,15 +5,19 @@ Also serves the scripting API: `draft`, `save_draft` and `approve` (see README) 
 from __future__ import annotations
 
 import logging
+import os
 
-import gradio as gr
-from PIL import Image
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a clinical tool phones nobody
 
-from xr import store
-from xr.config import settings
-from xr.ingest import IngestError
-from xr.visualize import overlay
-from xr.workstation import LOCAL_USER, Workstation
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from db.session import engine_for  # noqa: E402
+from xr import store  # noqa: E402
+from xr.config import settings  # noqa: E402
+from xr.ingest import IngestError  # noqa: E402
+from xr.visualize import overlay  # noqa: E402
+from xr.workstation import LOCAL_USER, Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
@@ -129,6 +133,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = settings()
     log.info("data directory %s; listening on %s:%d", s.data_dir, s.host, s.port)
+    engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
     ws = Workstation(s)
     ws.drafter  # load the models now, not on the first user's click
     build_app(ws).launch(server_name=s.host, server_port=s.port)
