@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from xr.ingest import IngestError
-from xr.store import StoreError
+from xr.errors import UserError
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
@@ -44,6 +43,33 @@ def cmd_build_library(args: argparse.Namespace) -> int:
     manifest = build_library(Path(args.shared), Path(args.out or ASSETS / "case_library"),
                              progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from xr.data.layouts import load_cases
+    from xr.evaluate.baselines import baseline_predictions
+    from xr.evaluate.run import EvalInputError, evaluate, read_predictions, to_markdown
+
+    if bool(args.predictions) == bool(args.baseline):
+        raise EvalInputError("give either --predictions PRED.jsonl or --baseline NAME")
+    try:
+        dataset, cases = load_cases(Path(args.data), args.split)
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        raise EvalInputError(str(e).splitlines()[0]) from None
+    if not cases:
+        raise EvalInputError(f"no {args.split} studies in {args.data}")
+    if args.predictions:
+        preds, source = read_predictions(Path(args.predictions)), Path(args.predictions).name
+    else:
+        _, train = load_cases(Path(args.data), "train")
+        preds, source = baseline_predictions(args.baseline, train, cases), f"baseline: {args.baseline}"
+    result = evaluate(dataset, args.split, cases, preds, source)
+    if args.per_case:
+        with open(args.per_case, "w") as f:
+            for case_id, scores in result.per_case.items():
+                f.write(json.dumps({"id": case_id, **scores}) + "\n")
+    print(json.dumps(result.to_json()) if args.json else to_markdown([result]))
     return 0
 
 
@@ -84,6 +110,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None)
     b.set_defaults(fn=cmd_build_library)
 
+    v = sub.add_parser("eval", help="score predictions or a baseline on a split (BLEU, METEOR, ROUGE-L, CIDEr, CE)")
+    v.add_argument("--data", required=True, help="IU X-ray folder (annotation.json [+ reports/]) or MIMIC-CXR-JPG root")
+    v.add_argument("--split", default="val")
+    v.add_argument("--predictions", help="JSONL with one {\"id\", \"report\"} per line")
+    v.add_argument("--baseline", choices=("constant", "random", "nearest-text"))
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--per-case", metavar="OUT.jsonl", help="also write per-case scores")
+    v.set_defaults(fn=cmd_eval)
+
     m = sub.add_parser("manifest", help="recompute the sha256 of every shipped file in assets/MANIFEST.json")
     m.set_defaults(fn=cmd_manifest)
 
@@ -96,6 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (IngestError, StoreError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

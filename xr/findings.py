@@ -18,26 +18,49 @@ NIH_TO_FINDING = {
     "Emphysema": "Emphysema", "Fibrosis": "Fibrosis", "Hernia": "Hernia",
 }
 
-# IU X-ray MeSH <major> heads (text before the first '/'). Terms absent here (calcified granuloma,
-# degenerative spine, scars...) are incidental: they neither add a finding nor rule out No Finding.
+# IU X-ray MeSH <major> terms are a head and qualifiers ("Cardiac Shadow/enlarged/mild"). Heads absent
+# here (calcified granuloma, degenerative spine, scars in the lung...) are incidental: they neither add a
+# finding nor rule out No Finding. The qualifier rules below were set by reading the train split's
+# disagreements between these tags and the report text (see README, "The labeler").
 MESH_TO_FINDING = {
     "normal": "No Finding",
-    "Cardiomegaly": "Cardiomegaly", "Heart Failure": "Cardiomegaly",
-    "Mediastinum": "Enlarged Cardiomediastinum", "Cardiac Shadow": "Enlarged Cardiomediastinum",
+    "Cardiomegaly": "Cardiomegaly",
     "Opacity": "Lung Opacity", "Airspace Disease": "Lung Opacity", "Infiltrate": "Lung Opacity",
-    "Density": "Lung Opacity", "Markings": "Lung Opacity",
     "Nodule": "Lung Lesion", "Mass": "Lung Lesion",
-    "Pulmonary Edema": "Edema", "Pulmonary Congestion": "Edema",
+    "Pulmonary Edema": "Edema", "Pulmonary Congestion": "Edema", "Heart Failure": "Edema",
     "Consolidation": "Consolidation", "Pneumonia": "Pneumonia",
-    "Pulmonary Atelectasis": "Atelectasis", "Pneumothorax": "Pneumothorax",
-    "Pleural Effusion": "Pleural Effusion", "Thickening": "Pleural Other",
+    "Pulmonary Atelectasis": "Atelectasis",
+    "Pneumothorax": "Pneumothorax", "Hydropneumothorax": "Pneumothorax", "Hemopneumothorax": "Pneumothorax",
+    "Pleural Effusion": "Pleural Effusion",
     "Fractures, Bone": "Fracture",
     "Catheters, Indwelling": "Support Devices", "Implanted Medical Device": "Support Devices",
     "Surgical Instruments": "Support Devices", "Tube, Inserted": "Support Devices",
     "Medical Device": "Support Devices", "Stents": "Support Devices",
-    "Emphysema": "Emphysema", "Pulmonary Emphysema": "Emphysema", "Pulmonary Fibrosis": "Fibrosis",
-    "Hernia, Hiatal": "Hernia",
+    "Emphysema": "Emphysema", "Pulmonary Emphysema": "Emphysema", "Bullous Emphysema": "Emphysema",
+    "Blister": "Emphysema",  # bullae of the lung
+    "Pulmonary Fibrosis": "Fibrosis", "Fibrosis": "Fibrosis",
+    "Hernia, Hiatal": "Hernia", "Hernia, Diaphragmatic": "Hernia",
 }
+_NOT_LUNG = {"ribs", "clavicle", "breast", "sternum", "adipose tissue", "heart", "mitral valve", "spine"}
+
+
+def mesh_term_finding(term: str) -> str | None:
+    """One MeSH major term -> a finding, reading the qualifiers where the head alone is ambiguous."""
+    head, *quals = [p.strip() for p in term.split("/")]
+    q = {x.lower() for x in quals}
+    if "borderline" in q:
+        return None
+    if head == "Cardiac Shadow":
+        return "Cardiomegaly" if "enlarged" in q else None
+    if head == "Mediastinum":
+        return "Enlarged Cardiomediastinum" if q & {"enlarged", "prominent", "widened"} else None
+    if head == "Markings":
+        return None if "bronchovascular" in q else "Lung Opacity"
+    if head == "Density":
+        return None if q & _NOT_LUNG else "Lung Opacity"
+    if head in ("Thickening", "Cicatrix", "Calcinosis"):
+        return "Pleural Other" if "pleura" in q else None
+    return MESH_TO_FINDING.get(head)
 
 
 def from_nih(labels: str) -> list[str]:
@@ -47,8 +70,7 @@ def from_nih(labels: str) -> list[str]:
 
 
 def from_mesh(major_terms: list[str]) -> list[str]:
-    found = {MESH_TO_FINDING[t.split("/")[0].strip()] for t in major_terms
-             if t.split("/")[0].strip() in MESH_TO_FINDING}
+    found = {f for f in map(mesh_term_finding, major_terms) if f}
     if len(found) > 1:
         found.discard("No Finding")
     return [f for f in FINDINGS if f in found]

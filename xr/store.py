@@ -18,13 +18,14 @@ from db.models import Approval, AuditEvent, Draft, Image, Revision, Study, User
 from db.session import transaction
 from xr.config import Settings
 from xr.draft.result import Draft as DraftResult
+from xr.errors import UserError
 from xr.ingest import IngestedStudy
 
 ROLES = ("radiologist", "educator", "annotator", "admin")
 
 
-class StoreError(ValueError):
-    """A refused action, with the one line to show the user."""
+class StoreError(UserError):
+    """A refused action on stored studies."""
 
 
 @dataclass(frozen=True)

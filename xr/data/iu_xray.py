@@ -1,4 +1,5 @@
-"""IU X-ray (Open-i): the XML reports, joined to the R2Gen split by study id."""
+"""IU X-ray (Open-i): the R2Gen layout (annotation.json + images/<id>/0.png, 1.png), the Open-i XML
+reports and the Open-i image naming (CXR1000_IM-0003-1001.png), joined by study id."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xr.findings import from_mesh
+from xr.data.case import Case
+from xr.findings import complete, from_mesh
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,38 @@ def load_split(annotation: Path) -> dict[str, str]:
     """study id -> split name, from R2Gen's annotation.json."""
     data = json.loads(annotation.read_text())
     return {item["id"]: split for split, items in data.items() for item in items}
+
+
+def openi_images(images_dir: Path) -> dict[str, list[Path]]:
+    """study id -> image files, from Open-i names: the study id is the image id less its last '-NNNN'."""
+    out: dict[str, list[Path]] = {}
+    if images_dir.is_dir():
+        for p in sorted(images_dir.glob("*.png")):
+            out.setdefault(p.stem.rsplit("-", 1)[0], []).append(p)
+    return out
+
+
+def load_iu(root: Path, split: str | None = None) -> list[Case]:
+    """IU X-ray under `root`: annotation.json gives the split and the reference (its FINDINGS);
+    reports/*.xml, when present, add indication, impression and MeSH labels; images come from the R2Gen
+    layout (images/<id>/*.png) or else from the Open-i layout (images_openi/)."""
+    data = json.loads((root / "annotation.json").read_text())
+    xml = load_reports(root / "reports") if (root / "reports").is_dir() else {}
+    openi = openi_images(root / "images_openi")
+    cases = []
+    for name, items in data.items():
+        if split is not None and name != split:
+            continue
+        for item in items:
+            r = xml.get(item["id"])
+            r2gen = tuple(p for p in (root / "images" / rel for rel in item.get("image_path", [])) if p.exists())
+            cases.append(Case(
+                id=item["id"],
+                split=name,
+                findings=item["report"],
+                impression=r.impression if r else "",
+                indication=r.indication if r else "",
+                image_paths=r2gen or tuple(openi.get(item["id"], ())),
+                labels=tuple(complete(r.labels)) if r else (),
+            ))
+    return cases

@@ -1,2 +1,5 @@
-class IngestError(ValueError):
-    """Input we refuse. Its message is the one line shown to the user: no traceback, no identifiers."""
+from xr.errors import UserError
+
+
+class IngestError(UserError):
+    """Files we cannot take as a study."""

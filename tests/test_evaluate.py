@@ -1,0 +1,123 @@
+"""Evaluation: normalisation, metrics identical to pycocoevalcap, clinical scores, baselines, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SHARED
+from xr.config import ROOT
+from xr.data.case import Case
+from xr.evaluate.baselines import baseline_predictions, constant_report
+from xr.evaluate.clinical import clinical_scores
+from xr.evaluate.nlg import nlg_scores
+from xr.evaluate.text import normalize, placeholder_count
+
+REFS = {
+    "a": "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.",
+    "b": "Cardiomegaly. Small left pleural effusion. 1. Stable. 2. Degenerative spine..",
+    "c": "Left lower lobe opacity, concerning for pneumonia.",
+}
+PREDS = {
+    "a": "Heart size is normal. Lungs are clear. No effusion.",
+    "b": "Heart is enlarged. Left pleural effusion.",
+    "c": "The lungs are clear. No pneumothorax.",
+}
+
+
+def test_normalize_like_r2gen():
+    assert normalize("The Heart is normal.. Lungs: clear; (no) effusion!") == "the heart is normal . lungs clear no effusion ."
+    assert normalize("1. No acute disease. 2. Stable cardiomegaly.") == "no acute disease . stable cardiomegaly ."
+    assert normalize("Left-sided XXXX opacity/scar.") == "left-sided xxxx opacityscar ."
+    assert placeholder_count(["fine", "the XXXX are normal", "XX"]) == 2
+
+
+def test_nlg_identical_to_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    refs = {k: normalize(v) for k, v in REFS.items()}
+    preds = {k: normalize(v) for k, v in PREDS.items()}
+    ours, per_case = nlg_scores(refs, preds)
+    gts, res = {k: [v] for k, v in sorted(refs.items())}, {k: [v] for k, v in sorted(preds.items())}
+    bleu, bleu_cases = Bleu(4).compute_score(gts, res, verbose=0)
+    assert [ours[f"BLEU-{n}"] for n in range(1, 5)] == bleu
+    assert ours["ROUGE-L"] == Rouge().compute_score(gts, res)[0]
+    assert ours["CIDEr"] == Cider().compute_score(gts, res)[0]
+    assert per_case["b"]["BLEU-4"] == bleu_cases[3][1]
+    if ours["METEOR"] is not None:
+        assert ours["METEOR"] == Meteor().compute_score(gts, res)[0]
+    assert nlg_scores({"x": "a b c d ."}, {"x": "a b c d ."})[0]["BLEU-4"] == pytest.approx(1.0)
+
+
+def test_meteor_unavailable_without_java(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    scores, _ = nlg_scores({"x": "the lungs are clear ."}, {"x": "lungs clear ."})
+    assert scores["METEOR"] is None and scores["BLEU-1"] > 0
+
+
+def test_clinical_scores():
+    summary, per_case = clinical_scores(REFS, PREDS)
+    obs = summary["per_observation"]
+    assert obs["Pleural Effusion"]["positives"] == 1 and obs["Pleural Effusion"]["recall"] == 1.0
+    assert obs["Cardiomegaly"]["f1"] == 1.0
+    assert obs["Pneumonia"]["recall"] == 0.0 and obs["Lung Opacity"]["recall"] == 0.0
+    assert per_case["b"]["CE-F1"] == 1.0 and per_case["c"]["CE-F1"] == 0.0
+    assert 0 < summary["micro"]["f1"] < 1
+
+
+def test_baselines_use_training_split_only():
+    train = [Case("t1", "train", "Lungs clear.", indication="Chest pain"),
+             Case("t2", "train", "Lungs clear.", indication="Fever and cough"),
+             Case("t3", "train", "Right lower lobe pneumonia.", indication="Fever, productive cough, XXXX")]
+    val = [Case("v1", "val", "x", indication="cough with fever"), Case("v2", "val", "y", indication="")]
+    assert constant_report(train) == "Lungs clear."
+    near = baseline_predictions("nearest-text", train, val)
+    assert near == {"v1": "Lungs clear.", "v2": "Lungs clear."}  # t2 matches best; no indication -> constant
+    val2 = [Case("v3", "val", "x", indication="productive cough")]
+    assert baseline_predictions("nearest-text", train, val2) == {"v3": "Right lower lobe pneumonia."}
+    r1, r2 = baseline_predictions("random", train, val, seed=1), baseline_predictions("random", train, val, seed=1)
+    assert r1 == r2 and set(r1.values()) <= {c.findings for c in train}
+
+
+def run(args, tmp_path):
+    env = {**os.environ, "XR_DATA_DIR": str(tmp_path / "d"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "xr", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+
+
+def test_eval_cli_baseline_and_predictions_agree(shared, tmp_path):
+    data = str(SHARED / "data" / "iu_xray")
+    base = run(["eval", "--data", data, "--split", "val", "--baseline", "constant", "--json"], tmp_path)
+    assert base.returncode == 0, base.stderr
+    b = json.loads(base.stdout)
+    assert b["studies"] == 296 and b["split"] == "val" and b["source"] == "baseline: constant"
+    assert 0 < b["nlg"]["BLEU-4"] < 0.5 and b["nlg"]["CIDEr"] > 0
+    from xr.data.iu_xray import load_iu
+
+    constant = constant_report(load_iu(SHARED / "data" / "iu_xray", "train"))
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps({"id": c.id, "report": constant}) + "\n" for c in load_iu(SHARED / "data" / "iu_xray", "val")))
+    md = run(["eval", "--data", data, "--split", "val", "--predictions", str(pred), "--per-case", str(tmp_path / "pc.jsonl")], tmp_path)
+    assert md.returncode == 0, md.stderr
+    assert "IU X-ray `val` split, 296 studies" in md.stdout and "| pred.jsonl |" in md.stdout
+    assert f"{b['nlg']['CIDEr']:.3f}" in md.stdout and f"{b['nlg']['BLEU-4']:.3f}" in md.stdout
+    per_case = [json.loads(x) for x in (tmp_path / "pc.jsonl").read_text().splitlines()]
+    assert len(per_case) == 296 and {"BLEU-4", "CIDEr", "CE-F1", "reference"} <= set(per_case[0])
+
+
+@pytest.mark.parametrize("content,reason", [
+    ('{"id": "nope", "report": "x"}\n', "not in the val split"),
+    ('{"id": "CXR2279_IM-0865"}\n', "expected a JSON object with 'id' and 'report'"),
+    ('not json\n', "line 1: expected a JSON object"),
+    ('{"id": "CXR2279_IM-0865", "report": "x"}\n', "295 of 296 val studies have no prediction"),
+])
+def test_eval_cli_bad_predictions(shared, tmp_path, content, reason):
+    (tmp_path / "p.jsonl").write_text(content)
+    r = run(["eval", "--data", str(SHARED / "data" / "iu_xray"), "--predictions", str(tmp_path / "p.jsonl")], tmp_path)
+    assert r.returncode == 2 and reason in r.stderr and len(r.stderr.strip().splitlines()) == 1

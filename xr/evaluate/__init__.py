@@ -1,0 +1,1 @@
+"""Evaluation: how the field measures report quality, and the floors every model must beat."""
