@@ -16,7 +16,8 @@ from db.session import engine_for  # noqa: E402
 from xr import store  # noqa: E402
 from xr.config import settings  # noqa: E402
 from xr.ingest import IngestError  # noqa: E402
-from xr.visualize import overlay  # noqa: E402
+from xr.draft.result import unrle  # noqa: E402
+from xr.visualize import mask_overlay, overlay  # noqa: E402
 from xr.workstation import LOCAL_USER, Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
@@ -25,6 +26,14 @@ DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read a
 
 def _fail(e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
+
+
+def _measure_caption(v) -> str:
+    caption = f"View {v.index + 1}: {v.view} ({'DICOM tag' if v.view_source == 'dicom' else 'from the image'})"
+    if v.measurements and v.measurements.get("ctr") is not None:
+        ctr = v.measurements["ctr"]
+        caption += f" · CTR estimate {ctr:.2f} (from lung borders; reads lower than a measured CTR)"
+    return caption
 
 
 def build_app(ws: Workstation | None = None) -> gr.Blocks:
@@ -51,13 +60,15 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
         d = result.draft
         views = [(overlay(im.pixels, v.fusion_weights), f"View {v.index + 1}: {v.view}")
                  for im, v in zip(result.study.images, d.views)]
+        masks = [(mask_overlay(im.pixels, unrle(v.lung_mask)), _measure_caption(v))
+                 for im, v in zip(result.study.images, d.views) if v.lung_mask]
         similar = [(Image.open(ws.drafter.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
                    for c in d.similar_cases if c.thumb]
         text_cases = "\n".join(f"- **{c.case_id}** ({c.via}, {c.similarity:.2f}): {c.report}"
                                for c in d.similar_cases)
         status = (f"Study #{result.study_id} drafted by {d.model} {d.model_version} "
                   f"in {d.timings['total_ms']:.0f} ms. " + " ".join(d.notes))
-        return (result.study_id, views, d.report, dict(d.findings), similar, text_cases, status,
+        return (result.study_id, views, masks, d.report, dict(d.findings), similar, text_cases, status,
                 store.history(s, result.study_id))
 
     def api_save(study_id: float, text: str) -> dict:
@@ -97,8 +108,12 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                 draft_btn = gr.Button("Draft report", variant="primary")
                 findings = gr.Label(label="Finding probabilities", num_top_classes=8)
             with gr.Column(scale=2):
-                views = gr.Gallery(label="Views with fusion-weight heatmaps (red = drove the draft most)",
-                                   columns=2, height=420, object_fit="contain")
+                with gr.Tab("Heatmaps"):
+                    views = gr.Gallery(label="Views with fusion-weight heatmaps (red = drove the draft most)",
+                                       columns=2, height=420, object_fit="contain")
+                with gr.Tab("Lung masks and measurements"):
+                    masks = gr.Gallery(label="Lung masks; cardiothoracic ratio estimated from them (frontal views)",
+                                       columns=2, height=420, object_fit="contain")
                 report = gr.Textbox(label="Report (editable)", lines=10, interactive=True)
                 with gr.Row():
                     save_btn = gr.Button("Save draft")
@@ -111,7 +126,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             hist = gr.JSON(label="Draft, edits and approvals")
 
         draft_btn.click(ui_draft, [files, indication],
-                        [study_id, views, report, findings, similar, similar_text, status, hist],
+                        [study_id, views, masks, report, findings, similar, similar_text, status, hist],
                         api_visibility="private")
         save_btn.click(ui_save, [study_id, report], [status, hist], api_visibility="private")
         approve_btn.click(ui_approve, [study_id, report], [status, hist], api_visibility="private")

@@ -30,6 +30,13 @@ def test_draft_json_two_views(tmp_path, nih_pixels):
         assert key in out
     assert out["report"].startswith("FINDINGS:") and "XXXX" not in out["report"]
     assert [v["view"] for v in out["views"]] == ["frontal", "lateral"]
+    assert [v["view_source"] for v in out["views"]] == ["dicom", "dicom"]
+    assert 0.2 < out["views"][0]["measurements"]["ctr"] < 1.0 and out["views"][1]["measurements"] is None
+    from xr.draft.result import unrle
+
+    mask = unrle(out["views"][0]["lung_mask"])
+    assert mask.shape == (512, 512) and 0.15 < mask.mean() < 0.5
+    assert "Cardiomegaly" in out["findings"] and "Support Devices" not in out["findings"]
     assert set(out["fusion_weights"]) == {"0", "1"}
     assert 0.0 <= min(out["findings"].values()) and max(out["findings"].values()) <= 1.0
     assert {"ingest_ms", "encode_ms", "total_ms"} <= set(out["timings"])

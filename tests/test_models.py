@@ -10,7 +10,7 @@ from PIL import Image
 from tests.conftest import NIH
 from xr.assets import digest
 from xr.config import ASSETS
-from xr.encode.encoder import ImageEncoder
+from xr.encode.vision import VisionEncoder
 from xr.encode.lung_unet import LungUNet
 from xr.encode.transforms import Compose, Resize, ScaleIntensity
 from xr.retrieve.library import CaseLibrary
@@ -50,7 +50,7 @@ def test_save_and_reload_roundtrip(tmp_path):
 
 def test_library_image_finds_itself(shared):
     library = CaseLibrary()
-    encoder = ImageEncoder()
+    encoder = VisionEncoder()
     row = next(i for i, im in enumerate(library.images) if im["case"] == "nih:00000100_000")
     pixels = np.asarray(Image.open(NIH / "00000100_000.png").convert("L"))
     hits = library.search_images(encoder.encode([pixels])[0].pooled, k=3)

@@ -73,6 +73,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vision_encoder():
+    from xr.config import settings
+    from xr.encode.cache import FeatureCache
+    from xr.encode.vision import VisionEncoder
+
+    return VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+
+
+def cmd_train_findings(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.encode.train_findings import train
+
+    info = train(Path(args.nih), Path(args.iu) if args.iu else None, Path(args.out or ASSETS / "finding_head"),
+                 _vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_eval_findings(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.encode.finding_head import FindingHead
+    from xr.encode.train_findings import evaluate_folder, format_markdown
+
+    if not (Path(args.data) / "labels.csv").exists():
+        raise UserError(f"{args.data}: no labels.csv (expected the NIH ChestX-ray14 layout: labels.csv + images/)")
+    head = FindingHead.from_pretrained(Path(args.head or ASSETS / "finding_head"))
+    result = evaluate_folder(Path(args.data), head, _vision_encoder(), args.split,
+                             progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result) if args.json else format_markdown(result))
+    return 0
+
+
+def cmd_bench_encoders(args: argparse.Namespace) -> int:
+    from xr.bench import bench_encoders, format_encoders
+    from xr.ingest import load_study
+
+    study = load_study([args.image])
+    result = bench_encoders(study.images[0].pixels, repeats=args.repeats)
+    print(json.dumps(result) if args.json else format_encoders(result))
+    return 0
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     from xr.assets import refresh
 
@@ -118,6 +160,26 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("--per-case", metavar="OUT.jsonl", help="also write per-case scores")
     v.set_defaults(fn=cmd_eval)
+
+    t = sub.add_parser("train-findings", help="train the finding head (reproduces assets/finding_head)")
+    t.add_argument("--nih", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    t.add_argument("--iu", help="IU X-ray folder: its train-split images with report labels are added")
+    t.add_argument("--out", default=None)
+    t.set_defaults(fn=cmd_train_findings)
+
+    ef = sub.add_parser("eval-findings", help="AUC, calibration and CTR check of the finding head on a labelled folder")
+    ef.add_argument("--data", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    ef.add_argument("--split", choices=("val", "train", "all"), default="val",
+                    help="val/train: the patient-disjoint parts used in training; all: every image (another dataset)")
+    ef.add_argument("--head", default=None)
+    ef.add_argument("--json", action="store_true")
+    ef.set_defaults(fn=cmd_eval_findings)
+
+    be = sub.add_parser("bench-encoders", help="time each image encoder on this machine (prints p50/p95)")
+    be.add_argument("image", help="a radiograph to encode (PNG, JPEG or DICOM)")
+    be.add_argument("--repeats", type=int, default=10)
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(fn=cmd_bench_encoders)
 
     m = sub.add_parser("manifest", help="recompute the sha256 of every shipped file in assets/MANIFEST.json")
     m.set_defaults(fn=cmd_manifest)

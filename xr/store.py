@@ -138,6 +138,13 @@ def _revise(session: Session, study_id: int, text: str, user: User, tags: list[s
     return rev
 
 
+def _study(session: Session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StoreError(f"no study {study_id}")
+    return study
+
+
 def _check_text(text: str) -> str:
     text = (text or "").strip()
     if not text:
@@ -150,9 +157,7 @@ def _check_text(text: str) -> str:
 def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: list[str] = ()) -> int | None:
     text = _check_text(text)
     with transaction(s.database_url) as session:
-        study = session.get(Study, study_id)
-        if study is None:
-            raise StoreError(f"no study {study_id}")
+        study = _study(session, study_id)
         user = user_row(session, actor)
         rev = _revise(session, study_id, text, user, list(tags))
         audit(session, user, "edit", study, revision=rev.id if rev else None)
@@ -163,9 +168,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor) -> int:
     """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten."""
     text = _check_text(text)
     with transaction(s.database_url) as session:
-        study = session.get(Study, study_id)
-        if study is None:
-            raise StoreError(f"no study {study_id}")
+        study = _study(session, study_id)
         user = user_row(session, actor)
         if user.role not in ("radiologist", "admin"):
             raise StoreError(f"role '{user.role}' cannot approve reports")
@@ -183,9 +186,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor) -> int:
 def history(s: Settings, study_id: int) -> list[dict]:
     """Draft, revisions and approvals of a study in time order, for the history panel."""
     with transaction(s.database_url) as session:
-        study = session.get(Study, study_id)
-        if study is None:
-            raise StoreError(f"no study {study_id}")
+        study = _study(session, study_id)
         rows = [(d.created_at, "draft", f"{d.model} {d.model_version}", d.text) for d in study.drafts]
         rows += [(r.created_at, "edit", r.user.name, r.text) for r in study.revisions]
         rows += [(a.approved_at, "approval", a.user.name, a.text) for a in study.approvals]

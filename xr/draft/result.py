@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class SimilarCase:
@@ -17,9 +19,12 @@ class SimilarCase:
 @dataclass
 class ViewResult:
     index: int
-    view: str
+    view: str  # "frontal" or "lateral"
+    view_source: str  # "dicom" (ViewPosition) or "image" (read off the lung mask)
     content_hash: str
     fusion_weights: list[list[float]]  # grid over the image, 0..1: how much each region drove the draft
+    measurements: dict | None  # lung fraction, cardiothoracic ratio estimate (frontal views)
+    lung_mask: dict | None  # run-length encoded mask: {"size": [h, w], "counts": [zeros, ones, zeros, ...]}
 
 
 @dataclass
@@ -47,3 +52,20 @@ class Draft:
 
 def compose_report(findings: str, impression: str) -> str:
     return f"FINDINGS: {findings.strip()}\n\nIMPRESSION: {impression.strip()}".strip()
+
+
+def rle(mask) -> dict:
+    """Row-major run lengths, starting with a run of zeros (COCO's uncompressed RLE, but row-major)."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0]:
+        counts = [0] + counts
+    return {"size": list(np.asarray(mask).shape), "counts": counts}
+
+
+def unrle(encoded: dict) -> np.ndarray:
+    counts = np.asarray(encoded["counts"], dtype=np.int64)
+    values = np.arange(len(counts)) % 2 == 1
+    return np.repeat(values, counts).reshape(encoded["size"])

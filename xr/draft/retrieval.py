@@ -1,9 +1,9 @@
 """The retrieval drafter: the first real drafter, before the DFFG generator.
 
-Finding probabilities are a similarity-weighted vote of the nearest library images, shrunk towards the
-library's base rates; the report is the library report whose findings are most probable under them
-(ties broken by the indication and by how typical its wording is). Nothing is written by hand here:
-every sentence comes from a real past report.
+Finding probabilities come from the finding head on the frontal views (it was trained on frontal
+films); findings it was not trained for get the report library's base rate. The report is the library
+report whose findings are most probable under them (ties broken by the indication and by how typical
+its wording is). Nothing is written by hand here: every sentence comes from a real past report.
 """
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from collections import Counter
 
 import numpy as np
 
-from xr.draft.result import Draft, SimilarCase, ViewResult
-from xr.encode.encoder import ImageEncoder
+from xr.config import ASSETS, settings
+from xr.draft.result import Draft, SimilarCase, ViewResult, rle
+from xr.encode.cache import FeatureCache
+from xr.encode.finding_head import FindingHead
+from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
 from xr.retrieve.library import CaseLibrary, embed
@@ -28,16 +31,16 @@ def words(text: str) -> set[str]:
 
 class RetrievalDrafter:
     model = "retrieval-knn"
-    version = "0.1.0"
+    version = "0.2.0"
 
-    def __init__(self, encoder: ImageEncoder | None = None, library: CaseLibrary | None = None,
-                 k: int = 15, temperature: float = 0.05, prior_weight: float = 3.0) -> None:
-        self.encoder = encoder or ImageEncoder()
+    def __init__(self, encoder: VisionEncoder | None = None, library: CaseLibrary | None = None,
+                 head: FindingHead | None = None, k: int = 15, temperature: float = 0.05) -> None:
+        self.encoder = encoder or VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
         self.library = library or CaseLibrary()
-        self.k, self.temperature, self.prior_weight = k, temperature, prior_weight
-        image_cases = sorted({im["case"] for im in self.library.images})
-        self.prior = self.library.label_matrix([self.library.by_id[c] for c in image_cases]).mean(0)
+        self.head = head or FindingHead.from_pretrained(ASSETS / "finding_head")
+        self.k, self.temperature = k, temperature
         reports = self.library.reports
+        self.base_rate = self.library.report_labels.mean(0)
         self.report_words = [words(r["indication"]) for r in reports]
         df = Counter(w for r in reports for w in words(r["findings"] + " " + r["impression"]))
         typ = np.array([np.mean([df[w] for w in words(r["findings"] + " " + r["impression"])] or [0]) for r in reports])
@@ -46,27 +49,32 @@ class RetrievalDrafter:
 
     def draft(self, study: IngestedStudy, indication: str = "") -> Draft:
         t0 = time.perf_counter()
-        encoded = self.encoder.encode([im.pixels for im in study.images])
+        feats = self.encoder.encode([im.pixels for im in study.images], [im.content_hash for im in study.images])
         t1 = time.perf_counter()
 
-        votes, weight_sum, hits = np.zeros(len(FINDINGS)), 0.0, {}
-        views = []
-        for i, (im, enc) in enumerate(zip(study.images, encoded)):
-            neighbours = self.library.search_images(enc.pooled, self.k)
+        views, hits = [], {}
+        for i, (im, f) in enumerate(zip(study.images, feats)):
+            m = f.measurements()
+            view, source = (im.view, "dicom") if im.view != "unknown" else (
+                "frontal" if m.looks_frontal else "lateral", "image")
+            neighbours = self.library.search_images(f.pooled, self.k)
             sims = np.array([n.similarity for n in neighbours])
             w = np.exp((sims - sims.max()) / self.temperature)
-            w = w / w.sum() * len(neighbours)
-            for n, wi in zip(neighbours, w):
-                votes += wi * self.library.labels_of(n.case_id)
+            centre = (w / w.sum()) @ self.library.embeddings[[n.row for n in neighbours]]
+            heat = embed(f.regions, self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
+            heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
+            for n in neighbours:
                 if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
                     hits[n.case_id] = n
-            weight_sum += w.sum()
-            centre = w @ self.library.embeddings[[n.row for n in neighbours]]
-            heat = embed(enc.regions, self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
-            heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
-            views.append(ViewResult(i, im.view, im.content_hash, np.round(heat, 3).tolist()))
-        probs = (votes + self.prior_weight * self.prior * len(study.images)) / (
-            weight_sum + self.prior_weight * len(study.images))
+            measurements = {"lung_fraction": round(m.lung_fraction, 4),
+                            "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
+            views.append(ViewResult(i, view, source, im.content_hash, np.round(heat, 3).tolist(), measurements,
+                                    rle(f.mask)))
+        frontal = [f for f, v in zip(feats, views) if v.view == "frontal"] or feats
+        head_probs = self.head.probabilities(frontal).mean(0)
+        probs = self.base_rate.copy()
+        for j, name in enumerate(self.head.config.findings):
+            probs[FINDINGS.index(name)] = head_probs[j]
         t2 = time.perf_counter()
 
         best, agreement = self._choose_report(probs, indication)
@@ -76,17 +84,20 @@ class RetrievalDrafter:
                                self._report_text(self.library.by_id[n.case_id]), n.thumb)
                    for n in sorted(hits.values(), key=lambda n: -n.similarity)[:5]]
         similar.append(SimilarCase(best["id"], round(agreement, 4), "report", best["labels"], self._report_text(best)))
+        notes = ["Retrieval draft: the text is the library report that best matches the finding probabilities. "
+                 "Heatmaps show which regions drove the image match."]
+        if not any(v.view == "frontal" for v in views):
+            notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
         return Draft(
             findings_text=best["findings"],
             impression=best["impression"],
-            findings={f: round(float(p), 4) for f, p in zip(FINDINGS, probs)},
+            findings={name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.head.config.findings},
             views=views,
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
             timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3},
-            notes=["Retrieval draft: finding probabilities from the nearest library images; the text is the "
-                   "library report that best matches them. Heatmaps show which regions drove the match."],
+            notes=notes,
         )
 
     def _choose_report(self, probs: np.ndarray, indication: str) -> tuple[dict, float]:

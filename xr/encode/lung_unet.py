@@ -74,6 +74,10 @@ class LungUNet(Pretrained):
         return self._stages(x)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.segment_and_encode(x)[0]
+
+    def segment_and_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lung logits (B,2,H,W) and the deepest encoder features (B,512,H/16,W/16) from one pass."""
         s1, s2, s3, s4, s5 = self._stages(x)
         d = self.center(F.max_pool2d(s5, 2))
         d = self.dec5(torch.cat([d, s5], 1))
@@ -81,4 +85,4 @@ class LungUNet(Pretrained):
         d = self.dec3(torch.cat([d, s3], 1))
         d = self.dec2(torch.cat([d, s2], 1))
         d = self.dec1(torch.cat([d, s1], 1))
-        return self.out(d)
+        return self.out(d), s5

@@ -30,9 +30,14 @@ class IngestedImage:
 
     @property
     def content_hash(self) -> str:
-        h = hashlib.sha256(f"{self.pixels.shape[0]}x{self.pixels.shape[1]}:".encode())
-        h.update(np.ascontiguousarray(self.pixels).tobytes())
-        return h.hexdigest()
+        return pixel_hash(self.pixels)
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """Identity of an image by its display pixels: the same picture from a PNG or a DICOM hashes alike."""
+    h = hashlib.sha256(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode())
+    h.update(np.ascontiguousarray(pixels).tobytes())
+    return h.hexdigest()
 
 
 def to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:

@@ -12,9 +12,12 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import save_file
 
+from xr.config import settings
 from xr.data.iu_xray import load_reports, load_split
 from xr.data.nih import load_nih
-from xr.encode.encoder import ImageEncoder
+from xr.encode.batch import encode_files
+from xr.encode.cache import FeatureCache
+from xr.encode.vision import VisionEncoder
 from xr.findings import complete
 from xr.retrieve.library import embed
 
@@ -31,7 +34,7 @@ def _thumb(path: Path, out: Path) -> None:
     im.save(out, quality=85)
 
 
-def build_library(shared: Path, out: Path, batch: int = 16, progress=print) -> dict:
+def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> dict:
     data = shared / "data"
     out.mkdir(parents=True, exist_ok=True)
     (out / "thumbs").mkdir(exist_ok=True)
@@ -53,15 +56,13 @@ def build_library(shared: Path, out: Path, batch: int = 16, progress=print) -> d
                       "labels": complete(n.labels), "indication": "", "findings": "", "impression": ""})
         images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", "frontal"))
 
-    encoder = ImageEncoder()
-    pooled = []
-    for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
-        pixels = [np.asarray(Image.open(p).convert("L")) for _, p, _, _ in chunk]
-        pooled.extend(e.pooled for e in encoder.encode(pixels))
-        for _, p, thumb, _ in chunk:
-            _thumb(p, out / "thumbs" / thumb)
-        progress(f"encoded {min(i + batch, len(images))}/{len(images)} images")
+    encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+    feats = encode_files(encoder, [p for _, p, _, _ in images], batch=batch, progress=progress)
+    pooled = [f.pooled for f in feats]
+    images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"))
+              for (ci, p, t, v), f in zip(images, feats)]
+    for _, p, thumb, _ in images:
+        _thumb(p, out / "thumbs" / thumb)
 
     with open(out / "cases.jsonl", "w") as f:
         for c in cases:
