@@ -19,6 +19,7 @@ if [ ! -f "$STAMP" ]; then
     "${PIP[@]}" torch==2.13.0
   fi
   "${PIP[@]}" -r "$ROOT/$REQS"
+  "${PIP[@]}" --no-deps -r "$ROOT/requirements-nodeps.txt"
   touch "$STAMP"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

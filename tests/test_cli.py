@@ -74,3 +74,17 @@ def test_export_edits_empty(tmp_path):
 def test_formats_lists_transfer_syntaxes(tmp_path):
     r = run(["formats"], tmp_path / "d")
     assert r.returncode == 0 and "yes  RLE Lossless" in r.stdout and "yes  JPEG 2000 Image Compression" in r.stdout
+
+
+def test_dffg_drafter_behind_the_switch(tmp_path, nih_pixels):
+    p = tmp_path / "a.png"
+    Image.fromarray(nih_pixels).save(p)
+    env_extra = {"XR_DRAFTER": "dffg"}
+    env = {**os.environ, **env_extra, "XR_DATA_DIR": str(tmp_path / "d"), "XR_SALT": "t", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "xr", "draft", str(p), "--json", "--indication", "cough"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "dffg" and out["findings_text"].strip() and "XXXX" not in out["report"].upper()
+    grid = out["fusion_weights"]["0"]
+    assert len(grid) == 16 and all(0.0 <= v <= 1.0 for row in grid for v in row)

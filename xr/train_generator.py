@@ -1,0 +1,282 @@
+"""Train and evaluate the DFFG generator on IU X-ray (R2Gen split). Entry points: `train(...)`,
+`evaluate_modes(...)`.
+
+Training data: the `train` split's FINDINGS (+ IMPRESSION) as targets, teacher forcing. Inputs per case,
+each dropped at random (modality dropout) so the model works without any of them:
+  indication (words + MiniLM embedding); finding prompt = the reference's labeler labels with noise, or
+  the labels of the retrieved reports (what text mode gives at test time); k reports retrieved by the
+  indication's MiniLM embedding from the other training cases (never the case itself); the views'
+  regional features where the study has images (only 4 train studies here).
+Model selection: val CIDEr of greedy decoding in text mode after every epoch; early stopping.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xr.data.iu_xray import load_iu
+from xr.decode.beam import beam_search, greedy
+from xr.decode.model import DFFGConfig, DFFGModel
+from xr.decode.vocab import Vocabulary
+from xr.draft.dffg import DFFG_DIR, FRONTAL, LATERAL, Example, ReportMemory, TextEmbedder, collate, informative
+from xr.evaluate.labeler import POSITIVE, label_report
+from xr.evaluate.text import normalize
+from xr.findings import FINDINGS
+
+IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+
+
+def labels_vector(text: str) -> np.ndarray:
+    lab = label_report(text)
+    return np.array([lab.get(f) == POSITIVE for f in FINDINGS], dtype=np.float32)
+
+
+def image_features(case, encoder) -> tuple[list[np.ndarray], list[int]]:
+    from PIL import Image
+    if not case.image_paths:
+        return [], []
+    pix = [np.asarray(Image.open(p).convert("L")) for p in case.image_paths]
+    feats = encoder.encode(pix)
+    return [f.regions for f in feats], [FRONTAL if f.measurements().looks_frontal else LATERAL for f in feats]
+
+
+class Data:
+    """Everything training and evaluation need, computed once: vocabulary, retrieval memory, the
+    MiniLM embeddings of every indication, labels, neighbours, image features."""
+
+    def __init__(self, root: Path = IU_ROOT, k: int = 3, log=print) -> None:
+        t = time.time()
+        self.train = load_iu(root, "train")
+        self.val = load_iu(root, "val")
+        self.vocab = Vocabulary.build([c.findings + " " + c.impression for c in self.train],
+                                      [c.indication for c in self.train], min_freq=3)
+        emb = TextEmbedder()
+        self.embedder = emb
+        self.train_q = self._embed(emb, self.train)
+        self.val_q = self._embed(emb, self.val)
+        f_emb = emb([c.findings for c in self.train])
+        centre = f_emb.mean(0)
+        typical = np.argsort(-(f_emb @ centre))[:50]
+        labels = np.stack([labels_vector(c.findings) for c in self.train])
+        ind_emb = np.stack([q if q is not None else np.zeros(384, np.float32) for q in self.train_q])
+        self.memory = ReportMemory([c.id for c in self.train], [c.findings for c in self.train],
+                                   [c.impression for c in self.train], ind_emb, labels, typical)
+        self.train_labels = labels
+        self.val_labels = np.stack([labels_vector(c.findings) for c in self.val])
+        self.k = k
+        self.train_nb = [self.memory.by_text(q, 2 * k, exclude=i) for i, q in enumerate(self.train_q)]
+        self.val_nb = [self.memory.by_text(q, k) for q in self.val_q]
+        self.images: dict[str, tuple[list, list]] = {}
+        with_images = [c for c in self.train + self.val if c.image_paths]
+        if with_images:
+            from xr.encode.vision import VisionEncoder
+            enc = VisionEncoder()
+            for c in with_images:
+                self.images[c.id] = image_features(c, enc)
+        log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} val, vocab {len(self.vocab)}, "
+            f"{len(self.images)} studies with images")
+
+    @staticmethod
+    def _embed(emb: TextEmbedder, cases) -> list:
+        ok = [i for i, c in enumerate(cases) if informative(c.indication)]
+        e = emb([cases[i].indication for i in ok])
+        out = [None] * len(cases)
+        for i, v in zip(ok, e):
+            out[i] = v
+        return out
+
+    # ---- examples ------------------------------------------------------------------------------
+    def train_example(self, i: int, rng: random.Random, p_true: float = 0.5, p_retrieved: float = 0.35) -> Example:
+        c = self.train[i]
+        nb = self.train_nb[i]
+        pick = sorted(rng.sample(range(len(nb)), self.k)) if rng.random() < 0.5 else list(range(self.k))
+        rows = [nb[j] for j in pick]
+        ex = Example(target=self.vocab.encode_target(c.findings, c.impression, 100))
+        if self.train_q[i] is not None and rng.random() > 0.25:
+            ex.indication, ex.indication_emb = c.indication, self.train_q[i]
+        r = rng.random()
+        if r < p_true:
+            y = self.train_labels[i]
+            p = np.where(y > 0, np.random.uniform(0.65, 1.0, y.shape), np.random.uniform(0.0, 0.25, y.shape))
+            flip = np.random.random(y.shape) < 0.03
+            ex.prompt = np.where(flip, 1 - p, p).astype(np.float32)
+        elif r < p_true + p_retrieved:
+            ex.prompt = self.memory.prompt_from(rows)
+        if rng.random() > 0.1:
+            ex.retrieved = [self.memory.findings[r] for r, _ in rows if rng.random() > 0.15]
+        if c.id in self.images:
+            regs, vts = self.images[c.id]
+            keep = [j for j in range(len(regs)) if rng.random() > 0.3] if rng.random() > 0.2 else []
+            ex.regions, ex.view_types = [regs[j] for j in keep], [vts[j] for j in keep]
+        return ex
+
+    def val_example(self, i: int, mode: str) -> Example:
+        """mode: "text" (indication + retrieved reports, prompt from their labels), "oracle" (prompt =
+        the reference's labels), "image" (text inputs + the study's views)."""
+        c = self.val[i]
+        rows = self.val_nb[i]
+        ex = Example(retrieved=[self.memory.findings[r] for r, _ in rows])
+        if self.val_q[i] is not None:
+            ex.indication, ex.indication_emb = c.indication, self.val_q[i]
+        ex.prompt = self.val_labels[i] if mode == "oracle" else self.memory.prompt_from(rows)
+        if mode == "image" and c.id in self.images:
+            ex.regions, ex.view_types = self.images[c.id]
+        return ex
+
+
+def cider(refs: dict[str, str], preds: dict[str, str]) -> float:
+    from pycocoevalcap.cider.cider import Cider
+    ids = sorted(refs)
+    score, _ = Cider().compute_score({i: [normalize(refs[i])] for i in ids}, {i: [normalize(preds[i])] for i in ids})
+    return float(score)
+
+
+def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, beam: int = 1, batch: int = 64,
+             **kw) -> dict[str, str]:
+    model.eval()
+    allowed = data.vocab.output_mask()
+    out = {}
+    for s in range(0, len(idx), batch):
+        chunk = idx[s:s + batch]
+        exs = [data.val_example(i, mode) for i in chunk]
+        if beam == 1:
+            b = collate(exs, data.vocab, model.config)
+            with torch.inference_mode():
+                seqs = greedy(model, model.encode(b), allowed, **kw)
+        else:
+            seqs = []
+            for ex in exs:
+                b = collate([ex], data.vocab, model.config)
+                with torch.inference_mode():
+                    seqs.append(beam_search(model, model.encode(b), allowed, beam=beam, **kw))
+        for i, sq in zip(chunk, seqs):
+            out[data.val[i].id] = data.vocab.decode(sq)[0]
+    return out
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    """Training loss and val CIDEr per epoch, drawn with PIL (no matplotlib here)."""
+    from PIL import Image, ImageDraw
+    W, H, m = 720, 360, 50
+    im = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(im)
+    d.rectangle([m, m, W - m, H - m], outline="black")
+    ep = [h["epoch"] for h in history]
+    n = max(ep)
+
+    def series(vals, colour, label, y0):
+        lo, hi = min(vals), max(vals)
+        hi = hi if hi > lo else lo + 1e-6
+        pts = [(m + (e - 1) / max(n - 1, 1) * (W - 2 * m), H - m - (v - lo) / (hi - lo) * (H - 2 * m)) for e, v in zip(ep, vals)]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        for p in pts:
+            d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
+        d.text((m + 5, y0), f"{label}: {lo:.3f} .. {hi:.3f}", fill=colour)
+
+    series([h["train_loss"] for h in history], "blue", "train loss (left scale, min..max)", 8)
+    series([h["val_cider"] for h in history], "red", "val CIDEr, greedy, text mode (min..max)", 24)
+    d.text((W // 2 - 30, H - m + 10), f"epoch 1 .. {n}", fill="black")
+    im.save(path)
+
+
+def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 30, batch_size: int = 32, lr: float = 5e-4,
+          d: int = 256, n_layers: int = 3, k: int = 3, patience: int = 4, seed: int = 0, threads: int = 2,
+          max_minutes: float = 25.0, val_subset: int = 296, data: Data | None = None, log=print,
+          text_gate_floor: float = 0.2, aux_label_weight: float = 0.5, p_true_prompt: float = 0.7,
+          p_retrieved_prompt: float = 0.2) -> dict:
+    """Train on IU `train`, select on IU `val` CIDEr (greedy, text mode), save to `out_dir`
+    (config.json, model.safetensors fp16, vocab.json, retrieval.*, history.json, training_curve.png).
+    Prompt fixes (the original shipped model ignored the finding prompt): `text_gate_floor` floors the
+    text-token gates, `aux_label_weight` adds a label head on the decoder states (BCE vs reference labels),
+    `p_true_prompt` / `p_retrieved_prompt`: how often the training prompt is the (noisy) reference labels /
+    the retrieved reports' labels (originally 0.5 / 0.35; 0.0 / 0.0 / 0.5 / 0.35 = original training)."""
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    data = data or Data(root, k=k, log=log)
+    config = DFFGConfig(vocab_size=len(data.vocab), d=d, n_layers=n_layers, k=k, text_gate_floor=text_gate_floor,
+                        aux_label_weight=aux_label_weight)
+    model = DFFGModel(config)
+    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    order = list(range(len(data.train)))
+    order += [i for i, c in enumerate(data.train) if c.id in data.images] * 5  # the few image studies, oversampled
+    steps_per_epoch = (len(order) + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    val_idx = list(range(len(data.val)))[:val_subset]
+    refs = {data.val[i].id: data.val[i].findings for i in val_idx}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best, best_epoch, history, t0 = -1.0, 0, [], time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        rng.shuffle(order)
+        losses = []
+        for s in range(0, len(order), batch_size):
+            ids = order[s:s + batch_size]
+            b = collate([data.train_example(i, rng, p_true_prompt, p_retrieved_prompt) for i in ids], data.vocab, config)
+            b["labels"] = torch.from_numpy(data.train_labels[ids])
+            loss = model(b)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        preds = generate(model, data, val_idx, "text", beam=1, max_len=100, min_len=12)
+        score = cider(refs, preds)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_cider": score,
+                        "minutes": (time.time() - t0) / 60})
+        log(f"epoch {epoch}: loss {np.mean(losses):.3f}  val CIDEr (greedy, text) {score:.3f}  {(time.time() - t0) / 60:.1f} min")
+        if score > best:
+            best, best_epoch = score, epoch
+            model.save_pretrained(out_dir, dtype=torch.float16)
+        if epoch - best_epoch >= patience or (time.time() - t0) / 60 > max_minutes:
+            log("early stop" if epoch - best_epoch >= patience else "time budget reached")
+            break
+    data.vocab.save(out_dir / "vocab.json")
+    data.memory.save(out_dir)
+    (out_dir / "history.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch, "best_val_cider": best,
+                                                      "seed": seed, "minutes": (time.time() - t0) / 60}, indent=1) + "\n")
+    plot_curve(history, out_dir / "training_curve.png")
+    return {"best_epoch": best_epoch, "best_val_cider": best, "history": history, "minutes": (time.time() - t0) / 60}
+
+
+def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("text", "oracle", "image"),
+                   ablation_modes=("text", "oracle"), beam: int = 3, data: Data | None = None, threads: int = 2,
+                   log=print) -> dict:
+    """Beam-search drafts for every val study in each mode, scored with `xr.evaluate.run.evaluate`.
+    Ablation: the fusion of the trained model switched to fixed 0.5 gates, visual-only, text-only."""
+    from xr.evaluate.run import evaluate
+    torch.set_num_threads(threads)
+    data = data or Data(root, log=log)
+    model = DFFGModel.from_pretrained(directory)
+    results = {}
+    kw = dict(beam=beam, max_len=100, min_len=12, no_repeat=3)
+    for mode in modes:
+        idx = list(range(len(data.val))) if mode != "image" else [i for i, c in enumerate(data.val) if c.id in data.images]
+        if not idx:
+            continue
+        cases = [data.val[i] for i in idx]
+        model.fusion.mode = "dynamic"
+        preds = generate(model, data, idx, mode, **kw)
+        results[f"{mode}/dynamic"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode")
+        if mode == "image":  # the same studies without their images, for comparison
+            preds = generate(model, data, idx, "text", **kw)
+            results["image/without-images"] = evaluate("IU X-ray", "val", cases, preds, "DFFG same studies, text mode")
+        if mode in ablation_modes:
+            for fm in ("fixed", "visual", "text"):
+                model.fusion.mode = fm
+                preds = generate(model, data, idx, mode, **kw)
+                results[f"{mode}/{fm}"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode, fusion={fm}")
+            model.fusion.mode = "dynamic"
+        log(f"{mode} done")
+    return results
