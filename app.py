@@ -62,10 +62,10 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                  for im, v in zip(result.study.images, d.views)]
         masks = [(mask_overlay(im.pixels, unrle(v.lung_mask)), _measure_caption(v))
                  for im, v in zip(result.study.images, d.views) if v.lung_mask]
-        similar = [(Image.open(ws.drafter.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
+        similar = [(Image.open(ws.index.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
                    for c in d.similar_cases if c.thumb]
-        text_cases = "\n".join(f"- **{c.case_id}** ({c.via}, {c.similarity:.2f}): {c.report}"
-                               for c in d.similar_cases)
+        text_cases = "\n".join(f"- **{c.case_id}** ({c.via}, {c.similarity:.2f}; shares: "
+                               f"{', '.join(c.shared_findings) or 'none'}): {c.report}" for c in d.similar_cases)
         status = (f"Study #{result.study_id} drafted by {d.model} {d.model_version} "
                   f"in {d.timings['total_ms']:.0f} ms. " + " ".join(d.notes))
         return (result.study_id, views, masks, d.report, dict(d.findings), similar, text_cases, status,
@@ -80,7 +80,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
 
     def api_approve(study_id: float, text: str) -> dict:
         try:
-            approval = store.approve(s, int(study_id), text, LOCAL_USER)
+            approval = ws.approve(int(study_id), text, LOCAL_USER)
         except (store.StoreError, TypeError, ValueError) as e:
             raise _fail(e) from None
         return {"study_id": int(study_id), "approval_id": approval, "status": "approved"}
@@ -151,6 +151,8 @@ def main() -> None:
     engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
     ws = Workstation(s)
     ws.drafter  # load the models now, not on the first user's click
+    ws.index.sync(s)  # the approved studies of the similar-case library
+    ws.index.embed_text([""])  # and its text encoder
     build_app(ws).launch(server_name=s.host, server_port=s.port)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -107,6 +107,23 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | export | login
+    action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | library | export | login
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LibraryCase(Base):
+    """An approved study in the similar-case library. Only what search needs: the salted study (by id),
+    the approval it mirrors, embeddings, labels and the approved text; never pixels or header text (the
+    pixels could carry burned-in names). One row per study: an amendment replaces it."""
+    __tablename__ = "library_cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"))
+    image_encoder: Mapped[str] = mapped_column(String(32))  # vectors from another encoder are not comparable
+    image_features: Mapped[bytes] = mapped_column(LargeBinary)  # (views, 512) float32 pooled, not yet centred
+    text_embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (384,) float32 MiniLM, L2-normalised
+    labels: Mapped[list[Any]] = mapped_column(JSON)  # labeler positives on the approved text
+    report: Mapped[str] = mapped_column(Text)  # the approved text
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    study: Mapped[Study] = relationship()

@@ -35,6 +35,11 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+def database_exists(url: str) -> bool:
+    """False for a SQLite file not created yet: commands that only read must not create one."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+
+
 def migrate(url: str, engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -46,7 +46,7 @@ def workstation_factory():
 
     def make(s: Settings) -> Workstation:
         ws = Workstation(s)
-        ws._drafter = shared_ws.drafter
+        ws._drafter, ws._index = shared_ws.drafter, shared_ws.index
         return ws
 
     return make

@@ -43,7 +43,7 @@ def test_upload_draft_edit_approve_export(app, tmp_path, nih_pixels):
     sid = out["study_id"]
     assert isinstance(sid, int) and out["report"].startswith("FINDINGS:")
     assert out["views"][0]["view"] == "frontal" and "0" in out["fusion_weights"]
-    assert out["similar_cases"] and out["model"] == "retrieval-knn"
+    assert out["similar_cases"] and out["model"] == "dffg"
 
     edited = out["report"] + "\nMild cardiomegaly."
     saved = client.predict(sid, edited, api_name="/save_draft")
@@ -82,3 +82,40 @@ def test_page_says_research_use_only(app):
     texts = json.dumps(config)
     assert "Research use only, not a medical device" in texts
     assert {"/draft", "/save_draft", "/approve"} <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+
+def test_generator_fine_tunes_on_edits_made_through_the_api(app, tmp_path, nih_pixels):
+    """Issue 6's loop: drafts corrected and approved through the API, exported, and the generator continued
+    from the shipped weights on them (a real subprocess, as a user runs it)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from xr.config import ASSETS
+    client, _, env = app
+    for i, (pixels, extra) in enumerate([(nih_pixels, "Small left pleural effusion."),
+                                         (np.fliplr(nih_pixels).copy(), "Mild cardiomegaly.")]):
+        dcm = write_dicom(tmp_path / f"s{i}.dcm", pixels, view="PA", study_uid=f"1.2.826.0.1.{i + 7}")
+        out = client.predict([handle_file(str(dcm))], "dyspnea", api_name="/draft")
+        client.predict(out["study_id"], out["report"] + "\n" + extra, api_name="/approve")
+    cmd_env = {"XR_DATA_DIR": str(env.data_dir), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    edits = tmp_path / "edits.jsonl"
+    r = subprocess.run([sys.executable, "-m", "xr", "export-edits", str(edits)], cwd=ROOT, capture_output=True,
+                       text=True, env=cmd_env)
+    assert r.returncode == 0, r.stderr
+    assert len(edits.read_text().splitlines()) == 2
+    out_dir = tmp_path / "ft"
+    r = subprocess.run([sys.executable, "-m", "xr", "train-generator", "--edits", str(edits), "--out", str(out_dir),
+                        "--epochs", "1", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, env=cmd_env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["studies"] == 2 and info["with_images"] == 2 and info["epochs"] == 1
+    tuned, base = load_file(str(out_dir / "model.safetensors")), load_file(str(ASSETS / "dffg" / "model.safetensors"))
+    assert set(tuned) == set(base) and any(not np.array_equal(tuned[k], base[k]) for k in base)
+    from xr.draft.dffg import DFFGDrafter
+    assert DFFGDrafter(out_dir).net.config == DFFGDrafter().net.config  # loads strictly, same architecture
+
+    (tmp_path / "bad.jsonl").write_text('{"study": "x"}\n')
+    r = subprocess.run([sys.executable, "-m", "xr", "train-generator", "--edits", str(tmp_path / "bad.jsonl"), "--out",
+                        str(tmp_path / "ft2")], cwd=ROOT, capture_output=True, text=True, env=cmd_env)
+    assert r.returncode == 2 and "line 1: not an export-edits line" in r.stderr and not (tmp_path / "ft2").exists()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.conftest import IU, write_dicom
 from xr.config import ROOT
+from xr.findings import FINDINGS
 
 
 def run(args, env_dir, **kw):
@@ -36,7 +37,7 @@ def test_draft_json_two_views(tmp_path, nih_pixels):
 
     mask = unrle(out["views"][0]["lung_mask"])
     assert mask.shape == (512, 512) and 0.15 < mask.mean() < 0.5
-    assert "Cardiomegaly" in out["findings"] and "Support Devices" not in out["findings"]
+    assert out["model"] == "dffg" and set(out["findings"]) == set(FINDINGS)  # the default drafter
     assert set(out["fusion_weights"]) == {"0", "1"}
     assert 0.0 <= min(out["findings"].values()) and max(out["findings"].values()) <= 1.0
     assert {"ingest_ms", "encode_ms", "total_ms"} <= set(out["timings"])
@@ -76,15 +77,15 @@ def test_formats_lists_transfer_syntaxes(tmp_path):
     assert r.returncode == 0 and "yes  RLE Lossless" in r.stdout and "yes  JPEG 2000 Image Compression" in r.stdout
 
 
-def test_dffg_drafter_behind_the_switch(tmp_path, nih_pixels):
+def test_retrieval_drafter_behind_the_switch(tmp_path, nih_pixels):
     p = tmp_path / "a.png"
     Image.fromarray(nih_pixels).save(p)
-    env_extra = {"XR_DRAFTER": "dffg"}
-    env = {**os.environ, **env_extra, "XR_DATA_DIR": str(tmp_path / "d"), "XR_SALT": "t", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "XR_DRAFTER": "retrieval", "XR_DATA_DIR": str(tmp_path / "d"), "XR_SALT": "t",
+           "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "xr", "draft", str(p), "--json", "--indication", "cough"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["model"] == "dffg" and out["findings_text"].strip() and "XXXX" not in out["report"].upper()
+    assert out["model"] == "retrieval-knn" and out["findings_text"].strip() and "XXXX" not in out["report"].upper()
     grid = out["fusion_weights"]["0"]
     assert len(grid) == 16 and all(0.0 <= v <= 1.0 for row in grid for v in row)

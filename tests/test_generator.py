@@ -11,6 +11,7 @@ from xr.decode.beam import banned_ngram_tokens, beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.vocab import EOS, SEP, Vocabulary
 from xr.draft.dffg import Example, collate
+from xr.findings import FINDINGS
 from xr.fuse import DynamicFusion
 
 REPORTS = ["The heart is normal in size. The lungs are clear. No pneumothorax.",
@@ -53,14 +54,14 @@ def test_vocabulary_round_trip_and_placeholder_never_an_output(vocab, tmp_path):
 def test_placeholder_is_never_generated_even_when_most_likely(vocab):
     m = tiny(vocab)
     x = vocab.stoi["xxxx"]
-    real = m.decode
+    real = m.step
 
-    def biased(tokens, memory, bias):
-        logits = real(tokens, memory, bias)
+    def biased(*args):
+        logits = real(*args)
         logits[..., x] += 100.0
         return logits
 
-    m.decode = biased
+    m.step = biased
     b = collate([example(vocab, np.random.default_rng(0))], vocab, m.config)
     fused = m.encode(b)
     allowed = vocab.output_mask()
@@ -74,17 +75,34 @@ def test_no_repeat_ngrams_in_beam_search(vocab):
     m = tiny(vocab)
     a, b_ = vocab.stoi["the"], vocab.stoi["lungs"]
 
-    def loop(tokens, memory, bias):  # always wants "the lungs the lungs ..."
-        logits = torch.zeros(tokens.shape[0], tokens.shape[1], len(vocab))
-        logits[..., a] = 10.0
-        logits[..., b_] = 9.0
+    def loop(token, *args):  # always wants "the lungs the lungs ..."
+        logits = torch.zeros(token.shape[0], len(vocab))
+        logits[:, a] = 10.0
+        logits[:, b_] = 9.0
         return logits
 
-    m.decode = loop
+    m.step = loop
     fused = m.encode(collate([example(vocab, np.random.default_rng(0))], vocab, m.config))
     seq = beam_search(m, fused, vocab.output_mask(), beam=2, max_len=20, min_len=5, no_repeat=3)
     grams = [tuple(seq[i:i + 3]) for i in range(len(seq) - 2)]
     assert len(grams) == len(set(grams))
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_incremental_decoding_matches_teacher_forcing(vocab, prefix):
+    torch.manual_seed(0)
+    m = DFFGModel(DFFGConfig(vocab_size=len(vocab), d=32, n_heads=2, n_layers=2, k=2, prompt_prefix=prefix)).eval()
+    rng = np.random.default_rng(3)
+    b = collate([example(vocab, rng, regions=1), Example(retrieved=REPORTS[:1], target=vocab.encode_target(REPORTS[1]))],
+                vocab, m.config)
+    with torch.no_grad():
+        f = m.encode(b)
+        assert (f.prefix is not None) == prefix
+        full = m.decode(b["target"][:, :-1], f)
+        cache = [{} for _ in m.blocks]
+        steps = torch.stack([m.step(b["target"][:, t], t, f, cache)
+                             for t in range(b["target"].shape[1] - 1)], 1)
+    assert torch.allclose(steps, full, atol=1e-5)
 
 
 def test_gates_have_the_right_shape_range_and_depend_on_each_case(vocab):
@@ -156,6 +174,25 @@ def test_shipped_model_loads_strictly():
     m = DFFGModel.from_pretrained(SHIPPED)  # strict=True inside
     assert set(load_file(str(SHIPPED / "model.safetensors"))) == set(m.state_dict())
     assert Vocabulary.load(SHIPPED / "vocab.json").itos.__len__() == m.config.vocab_size
+
+
+@pytest.mark.parametrize("finding", ["Cardiomegaly", "Lung Opacity"])
+def test_shipped_generator_follows_the_finding_prompt(drafter, finding):
+    """The fix of the generator that wrote the normal report whatever the prompt: the finding it is
+    told is present is written (the labeler reads it back), and not when it is told it is absent.
+    (The two findings the shipped model follows from the prompt alone; see its model card.)"""
+    from xr.evaluate.labeler import POSITIVE, label_report
+    retrieved = drafter.memory.findings[:3]
+    normal = np.zeros(len(FINDINGS), np.float32)
+    normal[FINDINGS.index("No Finding")] = 1.0
+    told = normal.copy()
+    told[FINDINGS.index("No Finding")], told[FINDINGS.index(finding)] = 0.0, 1.0
+    texts = {}
+    for name, prompt in (("absent", normal), ("present", told)):
+        findings, impression, _, _ = drafter.generate(Example(prompt=prompt, retrieved=retrieved))
+        texts[name] = findings + " " + impression
+    assert label_report(texts["present"])[finding] == POSITIVE, texts["present"]
+    assert label_report(texts["absent"])[finding] != POSITIVE, texts["absent"]
 
 
 def test_shipped_drafter_without_images(drafter):

@@ -15,7 +15,7 @@ def test_migration_matches_models(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     assert diff == []
-    assert {"users", "studies", "images", "drafts", "revisions", "approvals", "audit_events",
+    assert {"users", "studies", "images", "drafts", "revisions", "approvals", "audit_events", "library_cases",
             "alembic_version"} == tables
 
 

@@ -117,15 +117,40 @@ def cmd_bench_encoders(args: argparse.Namespace) -> int:
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
-    from xr.train_generator import evaluate_modes, train
+    from xr.train_generator import finetune_from_edits, train
 
-    out = Path(args.out or ASSETS / "dffg")
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs, lr=args.lr, d=args.d,
+    if args.edits:
+        if not args.out:
+            raise UserError("--edits needs --out DIR (the shipped model is not overwritten)")
+        info = finetune_from_edits(Path(args.edits), Path(args.out), base=Path(args.base or ASSETS / "dffg"),
+                                   epochs=args.epochs or 3, threads=args.threads, log=log)
+        print(json.dumps(info, indent=2))
+        return 0
+    if not args.data:
+        raise UserError("give --data IU_DIR (train from scratch) or --edits EDITS.jsonl --out DIR (fine-tune)")
+    out = Path(args.out or ASSETS / "dffg")
+    summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs or 20, lr=args.lr, d=args.d,
                     n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
     print(json.dumps(summary, indent=2, default=str))
     if args.eval:
-        print(json.dumps(evaluate_modes(directory=out, root=Path(args.data), log=log), indent=2, default=str))
+        _evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
+    return 0
+
+
+def _evaluate_generator(directory: Path, data: Path, beam: int, threads: int, log) -> None:
+    from xr.train_generator import evaluate_modes, write_evaluation
+
+    results = evaluate_modes(directory=directory, root=data, beam=beam, threads=threads, log=log)
+    write_evaluation(results, directory, beam)
+    print((directory / "EVAL.md").read_text())
+
+
+def cmd_eval_generator(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+
+    _evaluate_generator(Path(args.dir or ASSETS / "dffg"), Path(args.data), args.beam, args.threads,
+                        lambda m: print(m, file=sys.stderr))
     return 0
 
 
@@ -196,17 +221,45 @@ def parser() -> argparse.ArgumentParser:
     be.set_defaults(fn=cmd_bench_encoders)
 
     g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
-    g.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images)")
+    g.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/, images)")
+    g.add_argument("--edits", default=None, help="fine-tune on an export-edits file instead (needs --out)")
+    g.add_argument("--base", default=None, help="with --edits: the model to continue from (default assets/dffg)")
     g.add_argument("--out", default=None, help="output folder (default assets/dffg)")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--lr", type=float, default=5e-4)
+    g.add_argument("--epochs", type=int, default=None, help="default 20 (3 with --edits)")
+    g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--d", type=int, default=192, help="model width")
     g.add_argument("--layers", type=int, default=3)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=2)
-    g.add_argument("--max-minutes", type=float, default=25.0)
+    g.add_argument("--max-minutes", type=float, default=60.0)
     g.add_argument("--eval", action="store_true", help="then measure text/oracle/image modes and the ablation on val")
+    g.add_argument("--beam", type=int, default=3, help="beam size of the --eval drafts")
     g.set_defaults(fn=cmd_train_generator)
+
+    e = sub.add_parser("eval-generator", help="measure a trained generator on IU val (modes, ablation, floors); "
+                                              "writes EVAL.md and EVAL.json beside its weights")
+    e.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images)")
+    e.add_argument("--dir", default=None, help="model folder (default assets/dffg)")
+    e.add_argument("--beam", type=int, default=3)
+    e.add_argument("--threads", type=int, default=2)
+    e.set_defaults(fn=cmd_eval_generator)
+
+    from xr.retrieve import commands as index_commands  # light: the models load inside each command
+
+    ix = sub.add_parser("index", help="similar-case index: the shipped library plus every approved study")
+    ixs = ix.add_subparsers(dest="index_command", required=True)
+    ib = ixs.add_parser("build", help="embed the library's report texts (image embeddings come from build-library)")
+    ib.add_argument("--library", default=None, help="case library folder (default assets/case_library)")
+    ib.set_defaults(fn=index_commands.build)
+    ixs.add_parser("add", help="add every approved study not yet in the library").set_defaults(fn=index_commands.add)
+    ist = ixs.add_parser("stats", help="cases by source, with images and reports, index sizes, approved studies")
+    ist.add_argument("--json", action="store_true")
+    ist.set_defaults(fn=index_commands.stats)
+    iev = ixs.add_parser("eval", help="precision@k of shared findings: NIH images leave-one-out, IU text vs random")
+    iev.add_argument("--iu", help="IU X-ray folder (annotation.json, reports/): also measure the text index")
+    iev.add_argument("--split", default="val")
+    iev.add_argument("--json", action="store_true")
+    iev.set_defaults(fn=index_commands.evaluate)
 
     m = sub.add_parser("manifest", help="recompute the sha256 of every shipped file in assets/MANIFEST.json")
     m.set_defaults(fn=cmd_manifest)

@@ -9,17 +9,21 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Approval, AuditEvent, Draft, Image, Revision, Study, User
+from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision, Study, User, utcnow
 from db.session import transaction
 from xr.config import Settings
 from xr.draft.result import Draft as DraftResult
 from xr.errors import UserError
 from xr.ingest import IngestedStudy
+
+if TYPE_CHECKING:
+    from xr.retrieve.entry import LibraryEntry
 
 ROLES = ("radiologist", "educator", "annotator", "admin")
 
@@ -164,8 +168,12 @@ def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: lis
         return rev.id if rev else None
 
 
-def approve(s: Settings, study_id: int, text: str, actor: Actor) -> int:
-    """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten."""
+def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: LibraryEntry | None = None) -> int:
+    """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten.
+
+    With a library entry (computed from this text beforehand), the study joins the similar-case library in
+    the same transaction, replacing its earlier entry. Without one, an earlier entry is removed: the
+    library never shows a superseded report (`python -m xr index add` fills the gap)."""
     text = _check_text(text)
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
@@ -179,8 +187,67 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor) -> int:
         session.add(approval)
         study.status = "approved"
         session.flush()
-        audit(session, user, "approve", study, approval=approval.id)
+        if library_entry is None:
+            session.execute(delete(LibraryCase).where(LibraryCase.study_id == study_id))
+        else:
+            _put_library_case(session, approval, library_entry)
+        audit(session, user, "approve", study, approval=approval.id, library=library_entry is not None)
         return approval.id
+
+
+def _put_library_case(session: Session, approval: Approval, entry: LibraryEntry) -> None:
+    row = session.scalar(select(LibraryCase).where(LibraryCase.study_id == approval.study_id))
+    if row is None:
+        row = LibraryCase(study_id=approval.study_id)
+        session.add(row)
+    for name, value in entry.columns().items():
+        setattr(row, name, value)
+    row.approval_id, row.report, row.added_at = approval.id, approval.text, utcnow()
+
+
+def study_images(s: Settings, study_id: int) -> list[tuple[str, str]]:
+    """(content hash, stored path relative to the data directory) of each image of a study."""
+    with transaction(s.database_url) as session:
+        return [(i.content_hash, i.storage_path) for i in _study(session, study_id).images]
+
+
+def _latest_approvals():
+    return select(Approval.study_id, func.max(Approval.id).label("id")).group_by(Approval.study_id).subquery()
+
+
+def approvals_not_in_library(s: Settings) -> list[tuple[int, int, str]]:
+    """(study id, approval id, text) of every study whose latest approval the library does not hold."""
+    latest = _latest_approvals()
+    with transaction(s.database_url) as session:
+        rows = session.execute(
+            select(Approval.study_id, Approval.id, Approval.text).join(latest, Approval.id == latest.c.id)
+            .outerjoin(LibraryCase, LibraryCase.study_id == Approval.study_id)
+            .where((LibraryCase.id.is_(None)) | (LibraryCase.approval_id != Approval.id)).order_by(Approval.id))
+        return [tuple(r) for r in rows]
+
+
+def add_to_library(s: Settings, approval_id: int, entry: LibraryEntry) -> bool:
+    """Backfill one approval into the library; False (nothing written) when the study has been amended since."""
+    with transaction(s.database_url) as session:
+        approval = session.get(Approval, approval_id)
+        latest = session.scalar(select(func.max(Approval.id)).where(Approval.study_id == approval.study_id))
+        if approval_id != latest:
+            return False
+        _put_library_case(session, approval, entry)
+        audit(session, None, "library", approval.study, approval=approval_id)
+        return True
+
+
+def library_cases(s: Settings, known: tuple | None = None) -> tuple[tuple, list[tuple[LibraryCase, str]] | None]:
+    """(fingerprint, [(row, study key)]) of the library's approved studies; the rows are None when the
+    fingerprint (row count, newest id, newest change) equals `known`: nothing changed since that read."""
+    with transaction(s.database_url) as session:
+        fingerprint = tuple(session.execute(select(func.count(LibraryCase.id), func.max(LibraryCase.id),
+                                                   func.max(LibraryCase.added_at))).one())
+        if fingerprint == known:
+            return fingerprint, None
+        rows = session.execute(select(LibraryCase, Study.key).join(Study).order_by(LibraryCase.id)).all()
+        return fingerprint, [(row, key) for row, key in rows]
 
 
 def history(s: Settings, study_id: int) -> list[dict]:
@@ -200,7 +267,7 @@ def export_edits(s: Settings, out: Path) -> int:
     neither a truncated file nor an audit event behind."""
     out = Path(out)
     with transaction(s.database_url) as session:
-        latest = select(Approval.study_id, func.max(Approval.id).label("id")).group_by(Approval.study_id).subquery()
+        latest = _latest_approvals()
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
         lines = [json.dumps(_export_line(a)) + "\n" for a in approvals]
         audit(session, None, "export", None, studies=len(lines))

@@ -19,16 +19,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xr.data.case import Case
 from xr.data.iu_xray import load_iu
+from xr.data.mimic import sections
 from xr.decode.beam import beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.vocab import Vocabulary
-from xr.draft.dffg import DFFG_DIR, FRONTAL, LATERAL, Example, ReportMemory, TextEmbedder, collate, informative
+from xr.draft.dffg import DFFG_DIR, FRONTAL, LATERAL, Example, ReportMemory, collate, informative
+from xr.encode.text import TextEmbedder
+from xr.evaluate.clinical import clinical_scores
+from xr.errors import UserError
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.evaluate.text import normalize
 from xr.findings import FINDINGS
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+
+
+class EditsError(UserError):
+    """An edits export we cannot train on."""
 
 
 def labels_vector(text: str) -> np.ndarray:
@@ -43,6 +52,34 @@ def image_features(case, encoder) -> tuple[list[np.ndarray], list[int]]:
     pix = [np.asarray(Image.open(p).convert("L")) for p in case.image_paths]
     feats = encoder.encode(pix)
     return [f.regions for f in feats], [FRONTAL if f.measurements().looks_frontal else LATERAL for f in feats]
+
+
+def read_edits(path: Path, data_dir: Path) -> list[Case]:
+    """The lines of an edits export as cases: FINDINGS / IMPRESSION of the approved text (all of it as
+    findings when it has no headings), the indication, the stored images that still exist."""
+    cases = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise EditsError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, indication, images = item["approved"], item.get("indication") or "", item.get("images") or []
+            paths = tuple(data_dir / im["path"] for im in images)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'approved')") from None
+        sec = sections(text)
+        findings = sec.get("FINDINGS", "" if "IMPRESSION" in sec else " ".join(text.split()))
+        if not (findings or sec.get("IMPRESSION")):
+            raise EditsError(f"{Path(path).name} line {n}: the approved text is empty")
+        cases.append(Case(f"edit:{n}", "train", findings, sec.get("IMPRESSION", ""), indication,
+                          tuple(p for p in paths if p.exists())))
+    if not cases:
+        raise EditsError(f"{Path(path).name} holds no approved studies")
+    return cases
 
 
 class Data:
@@ -80,6 +117,26 @@ class Data:
                 self.images[c.id] = image_features(c, enc)
         log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} val, vocab {len(self.vocab)}, "
             f"{len(self.images)} studies with images")
+
+    @classmethod
+    def from_edits(cls, path: Path, base: Path, data_dir: Path, k: int = 3, log=print) -> "Data":
+        """Approved studies exported by `python -m xr export-edits` as training cases for fine-tuning the
+        model in `base`: its vocabulary and retrieval memory, the approved text as the target, the stored
+        images (under `data_dir`) as the views."""
+        self = cls.__new__(cls)
+        self.train, self.val = read_edits(path, data_dir), []
+        self.vocab, self.memory, self.k = Vocabulary.load(base / "vocab.json"), ReportMemory.load(base), k
+        self.embedder = TextEmbedder()
+        self.train_q = self._embed(self.embedder, self.train)
+        self.train_labels = np.stack([labels_vector(c.findings) for c in self.train])
+        self.train_nb = [self.memory.by_text(q, 2 * k) for q in self.train_q]
+        self.images = {}
+        if any(c.image_paths for c in self.train):
+            from xr.encode.vision import VisionEncoder
+            enc = VisionEncoder()
+            self.images = {c.id: image_features(c, enc) for c in self.train if c.image_paths}
+        log(f"{len(self.train)} approved studies from {path.name}, {len(self.images)} with images")
+        return self
 
     @staticmethod
     def _embed(emb: TextEmbedder, cases) -> list:
@@ -160,107 +217,163 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, beam: int 
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
-    """Training loss and val CIDEr per epoch, drawn with PIL (no matplotlib here)."""
+    """Training loss and the val scores per epoch, each on its own min..max scale, drawn with PIL (no
+    matplotlib here)."""
     from PIL import Image, ImageDraw
-    W, H, m = 720, 360, 50
+    W, H, m = 720, 380, 50
     im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
-    d.rectangle([m, m, W - m, H - m], outline="black")
-    ep = [h["epoch"] for h in history]
-    n = max(ep)
+    d.rectangle([m, m + 20, W - m, H - m], outline="black")
+    n = max(h["epoch"] for h in history)
 
-    def series(vals, colour, label, y0):
-        lo, hi = min(vals), max(vals)
+    def series(key, colour, label, y0):
+        pts = [(h["epoch"], h[key]) for h in history if key in h]
+        if not pts:
+            return
+        lo, hi = min(v for _, v in pts), max(v for _, v in pts)
         hi = hi if hi > lo else lo + 1e-6
-        pts = [(m + (e - 1) / max(n - 1, 1) * (W - 2 * m), H - m - (v - lo) / (hi - lo) * (H - 2 * m)) for e, v in zip(ep, vals)]
-        if len(pts) > 1:
-            d.line(pts, fill=colour, width=2)
-        for p in pts:
-            d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
+        xy = [(m + (e - 1) / max(n - 1, 1) * (W - 2 * m), H - m - (v - lo) / (hi - lo) * (H - 2 * m - 20)) for e, v in pts]
+        if len(xy) > 1:
+            d.line(xy, fill=colour, width=2)
+        for x, y in xy:
+            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
         d.text((m + 5, y0), f"{label}: {lo:.3f} .. {hi:.3f}", fill=colour)
 
-    series([h["train_loss"] for h in history], "blue", "train loss (left scale, min..max)", 8)
-    series([h["val_cider"] for h in history], "red", "val CIDEr, greedy, text mode (min..max)", 24)
+    series("train_loss", "blue", "train loss", 4)
+    series("val_cider_text", "red", "val CIDEr, text mode (greedy)", 18)
+    series("val_cider_oracle", "darkorange", "val CIDEr, oracle prompt (greedy)", 32)
+    series("val_ce_f1_macro_oracle", "green", "val CE-F1 macro, oracle prompt", 46)
     d.text((W // 2 - 30, H - m + 10), f"epoch 1 .. {n}", fill="black")
     im.save(path)
 
 
-def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 30, batch_size: int = 32, lr: float = 5e-4,
-          d: int = 256, n_layers: int = 3, k: int = 3, patience: int = 4, seed: int = 0, threads: int = 2,
-          max_minutes: float = 25.0, val_subset: int = 296, data: Data | None = None, log=print,
-          text_gate_floor: float = 0.0, aux_label_weight: float = 0.0, p_true_prompt: float = 0.5,
-          p_retrieved_prompt: float = 0.35) -> dict:
-    """Train on IU `train`, select on IU `val` CIDEr (greedy, text mode), save to `out_dir`
-    (config.json, model.safetensors fp16, vocab.json, retrieval.*, history.json, training_curve.png).
-    The defaults reproduce the shipped model. Tried without success so far against its ignoring of the
-    finding prompt (README, "Report generator"): `text_gate_floor` floors the
-    text-token gates, `aux_label_weight` adds a label head on the decoder states (BCE vs reference labels),
+def run_epoch(model: DFFGModel, data: Data, order: list[int], rng: random.Random, opt, sched, batch_size: int,
+              p_true: float, p_retrieved: float) -> float:
+    """One pass of teacher forcing over `order` (shuffled in place); the mean loss."""
+    model.train()
+    rng.shuffle(order)
+    losses = []
+    for s in range(0, len(order), batch_size):
+        b = collate([data.train_example(i, rng, p_true, p_retrieved) for i in order[s:s + batch_size]], data.vocab,
+                    model.config)
+        loss = model(b)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_dir: Path | None = None,
+                        epochs: int = 3, lr: float = 2e-4, batch_size: int = 16, seed: int = 0, threads: int = 2,
+                        log=print) -> dict:
+    """Continue training the model in `base` on approved studies (an export-edits file), at a low learning
+    rate, keeping its vocabulary and retrieval memory; save the result (and provenance) to `out_dir`.
+    Words the vocabulary lacks are learnt as <unk>: the vocabulary changes only with a full retraining."""
+    import shutil
+
+    from xr.config import settings
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    base, out_dir = Path(base), Path(out_dir)
+    model = DFFGModel.from_pretrained(base)
+    data = Data.from_edits(Path(edits), base, data_dir or settings().data_dir, k=model.config.k, log=log)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    order = list(range(len(data.train)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)  # constant: a few small steps
+    history = []
+    for epoch in range(1, epochs + 1):
+        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, 0.85, 0.1)
+        history.append({"epoch": epoch, "train_loss": loss})
+        log(f"epoch {epoch} train_loss {loss:.3f}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, dtype=torch.float16)
+    for name in ("vocab.json", "retrieval.json", "retrieval.safetensors"):
+        if (base / name).resolve() != (out_dir / name).resolve():
+            shutil.copyfile(base / name, out_dir / name)
+    info = {"fine_tuned_from": str(base), "edits": Path(edits).name, "studies": len(data.train),
+            "with_images": len(data.images), "epochs": epochs, "lr": lr, "seed": seed, "history": history}
+    (out_dir / "finetune.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3,
+          d: int = 192, n_layers: int = 3, k: int = 3, patience: int = 3, seed: int = 0, threads: int = 2,
+          max_minutes: float = 60.0, eval_every: int = 2, data: Data | None = None, log=print,
+          p_true_prompt: float = 0.85, p_retrieved_prompt: float = 0.1, abnormal_repeat: int = 2,
+          prompt_prefix: bool = True) -> dict:
+    """Train on IU `train`, select on IU `val` (greedy decoding every `eval_every` epochs; score = CIDEr in
+    text mode + CIDEr with the oracle prompt, so that a model which ignores the prompt is not chosen),
+    save to `out_dir` (config.json, model.safetensors fp16, vocab.json, retrieval.*, history.json,
+    training_curve.png). The defaults reproduce the shipped model.
     `p_true_prompt` / `p_retrieved_prompt`: how often the training prompt is the (noisy) reference labels /
-    the retrieved reports' labels."""
+    the retrieved reports' labels (else none); `abnormal_repeat`: studies with a finding are seen this many
+    times per epoch; `prompt_prefix`: the finding prompt also as the decoder's prefix."""
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     data = data or Data(root, k=k, log=log)
-    config = DFFGConfig(vocab_size=len(data.vocab), d=d, n_layers=n_layers, k=k, text_gate_floor=text_gate_floor,
-                        aux_label_weight=aux_label_weight)
+    config = DFFGConfig(vocab_size=len(data.vocab), d=d, n_layers=n_layers, k=k, prompt_prefix=prompt_prefix)
     model = DFFGModel(config)
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))
+    order += [i for i in order if data.train_labels[i][1:].any()] * (abnormal_repeat - 1)  # [0] is No Finding
     order += [i for i, c in enumerate(data.train) if c.id in data.images] * 5  # the few image studies, oversampled
     steps_per_epoch = (len(order) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
-    val_idx = list(range(len(data.val)))[:val_subset]
+    val_idx = list(range(len(data.val)))
     refs = {data.val[i].id: data.val[i].findings for i in val_idx}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     best, best_epoch, history, t0 = -1.0, 0, [], time.time()
     for epoch in range(1, epochs + 1):
-        model.train()
-        rng.shuffle(order)
-        losses = []
-        for s in range(0, len(order), batch_size):
-            ids = order[s:s + batch_size]
-            b = collate([data.train_example(i, rng, p_true_prompt, p_retrieved_prompt) for i in ids], data.vocab, config)
-            b["labels"] = torch.from_numpy(data.train_labels[ids])
-            loss = model(b)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        preds = generate(model, data, val_idx, "text", beam=1, max_len=100, min_len=12)
-        score = cider(refs, preds)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_cider": score,
-                        "minutes": (time.time() - t0) / 60})
-        log(f"epoch {epoch}: loss {np.mean(losses):.3f}  val CIDEr (greedy, text) {score:.3f}  {(time.time() - t0) / 60:.1f} min")
-        if score > best:
-            best, best_epoch = score, epoch
-            model.save_pretrained(out_dir, dtype=torch.float16)
-        if epoch - best_epoch >= patience or (time.time() - t0) / 60 > max_minutes:
-            log("early stop" if epoch - best_epoch >= patience else "time budget reached")
+        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, p_true_prompt, p_retrieved_prompt)
+        row = {"epoch": epoch, "train_loss": loss, "minutes": (time.time() - t0) / 60}
+        out_of_time = (time.time() - t0) / 60 > max_minutes
+        if epoch % eval_every == 0 or epoch == epochs or out_of_time:
+            for mode in ("text", "oracle"):
+                preds = generate(model, data, val_idx, mode, beam=1, max_len=100, min_len=12)
+                ce, _ = clinical_scores(refs, preds)
+                row[f"val_cider_{mode}"] = cider(refs, preds)
+                row[f"val_ce_f1_macro_{mode}"] = ce["macro"]["f1"]
+            score = row["val_cider_text"] + row["val_cider_oracle"]
+            if score > best:
+                best, best_epoch = score, epoch
+                model.save_pretrained(out_dir, dtype=torch.float16)
+        history.append(row)
+        log(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        if epoch - best_epoch >= patience * eval_every or out_of_time:
+            log("early stop" if not out_of_time else "time budget reached")
             break
     data.vocab.save(out_dir / "vocab.json")
     data.memory.save(out_dir)
-    (out_dir / "history.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch, "best_val_cider": best,
+    (out_dir / "history.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch, "best_score": best,
                                                       "seed": seed, "minutes": (time.time() - t0) / 60}, indent=1) + "\n")
     plot_curve(history, out_dir / "training_curve.png")
-    return {"best_epoch": best_epoch, "best_val_cider": best, "history": history, "minutes": (time.time() - t0) / 60}
+    return {"best_epoch": best_epoch, "best_score": best, "history": history, "minutes": (time.time() - t0) / 60}
 
 
 def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("text", "oracle", "image"),
                    ablation_modes=("text", "oracle"), beam: int = 3, data: Data | None = None, threads: int = 2,
                    log=print) -> dict:
-    """Beam-search drafts for every val study in each mode, scored with `xr.evaluate.run.evaluate`.
-    Ablation: the fusion of the trained model switched to fixed 0.5 gates, visual-only, text-only."""
+    """Beam-search drafts for every val study in each mode, scored with `xr.evaluate.run.evaluate`, next
+    to the constant-report and nearest-text floors. Ablation: the fusion of the trained model switched to
+    fixed 0.5 gates, visual-only, text-only."""
+    from xr.evaluate.baselines import baseline_predictions
     from xr.evaluate.run import evaluate
     torch.set_num_threads(threads)
     data = data or Data(root, log=log)
     model = DFFGModel.from_pretrained(directory)
-    results = {}
+    results = {f"floor/{name}": evaluate("IU X-ray", "val", data.val, baseline_predictions(name, data.train, data.val),
+                                         f"floor: {name} report") for name in ("constant", "nearest-text")}
     kw = dict(beam=beam, max_len=100, min_len=12, no_repeat=3)
     for mode in modes:
         idx = list(range(len(data.val))) if mode != "image" else [i for i, c in enumerate(data.val) if c.id in data.images]
@@ -281,3 +394,15 @@ def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("tex
             model.fusion.mode = "dynamic"
         log(f"{mode} done")
     return results
+
+
+def write_evaluation(results: dict, directory: Path, beam: int) -> None:
+    """EVAL.json (every figure, no per-case rows) and EVAL.md (one table per set of studies)."""
+    from xr.evaluate.run import to_markdown
+    directory = Path(directory)
+    (directory / "EVAL.json").write_text(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1) + "\n")
+    groups: dict[int, list] = {}
+    for r in results.values():
+        groups.setdefault(r.studies, []).append(r)
+    text = f"Decoding: beam {beam}, no-repeat trigrams, 12..100 tokens. Written by `python -m xr eval-generator`.\n\n"
+    (directory / "EVAL.md").write_text(text + "\n".join(to_markdown(rs) for _, rs in sorted(groups.items(), reverse=True)))

@@ -1,4 +1,5 @@
-"""The workstation's use cases, shared by the app, the CLI and the API: ingest -> draft -> store."""
+"""The workstation's use cases, shared by the app, the CLI and the API: ingest -> draft -> store ->
+approve, the approved study joining the similar-case library."""
 from __future__ import annotations
 
 import os
@@ -14,20 +15,23 @@ from xr.config import Settings, settings
 from xr.draft.result import Draft
 from xr.draft.retrieval import RetrievalDrafter
 from xr.ingest import IngestedStudy, load_study
+from xr.retrieve.index import CaseIndex
 
 LOCAL_USER = store.Actor("local", "radiologist")  # single-user mode until log-in lands
 DRAFTERS = ("retrieval", "dffg")
-# The DFFG generator stays opt-in until it beats the clinical floors (README, "Report generator").
-DEFAULT_DRAFTER = "retrieval"
+# The DFFG generator (README, "Report generator"); the retrieval drafter stays available with XR_DRAFTER=retrieval.
+DEFAULT_DRAFTER = "dffg"
 
 
-def make_drafter(name: str):
+def make_drafter(name: str, index: CaseIndex):
+    """Every drafter shares the workstation's similar-case index, so approvals show up in its drafts."""
     if name == "retrieval":
-        return RetrievalDrafter()
+        return RetrievalDrafter(index=index)
     if name == "dffg":
         from xr.draft.dffg import DFFGDrafter
 
-        return DFFGDrafter()
+        directory = os.environ.get("XR_GENERATOR_DIR")  # a fine-tuned copy (train-generator --edits --out DIR)
+        return DFFGDrafter(Path(directory), index=index) if directory else DFFGDrafter(index=index)
     raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{name}'")
 
 
@@ -42,6 +46,7 @@ class Workstation:
     def __init__(self, s: Settings | None = None) -> None:
         self.settings = s or settings()
         self._drafter = None
+        self._index: CaseIndex | None = None
         self._lock = threading.Lock()
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
 
@@ -49,8 +54,15 @@ class Workstation:
     def drafter(self):
         with self._lock:  # load the models once, even when the first requests arrive together
             if self._drafter is None:
-                self._drafter = make_drafter(os.environ.get("XR_DRAFTER", DEFAULT_DRAFTER))
+                self._index = CaseIndex()
+                self._drafter = make_drafter(os.environ.get("XR_DRAFTER", DEFAULT_DRAFTER), self._index)
             return self._drafter
+
+    @property
+    def index(self) -> CaseIndex:
+        """The similar-case index the drafter searches (built with it)."""
+        self.drafter
+        return self._index
 
     def draft(self, paths: list[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,
               progress=lambda fraction, desc: None) -> Drafted:
@@ -58,6 +70,7 @@ class Workstation:
         t0 = time.perf_counter()
         progress(0.05, "Reading images")
         study = load_study(paths, self.settings)
+        self.index.sync(self.settings)  # approvals made since the last draft, here or in another process
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
         draft = self.drafter.draft(study, indication.strip())
@@ -72,3 +85,12 @@ class Workstation:
         draft.timings = {k: round(v, 1) for k, v in draft.timings.items()}
         progress(1.0, "Done")
         return Drafted(study_id, study, draft)
+
+    def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER) -> int:
+        """Approve, the study joining the similar-case library in the same transaction. Its library entry
+        (features from the cache, text embedding, labels) is computed first: a failed approval adds nothing,
+        and no model pass runs while the database is locked for writing."""
+        entry = self.index.entry(self.settings, study_id, text, self.drafter.encoder)
+        approval = store.approve(self.settings, study_id, text, actor, library_entry=entry)
+        self.index.sync(self.settings)
+        return approval

@@ -42,14 +42,13 @@ def _step_logprobs(logits: torch.Tensor, seqs: list[list[int]], allowed: torch.T
 @torch.inference_mode()
 def greedy(model, fused, allowed: torch.Tensor, max_len: int = 100, min_len: int = 8, no_repeat: int = 3) -> list[list[int]]:
     """Batched greedy decoding with the key/value cache."""
-    from xr.decode.model import decode_step
     B = fused.memory.shape[0]
     seqs = [[BOS] for _ in range(B)]
     done = [False] * B
     cache = [{} for _ in model.blocks]
     tok = torch.full((B,), BOS, dtype=torch.long)
     for t in range(max_len):
-        logits = decode_step(model, tok, t, fused.memory, fused.bias, cache)
+        logits = model.step(tok, t, fused, cache)
         nxt = _step_logprobs(logits, seqs, allowed, min_len, no_repeat).argmax(-1).tolist()
         for i in range(B):
             seqs[i].append(EOS if done[i] else nxt[i])
@@ -65,8 +64,7 @@ def beam_search(model, fused, allowed: torch.Tensor, beam: int = 3, max_len: int
                 no_repeat: int = 3, length_penalty: float = 1.0) -> list[int]:
     """One case (fused has batch 1). Returns the best token ids (no <bos>), ranked by
     sum log p / len ** length_penalty."""
-    from xr.decode.model import decode_step, reorder_cache
-    memory, bias = fused.memory, fused.bias
+    from xr.decode.model import reorder_cache
     beams: list[tuple[list[int], float]] = [([BOS], 0.0)]
     finished: list[tuple[list[int], float]] = []
     cache = [{} for _ in model.blocks]
@@ -74,7 +72,7 @@ def beam_search(model, fused, allowed: torch.Tensor, beam: int = 3, max_len: int
         seqs = [s for s, _ in beams]
         n = len(seqs)
         tok = torch.tensor([s[-1] for s in seqs])
-        logits = decode_step(model, tok, t, memory.expand(n, -1, -1), bias.expand(n, -1), cache)
+        logits = model.step(tok, t, fused.expand(n), cache)
         lp = _step_logprobs(logits, seqs, allowed, min_len, no_repeat)
         total = torch.tensor([sc for _, sc in beams])[:, None] + lp
         flat = total.view(-1)

@@ -8,7 +8,10 @@ Visual tokens (optional, per view): the 16x16 regional lung-U-Net features of ea
   d, plus view and 2-D position embeddings.
 Fusion: `xr.fuse.DynamicFusion` (per-case, per-region/per-token gates).
 Decoder: pre-LN transformer decoder (causal self-attention, cross-attention to the fused memory with
-  the gate bias, MLP), tied input/output embeddings.
+  the gate bias, MLP), tied input/output embeddings. With `prompt_prefix` the finding prompt is also the
+  decoder's first 17 positions, and words attend to finding f with an extra log p_f: a finding the prompt
+  calls absent is all but invisible to the words. (Through the memory alone the decoder learned to ignore
+  the prompt and wrote the normal report for every study.)
 """
 from __future__ import annotations
 
@@ -41,9 +44,7 @@ class DFFGConfig:
     grid: int = 16
     n_views: int = 2
     sentence_dim: int = 384
-    # fixes for the ignored finding prompt (defaults = the original architecture, so assets/dffg loads):
-    text_gate_floor: float = 0.0  # floor on the text-token gates (see xr.fuse.dynamic)
-    aux_label_weight: float = 0.0  # > 0: a label head on the decoder states, BCE against the reference labels
+    prompt_prefix: bool = False  # the finding prompt also as the decoder's first positions (self-attention)
 
 
 class Attention(nn.Module):
@@ -59,6 +60,14 @@ class Attention(nn.Module):
         mask = None if bias is None else bias[:, None, None, :].to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(B, T, d))
+
+    def masked(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Self-attention with a (T, T) boolean mask (True = may attend)."""
+        B, T, d = x.shape
+        q = self.q(x).view(B, T, self.h, d // self.h).transpose(1, 2)
+        k, v = self.kv(x).view(B, T, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(B, T, d))
 
 
@@ -85,9 +94,9 @@ class DecoderBlock(nn.Module):
         self.ln2, self.cross_attn = nn.LayerNorm(c.d), Attention(c.d, c.n_heads, c.dropout)
         self.ln3, self.mlp = nn.LayerNorm(c.d), MLP(c.d, c.dropout)
 
-    def forward(self, x, memory, bias):
+    def forward(self, x, memory, bias, self_mask=None):
         h = self.ln1(x)
-        x = x + self.self_attn(h, h, causal=True)
+        x = x + (self.self_attn(h, h, causal=True) if self_mask is None else self.self_attn.masked(h, self_mask))
         x = x + self.cross_attn(self.ln2(x), memory, bias)
         return x + self.mlp(self.ln3(x))
 
@@ -111,17 +120,18 @@ class DFFGModel(Pretrained):
         self.region = nn.Linear(c.region_dim, c.d)
         self.view = nn.Embedding(c.n_views, c.d)
         self.region_pos = nn.Parameter(torch.randn(c.grid * c.grid, c.d) * 0.02)
-        self.fusion = DynamicFusion(c.d, text_gate_floor=c.text_gate_floor)
+        self.fusion = DynamicFusion(c.d)
         # case condition: the finding prompt and the indication embedding, added to the memory's first
         # (null) slot and read by every decoder position (a direct path, so the decoder cannot learn to
         # ignore the case: without it training collapsed to one report for every case)
         self.cond = nn.Linear(2 * c.n_findings + 1 + c.sentence_dim, c.d)
         self.cond_in = nn.Linear(c.d, c.d)
+        if c.prompt_prefix:
+            self.prefix_pos = nn.Parameter(torch.randn(c.n_findings, c.d) * 0.02)
+            self.prompt_absent = nn.Parameter(torch.randn(c.d) * 0.02)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d)
-        if c.aux_label_weight > 0:  # training-only auxiliary head (forces the decoder states to carry the labels)
-            self.label_head = nn.Linear(c.d, c.n_findings)
         self.apply(self._init)
 
     @staticmethod
@@ -132,6 +142,12 @@ class DFFGModel(Pretrained):
                 nn.init.zeros_(m.bias)
 
     # ---- inputs -> fused memory -------------------------------------------------------------------
+    def prompt_tokens(self, prompt: torch.Tensor) -> torch.Tensor:
+        """(B, F, d): one token per finding, interpolated between its 'present' and 'absent' embeddings
+        by the probability in `prompt` (B, F)."""
+        p = prompt[..., None]
+        return self.finding.weight + p * self.finding_pos + (1 - p) * self.finding_neg
+
     def text_tokens(self, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Nt, d) text tokens and their (B, Nt) mask, in a fixed layout:
         [indication words | indication embedding | 17 finding tokens | k x retrieved report words]."""
@@ -141,8 +157,7 @@ class DFFGModel(Pretrained):
         g = self.group.weight
         x_ind = self.tok(ind) + self.pos.weight[: ind.shape[1]] + g[0]
         x_sen = (self.sentence(b["ind_emb"]) + g[1])[:, None]
-        p = b["prompt"][..., None]  # (B, F, 1)
-        x_pr = self.finding.weight + p * self.finding_pos + (1 - p) * self.finding_neg + g[2]
+        x_pr = self.prompt_tokens(b["prompt"]) + g[2]
         Lr = ret.shape[2]
         x_ret = self.tok(ret) + self.pos.weight[:Lr] + g[3: 3 + c.k][None, :, None, :]
         x = torch.cat([x_ind, x_sen, x_pr, x_ret.reshape(B, -1, c.d)], 1)
@@ -169,62 +184,78 @@ class DFFGModel(Pretrained):
         pp, ip = b["prompt_present"][:, None].float(), b["ind_present"][:, None].float()
         cond = self.cond(torch.cat([b["prompt"] * pp, (1 - b["prompt"]) * pp, ip, b["ind_emb"] * ip], -1))
         f.memory = torch.cat([f.memory[:, :1] + cond[:, None], f.memory[:, 1:]], 1)
+        if self.config.prompt_prefix:
+            present = b["prompt_present"][:, None, None]
+            f.prefix = torch.where(present, self.prompt_tokens(b["prompt"]), self.finding.weight + self.prompt_absent) + self.prefix_pos
+            f.prefix_bias = torch.where(present[:, :, 0], b["prompt"].clamp(min=1e-3).log(), torch.zeros_like(b["prompt"]))
         return f
 
     # ---- decoder ----------------------------------------------------------------------------------
-    def decode(self, tokens: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor,
-               return_hidden: bool = False):
-        """Logits (B, T, V) for every position of `tokens` (B, T) (and the final states if return_hidden)."""
+    def decode(self, tokens: torch.Tensor, f: FusionOutput) -> torch.Tensor:
+        """Logits (B, T, V) for every position of `tokens` (B, T).
+        With a prefix (the finding prompt) the prefix positions see each other and every word sees the
+        prefix (weighted by `f.prefix_bias`) and the words before it."""
         T = tokens.shape[1]
-        x = self.drop(self.tok(tokens) + self.pos.weight[:T] + self.cond_in(memory[:, :1]))
+        x = self.drop(self.tok(tokens) + self.pos.weight[:T] + self.cond_in(f.memory[:, :1]))
+        mask = None
+        if f.prefix is not None:
+            B, P = f.prefix.shape[:2]
+            x = torch.cat([self.drop(f.prefix), x], 1)
+            i = torch.arange(P + T, device=x.device)
+            allowed = (i[None, :] < P) | ((i[:, None] >= P) & (i[None, :] <= i[:, None]))
+            mask = torch.where(allowed, 0.0, NEG).to(x.dtype).expand(B, 1, P + T, P + T).clone()
+            mask[:, 0, P:, :P] += f.prefix_bias[:, None, :]
         for blk in self.blocks:
-            x = blk(x, memory, bias)
-        h = self.ln_f(x)
-        logits = h @ self.tok.weight.T
-        return (logits, h) if return_hidden else logits
+            x = blk(x, f.memory, f.bias, mask)
+        return self.ln_f(x[:, x.shape[1] - T:]) @ self.tok.weight.T
+
+    def step(self, token: torch.Tensor, t: int, f: FusionOutput, cache: list[dict]) -> torch.Tensor:
+        """Incremental decoding, the same numbers as `decode`: logits (B, V) of the next token given
+        `token` (B,) at position t. `cache` (one dict per layer, start with [{} ...]) keeps the
+        self-attention keys/values (the prefix's first) and the cross-attention keys/values of the memory."""
+        if f.prefix is not None and "k" not in cache[0]:
+            self._run_cached(f.prefix, f, cache, None)
+        x = self.tok(token)[:, None] + self.pos.weight[t] + self.cond_in(f.memory[:, :1])
+        self_bias = None
+        if f.prefix is not None:
+            words = cache[0]["k"].shape[2] - f.prefix.shape[1] + 1
+            self_bias = torch.cat([f.prefix_bias, f.prefix_bias.new_zeros(f.prefix_bias.shape[0], words)], 1)[:, None, None, :]
+        return (self.ln_f(self._run_cached(x, f, cache, self_bias)) @ self.tok.weight.T)[:, 0]
+
+    def _run_cached(self, x: torch.Tensor, f: FusionOutput, cache: list[dict], self_bias: torch.Tensor | None) -> torch.Tensor:
+        """x (B, n, d) through the blocks attending to everything cached and to itself (n = 1, or the
+        whole prefix at once)."""
+        memory, mask = f.memory, f.bias[:, None, None, :].to(x.dtype)
+        for blk, c in zip(self.blocks, cache):
+            a = blk.self_attn
+            h = blk.ln1(x)
+            k, v = a.kv(h).chunk(2, -1)
+            c["k"] = torch.cat([c["k"], _split(k, a.h)], 2) if "k" in c else _split(k, a.h)
+            c["v"] = torch.cat([c["v"], _split(v, a.h)], 2) if "v" in c else _split(v, a.h)
+            y = F.scaled_dot_product_attention(_split(a.q(h), a.h), c["k"], c["v"], attn_mask=self_bias)
+            x = x + a.o(y.transpose(1, 2).reshape(x.shape))
+            a = blk.cross_attn
+            if "ck" not in c:
+                ck, cv = a.kv(memory).chunk(2, -1)
+                c["ck"], c["cv"] = _split(ck, a.h), _split(cv, a.h)
+            y = F.scaled_dot_product_attention(_split(a.q(blk.ln2(x)), a.h), c["ck"], c["cv"], attn_mask=mask)
+            x = x + a.o(y.transpose(1, 2).reshape(x.shape))
+            x = x + blk.mlp(blk.ln3(x))
+        return x
 
     def forward(self, b: dict) -> torch.Tensor:
         """Teacher forcing: mean cross-entropy of b["target"] (B, T) (<bos> ... <eos>, 0-padded)."""
         f = self.encode(b)
         tgt = b["target"]
-        logits, h = self.decode(tgt[:, :-1], f.memory, f.bias, return_hidden=True)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=0,
+        logits = self.decode(tgt[:, :-1], f)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=0,
                                label_smoothing=0.05)
-        if self.config.aux_label_weight > 0 and "labels" in b:
-            # from the first position only (it has seen <bos> and the memory, not the target's words)
-            loss = loss + self.config.aux_label_weight * F.binary_cross_entropy_with_logits(
-                self.label_head(h[:, 0]), b["labels"].to(h.dtype))
-        return loss
 
 
-# ---- incremental decoding (key/value cache): same numbers as `decode`, one token at a time ----------
+# ---- key/value cache helpers -------------------------------------------------------------------------
 def _split(x: torch.Tensor, h: int) -> torch.Tensor:
     B, T, d = x.shape
     return x.view(B, T, h, d // h).transpose(1, 2)
-
-
-def decode_step(model: DFFGModel, token: torch.Tensor, t: int, memory: torch.Tensor, bias: torch.Tensor,
-                cache: list[dict]) -> torch.Tensor:
-    """Logits (B, V) of the next token given `token` (B,) at position t; `cache` (one dict per layer,
-    start with [{} ...]) keeps self-attention keys/values and the cross-attention keys/values of `memory`."""
-    x = model.tok(token)[:, None] + model.pos.weight[t] + model.cond_in(memory[:, :1])
-    mask = bias[:, None, None, :].to(x.dtype)
-    for blk, c in zip(model.blocks, cache):
-        a = blk.self_attn
-        h = blk.ln1(x)
-        k, v = a.kv(h).chunk(2, -1)
-        c["k"] = torch.cat([c["k"], _split(k, a.h)], 2) if "k" in c else _split(k, a.h)
-        c["v"] = torch.cat([c["v"], _split(v, a.h)], 2) if "v" in c else _split(v, a.h)
-        y = F.scaled_dot_product_attention(_split(a.q(h), a.h), c["k"], c["v"])
-        x = x + a.o(y.transpose(1, 2).reshape(x.shape))
-        a = blk.cross_attn
-        if "ck" not in c:
-            ck, cv = a.kv(memory).chunk(2, -1)
-            c["ck"], c["cv"] = _split(ck, a.h), _split(cv, a.h)
-        y = F.scaled_dot_product_attention(_split(a.q(blk.ln2(x)), a.h), c["ck"], c["cv"], attn_mask=mask)
-        x = x + a.o(y.transpose(1, 2).reshape(x.shape))
-        x = x + blk.mlp(blk.ln3(x))
-    return (model.ln_f(x) @ model.tok.weight.T)[:, 0]
 
 
 def reorder_cache(cache: list[dict], index: torch.Tensor) -> list[dict]:

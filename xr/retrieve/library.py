@@ -13,6 +13,21 @@ from xr.config import ASSETS
 from xr.findings import FINDINGS
 
 
+def new_index(dim: int) -> faiss.Index:
+    """Every faiss index of the similar-case search is made here, so the index type is one line to change.
+    Exact inner product (cosine on L2-normalised vectors): over a few thousand vectors it answers in well
+    under a millisecond, and an approximate index (IVF, HNSW) only pays off past about a million."""
+    return faiss.IndexFlatIP(dim)
+
+
+def read_cases(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "cases.jsonl").read_text().splitlines()]
+
+
+def has_report(case: dict) -> bool:
+    return bool(case["findings"] or case["impression"])
+
+
 def embed(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Centre on the library mean, then L2-normalise: raw ReLU features all point the same way, so
     uncentred cosine similarities bunch up near 1 and rank poorly."""
@@ -31,15 +46,16 @@ class Neighbour:
 class CaseLibrary:
     def __init__(self, directory: Path = ASSETS / "case_library") -> None:
         self.directory = directory
-        self.cases = [json.loads(line) for line in (directory / "cases.jsonl").read_text().splitlines()]
+        self.cases = read_cases(directory)
         self.by_id = {c["id"]: c for c in self.cases}
         self.images = json.loads((directory / "images.json").read_text())
         tensors = load_file(str(directory / "image_embeddings.safetensors"))
         self.embeddings = tensors["embeddings"].astype(np.float32)
         self.mean = tensors["mean"]
-        self.index = faiss.IndexFlatIP(self.embeddings.shape[1])  # exact: a few thousand vectors
+        self.encoder = json.loads((directory / "LIBRARY.json").read_text())["encoder"]  # made the embeddings
+        self.index = new_index(self.embeddings.shape[1])
         self.index.add(self.embeddings)
-        self.reports = [c for c in self.cases if c["findings"] or c["impression"]]
+        self.reports = [c for c in self.cases if has_report(c)]
         self.report_labels = self.label_matrix(self.reports)
 
     @staticmethod
