@@ -1,6 +1,6 @@
 """The workstation UI (Gradio Blocks): upload a study, read the draft and why, edit, approve.
 
-Also serves the scripting API: `draft`, `save_draft` and `approve` (see README) for gradio_client.
+Also serves the scripting API: `draft`, `save_draft`, `approve` and `refine` (see README) for gradio_client.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from PIL import Image  # noqa: E402
 from db.session import engine_for  # noqa: E402
 from xr import store  # noqa: E402
 from xr.config import settings  # noqa: E402
+from xr.errors import UserError  # noqa: E402
 from xr.ingest import IngestError  # noqa: E402
 from xr.draft.result import unrle  # noqa: E402
+from xr.refine.refiner import REFINE_BY_DEFAULT  # noqa: E402
 from xr.visualize import mask_overlay, overlay  # noqa: E402
 from xr.workstation import LOCAL_USER, Workstation  # noqa: E402
 
@@ -85,6 +87,22 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             raise _fail(e) from None
         return {"study_id": int(study_id), "approval_id": approval, "status": "approved"}
 
+    def api_refine(study_id: float | None, text: str, indication: str) -> dict:
+        """A stored study's latest draft (study_id), or a draft text with its indication."""
+        if study_id is None and not (text or "").strip():
+            raise gr.Error("Give a study_id or a draft text to refine.", print_exception=False)
+        try:
+            return ws.refine(int(study_id) if study_id is not None else None, text or "", indication or "").to_json()
+        except (store.StoreError, UserError, TypeError, ValueError) as e:
+            raise _fail(e) from None
+
+    def ui_refine(study_id, enabled: bool):
+        if not (enabled and study_id):
+            return gr.update(), gr.update(), gr.update()
+        r = api_refine(study_id, "", "")
+        flags = "\n".join(f"- ⚠ {f}" for f in r["flags"]) or "No contradiction with the finding probabilities."
+        return r["text"], r["diff"] or "(no change)", f"**Checks** ({r['model']}, {r['timings']['refine_ms']:.0f} ms):\n{flags}"
+
     def ui_save(study_id, text: str):
         if not study_id:
             raise gr.Error("Draft a study first.", print_exception=False)
@@ -105,6 +123,8 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             with gr.Column(scale=1):
                 files = gr.File(label="Study: PNG, JPEG or DICOM images, or a zip", file_count="multiple")
                 indication = gr.Textbox(label="Indication (optional)", placeholder="e.g. cough, fever")
+                refine_cb = gr.Checkbox(label="Refine with the small LLM", value=REFINE_BY_DEFAULT,
+                                        info="Rewrites the draft; shown beside it, not put in the report until you ask")
                 draft_btn = gr.Button("Draft report", variant="primary")
                 findings = gr.Label(label="Finding probabilities", num_top_classes=8)
             with gr.Column(scale=2):
@@ -119,6 +139,12 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                     save_btn = gr.Button("Save draft")
                     approve_btn = gr.Button("Approve", variant="primary")
                 status = gr.Markdown()
+        with gr.Accordion("Refined by the small LLM", open=True):
+            with gr.Row():
+                refined = gr.Textbox(label="Refined text", lines=8, interactive=False)
+                refined_diff = gr.Code(label="Draft -> refined (diff)", language=None, lines=8)
+            refined_flags = gr.Markdown()
+            use_refined_btn = gr.Button("Use refined text")
         with gr.Accordion("Similar cases", open=True):
             similar = gr.Gallery(label="Nearest library images", columns=5, height=240, object_fit="contain")
             similar_text = gr.Markdown()
@@ -127,7 +153,9 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
 
         draft_btn.click(ui_draft, [files, indication],
                         [study_id, views, masks, report, findings, similar, similar_text, status, hist],
-                        api_visibility="private")
+                        api_visibility="private").then(
+            ui_refine, [study_id, refine_cb], [refined, refined_diff, refined_flags], api_visibility="private")
+        use_refined_btn.click(lambda r, cur: r or cur, [refined, report], report, api_visibility="private")
         save_btn.click(ui_save, [study_id, report], [status, hist], api_visibility="private")
         approve_btn.click(ui_approve, [study_id, report], [status, hist], api_visibility="private")
 
@@ -136,10 +164,11 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             api_study = gr.Number(label="study_id", precision=0)
             api_text = gr.Textbox(label="text")
             api_out = gr.JSON()
-            api_draft_btn, api_save_btn, api_approve_btn = gr.Button(), gr.Button(), gr.Button()
+            api_draft_btn, api_save_btn, api_approve_btn, api_refine_btn = gr.Button(), gr.Button(), gr.Button(), gr.Button()
         api_draft_btn.click(api_draft, [files, indication], api_out, api_name="draft")
         api_save_btn.click(api_save, [api_study, api_text], api_out, api_name="save_draft")
         api_approve_btn.click(api_approve, [api_study, api_text], api_out, api_name="approve")
+        api_refine_btn.click(api_refine, [api_study, api_text, indication], api_out, api_name="refine")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

@@ -138,6 +138,33 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_refiner(args: argparse.Namespace) -> int:
+    from xr.refine.refiner import REFINER_DIR
+    from xr.refine.train import read_edit_examples, train_lora
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.edits:
+        if not args.out:
+            raise UserError("--edits needs --out DIR (the shipped adapter is not overwritten)")
+        examples = read_edit_examples(Path(args.edits))
+        info = train_lora(examples, Path(args.out), init_adapter=Path(args.base or REFINER_DIR), epochs=args.epochs or 3,
+                          lr=args.lr or 2e-4, max_minutes=args.max_minutes, log=log)
+    elif args.data:
+        import torch
+
+        from xr.refine.examples import dffg_examples
+        from xr.train_generator import Data
+
+        torch.set_num_threads(args.threads)
+        examples = dffg_examples(Data(Path(args.data), log=log), "train", args.max_examples)
+        info = train_lora(examples, Path(args.out or REFINER_DIR), epochs=args.epochs or 1, lr=args.lr or 5e-4,
+                          max_minutes=args.max_minutes, log=log)
+    else:
+        raise UserError("give --data IU_DIR (train on IU train) or --edits EDITS.jsonl --out DIR (fine-tune)")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def _evaluate_generator(directory: Path, data: Path, beam: int, threads: int, log) -> None:
     from xr.train_generator import evaluate_modes, write_evaluation
 
@@ -235,6 +262,19 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--eval", action="store_true", help="then measure text/oracle/image modes and the ablation on val")
     g.add_argument("--beam", type=int, default=3, help="beam size of the --eval drafts")
     g.set_defaults(fn=cmd_train_generator)
+
+    r = sub.add_parser("train-refiner", help="LoRA-train the small-LLM refiner on DFFG drafts of IU train, "
+                                             "or continue it on exported edits")
+    r.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/)")
+    r.add_argument("--edits", default=None, help="continue the shipped adapter on an export-edits file (needs --out)")
+    r.add_argument("--base", default=None, help="with --edits: the adapter to continue from (default assets/refiner)")
+    r.add_argument("--out", default=None, help="output folder (default assets/refiner)")
+    r.add_argument("--max-examples", type=int, default=1000, help="first N train studies (CPU budget)")
+    r.add_argument("--epochs", type=int, default=None, help="default 1 (3 with --edits)")
+    r.add_argument("--lr", type=float, default=None, help="default 5e-4 (2e-4 with --edits)")
+    r.add_argument("--max-minutes", type=float, default=12.0, help="stop training after this long")
+    r.add_argument("--threads", type=int, default=2)
+    r.set_defaults(fn=cmd_train_refiner)
 
     e = sub.add_parser("eval-generator", help="measure a trained generator on IU val (modes, ablation, floors); "
                                               "writes EVAL.md and EVAL.json beside its weights")

@@ -124,8 +124,19 @@ def _latest_draft(session: Session, study_id: int) -> Draft:
     return draft
 
 
-def _diff(a: str, b: str) -> str:
-    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "draft", "edited", lineterm=""))
+def diff_text(a: str, b: str, to: str = "edited") -> str:
+    """Unified diff of the draft against an edited (or refined) text, line by line."""
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "draft", to, lineterm=""))
+
+
+def latest_draft(s: Settings, study_id: int) -> dict:
+    """What the refiner needs of a stored study's latest draft: text, indication, finding probabilities,
+    the similar cases' reports."""
+    with transaction(s.database_url) as session:
+        _study(session, study_id)
+        d = _latest_draft(session, study_id)
+        return {"text": d.text, "indication": d.indication, "findings": dict(d.findings or {}),
+                "similar": [c.get("report", "") for c in (d.similar_cases or []) if c.get("report")]}
 
 
 def _revise(session: Session, study_id: int, text: str, user: User, tags: list[str]) -> Revision | None:
@@ -136,7 +147,7 @@ def _revise(session: Session, study_id: int, text: str, user: User, tags: list[s
     if text == current and not tags:
         return last if last and last.draft_id == draft.id else None
     rev = Revision(study_id=study_id, draft_id=draft.id, user_id=user.id, text=text,
-                   diff=_diff(draft.text, text), tags=list(tags))
+                   diff=diff_text(draft.text, text), tags=list(tags))
     session.add(rev)
     session.flush()
     return rev
@@ -149,7 +160,7 @@ def _study(session: Session, study_id: int) -> Study:
     return study
 
 
-def _check_text(text: str) -> str:
+def check_text(text: str) -> str:
     text = (text or "").strip()
     if not text:
         raise StoreError("the report is empty")
@@ -159,7 +170,7 @@ def _check_text(text: str) -> str:
 
 
 def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: list[str] = ()) -> int | None:
-    text = _check_text(text)
+    text = check_text(text)
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
         user = user_row(session, actor)
@@ -174,7 +185,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
     With a library entry (computed from this text beforehand), the study joins the similar-case library in
     the same transaction, replacing its earlier entry. Without one, an earlier entry is removed: the
     library never shows a superseded report (`python -m xr index add` fills the gap)."""
-    text = _check_text(text)
+    text = check_text(text)
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
         user = user_row(session, actor)

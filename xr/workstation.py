@@ -47,7 +47,9 @@ class Workstation:
         self.settings = s or settings()
         self._drafter = None
         self._index: CaseIndex | None = None
+        self._refiner = None
         self._lock = threading.Lock()
+        self._refiner_lock = threading.Lock()  # its own: loading the LLM must not hold up drafting
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
 
     @property
@@ -63,6 +65,27 @@ class Workstation:
         """The similar-case index the drafter searches (built with it)."""
         self.drafter
         return self._index
+
+    @property
+    def refiner(self):
+        with self._refiner_lock:  # loaded on first use: most sessions never refine
+            if self._refiner is None:
+                from xr.refine.refiner import REFINER_DIR, Refiner
+
+                self._refiner = Refiner(Path(os.environ.get("XR_REFINER_DIR", REFINER_DIR)))
+            return self._refiner
+
+    def refine(self, study_id: int | None = None, text: str = "", indication: str = ""):
+        """Refine a stored study's latest draft (with its finding probabilities and similar reports, so
+        contradictions can be flagged) or, without a study, a draft text alone (no finding checks)."""
+        from xr.refine.examples import RefineExample
+
+        if study_id is not None:
+            d = store.latest_draft(self.settings, study_id)
+            ex = RefineExample(indication=d["indication"], draft=d["text"], findings=d["findings"], similar=d["similar"])
+        else:
+            ex = RefineExample(indication=indication.strip(), draft=store.check_text(text))
+        return self.refiner.refine(ex)
 
     def draft(self, paths: list[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,
               progress=lambda fraction, desc: None) -> Drafted:

@@ -1,0 +1,108 @@
+"""LoRA fine-tuning of the refiner: from IU train (DFFG drafts -> reference reports) or, continuing the
+shipped adapter, from approved edits (draft -> approved text). Batches of padded sequences, AdamW,
+linear decay; a wall-clock cap so CPU runs end when promised."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from xr.refine.examples import RefineExample
+from xr.refine.prompt import training_ids
+
+LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+# Only the top layers get adapters (12 of SmolLM2-135M's 30): backward stops there, which more than halves
+# a CPU training step.
+TOP_LAYERS = 12
+BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded in the adapter config instead of a local path
+
+
+def read_edit_examples(path: Path) -> list[RefineExample]:
+    """`python -m xr export-edits` lines as examples: indication + draft -> approved text."""
+    from xr.train_generator import EditsError
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise EditsError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            ex = RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["approved"],
+                               id=f"edit:{n}")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'draft' and 'approved')") from None
+        if not ex.target.strip():
+            raise EditsError(f"{Path(path).name} line {n}: the approved text is empty")
+        out.append(ex)
+    if not out:
+        raise EditsError(f"{Path(path).name} holds no approved studies")
+    return out
+
+
+def _batch(tok, exs: list[RefineExample], max_len: int) -> dict:
+    pairs = [training_ids(tok, e, max_len) for e in exs]
+    n = max(len(i) for i, _ in pairs)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return {"input_ids": torch.tensor([i + [pad] * (n - len(i)) for i, _ in pairs]),
+            "attention_mask": torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i, _ in pairs]),
+            "labels": torch.tensor([l + [-100] * (n - len(l)) for _, l in pairs])}
+
+
+def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_adapter: Path | None = None,
+               epochs: int = 1, lr: float = 5e-4, batch_size: int = 4, max_len: int = 256, max_minutes: float = 15.0,
+               seed: int = 0, log=print) -> dict:
+    """Train (or continue `init_adapter`) and save the adapter to out_dir with train.json (provenance)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from xr.refine.base import load_base
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model, tok = base or load_base()
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        n = model.config.num_hidden_layers
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", layers_to_transform=list(range(max(0, n - TOP_LAYERS), n)),
+                                                 **LORA))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
+    t0, step, losses, stopped = time.time(), 0, [], False
+    for epoch in range(epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for s in range(0, len(order), batch_size):
+            loss = model(**_batch(tok, [examples[i] for i in order[s:s + batch_size]], max_len)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step(), sched.step(), opt.zero_grad()
+            step += 1
+            losses.append(loss.item())
+            if step % 10 == 0:
+                log(f"epoch {epoch + 1} step {step}/{steps} loss {sum(losses[-10:]) / len(losses[-10:]):.3f} "
+                    f"{time.time() - t0:.0f}s")
+            if time.time() - t0 > max_minutes * 60:
+                stopped = True
+                break
+        if stopped:
+            break
+    out_dir = Path(out_dir)
+    model.peft_config["default"].base_model_name_or_path = BASE_NAME
+    model.save_pretrained(out_dir, save_embedding_layers=False)  # else peft looks the base up online
+    info = {"examples": len(examples), "examples_seen": min(step * batch_size, epochs * len(examples)), "steps": step,
+            "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_len": max_len, "lora": {**LORA, "top_layers": TOP_LAYERS},
+            "continued_from": Path(init_adapter).name if init_adapter else None, "stopped_by_time_cap": stopped,
+            "minutes": round((time.time() - t0) / 60, 2), "first_loss": round(losses[0], 4) if losses else None,
+            "last_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None}
+    (out_dir / "train.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
