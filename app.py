@@ -129,7 +129,8 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                 findings = gr.Label(label="Finding probabilities", num_top_classes=8)
             with gr.Column(scale=2):
                 with gr.Tab("Heatmaps"):
-                    views = gr.Gallery(label="Views with fusion-weight heatmaps (red = drove the draft most)",
+                    views = gr.Gallery(label="Views with fusion-weight heatmaps (red = high weight; "
+                                             "what it means is in the note under the report)",
                                        columns=2, height=420, object_fit="contain")
                 with gr.Tab("Lung masks and measurements"):
                     masks = gr.Gallery(label="Lung masks; cardiothoracic ratio estimated from them (frontal views)",
