@@ -32,6 +32,7 @@ from xr.errors import UserError
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.evaluate.text import normalize
 from xr.findings import FINDINGS
+from xr.jsonl import read_jsonl
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 
@@ -58,18 +59,11 @@ def read_edits(path: Path, data_dir: Path) -> list[Case]:
     """The lines of an edits export as cases: FINDINGS / IMPRESSION of the approved text (all of it as
     findings when it has no headings), the indication, the stored images that still exist."""
     cases = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise EditsError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
         try:
-            item = json.loads(line)
             text, indication, images = item["approved"], item.get("indication") or "", item.get("images") or []
             paths = tuple(data_dir / im["path"] for im in images)
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'approved')") from None
         sec = sections(text)
         findings = sec.get("FINDINGS", "" if "IMPRESSION" in sec else " ".join(text.split()))

@@ -2,7 +2,6 @@
 was measured on."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.nlg import METRICS, nlg_scores
 from xr.errors import UserError
 from xr.evaluate.text import normalize, placeholder_count
+from xr.jsonl import read_jsonl
 
 
 class EvalInputError(UserError):
@@ -37,18 +37,11 @@ class EvalResult:
 
 def read_predictions(path: Path) -> dict[str, str]:
     preds: dict[str, str] = {}
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise EvalInputError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            case_id, report = str(item["id"]), item["report"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise EvalInputError(f"{Path(path).name} line {n}: expected a JSON object with 'id' and 'report'") from None
+    expected = "a JSON object with 'id' and 'report'"
+    for n, item in read_jsonl(path, EvalInputError, expected):
+        if "id" not in item or "report" not in item:
+            raise EvalInputError(f"{Path(path).name} line {n}: expected {expected}")
+        case_id, report = str(item["id"]), item["report"]
         if not isinstance(report, str):
             raise EvalInputError(f"{Path(path).name} line {n}: 'report' must be a string")
         if case_id in preds:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from xr.jsonl import read_jsonl
 from xr.refine.examples import RefineExample
 from xr.refine.prompt import training_ids
 
@@ -24,19 +25,12 @@ def read_edit_examples(path: Path) -> list[RefineExample]:
     """`python -m xr export-edits` lines as examples: indication + draft -> approved text."""
     from xr.train_generator import EditsError
 
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise EditsError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
     out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
         try:
-            item = json.loads(line)
             ex = RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["approved"],
                                id=f"edit:{n}")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError):
             raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'draft' and 'approved')") from None
         if not ex.target.strip():
             raise EditsError(f"{Path(path).name} line {n}: the approved text is empty")
