@@ -1,189 +1,151 @@
-"""The workstation UI (Gradio Blocks): upload a study, read the draft and why, edit, approve.
-
-Also serves the scripting API: `draft`, `save_draft`, `approve` and `refine` (see README) for gradio_client.
-"""
+"""The workstation (Gradio Blocks): a workspace per role (reporting for radiologists, teaching for
+educators, corrections for annotators), log-in when the app listens beyond this machine, and the scripting
+API for gradio_client (README, "From a script"). Every handler asks xr.access first."""
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a clinical tool phones nobody
 
 import gradio as gr  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from db.session import engine_for  # noqa: E402
-from xr import store  # noqa: E402
-from xr.config import settings  # noqa: E402
-from xr.errors import UserError  # noqa: E402
-from xr.ingest import IngestError  # noqa: E402
-from xr.draft.result import unrle  # noqa: E402
-from xr.refine.refiner import REFINE_BY_DEFAULT  # noqa: E402
-from xr.visualize import mask_overlay, overlay  # noqa: E402
-from xr.workstation import LOCAL_USER, Workstation  # noqa: E402
+from xr import access, store  # noqa: E402
+from xr.config import Settings, settings  # noqa: E402
+from xr.ui.common import guarded, username  # noqa: E402
+from xr.ui.corrections import Corrections  # noqa: E402
+from xr.ui.reporting import Reporting, need, paths_of  # noqa: E402
+from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
+from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
-
-
-def _fail(e: Exception) -> gr.Error:
-    return gr.Error(str(e), print_exception=False)
-
-
-def _measure_caption(v) -> str:
-    caption = f"View {v.index + 1}: {v.view} ({'DICOM tag' if v.view_source == 'dicom' else 'from the image'})"
-    if v.measurements and v.measurements.get("ctr") is not None:
-        ctr = v.measurements["ctr"]
-        caption += f" · CTR estimate {ctr:.2f} (from lung borders; reads lower than a measured CTR)"
-    return caption
+WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct"}  # tab -> the right it needs
+CSS = ".xr-viewer img { cursor: crosshair; }"
 
 
 def build_app(ws: Workstation | None = None) -> gr.Blocks:
     ws = ws or Workstation()
     s = ws.settings
-
-    def _paths(files) -> list[str]:
-        if not files:
-            raise gr.Error("Upload one or more images (PNG, JPEG, DICOM) or a zip of them.", print_exception=False)
-        return [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
-
-    def _draft(files, indication: str, progress):
-        try:
-            return ws.draft(_paths(files), indication or "", LOCAL_USER, progress=progress)
-        except IngestError as e:
-            raise _fail(e) from None
-
-    def api_draft(files, indication: str) -> dict:
-        result = _draft(files, indication, lambda *a: None)
-        return {"study_id": result.study_id, **result.draft.to_json()}
-
-    def ui_draft(files, indication: str, progress=gr.Progress()):
-        result = _draft(files, indication, lambda f, desc: progress(f, desc=desc))
-        d = result.draft
-        views = [(overlay(im.pixels, v.fusion_weights), f"View {v.index + 1}: {v.view}")
-                 for im, v in zip(result.study.images, d.views)]
-        masks = [(mask_overlay(im.pixels, unrle(v.lung_mask)), _measure_caption(v))
-                 for im, v in zip(result.study.images, d.views) if v.lung_mask]
-        similar = [(Image.open(ws.index.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
-                   for c in d.similar_cases if c.thumb]
-        text_cases = "\n".join(f"- **{c.case_id}** ({c.via}, {c.similarity:.2f}; shares: "
-                               f"{', '.join(c.shared_findings) or 'none'}): {c.report}" for c in d.similar_cases)
-        status = (f"Study #{result.study_id} drafted by {d.model} {d.model_version} "
-                  f"in {d.timings['total_ms']:.0f} ms. " + " ".join(d.notes))
-        return (result.study_id, views, masks, d.report, dict(d.findings), similar, text_cases, status,
-                store.history(s, result.study_id))
-
-    def api_save(study_id: float, text: str) -> dict:
-        try:
-            rev = store.save_revision(s, int(study_id), text, LOCAL_USER)
-        except (store.StoreError, TypeError, ValueError) as e:
-            raise _fail(e) from None
-        return {"study_id": int(study_id), "revision_id": rev}
-
-    def api_approve(study_id: float, text: str) -> dict:
-        try:
-            approval = ws.approve(int(study_id), text, LOCAL_USER)
-        except (store.StoreError, TypeError, ValueError) as e:
-            raise _fail(e) from None
-        return {"study_id": int(study_id), "approval_id": approval, "status": "approved"}
-
-    def api_refine(study_id: float | None, text: str, indication: str) -> dict:
-        """A stored study's latest draft (study_id), or a draft text with its indication."""
-        if study_id is None and not (text or "").strip():
-            raise gr.Error("Give a study_id or a draft text to refine.", print_exception=False)
-        try:
-            return ws.refine(int(study_id) if study_id is not None else None, text or "", indication or "").to_json()
-        except (store.StoreError, UserError, TypeError, ValueError) as e:
-            raise _fail(e) from None
-
-    def ui_refine(study_id, enabled: bool):
-        if not (enabled and study_id):
-            return gr.update(), gr.update(), gr.update()
-        r = api_refine(study_id, "", "")
-        flags = "\n".join(f"- ⚠ {f}" for f in r["flags"]) or "No contradiction with the finding probabilities."
-        return r["text"], r["diff"] or "(no change)", f"**Checks** ({r['model']}, {r['timings']['refine_ms']:.0f} ms):\n{flags}"
-
-    def ui_save(study_id, text: str):
-        if not study_id:
-            raise gr.Error("Draft a study first.", print_exception=False)
-        out = api_save(study_id, text)
-        msg = "No changes to save." if out["revision_id"] is None else f"Saved revision #{out['revision_id']}."
-        return msg, store.history(s, int(study_id))
-
-    def ui_approve(study_id, text: str):
-        if not study_id:
-            raise gr.Error("Draft a study first.", print_exception=False)
-        out = api_approve(study_id, text)
-        return f"Approved (approval #{out['approval_id']}).", store.history(s, int(study_id))
-
     with gr.Blocks(title="XR drafting workstation") as demo:
-        gr.Markdown("# Chest X-ray report drafting\n" + DISCLAIMER)
-        study_id = gr.State(None)
         with gr.Row():
-            with gr.Column(scale=1):
-                files = gr.File(label="Study: PNG, JPEG or DICOM images, or a zip", file_count="multiple")
-                indication = gr.Textbox(label="Indication (optional)", placeholder="e.g. cough, fever")
-                refine_cb = gr.Checkbox(label="Refine with the small LLM", value=REFINE_BY_DEFAULT,
-                                        info="Rewrites the draft; shown beside it, not put in the report until you ask")
-                draft_btn = gr.Button("Draft report", variant="primary")
-                findings = gr.Label(label="Finding probabilities", num_top_classes=8)
-            with gr.Column(scale=2):
-                with gr.Tab("Heatmaps"):
-                    views = gr.Gallery(label="Views with fusion-weight heatmaps (red = high weight; "
-                                             "what it means is in the note under the report)",
-                                       columns=2, height=420, object_fit="contain")
-                with gr.Tab("Lung masks and measurements"):
-                    masks = gr.Gallery(label="Lung masks; cardiothoracic ratio estimated from them (frontal views)",
-                                       columns=2, height=420, object_fit="contain")
-                report = gr.Textbox(label="Report (editable)", lines=10, interactive=True)
-                with gr.Row():
-                    save_btn = gr.Button("Save draft")
-                    approve_btn = gr.Button("Approve", variant="primary")
-                status = gr.Markdown()
-        with gr.Accordion("Refined by the small LLM", open=True):
-            with gr.Row():
-                refined = gr.Textbox(label="Refined text", lines=8, interactive=False)
-                refined_diff = gr.Code(label="Draft -> refined (diff)", language=None, lines=8)
-            refined_flags = gr.Markdown()
-            use_refined_btn = gr.Button("Use refined text")
-        with gr.Accordion("Similar cases", open=True):
-            similar = gr.Gallery(label="Nearest library images", columns=5, height=240, object_fit="contain")
-            similar_text = gr.Markdown()
-        with gr.Accordion("History of this study", open=False):
-            hist = gr.JSON(label="Draft, edits and approvals")
+            gr.Markdown("# Chest X-ray report drafting\n" + DISCLAIMER)
+            who = gr.Markdown(elem_id="who")
+            gr.Button("Log out", link="/logout", size="sm", visible=s.auth, scale=0)
+        with gr.Tabs() as tabs:
+            workspaces = {"reporting": Reporting(ws), "corrections": Corrections(ws), "teaching": Teaching(ws)}
+        reporting = workspaces["reporting"]
 
-        draft_btn.click(ui_draft, [files, indication],
-                        [study_id, views, masks, report, findings, similar, similar_text, status, hist],
-                        api_visibility="private").then(
-            ui_refine, [study_id, refine_cb], [refined, refined_diff, refined_flags], api_visibility="private")
-        use_refined_btn.click(lambda r, cur: r or cur, [refined, report], report, api_visibility="private")
-        save_btn.click(ui_save, [study_id, report], [status, hist], api_visibility="private")
-        approve_btn.click(ui_approve, [study_id, report], [status, hist], api_visibility="private")
+        def enter(request: gr.Request):
+            """Show each user only the workspaces their role has (the handlers check again)."""
+            name = username(request)
+            try:
+                user, role = access.whoami(s, name)
+            except access.AccessError:
+                return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
+            shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
+            mode = "single-user mode (no log-in)" if name is None else f"signed in as **{user}** ({role})"
+            rows = store.worklist(s) if "reporting" in shown else []
+            return (f"<div style='text-align:right'>{mode}</div>",
+                    *[gr.update(visible=tab in shown) for tab in workspaces],
+                    gr.Tabs(selected=shown[0] if shown else None),
+                    [[r[c] for c in ("id", "status", "views", "indication", "updated")] for r in rows])
 
-        # Scripting API: plain JSON in and out, named endpoints (README: "API").
-        with gr.Row(visible=False):
-            api_study = gr.Number(label="study_id", precision=0)
-            api_text = gr.Textbox(label="text")
-            api_out = gr.JSON()
-            api_draft_btn, api_save_btn, api_approve_btn, api_refine_btn = gr.Button(), gr.Button(), gr.Button(), gr.Button()
-        api_draft_btn.click(api_draft, [files, indication], api_out, api_name="draft")
-        api_save_btn.click(api_save, [api_study, api_text], api_out, api_name="save_draft")
-        api_approve_btn.click(api_approve, [api_study, api_text], api_out, api_name="approve")
-        api_refine_btn.click(api_refine, [api_study, api_text, indication], api_out, api_name="refine")
+        demo.load(enter, None, [who, *[w.tab for w in workspaces.values()], tabs, reporting.table],
+                  api_visibility="private")
+        _api(ws, reporting)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
+
+
+def _api(ws: Workstation, reporting: Reporting) -> None:
+    """Named endpoints with plain JSON in and out. Each checks the caller's role like the UI does."""
+    s = ws.settings
+
+    @guarded
+    def draft(files, indication: str, request: gr.Request) -> dict:
+        result = ws.draft(paths_of(files), indication or "", ws.actor(username(request), "draft"))
+        return {"study_id": result.study_id, **result.draft.to_json()}
+
+    @guarded
+    def save_draft(study_id: float, text: str, request: gr.Request) -> dict:
+        actor = ws.actor(username(request), "edit")
+        return {"study_id": need(study_id), "revision_id": store.save_revision(s, need(study_id), text, actor)}
+
+    @guarded
+    def approve(study_id: float, text: str, request: gr.Request) -> dict:
+        """An authenticated approval through the API is the caller's sign-off."""
+        approval = ws.approve(need(study_id), text, ws.actor(username(request), "approve"))
+        return {"study_id": need(study_id), "approval_id": approval, "status": "approved"}
+
+    @guarded
+    def refine(study_id: float | None, text: str, indication: str, request: gr.Request) -> dict:
+        """A stored study's latest draft (study_id), or a draft text with its indication."""
+        ws.actor(username(request), "refine")
+        if study_id is None and not (text or "").strip():
+            raise store.StoreError("give a study_id or a draft text to refine")
+        return ws.refine(int(study_id) if study_id is not None else None, text or "", indication or "").to_json()
+
+    @guarded
+    def worklist(status: str, text: str, request: gr.Request) -> list[dict]:
+        ws.actor(username(request), "worklist")
+        return store.worklist(s, status or "", text or "")
+
+    @guarded
+    def export_report(study_id: float, fmt: str, request: gr.Request) -> str:
+        actor = ws.actor(username(request), "export_report")
+        return str(store.export_report(s, need(study_id), fmt or "sr", tempfile.mkdtemp(prefix="xr-export-"), actor))
+
+    @guarded
+    def correct(study_id: float, text: str, tags: list[str], request: gr.Request) -> dict:
+        actor = ws.actor(username(request), "correct")
+        if not tags:
+            raise store.StoreError("give at least one reason tag")
+        return {"study_id": need(study_id), "revision_id": store.save_revision(s, need(study_id), text, actor, tags)}
+
+    @guarded
+    def teaching(finding: str, request: gr.Request) -> list[dict]:
+        ws.actor(username(request), "teach")
+        return [{"id": c.id, "labels": list(c.labels), "has_report": bool(c.reference)}
+                for c in teaching_cases(ws, finding or "")]
+
+    with gr.Row(visible=False):
+        study, text, other = gr.Number(label="study_id", precision=0), gr.Textbox(label="text"), gr.Textbox(label="x")
+        tags = gr.JSON(label="tags")
+        out, out_file = gr.JSON(), gr.File()
+        for fn, inputs, output in ((draft, [reporting.files, reporting.indication], out),
+                                   (save_draft, [study, text], out), (approve, [study, text], out),
+                                   (refine, [study, text, reporting.indication], out), (worklist, [other, text], out),
+                                   (export_report, [study, other], out_file), (correct, [study, text, tags], out),
+                                   (teaching, [other], out)):
+            gr.Button(visible=False).click(fn, inputs, output, api_name=fn.__name__)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = settings()
-    log.info("data directory %s; listening on %s:%d", s.data_dir, s.host, s.port)
     engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
+    if s.auth and not access.has_users(s):
+        sys.exit("error: log-in is on (XR_AUTH, or listening beyond localhost) and there are no users yet: "
+                 "create one with `python -m xr user add NAME --role admin`")
+    if not s.auth and s.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("single-user mode (XR_AUTH=off) while listening on %s: anyone who can reach it is admin", s.host)
+    log.info("data directory %s; listening on %s:%d; log-in %s", s.data_dir, s.host, s.port, "on" if s.auth else "off")
     ws = Workstation(s)
     ws.drafter  # load the models now, not on the first user's click
     ws.index.sync(s)  # the approved studies of the similar-case library
     ws.index.embed_text([""])  # and its text encoder
-    build_app(ws).launch(server_name=s.host, server_port=s.port)
+    launch(build_app(ws), s, server_name=s.host, server_port=s.port)
+
+
+def launch(demo: gr.Blocks, s: Settings, **kwargs):
+    """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
+    return demo.launch(css=CSS, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
+                       auth_message="Log in with the account your administrator made (`python -m xr user add`).",
+                       **kwargs)
 
 
 if __name__ == "__main__":

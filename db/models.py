@@ -33,7 +33,7 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|drafted|approved
     indication: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True)
     images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")
     drafts: Mapped[list[Draft]] = relationship(back_populates="study", order_by="Draft.id")
     revisions: Mapped[list[Revision]] = relationship(back_populates="study", order_by="Revision.id")
@@ -67,6 +67,7 @@ class Draft(Base):
     findings: Mapped[dict[str, Any]] = mapped_column(JSON)
     fusion_weights: Mapped[dict[str, Any]] = mapped_column(JSON)  # view index -> grid
     similar_cases: Mapped[list[Any]] = mapped_column(JSON)
+    views: Mapped[list[Any] | None] = mapped_column(JSON)  # per view: view, source, measurements, lung mask (RLE)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -107,7 +108,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | library | export | login
+    action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | library | export | login | denied | user
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

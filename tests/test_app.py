@@ -56,8 +56,8 @@ def test_upload_draft_edit_approve_export(app, tmp_path, nih_pixels):
                        text=True, env={"XR_DATA_DIR": str(env.data_dir), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     line = json.loads(export.read_text())
-    assert line["approved"].endswith("Mild cardiomegaly.") and line["draft"] == out["report"]
-    assert line["editor_role"] == "radiologist" and line["indication"] == "fever"
+    assert line["target"].endswith("Mild cardiomegaly.") and line["draft"] == out["report"]
+    assert line["editor_role"] == "admin" and line["indication"] == "fever"  # single-user mode: the local admin
 
 
 def test_bad_upload_gives_reason_and_stores_nothing(app, tmp_path):

@@ -101,10 +101,10 @@ def test_train_refiner_on_edits_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XR_REFINER_BASE", str(base_dir()))
     edits = tmp_path / "edits.jsonl"
     lines = [{"study": "k1", "images": [], "indication": "fever", "model": "dffg", "model_version": "0.2.0",
-              "draft": DRAFT, "approved": DRAFT.replace("No acute disease.", "Mild cardiomegaly."),
+              "draft": DRAFT, "target": DRAFT.replace("No acute disease.", "Mild cardiomegaly."),
               "editor_role": "radiologist", "approved_at": "2026-11-22T10:00:00", "tags": []},
              {"study": "k2", "images": [], "indication": "", "model": "dffg", "model_version": "0.2.0",
-              "draft": DRAFT, "approved": DRAFT, "editor_role": "radiologist", "approved_at": "2026-11-22T10:01:00",
+              "draft": DRAFT, "target": DRAFT, "editor_role": "radiologist", "approved_at": "2026-11-22T10:01:00",
               "tags": []}]
     edits.write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert main(["train-refiner", "--edits", str(edits), "--out", str(tmp_path / "mine"), "--epochs", "1"]) == 0
@@ -113,11 +113,11 @@ def test_train_refiner_on_edits_cli(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "mine" / "adapter_model.safetensors").exists()
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"indication": "x", "approved": "FINDINGS: ok"}\n')
+    bad.write_text('{"indication": "x", "target": "FINDINGS: ok"}\n')
     capsys.readouterr()
     assert main(["train-refiner", "--edits", str(bad), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert err == "error: bad.jsonl line 1: not an export-edits line (needs 'draft' and 'approved')\n"
+    assert err == "error: bad.jsonl line 1: not an export-edits line (needs 'draft' and 'target')\n"
 
 
 def test_refine_api_endpoint(env, workstation_factory, monkeypatch):

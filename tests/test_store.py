@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.conftest import write_dicom
 from xr import store
+from xr.errors import UserError
 from xr.store import Actor, StoreError
 
 RAD = Actor("dr_a", "radiologist")
@@ -63,8 +64,8 @@ def test_edit_approve_export(drafted, env, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "out" / "edits.jsonl").read_text().splitlines()]
     assert n == 1 and len(lines) == 1
     line = lines[0]
-    assert line["draft"] == text and line["approved"].endswith("Small left effusion.")
-    assert line["editor_role"] == "radiologist" and line["tags"] == ["missed finding"]
+    assert line["draft"] == text and line["target"].endswith("Small left effusion.")
+    assert line["editor_role"] == "radiologist" and line["tags"] == ["missed finding"] and line["source"] == "approval"
     assert line["images"][0]["path"].startswith("images/")
     with sqlite3.connect(env.database_url.removeprefix("sqlite:///")) as c:
         diff, = c.execute("select diff from revisions").fetchone()
@@ -79,7 +80,7 @@ def test_amended_approval_keeps_both_and_exports_latest(drafted, env, tmp_path):
     store.approve(env, result.study_id, "Amended text.", RAD)
     assert count(env, "approvals") == 2
     store.export_edits(env, tmp_path / "e.jsonl")
-    assert [json.loads(x)["approved"] for x in (tmp_path / "e.jsonl").read_text().splitlines()] == ["Amended text."]
+    assert [json.loads(x)["target"] for x in (tmp_path / "e.jsonl").read_text().splitlines()] == ["Amended text."]
 
 
 def test_refusals_leave_nothing_behind(drafted, env):
@@ -109,7 +110,7 @@ def test_export_under_a_file_fails_cleanly(drafted, env, tmp_path):
     _, result = drafted
     store.approve(env, result.study_id, "Text.", RAD)
     (tmp_path / "plain").write_text("not a folder")
-    with pytest.raises(StoreError, match="cannot write e.jsonl"):
+    with pytest.raises(UserError, match="cannot write e.jsonl"):
         store.export_edits(env, tmp_path / "plain" / "e.jsonl")
     assert (tmp_path / "plain").read_text() == "not a folder"
 
@@ -119,7 +120,76 @@ def test_export_over_a_directory_fails_cleanly(drafted, env, tmp_path):
     store.approve(env, result.study_id, "Text.", RAD)
     (tmp_path / "taken").mkdir()
     exports = count(env, "audit_events")
-    with pytest.raises(StoreError, match="cannot write taken"):
+    with pytest.raises(UserError, match="cannot write taken"):
         store.export_edits(env, tmp_path / "taken")
     assert count(env, "audit_events") == exports  # the failed export is not logged as done
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".taken")]
+
+
+ANN = Actor("ann_b", "annotator")
+
+
+def test_worklist_filters_searches_and_reopens(drafted, env, tmp_path, nih_pixels):
+    ws, first = drafted
+    pending = ws.add_study([write_dicom(tmp_path / "p.dcm", nih_pixels[::-1].copy(), study_uid="1.2.826.0.1.55")],
+                           "trauma", RAD)
+    rows = store.worklist(env)
+    assert [r["id"] for r in rows] == [pending, first.study_id]  # newest first
+    assert [r["status"] for r in rows] == ["pending", "drafted"] and rows[1]["views"] == "frontal"
+    assert [r["id"] for r in store.worklist(env, "pending")] == [pending]
+    assert [r["id"] for r in store.worklist(env, search="TRAUMA")] == [pending]  # indication, any case
+    assert [r["id"] for r in store.worklist(env, search="mediastinum")] == [first.study_id]  # the draft's text
+    assert [r["id"] for r in store.worklist(env, search=f"#{pending}")] == [pending]
+    with pytest.raises(StoreError, match="unknown status 'done'"):
+        store.worklist(env, "done")
+    view = store.study_view(env, pending)
+    assert view["draft"] is None and view["text"] == "" and len(view["images"]) == 1
+    redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
+    assert redrafted.study_id == pending and store.study_view(env, pending)["status"] == "drafted"
+    v = store.study_view(env, first.study_id)
+    assert v["draft"]["views"][0]["lung_mask"]["size"] == [512, 512]  # overlays survive a reopen
+    assert v["text"] == first.draft.report and v["approval"] is None
+
+
+def test_corrections_queue_tags_and_export(drafted, env, tmp_path, nih_pixels):
+    ws, first = drafted
+    second = ws.draft([write_dicom(tmp_path / "s.dcm", np_flip(nih_pixels), study_uid="1.2.826.0.1.56")], "", RAD)
+    assert store.corrections_queue(env) == {"total": 2, "done": 0, "next": first.study_id}
+    assert store.corrections_queue(env, after=first.study_id)["next"] == second.study_id  # skip
+    with pytest.raises(StoreError, match="unknown reason tag 'typo'"):
+        store.save_revision(env, first.study_id, "Corrected.", ANN, tags=["typo"])
+    store.save_revision(env, first.study_id, first.draft.report + " Small left effusion.", ANN,
+                        tags=["missed finding", "wording"])
+    store.save_revision(env, second.study_id, second.draft.report, ANN, tags=["no correction"])
+    assert store.corrections_queue(env) == {"total": 2, "done": 2, "next": None}
+    store.approve(env, second.study_id, second.draft.report + " Approved.", RAD)
+    assert store.corrections_queue(env)["total"] == 1  # approved studies leave the queue
+    n = store.export_edits(env, tmp_path / "edits.jsonl", ANN)
+    lines = {json.loads(x)["source"]: json.loads(x) for x in (tmp_path / "edits.jsonl").read_text().splitlines()}
+    assert n == 2 and set(lines) == {"approval", "correction"}
+    assert lines["correction"]["tags"] == ["missed finding", "wording"]
+    assert lines["correction"]["target"].endswith("Small left effusion.") and lines["correction"]["editor_role"] == "annotator"
+    assert lines["approval"]["tags"] == ["no correction"] and lines["approval"]["target"].endswith("Approved.")
+
+
+def np_flip(pixels):
+    return pixels[:, ::-1].copy()
+
+
+def test_report_export_is_audited_and_refused_before_approval(drafted, env, tmp_path):
+    from xr.export.sr import read_sr_text
+
+    _, result = drafted
+    with pytest.raises(StoreError, match="not approved yet"):
+        store.export_report(env, result.study_id, "sr", tmp_path, RAD)
+    store.approve(env, result.study_id, "FINDINGS: Heart normal.\n\nIMPRESSION: No acute disease.", RAD)
+    with pytest.raises(StoreError, match="unknown export format 'pdf'"):
+        store.export_report(env, result.study_id, "pdf", tmp_path, RAD)
+    path = store.export_report(env, result.study_id, "sr", tmp_path, RAD)
+    assert read_sr_text(path) == ("Heart normal.", "No acute disease.")
+    fhir = json.loads(store.export_report(env, result.study_id, "fhir", tmp_path, RAD).read_text())
+    assert fhir["resourceType"] == "DiagnosticReport" and fhir["status"] == "final"
+    assert store.export_report(env, result.study_id, "text", tmp_path, RAD).read_text().startswith("Chest X-ray report")
+    with sqlite3.connect(env.database_url.removeprefix("sqlite:///")) as c:
+        formats = [json.loads(d)["format"] for d, in c.execute("select detail from audit_events where action='export'")]
+    assert formats == ["sr", "fhir", "text"]

@@ -36,6 +36,45 @@ def cmd_export_edits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(args: argparse.Namespace) -> str:
+    """From stdin (scripts) or typed twice at a prompt; never from the command line, where `ps` shows it."""
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise UserError("the passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from xr import access
+    from xr.config import settings
+
+    s = settings()
+    if args.user_command == "add":
+        access.add_user(s, args.name, args.role, _password(args))
+        print(f"added {args.name} ({args.role})", file=sys.stderr)
+    elif args.user_command == "passwd":
+        access.set_password(s, args.name, _password(args))
+        print(f"changed the password of {args.name}", file=sys.stderr)
+    else:
+        for u in access.list_users(s):
+            print(f"{u['name']}\t{u['role']}\t{u['created']}")
+    return 0
+
+
+def cmd_export_report(args: argparse.Namespace) -> int:
+    from xr import store
+    from xr.config import settings
+    from xr.workstation import LOCAL_USER
+
+    path = store.export_report(settings(), args.study, args.format, Path(args.out), LOCAL_USER)
+    print(path)
+    return 0
+
+
 def cmd_build_library(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.retrieve.build import build_library
@@ -212,6 +251,26 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export-edits", help="write approved studies as JSON lines for fine-tuning")
     e.add_argument("out")
     e.set_defaults(fn=cmd_export_edits)
+
+    er = sub.add_parser("export-report", help="an approved report as DICOM SR, FHIR R4 DiagnosticReport or text")
+    er.add_argument("study", type=int, help="study id (as on the worklist)")
+    er.add_argument("--format", choices=("sr", "fhir", "text"), default="sr")
+    er.add_argument("--out", default=".", help="folder to write into (default: here)")
+    er.set_defaults(fn=cmd_export_report)
+
+    from xr.access import ROLES
+
+    us = sub.add_parser("user", help="log-in users and their roles (the app asks for log-in beyond localhost)")
+    uss = us.add_subparsers(dest="user_command", required=True)
+    ua = uss.add_parser("add", help="add a user")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=ROLES)
+    up = uss.add_parser("passwd", help="set a user's password")
+    up.add_argument("name")
+    for sp in (ua, up):
+        sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin, one line")
+        sp.set_defaults(fn=cmd_user)
+    uss.add_parser("list", help="users and roles").set_defaults(fn=cmd_user)
 
     b = sub.add_parser("build-library", help="rebuild the shipped case library from the public datasets")
     b.add_argument("--shared", required=True, help="folder holding data/iu_xray and data/nih_cxr14_sample")

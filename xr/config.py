@@ -19,22 +19,39 @@ class Settings:
     max_file_bytes: int
     max_pixels: int
     max_images: int
+    auth: bool  # log-in required; off only in single-user mode
+
 
     @property
     def image_dir(self) -> Path:
         return self.data_dir / "images"
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _auth(host: str) -> bool:
+    """XR_AUTH=on|off; by default on as soon as the app listens beyond this machine."""
+    value = os.environ.get("XR_AUTH", "").strip().lower()
+    if value in ("on", "off"):
+        return value == "on"
+    if value:
+        raise ValueError(f"XR_AUTH must be 'on' or 'off', not '{value}'")
+    return host not in LOOPBACK
+
+
 def settings() -> Settings:
+    host = os.environ.get("XR_HOST", "127.0.0.1")
     data_dir = Path(os.environ.get("XR_DATA_DIR", ROOT / "data")).resolve()
     return Settings(
         data_dir=data_dir,
         database_url=os.environ.get("XR_DATABASE_URL", f"sqlite:///{data_dir / 'xr.sqlite3'}"),
-        host=os.environ.get("XR_HOST", "127.0.0.1"),
+        host=host,
         port=int(os.environ.get("XR_PORT", "7860")),
         max_file_bytes=int(float(os.environ.get("XR_MAX_FILE_MB", "50")) * 1024 * 1024),
         max_pixels=int(os.environ.get("XR_MAX_PIXELS", str(60_000_000))),
         max_images=int(os.environ.get("XR_MAX_IMAGES", "16")),
+        auth=_auth(host),
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import difflib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,15 +16,20 @@ from sqlalchemy.orm import Session
 
 from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision, Study, User, utcnow
 from db.session import transaction
+from xr import access
 from xr.config import Settings
 from xr.draft.result import Draft as DraftResult
 from xr.errors import UserError
+from xr.files import write_atomic
 from xr.ingest import IngestedStudy
+from xr.report import sentence_lines
 
 if TYPE_CHECKING:
     from xr.retrieve.entry import LibraryEntry
 
-ROLES = ("radiologist", "educator", "annotator", "admin")
+# Why an annotator changed a draft; carried into the fine-tuning export. "no correction" marks a draft
+# checked and found right, so it leaves the corrections queue too.
+REASON_TAGS = ("missed finding", "false finding", "wrong location or severity", "wording", "no correction")
 
 
 class StoreError(UserError):
@@ -41,7 +45,7 @@ class Actor:
 def user_row(session: Session, actor: Actor) -> User:
     user = session.scalar(select(User).where(User.name == actor.name))
     if user is None:
-        if actor.role not in ROLES:
+        if actor.role not in access.ROLES:
             raise StoreError(f"unknown role '{actor.role}'")
         user = User(name=actor.name, role=actor.role)
         session.add(user)
@@ -60,24 +64,16 @@ def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
     path = directory / rel
     if path.exists():
         return str(rel), False
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     PILImage.fromarray(pixels).save(buf, format="PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buf.getvalue())
     return str(rel), True
 
 
-def record_draft(s: Settings, study: IngestedStudy, draft: DraftResult, indication: str, actor: Actor) -> int:
-    """Study, its images, the draft and the audit event: all or nothing. Returns the study id."""
+def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Actor,
+                 draft: DraftResult | None = None) -> int:
+    """Study, its images, the draft if there is one (else the study waits on the worklist as pending) and
+    the audit events: all or nothing. Returns the study id."""
     created: list[Path] = []
     try:
         written = []
@@ -101,15 +97,16 @@ def record_draft(s: Settings, study: IngestedStudy, draft: DraftResult, indicati
                                       width=im.pixels.shape[1], height=im.pixels.shape[0],
                                       pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
                                       source_format=im.source_format, storage_path=rel))
-            d = draft.to_json()
-            session.add(Draft(study_id=row.id, model=draft.model, model_version=draft.model_version,
-                              indication=indication, text=draft.report, findings=draft.findings,
-                              fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
-                              timings=draft.timings, created_by=user.id))
-            if row.status == "pending":
-                row.status = "drafted"
             row.indication = indication or row.indication
-            audit(session, user, "draft", row, model=draft.model, version=draft.model_version)
+            if draft is not None:
+                d = draft.to_json()
+                session.add(Draft(study_id=row.id, model=draft.model, model_version=draft.model_version,
+                                  indication=indication, text=draft.report, findings=draft.findings,
+                                  fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
+                                  views=d["views"], timings=draft.timings, created_by=user.id))
+                if row.status == "pending":
+                    row.status = "drafted"
+                audit(session, user, "draft", row, model=draft.model, version=draft.model_version)
             return row.id
     except BaseException:
         for p in created:
@@ -125,8 +122,8 @@ def _latest_draft(session: Session, study_id: int) -> Draft:
 
 
 def diff_text(a: str, b: str, to: str = "edited") -> str:
-    """Unified diff of the draft against an edited (or refined) text, line by line."""
-    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "draft", to, lineterm=""))
+    """Unified diff of the draft against an edited (or refined) text, sentence by sentence."""
+    return "\n".join(difflib.unified_diff(sentence_lines(a), sentence_lines(b), "draft", to, lineterm=""))
 
 
 def latest_draft(s: Settings, study_id: int) -> dict:
@@ -170,7 +167,11 @@ def check_text(text: str) -> str:
 
 
 def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: list[str] = ()) -> int | None:
+    """A radiologist's edit, or an annotator's correction with its reason tags."""
     text = check_text(text)
+    unknown = sorted(set(tags) - set(REASON_TAGS))
+    if unknown:
+        raise StoreError(f"unknown reason tag '{unknown[0]}': one of {', '.join(REASON_TAGS)}")
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
         user = user_row(session, actor)
@@ -189,7 +190,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
         user = user_row(session, actor)
-        if user.role not in ("radiologist", "admin"):
+        if not access.allowed(user.role, "approve"):
             raise StoreError(f"role '{user.role}' cannot approve reports")
         rev = _revise(session, study_id, text, user, [])
         draft = _latest_draft(session, study_id)
@@ -272,47 +273,146 @@ def history(s: Settings, study_id: int) -> list[dict]:
                 for at, ev, by, text in sorted(rows, key=lambda r: r[0])]
 
 
-def export_edits(s: Settings, out: Path) -> int:
-    """One JSON line per approved study (its latest approval): the fine-tuning data. The file is written
-    to a temporary name and renamed inside the transaction that logs the export: a failed write leaves
-    neither a truncated file nor an audit event behind."""
+def export_edits(s: Settings, out: Path, actor: Actor | None = None) -> int:
+    """One JSON line per approved or corrected study: the fine-tuning data. The target is the latest
+    approval, else the latest tagged correction of the latest draft. The file is written to a temporary
+    name and renamed inside the transaction that logs the export: a failed write leaves neither a
+    truncated file nor an audit event behind."""
     out = Path(out)
     with transaction(s.database_url) as session:
         latest = _latest_approvals()
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
-        lines = [json.dumps(_export_line(a)) + "\n" for a in approvals]
-        audit(session, None, "export", None, studies=len(lines))
+        lines = [_export_line(a.study, a.draft, a.text, "approval", a.user, a.approved_at) for a in approvals]
+        approved = {a.study_id for a in approvals}
+        for study in session.scalars(select(Study).where(Study.status == "drafted").order_by(Study.id)):
+            if study.id in approved or not study.drafts:
+                continue
+            rev = _correction(study)
+            if rev is not None:
+                lines.append(_export_line(study, study.drafts[-1], rev.text, "correction", rev.user, rev.created_at))
+        audit(session, user_row(session, actor) if actor else None, "export", None, studies=len(lines))
         session.flush()
-        _atomic_write(out, "".join(lines))
+        write_atomic(out, "".join(json.dumps(line) + "\n" for line in lines).encode())
     return len(lines)
 
 
-def _export_line(a: Approval) -> dict:
+def _correction(study: Study) -> Revision | None:
+    """The latest tagged revision of the study's latest draft: an annotator's correction."""
+    draft = study.drafts[-1]
+    tagged = [r for r in study.revisions if r.draft_id == draft.id and r.tags]
+    return tagged[-1] if tagged else None
+
+
+def _export_line(study: Study, draft: Draft, text: str, source: str, user: User, at) -> dict:
     return {
-        "study": a.study.key,
-        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in a.study.images],
-        "indication": a.draft.indication,
-        "model": a.draft.model,
-        "model_version": a.draft.model_version,
-        "draft": a.draft.text,
-        "approved": a.text,
-        "editor_role": a.user.role,
-        "approved_at": a.approved_at.isoformat(timespec="seconds"),
-        "tags": sorted({t for r in a.study.revisions for t in (r.tags or [])}),
+        "study": study.key,
+        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in study.images],
+        "indication": draft.indication,
+        "model": draft.model,
+        "model_version": draft.model_version,
+        "draft": draft.text,
+        "target": text,
+        "source": source,  # "approval" or "correction"
+        "editor_role": user.role,
+        "at": at.isoformat(timespec="seconds"),
+        "tags": sorted({t for r in study.revisions if r.draft_id == draft.id for t in (r.tags or [])}),
     }
 
 
-def _atomic_write(out: Path, text: str) -> None:
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except OSError as e:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise StoreError(f"cannot write {out.name}: {e.strerror or e}") from None
+STATUSES = ("pending", "drafted", "approved")
+
+
+def _utc(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict]:
+    """Studies newest first, by status and a search over the indication and the report texts ('#12'
+    finds study 12)."""
+    if status and status not in STATUSES:
+        raise StoreError(f"unknown status '{status}': one of {', '.join(STATUSES)}")
+    q = select(Study).order_by(Study.updated_at.desc(), Study.id.desc()).limit(limit)
+    if status:
+        q = q.where(Study.status == status)
+    search = (search or "").strip()
+    if search.startswith("#") and search[1:].isdigit():
+        q = q.where(Study.id == int(search[1:]))
+    elif search:
+        like = f"%{search}%"
+        q = q.where(Study.indication.ilike(like)
+                    | select(Draft.id).where(Draft.study_id == Study.id, Draft.text.ilike(like)).exists()
+                    | select(Revision.id).where(Revision.study_id == Study.id, Revision.text.ilike(like)).exists())
+    with transaction(s.database_url) as session:
+        return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
+                 "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M")}
+                for st in session.scalars(q)]
+
+
+def study_view(s: Settings, study_id: int) -> dict:
+    """What a workspace shows of one stored study: its images, latest draft, current text and approval."""
+    with transaction(s.database_url) as session:
+        study = _study(session, study_id)
+        draft = study.drafts[-1] if study.drafts else None
+        revs = [r for r in study.revisions if draft and r.draft_id == draft.id]
+        approval = study.approvals[-1] if study.approvals else None
+        correction = _correction(study) if draft else None
+        return {
+            "id": study.id, "key": study.key, "status": study.status, "indication": study.indication,
+            "images": [{"path": str(s.data_dir / i.storage_path), "view": i.view} for i in study.images],
+            "draft": None if draft is None else {
+                "id": draft.id, "text": draft.text, "model": draft.model, "model_version": draft.model_version,
+                "findings": dict(draft.findings or {}), "fusion_weights": dict(draft.fusion_weights or {}),
+                "views": list(draft.views or []), "similar_cases": list(draft.similar_cases or [])},
+            "text": revs[-1].text if revs else (draft.text if draft else ""),
+            "approval": None if approval is None else {
+                "id": approval.id, "by": approval.user.name, "at": approval.approved_at.isoformat(timespec="minutes"),
+                "amendment": len(study.approvals) > 1},
+            "correction": None if correction is None else {"text": correction.text, "tags": list(correction.tags)},
+        }
+
+
+def corrections_queue(s: Settings, after: int | None = None) -> dict:
+    """The annotators' queue: drafted, not yet approved studies; done when the latest draft has a tagged
+    revision. Returns counts and the next study to correct (the first after `after`, to skip one; None
+    when all are done)."""
+    with transaction(s.database_url) as session:
+        studies = session.scalars(select(Study).where(Study.status == "drafted").order_by(Study.id)).all()
+        todo = [st.id for st in studies if _correction(st) is None]
+        later = [i for i in todo if after is not None and i > after]
+        return {"total": len(studies), "done": len(studies) - len(todo), "next": (later or todo or [None])[0]}
+
+
+def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: Actor) -> Path:
+    """The study's latest approval as a file (DICOM SR, FHIR R4 JSON or text), logged as an export in the
+    transaction during which it is written."""
+    from xr.export import approved_report_writers
+    from xr.export.approved import ApprovedReport
+    from xr.report import split_sections
+
+    writers = approved_report_writers()
+    if fmt not in writers:
+        raise StoreError(f"unknown export format '{fmt}': one of {', '.join(writers)}")
+    with transaction(s.database_url) as session:
+        study = _study(session, study_id)
+        if not study.approvals:
+            raise StoreError(f"study {study_id} is not approved yet")
+        a = study.approvals[-1]
+        findings, impression = split_sections(a.text)
+        report = ApprovedReport(study_key=study.key, approval_id=a.id, findings=findings, impression=impression,
+                                approved_by=a.user.name, approved_at=_utc(a.approved_at), amended=len(study.approvals) > 1,
+                                model=a.draft.model, model_version=a.draft.model_version,
+                                indication=a.draft.indication, views=tuple(i.view for i in study.images))
+        user = user_row(session, actor)
+        audit(session, user, "export", study, format=fmt, approval=a.id)
+        session.flush()
+        suffix, write = writers[fmt]
+        return write(report, Path(directory) / f"report-{study_id}-{a.id}{suffix}")
+
+
+def teaching_studies(s: Settings) -> list[dict]:
+    """Approved studies of the similar-case library, as the teaching view lists them."""
+    with transaction(s.database_url) as session:
+        rows = session.scalars(select(LibraryCase).order_by(LibraryCase.id)).all()
+        return [{"study_id": r.study_id, "labels": list(r.labels), "report": r.report,
+                 "image": str(s.data_dir / r.study.images[0].storage_path)} for r in rows if r.study.images]

@@ -21,7 +21,7 @@ import torch
 
 from xr.data.case import Case
 from xr.data.iu_xray import load_iu
-from xr.data.mimic import sections
+from xr.report import split_sections
 from xr.decode.beam import beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.vocab import Vocabulary
@@ -56,23 +56,21 @@ def image_features(case, encoder) -> tuple[list[np.ndarray], list[int]]:
 
 
 def read_edits(path: Path, data_dir: Path) -> list[Case]:
-    """The lines of an edits export as cases: FINDINGS / IMPRESSION of the approved text (all of it as
-    findings when it has no headings), the indication, the stored images that still exist."""
+    """The lines of an edits export as cases: FINDINGS / IMPRESSION of the target text (the approved
+    report, or an annotator's correction), the indication, the stored images that still exist."""
     cases = []
     for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
         try:
-            text, indication, images = item["approved"], item.get("indication") or "", item.get("images") or []
+            text, indication, images = item["target"], item.get("indication") or "", item.get("images") or []
             paths = tuple(data_dir / im["path"] for im in images)
-        except (KeyError, TypeError):
-            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'approved')") from None
-        sec = sections(text)
-        findings = sec.get("FINDINGS", "" if "IMPRESSION" in sec else " ".join(text.split()))
-        if not (findings or sec.get("IMPRESSION")):
-            raise EditsError(f"{Path(path).name} line {n}: the approved text is empty")
-        cases.append(Case(f"edit:{n}", "train", findings, sec.get("IMPRESSION", ""), indication,
-                          tuple(p for p in paths if p.exists())))
+            findings, impression = split_sections(text)
+        except (KeyError, TypeError, AttributeError):
+            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'target')") from None
+        if not (findings or impression):
+            raise EditsError(f"{Path(path).name} line {n}: the target text is empty")
+        cases.append(Case(f"edit:{n}", "train", findings, impression, indication, tuple(p for p in paths if p.exists())))
     if not cases:
-        raise EditsError(f"{Path(path).name} holds no approved studies")
+        raise EditsError(f"{Path(path).name} holds no approved or corrected studies")
     return cases
 
 

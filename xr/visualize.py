@@ -37,3 +37,21 @@ def mask_overlay(pixels: np.ndarray, mask: np.ndarray, max_side: int = 768) -> I
     rgb[m] = 0.75 * rgb[m] + 0.25 * np.array([40, 220, 90])
     rgb[edge] = [40, 255, 90]
     return Image.fromarray(rgb.astype(np.uint8))
+
+
+def window_level(pixels: np.ndarray, centre: float, width: float, invert: bool = False) -> np.ndarray:
+    """Display window over the stored 8-bit grey levels, as on a reading station: values below
+    centre - width/2 go black, above centre + width/2 white, linear between."""
+    lo = centre - max(width, 1.0) / 2
+    out = np.clip((pixels.astype(np.float32) - lo) / max(width, 1.0), 0, 1) * 255
+    return (255 - out if invert else out).astype(np.uint8)
+
+
+def zoom_box(size: tuple[int, int], factor: float, centre: tuple[float, float]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the region shown at `factor` around a centre given as fractions of
+    the image; kept inside the image so zooming near an edge shows the edge, not padding."""
+    w, h = size
+    cw, ch = w / max(factor, 1.0), h / max(factor, 1.0)
+    left = min(max(centre[0] * w - cw / 2, 0), w - cw)
+    top = min(max(centre[1] * h - ch / 2, 0), h - ch)
+    return round(left), round(top), round(left + cw), round(top + ch)

@@ -8,16 +8,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image as PILImage
 
-from xr import store
+from xr import access, store
 from xr.config import Settings, settings
 from xr.draft.result import Draft
 from xr.draft.retrieval import RetrievalDrafter
 from xr.ingest import IngestedStudy, load_study
+from xr.ingest.image import IngestedImage
 from xr.retrieve.index import CaseIndex
 
-LOCAL_USER = store.Actor("local", "radiologist")  # single-user mode until log-in lands
+LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, "admin")  # single-user mode: one person, every workspace
 DRAFTERS = ("retrieval", "dffg")
 # The DFFG generator (README, "Report generator"); the retrieval drafter stays available with XR_DRAFTER=retrieval.
 DEFAULT_DRAFTER = "dffg"
@@ -75,6 +78,10 @@ class Workstation:
                 self._refiner = Refiner(Path(os.environ.get("XR_REFINER_DIR", REFINER_DIR)))
             return self._refiner
 
+    def actor(self, username: str | None, action: str) -> store.Actor:
+        """The user behind a request, if their role may do `action` (xr.access); else AccessError."""
+        return store.Actor(*access.require(self.settings, username, action))
+
     def refine(self, study_id: int | None = None, text: str = "", indication: str = ""):
         """Refine a stored study's latest draft (with its finding probabilities and similar reports, so
         contradictions can be flagged) or, without a study, a draft text alone (no finding checks)."""
@@ -93,6 +100,19 @@ class Workstation:
         t0 = time.perf_counter()
         progress(0.05, "Reading images")
         study = load_study(paths, self.settings)
+        return self._draft(study, indication, actor, progress, t0)
+
+    def draft_stored(self, study_id: int, actor: store.Actor, progress=lambda fraction, desc: None) -> Drafted:
+        """Draft (again) a study already on the worklist, from its stored images and their recorded views."""
+        t0 = time.perf_counter()
+        view = store.study_view(self.settings, study_id)
+        if not view["images"]:
+            raise store.StoreError(f"study {study_id} has no images")
+        images = [IngestedImage(pixels=np.asarray(PILImage.open(im["path"]).convert("L")), source_format="png",
+                                view=im["view"]) for im in view["images"]]
+        return self._draft(IngestedStudy(key=view["key"], images=images), view["indication"], actor, progress, t0)
+
+    def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float) -> Drafted:
         self.index.sync(self.settings)  # approvals made since the last draft, here or in another process
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
@@ -102,12 +122,16 @@ class Workstation:
         if actor is not None:
             progress(0.9, "Saving")
             t2 = time.perf_counter()
-            study_id = store.record_draft(self.settings, study, draft, indication.strip(), actor)
+            study_id = store.record_study(self.settings, study, indication.strip(), actor, draft)
             draft.timings["store_ms"] = (time.perf_counter() - t2) * 1e3
         draft.timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         draft.timings = {k: round(v, 1) for k, v in draft.timings.items()}
         progress(1.0, "Done")
         return Drafted(study_id, study, draft)
+
+    def add_study(self, paths: list[str | Path], indication: str, actor: store.Actor) -> int:
+        """Put a study on the worklist as pending, to be drafted when someone opens it."""
+        return store.record_study(self.settings, load_study(paths, self.settings), indication.strip(), actor)
 
     def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER) -> int:
         """Approve, the study joining the similar-case library in the same transaction. Its library entry

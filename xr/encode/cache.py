@@ -2,13 +2,13 @@
 re-drafting never encode the same image twice."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
+
+from xr.files import write_atomic
 
 
 class FeatureCache:
@@ -27,12 +27,4 @@ class FeatureCache:
 
     def put(self, encoder: str, content_hash: str, arrays: dict[str, np.ndarray]) -> None:
         path = self._path(encoder, content_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))

@@ -22,21 +22,21 @@ BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded in the adapter con
 
 
 def read_edit_examples(path: Path) -> list[RefineExample]:
-    """`python -m xr export-edits` lines as examples: indication + draft -> approved text."""
+    """`python -m xr export-edits` lines as examples: indication + draft -> target (approved or corrected) text."""
     from xr.train_generator import EditsError
 
     out = []
     for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
         try:
-            ex = RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["approved"],
+            ex = RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["target"],
                                id=f"edit:{n}")
         except (KeyError, TypeError, AttributeError):
-            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'draft' and 'approved')") from None
+            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'draft' and 'target')") from None
         if not ex.target.strip():
-            raise EditsError(f"{Path(path).name} line {n}: the approved text is empty")
+            raise EditsError(f"{Path(path).name} line {n}: the target text is empty")
         out.append(ex)
     if not out:
-        raise EditsError(f"{Path(path).name} holds no approved studies")
+        raise EditsError(f"{Path(path).name} holds no approved or corrected studies")
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from xr.data.mimic import sections
+from xr.report import split_sections
 from xr.errors import UserError
 from xr.retrieve.library import has_report, read_cases
 
@@ -29,10 +29,7 @@ def case_text(findings: str, impression: str) -> str:
 
 def report_text(report: str) -> str:
     """A written report ('FINDINGS: ... IMPRESSION: ...') as library reports are embedded: no headings."""
-    sec = sections(report)
-    if "FINDINGS" in sec or "IMPRESSION" in sec:
-        return case_text(sec.get("FINDINGS", ""), sec.get("IMPRESSION", ""))
-    return " ".join(report.split())
+    return case_text(*split_sections(report))
 
 
 def text_embedder():

@@ -1,0 +1,127 @@
+"""Approved-report exports read back with independent readers: pydicom for the SR, fhir.resources (R4B,
+whose DiagnosticReport has R4's required fields) for FHIR."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from pydantic import ValidationError
+from pydicom import dcmread
+
+from xr.errors import UserError
+from xr.export.approved import ApprovedReport
+from xr.export.fhir import to_fhir, write_fhir
+from xr.export.sr import BASIC_TEXT_SR, read_sr_text, write_sr
+from xr.export.text import to_text, write_text
+
+FINDINGS = "Nodule Ø 5 mm in the right upper lobe, unchanged. <script>alert(1)</script> Café."
+IMPRESSION = "No acute cardiopulmonary process. Follow-up per protocol, é."
+
+
+@pytest.fixture
+def report() -> ApprovedReport:
+    return ApprovedReport(
+        study_key="ab" * 32, approval_id=7, findings=FINDINGS, impression=IMPRESSION, approved_by="dr_house",
+        approved_at=datetime(2024, 3, 5, 14, 7, 9, tzinfo=timezone.utc), amended=False, model="fusion-gen",
+        model_version="2024.03", indication="Cough for two weeks", views=("frontal", "lateral"))
+
+
+def test_sr_round_trip(tmp_path, report):
+    path = write_sr(report, tmp_path / "report.dcm")
+    ds = dcmread(path)
+    assert ds.SOPClassUID == BASIC_TEXT_SR == ds.file_meta.MediaStorageSOPClassUID
+    assert ds.Modality == "SR"
+    assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == ("COMPLETE", "VERIFIED", "FINAL")
+    assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "dr_house"
+    assert (ds.ContentDate, ds.ContentTime) == ("20240305", "140709")
+    assert read_sr_text(path) == (FINDINGS, IMPRESSION)
+    assert all(ds[k].value in ("", None) for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"))
+
+
+def test_sr_uids_shared_by_study_not_by_approval(tmp_path, report):
+    first = dcmread(write_sr(report, tmp_path / "a.dcm"))
+    amended = dcmread(write_sr(dataclasses.replace(report, approval_id=8, amended=True), tmp_path / "b.dcm"))
+    again = dcmread(write_sr(report, tmp_path / "c.dcm"))
+    assert first.StudyInstanceUID == amended.StudyInstanceUID
+    assert first.SOPInstanceUID != amended.SOPInstanceUID
+    assert first.SeriesInstanceUID != amended.SeriesInstanceUID
+    assert first.SOPInstanceUID == again.SOPInstanceUID
+
+
+def test_sr_omits_empty_section(tmp_path, report):
+    path = write_sr(dataclasses.replace(report, findings="  "), tmp_path / "r.dcm")
+    assert read_sr_text(path) == ("", IMPRESSION)
+    assert len(dcmread(path).ContentSequence) == 1
+
+
+def test_fhir_validates(tmp_path, report):
+    d = to_fhir(report)
+    dr = DiagnosticReport.model_validate(d)
+    assert dr.status == "final" and dr.code.coding[0].code == "18748-4"
+    assert "subject" not in d
+    assert base64.b64decode(d["presentedForm"][0]["data"]).decode("utf-8") == to_text(report)
+    div = d["text"]["div"]
+    assert "<script>" not in div and "&lt;script&gt;" in div and "Ø 5 mm" in div
+    assert d["identifier"] == [{"system": "urn:xr:study-key", "value": report.study_key}]
+    assert d["issued"] == d["effectiveDateTime"] == "2024-03-05T14:07:09+00:00"
+    written = json.loads(write_fhir(report, tmp_path / "r.json").read_text("utf-8"))
+    assert written == d
+
+
+@pytest.mark.parametrize("field", ["status", "code"])
+def test_fhir_missing_required_field_fails(report, field):
+    d = to_fhir(report)
+    del d[field]
+    with pytest.raises(ValidationError):
+        DiagnosticReport.model_validate(d)
+
+
+def test_fhir_amended(report):
+    d = to_fhir(dataclasses.replace(report, approval_id=8, amended=True))
+    assert d["status"] == "amended"
+    assert d["id"] != to_fhir(report)["id"]
+    DiagnosticReport.model_validate(d)
+
+
+def test_text(tmp_path, report):
+    text = to_text(report)
+    assert text.startswith("Chest X-ray report\nViews: frontal, lateral\nIndication: Cough for two weeks\n")
+    assert f"FINDINGS: {FINDINGS}\n\nIMPRESSION: {IMPRESSION}" in text
+    assert "Approved by dr_house on 2024-03-05 14:07 UTC\n" in text
+    assert text.endswith("Drafted with fusion-gen 2024.03; read and corrected by the approving radiologist.\n")
+    assert "(amended)" in to_text(dataclasses.replace(report, amended=True))
+    assert write_text(report, tmp_path / "r.txt").read_text("utf-8") == text
+
+
+def test_rejects_uid_and_naive_time(report):
+    with pytest.raises(ValueError):
+        dataclasses.replace(report, study_key="1.2.840.113619.2.55.3")
+    with pytest.raises(ValueError):
+        dataclasses.replace(report, approved_at=datetime(2024, 3, 5, 14, 7))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+@pytest.mark.parametrize("write", [write_sr, write_fhir, write_text])
+def test_read_only_directory(tmp_path, report, write):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(UserError) as e:
+            write(report, out / "report.out")
+        assert "\n" not in str(e.value) and "report.out" in str(e.value)
+        assert list(out.iterdir()) == []
+    finally:
+        out.chmod(0o700)
+
+
+def test_unwritable_path_even_as_root(tmp_path, report):
+    (tmp_path / "taken").write_text("a file where the directory should be")
+    with pytest.raises(UserError, match=r"^cannot write report\.dcm: [^\n]+$"):
+        write_sr(report, tmp_path / "taken" / "report.dcm")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]

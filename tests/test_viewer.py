@@ -1,0 +1,43 @@
+"""Window/level and zoom of the shared image viewer, on real pixels."""
+from __future__ import annotations
+
+import numpy as np
+
+from xr.draft.result import rle
+from xr.ui.viewer import DISPLAY, View, render
+from xr.visualize import window_level, zoom_box
+
+
+def test_window_level_maps_the_window_onto_black_to_white():
+    px = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    out = window_level(px, centre=100, width=50)
+    assert out[px <= 75].max() == 0 and out[px >= 125].min() == 255
+    assert 100 <= out[px == 100][0] <= 155  # the centre is mid-grey
+    assert np.abs(window_level(px, 127.5, 255).astype(int) - px).max() <= 1  # the full window changes nothing
+    assert window_level(px, 128, 255, invert=True)[0, 0] == 255
+
+
+def test_zoom_box_stays_inside_the_image():
+    assert zoom_box((1000, 800), 2, (0.5, 0.5)) == (250, 200, 750, 600)
+    assert zoom_box((1000, 800), 4, (0.0, 0.0)) == (0, 0, 250, 200)  # a corner: the crop stops at the edge
+    assert zoom_box((1000, 800), 4, (1.0, 1.0)) == (750, 600, 1000, 800)
+    assert zoom_box((1000, 800), 1, (0.9, 0.1)) == (0, 0, 1000, 800)
+
+
+def test_render_zooms_into_the_clicked_region_with_overlays(nih_pixels):
+    mask = np.zeros((512, 512), bool)
+    mask[100:400, 60:240] = True
+    view = View(nih_pixels, "View 1", grid=np.linspace(0, 1, 256).reshape(16, 16).tolist(), mask=rle(mask))
+    full = render(view, "none", 128, 255, False, 1, (0.5, 0.5))
+    assert max(full.size) == DISPLAY
+    zoomed = np.asarray(render(view, "none", 128, 255, False, 4, (0.25, 0.25)))
+    h, w = nih_pixels.shape
+    left, top, right, bottom = zoom_box((w, h), 4, (0.25, 0.25))
+    assert (right - left, bottom - top) == (w // 4, h // 4)
+    region, elsewhere = nih_pixels[top:bottom, left:right], nih_pixels[h // 2:, w // 2:]
+    assert abs(zoomed[..., 0].mean() - region.mean()) < 2
+    assert abs(region.mean() - elsewhere.mean()) > 10  # so the check above could fail
+    heat = np.asarray(render(view, "heatmap", 128, 255, False, 1, (0.5, 0.5))).astype(int)
+    assert (heat[..., 0] - heat[..., 2]).mean() != 0  # coloured, not grey
+    lungs = np.asarray(render(view, "lung mask", 128, 255, False, 1, (0.5, 0.5))).astype(int)
+    assert (lungs[..., 1] > lungs[..., 0]).mean() > 0.05  # green fill over the mask

@@ -1,0 +1,148 @@
+"""Who may do what. Users and roles live in the database, passwords as scrypt hashes (RFC 7914, from the
+standard library). Every action of the app, its API and the CLI goes through `require`, so a role is
+refused on the server whatever the browser shows. Refusals and log-ins are audit events."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import select
+
+from db.models import AuditEvent, User
+from db.session import transaction
+from xr.config import Settings
+from xr.errors import UserError
+
+ROLES = ("radiologist", "educator", "annotator", "admin")
+# action -> (roles allowed besides admin, what it is in a refusal). The UI shows each role only its
+# workspaces, but this table is what decides.
+PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
+    "draft": (frozenset({"radiologist"}), "draft studies"),
+    "worklist": (frozenset({"radiologist"}), "open the worklist"),
+    "edit": (frozenset({"radiologist"}), "edit reports"),
+    "approve": (frozenset({"radiologist"}), "approve reports"),
+    "export_report": (frozenset({"radiologist"}), "export reports"),
+    "refine": (frozenset({"radiologist"}), "refine drafts"),
+    "teach": (frozenset({"educator"}), "use the teaching view"),
+    "correct": (frozenset({"annotator"}), "correct drafts"),
+    "export_edits": (frozenset({"annotator"}), "export fine-tuning data"),
+    "users": (frozenset(), "manage users"),
+}
+LOCAL_USER_NAME = "local"  # single-user mode: the one person at this machine, allowed everything
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+MIN_PASSWORD = 8
+# scrypt cost: 2^15 x 8 x 1 needs 32 MiB and ~0.1 s, in line with OWASP's minimum for scrypt.
+_N, _R, _P = 2**15, 8, 1
+
+
+class AccessError(UserError):
+    """Not logged in, wrong password, or a role without the right."""
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=2**26, dklen=32)
+    return f"scrypt${_N}${_R}${_P}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Constant-time; a missing hash still costs one scrypt, so timing does not tell which names exist."""
+    try:
+        kind, n, r, p, salt, key = (stored or "").split("$")
+        n, r, p, salt, key = int(n), int(r), int(p), base64.b64decode(salt), base64.b64decode(key)
+        assert kind == "scrypt"
+    except (ValueError, AssertionError):
+        n, r, p, salt, key, stored = _N, _R, _P, b"\0" * 16, b"\0" * 32, None
+    got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=2**26, dklen=len(key))
+    return hmac.compare_digest(got, key) and stored is not None
+
+
+def allowed(role: str, action: str) -> bool:
+    if action not in PERMISSIONS:
+        raise KeyError(action)
+    return role == "admin" or role in PERMISSIONS[action][0]
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise AccessError(f"'{name}' is not a valid user name: 2-32 characters, lower-case letters, digits, . _ -")
+    if name == LOCAL_USER_NAME:
+        raise AccessError(f"'{LOCAL_USER_NAME}' is reserved for single-user mode")
+    return name
+
+
+def add_user(s: Settings, name: str, role: str, password: str) -> int:
+    check_name(name)
+    if role not in ROLES:
+        raise AccessError(f"unknown role '{role}': one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise AccessError(f"the password needs at least {MIN_PASSWORD} characters")
+    with transaction(s.database_url) as session:
+        if session.scalar(select(User).where(User.name == name)) is not None:
+            raise AccessError(f"user '{name}' exists (change the password with `python -m xr user passwd {name}`)")
+        user = User(name=name, role=role, password_hash=hash_password(password))
+        session.add(user)
+        session.flush()
+        session.add(AuditEvent(user_id=None, action="user", detail={"added": user.id, "role": role}))
+        return user.id
+
+
+def set_password(s: Settings, name: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccessError(f"the password needs at least {MIN_PASSWORD} characters")
+    with transaction(s.database_url) as session:
+        user = session.scalar(select(User).where(User.name == name, User.password_hash.is_not(None)))
+        if user is None:
+            raise AccessError(f"no user '{name}'")
+        user.password_hash = hash_password(password)
+        session.add(AuditEvent(user_id=None, action="user", detail={"password": user.id}))
+
+
+def list_users(s: Settings) -> list[dict]:
+    with transaction(s.database_url) as session:
+        users = session.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.name))
+        return [{"name": u.name, "role": u.role, "created": u.created_at.isoformat(timespec="seconds")} for u in users]
+
+
+def has_users(s: Settings) -> bool:
+    with transaction(s.database_url) as session:
+        return session.scalar(select(User.id).where(User.password_hash.is_not(None)).limit(1)) is not None
+
+
+def login(s: Settings, name: str, password: str) -> bool:
+    """The app's log-in check. Each attempt is an audit event; a failed one does not keep the typed name
+    (people type passwords into the name field)."""
+    with transaction(s.database_url) as session:
+        user = session.scalar(select(User).where(User.name == (name or "").strip()))
+        ok = verify_password(password or "", user.password_hash if user else None)
+        session.add(AuditEvent(user_id=user.id if ok else None, action="login", detail={"ok": ok}))
+        return ok
+
+
+def whoami(s: Settings, username: str | None) -> tuple[str, str]:
+    """(name, role) behind a request. `username` is None only without log-in: in single-user mode that is
+    the local user, allowed everything; with log-in on it is refused."""
+    if username is None:
+        if s.auth:
+            raise AccessError("log in first")
+        return LOCAL_USER_NAME, "admin"
+    with transaction(s.database_url) as session:
+        user = session.scalar(select(User).where(User.name == username, User.password_hash.is_not(None)))
+        if user is None:
+            raise AccessError("log in first")
+        return user.name, user.role
+
+
+def require(s: Settings, username: str | None, action: str) -> tuple[str, str]:
+    """(name, role) of the user behind a request if the role may do `action`; else AccessError (audited)."""
+    name, role = whoami(s, username)
+    if allowed(role, action):
+        return name, role
+    with transaction(s.database_url) as session:
+        user = session.scalar(select(User).where(User.name == name))
+        session.add(AuditEvent(user_id=user.id, action="denied", detail={"action": action}))
+    article = "an" if role[0] in "aeiou" else "a"
+    raise AccessError(f"{article} {role} may not {PERMISSIONS[action][1]}")

@@ -1,0 +1,37 @@
+"""An approved report as the exporters see it: text and sign-off only, nothing that identifies a patient."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from xr.draft.result import compose_report
+
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ApprovedReport:
+    study_key: str  # the salted study hash, never a DICOM UID: every export is keyed by it
+    approval_id: int
+    findings: str
+    impression: str
+    approved_by: str  # staff user name of the radiologist who signed it off
+    approved_at: datetime  # UTC
+    amended: bool  # replaces an earlier approval of the same study
+    model: str
+    model_version: str
+    indication: str
+    views: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        # Checked here because a UID slipping into study_key would leak into every export, and SQLite hands
+        # back naive datetimes that would be written as local time.
+        if not _KEY.fullmatch(self.study_key):
+            raise ValueError("study_key must be the 64-hex-digit salted study hash")
+        if self.approved_at.utcoffset() != timedelta(0):
+            raise ValueError("approved_at must be timezone-aware UTC")
+
+    @property
+    def text(self) -> str:
+        return compose_report(self.findings, self.impression)

@@ -1,0 +1,128 @@
+"""DICOM Basic Text SR (TID 2000), so the approved report can go back to a PACS beside the images.
+The patient module is there but empty (type 2): the workstation holds no patient identity, the receiving
+system reconciles. UIDs are derived from the study key, so every export of a study shares one Study UID
+and re-exporting an approval gives the same instance."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sequence import Sequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import PersonName
+
+from xr.export.approved import ApprovedReport
+from xr.files import write_atomic
+
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+REPORT = ("18748-4", "LN", "Diagnostic Imaging Report")
+FINDINGS = ("121070", "DCM", "Findings")
+FINDING = ("121071", "DCM", "Finding")
+IMPRESSIONS = ("121072", "DCM", "Impressions")
+IMPRESSION = ("121073", "DCM", "Impression")
+
+
+def _code(value: str, scheme: str, meaning: str) -> Sequence:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return Sequence([item])
+
+
+def _section(heading: tuple[str, str, str], concept: tuple[str, str, str], text: str) -> Dataset:
+    entry = Dataset()
+    entry.RelationshipType = "CONTAINS"
+    entry.ValueType = "TEXT"
+    entry.ConceptNameCodeSequence = _code(*concept)
+    entry.TextValue = text
+    section = Dataset()
+    section.RelationshipType = "CONTAINS"
+    section.ValueType = "CONTAINER"
+    section.ConceptNameCodeSequence = _code(*heading)
+    section.ContinuityOfContent = "SEPARATE"
+    section.ContentSequence = Sequence([entry])
+    return section
+
+
+def to_dicom_sr(r: ApprovedReport) -> Dataset:
+    study_uid = generate_uid(entropy_srcs=["xr-study", r.study_key])
+    series_uid = generate_uid(entropy_srcs=["xr-sr-series", r.study_key, str(r.approval_id)])
+    sop_uid = generate_uid(entropy_srcs=["xr-sr-instance", r.study_key, str(r.approval_id)])
+    date, time = r.approved_at.strftime("%Y%m%d"), r.approved_at.strftime("%H%M%S")
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: report text is free text
+    ds.SOPClassUID = BASIC_TEXT_SR
+    ds.SOPInstanceUID = sop_uid
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate, ds.StudyTime = date, time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.Modality = "SR"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = r.approval_id  # orders the approvals of a study in a viewer
+    ds.ReferencedPerformedProcedureStepSequence = Sequence()
+    ds.Manufacturer = "XR drafting workstation"
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = date, time
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "VERIFIED"
+    observer = Dataset()
+    observer.VerifyingObserverName = PersonName(r.approved_by)
+    observer.VerificationDateTime = date + time + "+0000"
+    observer.VerifyingOrganization = ""
+    observer.VerifyingObserverIdentificationCodeSequence = Sequence()
+    ds.VerifyingObserverSequence = Sequence([observer])
+    # An amendment is a new instance in the same study; it stays FINAL. No PredecessorDocumentsSequence:
+    # the replaced approval's id is not known here, so its instance UID cannot be derived.
+    ds.PreliminaryFlag = "FINAL"
+    ds.PerformedProcedureCodeSequence = Sequence()
+
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = _code(*REPORT)
+    ds.ContinuityOfContent = "SEPARATE"
+    template = Dataset()
+    template.MappingResource = "DCMR"
+    template.TemplateIdentifier = "2000"
+    ds.ContentTemplateSequence = Sequence([template])
+    ds.ContentSequence = Sequence(
+        [_section(heading, concept, text.strip())
+         for heading, concept, text in ((FINDINGS, FINDING, r.findings), (IMPRESSIONS, IMPRESSION, r.impression))
+         if text.strip()])
+    return ds
+
+
+def write_sr(r: ApprovedReport, path: Path) -> Path:
+    buf = io.BytesIO()
+    dcmwrite(buf, to_dicom_sr(r), enforce_file_format=True)
+    return write_atomic(path, buf.getvalue())
+
+
+def _texts(items: Sequence, concept: tuple[str, str, str]) -> list[str]:
+    found = []
+    for item in items:
+        code = item.ConceptNameCodeSequence[0]
+        if item.ValueType == "TEXT" and (code.CodeValue, code.CodingSchemeDesignator) == concept[:2]:
+            found.append(str(item.TextValue))
+        found += _texts(item.get("ContentSequence", []), concept)
+    return found
+
+
+def read_sr_text(path: Path) -> tuple[str, str]:
+    """(findings, impression) of a written SR, found by concept code so any TID 2000 layout reads."""
+    content = dcmread(path).get("ContentSequence", [])
+    return "\n".join(_texts(content, FINDING)), "\n".join(_texts(content, IMPRESSION))

@@ -1,0 +1,57 @@
+"""A report as radiologists edit it: a Findings and an Impression section, each a list of sentences that
+can be accepted or rejected one by one. The stored text stays one string (`compose_report`'s layout), so
+drafts, revisions, approvals and exports all agree on it."""
+from __future__ import annotations
+
+import re
+
+from xr.data.mimic import sections
+from xr.draft.result import compose_report
+
+# A sentence ends at . ! or ? followed by a space and a capital letter, digit or list number; not at
+# "e.g." or decimals like "1.5 cm".
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+
+
+def split_sections(text: str) -> tuple[str, str]:
+    """(findings, impression), whitespace collapsed. Text without either heading is all findings, as a
+    radiologist may type it."""
+    sec = sections(text or "")
+    if "FINDINGS" not in sec and "IMPRESSION" not in sec:
+        return " ".join((text or "").split()), ""
+    return sec.get("FINDINGS", ""), sec.get("IMPRESSION", "")
+
+
+def join_sections(findings: str, impression: str) -> str:
+    return compose_report(findings or "", impression or "")
+
+
+def sentences(text: str) -> list[str]:
+    text = re.sub(r"\s+", " ", (text or "").strip())
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()] if text else []
+
+
+def draft_sentences(report: str) -> list[str]:
+    """The draft's sentences as choices, each marked with its section ("F: ..." / "I: ...")."""
+    findings, impression = split_sections(report)
+    return [f"F: {s}" for s in sentences(findings)] + [f"I: {s}" for s in sentences(impression)]
+
+
+def apply_choices(findings: str, impression: str, choices: list[str], accepted: list[str]) -> tuple[str, str]:
+    """The editor's sections with the rejected draft sentences taken out and the accepted ones that are
+    missing put back (at the end of their section): typed edits elsewhere are kept."""
+    accepted_set = set(accepted)
+    out = []
+    for tag, current in (("F: ", findings), ("I: ", impression)):
+        mine = [c[3:] for c in choices if c.startswith(tag)]
+        rejected = {s for s in mine if tag + s not in accepted_set}
+        kept = [s for s in sentences(current) if s not in rejected]
+        kept += [s for s in mine if tag + s in accepted_set and s not in kept]
+        out.append(" ".join(kept))
+    return out[0], out[1]
+
+
+def sentence_lines(text: str) -> list[str]:
+    """The report one sentence per line, for diffs that show a changed sentence as itself."""
+    findings, impression = split_sections(text)
+    return ["FINDINGS:", *sentences(findings), "", "IMPRESSION:", *sentences(impression)]

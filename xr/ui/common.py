@@ -1,0 +1,29 @@
+"""What every workspace handler needs: who is asking, and refusals shown as one line."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import gradio as gr
+
+from xr.errors import UserError
+
+log = logging.getLogger("xr.app")
+
+
+def username(request: gr.Request | None) -> str | None:
+    """The logged-in user, or None in single-user mode (xr.access decides whether that is allowed)."""
+    return getattr(request, "username", None) if request is not None else None
+
+
+def guarded(fn):
+    """Our refusals (bad input, missing rights) become a one-line message in the browser or for
+    gradio_client; anything else is a bug and keeps its traceback in the log."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            log.info("refused %s: %s", fn.__name__, e)
+            raise gr.Error(str(e), print_exception=False) from None
+    return wrapper

@@ -1,0 +1,112 @@
+"""The annotator's workspace: a queue of drafts to correct, one at a time; each correction is a revision
+with reason tags (they travel into the fine-tuning export), and the queue shows how far along it is."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from xr import store
+from xr.ui.common import guarded, username
+from xr.ui.viewer import Viewer, views_of
+from xr.workstation import Workstation
+
+TAGS = [t for t in store.REASON_TAGS if t != "no correction"]
+
+
+def progress_html(q: dict) -> str:
+    pct = 100 * q["done"] / q["total"] if q["total"] else 100
+    return (f"<div><b>{q['done']} of {q['total']}</b> drafts corrected"
+            f"<progress max='100' value='{pct:.0f}' style='width:100%'></progress></div>")
+
+
+class Corrections:
+    def __init__(self, ws: Workstation) -> None:
+        self.ws = ws
+        with gr.Tab("Corrections", id="corrections", visible=False) as self.tab:
+            self.study_id = gr.State(None)
+            self.progress = gr.HTML(elem_id="corrections-progress")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    self.header = gr.Markdown()
+                    self.viewer = Viewer(label="Images of the draft to correct")
+                with gr.Column(scale=2):
+                    self.draft = gr.Textbox(label="The model's draft", lines=8, interactive=False)
+                    self.text = gr.Textbox(label="Corrected report", lines=8, interactive=True)
+                    self.tags = gr.CheckboxGroup(TAGS, label="Why it changed (one or more)")
+                    with gr.Row():
+                        self.save_btn = gr.Button("Save correction and next", variant="primary")
+                        self.fine_btn = gr.Button("Draft is right, next")
+                        self.skip_btn = gr.Button("Skip")
+                    self.status = gr.Markdown()
+                    with gr.Row():
+                        self.export_btn = gr.Button("Export fine-tuning data (approved and corrected studies)", size="sm")
+                        self.export_file = gr.File(label="edits.jsonl", interactive=False)
+        self._wire()
+
+    def _show(self, study_id: int | None, note: str = "") -> tuple:
+        q = store.corrections_queue(self.ws.settings)
+        if study_id is None:
+            return (None, progress_html(q), "### Nothing left to correct" + (f"\n{note}" if note else ""),
+                    *self.viewer.show([]), "", "", [], note)
+        v = store.study_view(self.ws.settings, study_id)
+        d = v["draft"]
+        pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in v["images"]]
+        header = f"### Study #{study_id}" + (f" · indication: {v['indication']}" if v["indication"] else "")
+        return (study_id, progress_html(q), header, *self.viewer.show(views_of(pixels, d["views"], d["fusion_weights"])),
+                d["text"], v["text"], [], note)
+
+    @property
+    def outputs(self) -> list:
+        return [self.study_id, self.progress, self.header, *self.viewer.outputs, self.draft, self.text, self.tags,
+                self.status]
+
+    def _wire(self) -> None:
+        ws, private = self.ws, {"api_visibility": "private"}
+
+        def after(current: int | None = None) -> int | None:
+            return store.corrections_queue(ws.settings, current)["next"]
+
+        @guarded
+        def start(request: gr.Request):
+            ws.actor(username(request), "correct")
+            return self._show(store.corrections_queue(ws.settings)["next"])
+
+        @guarded
+        def save(study_id, text, tags, request: gr.Request):
+            actor = ws.actor(username(request), "correct")
+            if not study_id:
+                raise store.StoreError("nothing to correct")
+            if not tags:
+                raise store.StoreError("tick at least one reason for the correction")
+            rev = store.save_revision(ws.settings, int(study_id), text, actor, tags=tags)
+            return self._show(after(), f"Saved correction #{rev} of study #{study_id}.")
+
+        @guarded
+        def fine(study_id, draft, request: gr.Request):
+            actor = ws.actor(username(request), "correct")
+            if not study_id:
+                raise store.StoreError("nothing to correct")
+            store.save_revision(ws.settings, int(study_id), draft, actor, tags=["no correction"])
+            return self._show(after(), f"Study #{study_id} marked as correct.")
+
+        @guarded
+        def skip(study_id, request: gr.Request):
+            ws.actor(username(request), "correct")
+            return self._show(after(study_id), f"Skipped study #{study_id}." if study_id else "")
+
+        @guarded
+        def export(request: gr.Request):
+            actor = ws.actor(username(request), "export_edits")
+            out = Path(tempfile.mkdtemp(prefix="xr-export-")) / "edits.jsonl"
+            n = store.export_edits(ws.settings, out, actor)
+            return str(out), f"Exported {n} studies."
+
+        self.export_btn.click(export, None, [self.export_file, self.status], **private)
+        self.tab.select(start, None, self.outputs, **private)
+        self.save_btn.click(save, [self.study_id, self.text, self.tags], self.outputs, **private)
+        self.fine_btn.click(fine, [self.study_id, self.draft], self.outputs, **private)
+        self.skip_btn.click(skip, [self.study_id], self.outputs, **private)

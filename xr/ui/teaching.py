@@ -1,0 +1,156 @@
+"""The educator's workspace: the case library by finding, each case's images with heatmap and lung mask,
+quiz mode (the report stays on the server until revealed), and the model's draft against the reference
+with per-case scores."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from xr import store
+from xr.draft.result import compose_report
+from xr.evaluate.case import case_metrics
+from xr.findings import FINDINGS
+from xr.retrieve.library import has_report
+from xr.ui.common import guarded, username
+from xr.ui.viewer import Viewer, views_of
+from xr.workstation import Workstation
+
+MAX_SHOWN = 60
+
+
+@dataclass(frozen=True)
+class TeachingCase:
+    id: str  # library case id, or "study:N" for an approved study
+    labels: tuple[str, ...]
+    image: Path
+    reference: str  # the report; "" for label-only cases (NIH)
+    study_id: int | None = None
+
+    @property
+    def caption(self) -> str:
+        return f"{self.id} · {', '.join(self.labels) or 'no finding'}"
+
+
+def teaching_cases(ws: Workstation, finding: str = "") -> list[TeachingCase]:
+    """Approved studies first (full-resolution images, a radiologist's report), then the shipped library's
+    cases that have an image (thumbnails: NIH with labels, a few IU with reports)."""
+    cases = [TeachingCase(f"study:{r['study_id']}", tuple(r["labels"]), Path(r["image"]), r["report"], r["study_id"])
+             for r in store.teaching_studies(ws.settings)]
+    lib = ws.index.library
+    for img in lib.images:
+        c = lib.by_id[img["case"]]
+        reference = compose_report(c["findings"], c["impression"]) if has_report(c) else ""
+        cases.append(TeachingCase(c["id"], tuple(c["labels"]), lib.directory / "thumbs" / img["thumb"], reference))
+    if finding and finding != "all":
+        cases = [c for c in cases if finding in c.labels]
+    return cases
+
+
+class Teaching:
+    def __init__(self, ws: Workstation) -> None:
+        self.ws = ws
+        self._drafts: dict[str, dict] = {}  # library case -> its draft JSON: drafted once per process
+        self._lock = threading.Lock()
+        with gr.Tab("Teaching", id="teaching", visible=False) as self.tab:
+            self.case_id = gr.State(None)
+            with gr.Row():
+                with gr.Column(scale=1, min_width=340):
+                    self.finding = gr.Dropdown(["all", *[f for f in FINDINGS if f != "No Finding"]], value="all",
+                                               label="Cases with this finding")
+                    self.count = gr.Markdown(elem_id="teaching-count")
+                    self.gallery = gr.Gallery(label="Click a case to open it", columns=3, height=420,
+                                              object_fit="contain", allow_preview=False, elem_id="teaching-cases")
+                    self.quiz = gr.Checkbox(label="Quiz mode: hide the report and the model's draft", value=False)
+                with gr.Column(scale=2):
+                    self.header = gr.Markdown("### Pick a case")
+                    self.viewer = Viewer(label="Case images")
+            with gr.Row():
+                with gr.Column():
+                    self.guess = gr.Textbox(label="Your reading (optional, scored against the reference on reveal)",
+                                            lines=3)
+                    self.reveal_btn = gr.Button("Reveal the report", variant="primary")
+                with gr.Column():
+                    self.reference = gr.Markdown(elem_id="teaching-reference")
+            with gr.Row():
+                self.model_draft = gr.Markdown(elem_id="teaching-draft")
+                self.metrics = gr.Dataframe(headers=["", "BLEU-4", "ROUGE-L", "finding F1", "agree", "missed", "added"],
+                                            interactive=False, label="Per-case comparison with the reference")
+        self._wire()
+
+    def _case(self, case_id: str) -> TeachingCase:
+        for c in teaching_cases(self.ws):
+            if c.id == case_id:
+                return c
+        raise store.StoreError(f"no teaching case {case_id}")
+
+    def _draft(self, case: TeachingCase) -> tuple[list, str]:
+        """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
+        if case.study_id is not None:
+            v = store.study_view(self.ws.settings, case.study_id)
+            pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in v["images"]]
+            return views_of(pixels, v["draft"]["views"], v["draft"]["fusion_weights"]), v["draft"]["text"]
+        with self._lock:
+            if case.id not in self._drafts:
+                self._drafts[case.id] = self.ws.draft([case.image], "", actor=None).draft.to_json()
+        d = self._drafts[case.id]
+        pixels = [np.asarray(Image.open(case.image).convert("L"))]
+        return views_of(pixels, d["views"], d["fusion_weights"]), d["report"]
+
+    def _answer(self, case: TeachingCase, draft: str, guess: str) -> tuple:
+        ref = case.reference or ("Labels (NIH ChestX-ray14, no report): " + (", ".join(case.labels) or "No Finding"))
+        rows = []
+        for name, text in (("model draft", draft), ("your reading", guess)):
+            if name == "your reading" and not (guess or "").strip():
+                continue
+            m = case_metrics(text, case.reference, None if case.reference else list(case.labels))
+            rows.append([name, _fmt(m.get("BLEU-4")), _fmt(m.get("ROUGE-L")), _fmt(m["finding_f1"]),
+                         ", ".join(m["agree"]), ", ".join(m["missed"]), ", ".join(m["added"])])
+        return (f"**Reference** ({case.id}):\n\n{ref}", f"**Model draft**:\n\n{draft}", rows)
+
+    def _wire(self) -> None:
+        ws, private = self.ws, {"api_visibility": "private"}
+
+        @guarded
+        def browse(finding, request: gr.Request):
+            ws.actor(username(request), "teach")
+            cases = teaching_cases(ws, finding)
+            shown = [(str(c.image), c.caption) for c in cases[:MAX_SHOWN]]
+            more = f" (first {MAX_SHOWN} shown)" if len(cases) > MAX_SHOWN else ""
+            return shown, f"{len(cases)} cases{more}", [c.id for c in cases[:MAX_SHOWN]]
+
+        @guarded
+        def pick(ids, quiz, evt: gr.SelectData, request: gr.Request, progress=gr.Progress()):
+            ws.actor(username(request), "teach")
+            case = self._case(ids[evt.index])
+            progress(0.2, desc="Drafting the case (first time only)")
+            views, draft = self._draft(case)
+            header = f"### {case.id}" + ("" if quiz else f" · {', '.join(case.labels) or 'no finding'}")
+            hidden = ("*Quiz mode: read the images, then reveal.*", "", [])
+            return (case.id, header, *self.viewer.show(views), "",
+                    *(hidden if quiz else self._answer(case, draft, "")))
+
+        @guarded
+        def reveal(case_id, guess, request: gr.Request):
+            ws.actor(username(request), "teach")
+            if not case_id:
+                raise store.StoreError("pick a case first")
+            case = self._case(case_id)
+            _, draft = self._draft(case)
+            return (f"### {case.id} · {', '.join(case.labels) or 'no finding'}", *self._answer(case, draft, guess))
+
+        ids = gr.State([])
+        answer = [self.reference, self.model_draft, self.metrics]
+        self.finding.change(browse, self.finding, [self.gallery, self.count, ids], **private)
+        self.tab.select(browse, self.finding, [self.gallery, self.count, ids], **private)
+        self.gallery.select(pick, [ids, self.quiz], [self.case_id, self.header, *self.viewer.outputs, self.guess,
+                                                     *answer], **private)
+        self.reveal_btn.click(reveal, [self.case_id, self.guess], [self.header, *answer], **private)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
