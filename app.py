@@ -47,7 +47,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             except access.AccessError:
                 return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
-            mode = "single-user mode (no log-in)" if name is None else f"signed in as **{user}** ({role})"
+            mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{user}</b> ({role})"
             rows = store.worklist(s) if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],

@@ -196,6 +196,11 @@ class Reporting:
             return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt],
                                            tempfile.mkdtemp(prefix="xr-export-"), actor))
 
+        def check_signoff(signed):
+            """Before the approval event, so a refusal does not cover the editor with error overlays."""
+            if not signed:
+                raise gr.Error("tick the sign-off box to approve", print_exception=False)
+
         def choose(findings, impression, accepted, draft_text):
             return apply_choices(findings, impression, draft_sentences(draft_text), accepted)
 
@@ -219,7 +224,7 @@ class Reporting:
         for box in text:
             box.change(diff, [self.draft_text, *text], self.diff, **private)
         self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **private)
-        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, *filters],
+        self.approve_btn.click(check_signoff, self.signoff, None, **private).success(ui_approve, [self.study_id, *text, self.signoff, *filters],
                                [*self.study_outputs, self.table], **private)
         self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **private)
 

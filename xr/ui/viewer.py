@@ -91,15 +91,17 @@ class Viewer:
 
     @property
     def outputs(self) -> list:
-        return [self.views, self.which, self.focus, self.image, self.caption]
+        return [self.views, self.which, self.focus, self.image, self.caption, self.centre, self.width, self.invert,
+                self.zoom]
 
     def show(self, views: list[View], layer: str = "heatmap") -> tuple:
-        """Values for `outputs`: the first view at the default window."""
+        """Values for `outputs`: the first view at the default window, not zoomed."""
         choices = [f"{i + 1}" for i in range(len(views))]
+        default = (128, 255, False, 1)
         if not views:
-            return [], gr.update(choices=[], value=None), (0.5, 0.5), None, ""
+            return [], gr.update(choices=[], value=None), (0.5, 0.5), None, "", *default
         picture = render(views[0], layer, 128, 255, False, 1, (0.5, 0.5))
-        return views, gr.update(choices=choices, value=choices[0]), (0.5, 0.5), picture, views[0].caption
+        return views, gr.update(choices=choices, value=choices[0]), (0.5, 0.5), picture, views[0].caption, *default
 
     @staticmethod
     def _current(views: list[View], which: str | None) -> View | None:
