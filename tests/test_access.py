@@ -72,8 +72,19 @@ def test_login_attempts_are_audited_without_the_typed_name(env):
     assert not access.login(env, "dr.house", "wrong-password")
     assert not access.login(env, "password-rad", "dr.house")  # name and password swapped
     logins = [(u, d) for a, u, d in audit_of(env) if a == "login"]
-    assert logins == [(uid, '{"ok": true}'), (None, '{"ok": false}'), (None, '{"ok": false}')]
+    assert logins == [(uid, '{"ok": true}'), (uid, '{"ok": false}'), (None, '{"ok": false}')]
     assert "password-rad" not in str(audit_of(env))
+
+
+def test_repeated_failed_log_ins_lock_the_account(env):
+    access.add_user(env, "dr.house", "radiologist", "password-rad")
+    access.add_user(env, "dr.cuddy", "radiologist", "password-cud")
+    for _ in range(access.LOCK_AFTER):
+        assert not access.login(env, "dr.house", "guess")
+    assert not access.login(env, "dr.house", "password-rad")  # locked: the right password no longer opens it
+    assert access.login(env, "dr.cuddy", "password-cud")  # others are not affected
+    last = [d for a, _, d in audit_of(env) if a == "login"][-2]
+    assert last == '{"ok": false, "locked": true}'
 
 
 def test_app_refuses_to_start_with_login_on_and_no_users(env, monkeypatch):

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -34,6 +35,7 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
 LOCAL_USER_NAME = "local"  # single-user mode: the one person at this machine, allowed everything
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8
+LOCK_AFTER, LOCK_MINUTES = 5, 15  # failed log-ins, and the window they count in
 # scrypt cost: 2^15 x 8 x 1 needs 32 MiB and ~0.1 s, in line with OWASP's minimum for scrypt.
 _N, _R, _P = 2**15, 8, 1
 
@@ -113,13 +115,23 @@ def has_users(s: Settings) -> bool:
 
 
 def login(s: Settings, name: str, password: str) -> bool:
-    """The app's log-in check. Each attempt is an audit event; a failed one does not keep the typed name
-    (people type passwords into the name field)."""
+    """The app's log-in check. Each attempt is an audit event (on the user it names, if any; a name that
+    is no user is not kept: people type passwords into the name field). After LOCK_AFTER failures within
+    LOCK_MINUTES a user is locked out for the rest of that window, right password or not."""
     with transaction(s.database_url) as session:
         user = session.scalar(select(User).where(User.name == (name or "").strip()))
-        ok = verify_password(password or "", user.password_hash if user else None)
-        session.add(AuditEvent(user_id=user.id if ok else None, action="login", detail={"ok": ok}))
+        locked = user is not None and _recent_failures(session, user.id) >= LOCK_AFTER
+        ok = verify_password(password or "", user.password_hash if user else None) and not locked
+        detail = {"ok": ok, "locked": True} if locked else {"ok": ok}
+        session.add(AuditEvent(user_id=user.id if user else None, action="login", detail=detail))
         return ok
+
+
+def _recent_failures(session, user_id: int) -> int:
+    since = datetime.now(timezone.utc) - timedelta(minutes=LOCK_MINUTES)
+    events = session.scalars(select(AuditEvent).where(AuditEvent.user_id == user_id, AuditEvent.action == "login",
+                                                      AuditEvent.at >= since)).all()
+    return sum(not e.detail.get("ok") for e in events)
 
 
 def whoami(s: Settings, username: str | None) -> tuple[str, str]:
