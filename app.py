@@ -17,7 +17,7 @@ from xr import access, store  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
 from xr.ui.common import guarded, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
-from xr.ui.reporting import Reporting, need, paths_of  # noqa: E402
+from xr.ui.reporting import Reporting, need, paths_of, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
@@ -48,11 +48,11 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                 return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
             mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{user}</b> ({role})"
-            rows = store.worklist(s) if "reporting" in shown else []
+            rows = worklist_rows(ws, "all", "") if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],
                     gr.Tabs(selected=shown[0] if shown else None),
-                    [[r[c] for c in ("id", "status", "views", "indication", "updated")] for r in rows])
+                    rows)
 
         demo.load(enter, None, [who, *[w.tab for w in workspaces.values()], tabs, reporting.table],
                   api_visibility="private")

@@ -6,12 +6,10 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
 from xr import store
 from xr.ui.common import guarded, username
-from xr.ui.viewer import Viewer, views_of
+from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
 TAGS = [t for t in store.REASON_TAGS if t != "no correction"]
@@ -54,9 +52,8 @@ class Corrections:
                     *self.viewer.show([]), "", "", [], note)
         v = store.study_view(self.ws.settings, study_id)
         d = v["draft"]
-        pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in v["images"]]
         header = f"### Study #{study_id}" + (f" · indication: {v['indication']}" if v["indication"] else "")
-        return (study_id, progress_html(q), header, *self.viewer.show(views_of(pixels, d["views"], d["fusion_weights"])),
+        return (study_id, progress_html(q), header, *self.viewer.show(stored_views(v)),
                 d["text"], v["text"], [], note)
 
     @property

@@ -6,14 +6,13 @@ from __future__ import annotations
 import tempfile
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from xr import store
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import apply_choices, draft_sentences, join_sections, split_sections
+from xr.report import apply_choices, draft_sentences, join_sections, sentences, split_sections
 from xr.ui.common import guarded, username
-from xr.ui.viewer import Viewer, views_of
+from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
 EXPORTS = {"DICOM SR": "sr", "FHIR R4 (JSON)": "fhir", "Plain text": "text"}
@@ -29,8 +28,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
     """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`."""
     v = store.study_view(ws.settings, study_id)
     d = v["draft"]
-    pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in v["images"]]
-    views = views_of(pixels, d["views"] if d else [], d["fusion_weights"] if d else {})
+    views = stored_views(v)
     findings, impression = split_sections(v["text"])
     choices = draft_sentences(d["text"]) if d else []
     current = set(choices) - set(_rejected(choices, findings, impression))
@@ -58,8 +56,6 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
 
 def _rejected(choices: list[str], findings: str, impression: str) -> list[str]:
     """Draft sentences no longer in the current text: shown unticked when a study is reopened."""
-    from xr.report import sentences
-
     have = {"F: " + s for s in sentences(findings)} | {"I: " + s for s in sentences(impression)}
     return [c for c in choices if c not in have]
 

@@ -17,7 +17,7 @@ from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
 from xr.retrieve.library import has_report
 from xr.ui.common import guarded, username
-from xr.ui.viewer import Viewer, views_of
+from xr.ui.viewer import Viewer, stored_views, views_of
 from xr.workstation import Workstation
 
 MAX_SHOWN = 60
@@ -92,8 +92,7 @@ class Teaching:
         """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
         if case.study_id is not None:
             v = store.study_view(self.ws.settings, case.study_id)
-            pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in v["images"]]
-            return views_of(pixels, v["draft"]["views"], v["draft"]["fusion_weights"]), v["draft"]["text"]
+            return stored_views(v), v["draft"]["text"]
         with self._lock:
             if case.id not in self._drafts:
                 self._drafts[case.id] = self.ws.draft([case.image], "", actor=None).draft.to_json()

@@ -37,6 +37,13 @@ def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: 
     return out
 
 
+def stored_views(study: dict) -> list[View]:
+    """Viewer views of a stored study (`store.study_view`): its images with its latest draft's overlays."""
+    d = study["draft"] or {}
+    pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in study["images"]]
+    return views_of(pixels, d.get("views", []), d.get("fusion_weights", {}))
+
+
 def render(view: View, layer: str, centre: float, width: float, invert: bool, factor: float,
            focus: tuple[float, float]) -> Image.Image:
     grey = window_level(view.pixels, centre, width, invert)
