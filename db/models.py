@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -13,8 +14,26 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A time with time zone, written as UTC and read back as naive UTC on every engine. SQLite keeps no
+    zone and has always returned naive UTC; PostgreSQL would return the server's time zone, and the app
+    shows these times as UTC."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
 
 
 class User(Base):
@@ -23,17 +42,20 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # radiologist | educator | annotator | admin
     password_hash: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Study(Base):
     __tablename__ = "studies"
+    # The worklist: newest first, all studies or those of one status (migration 0004).
+    __table_args__ = (Index("ix_studies_updated", "updated_at", "id"),
+                      Index("ix_studies_status_updated", "status", "updated_at", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)  # salted hash, never the UID itself
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|drafted|approved
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|drafted|approved
     indication: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")
     drafts: Mapped[list[Draft]] = relationship(back_populates="study", order_by="Draft.id")
     revisions: Mapped[list[Revision]] = relationship(back_populates="study", order_by="Revision.id")
@@ -70,7 +92,7 @@ class Draft(Base):
     views: Mapped[list[Any] | None] = mapped_column(JSON)  # per view: view, source, measurements, lung mask (RLE)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship(back_populates="drafts")
 
 
@@ -83,7 +105,7 @@ class Revision(Base):
     text: Mapped[str] = mapped_column(Text)
     diff: Mapped[str] = mapped_column(Text)  # unified diff against the draft
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)  # reason tags (annotators)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship(back_populates="revisions")
     user: Mapped[User] = relationship()
 
@@ -96,7 +118,7 @@ class Approval(Base):
     revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     text: Mapped[str] = mapped_column(Text)
-    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     study: Mapped[Study] = relationship(back_populates="approvals")
     draft: Mapped[Draft] = relationship()
     user: Mapped[User] = relationship()
@@ -104,9 +126,10 @@ class Approval(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_study_at", "study_id", "at"),)
+    __table_args__ = (Index("ix_audit_study_at", "study_id", "at"),
+                      Index("ix_audit_user_action_at", "user_id", "action", "at"))  # failed log-ins of a user
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(32))  # ingest | draft | edit | approve | library | export | login | denied | user
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
@@ -126,5 +149,5 @@ class LibraryCase(Base):
     text_embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (384,) float32 MiniLM, L2-normalised
     labels: Mapped[list[Any]] = mapped_column(JSON)  # labeler positives on the approved text
     report: Mapped[str] = mapped_column(Text)  # the approved text
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship()

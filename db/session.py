@@ -1,5 +1,6 @@
-"""Engine and sessions. SQLite gets WAL and a busy timeout so readers never block the writer and
-concurrent writers wait instead of failing with 'database is locked'."""
+"""Engine and sessions, on SQLite or PostgreSQL. SQLite gets WAL and a busy timeout so readers never
+block the writer and concurrent writers wait instead of failing with 'database is locked'; PostgreSQL
+goes through psycopg 3 whichever way its URL is spelled."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -9,14 +10,24 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://` (and Heroku-style `postgres://`) mean psycopg 3, the driver installed; SQLAlchemy
+    would otherwise pick psycopg2."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 @lru_cache(maxsize=None)
 def engine_for(url: str) -> Engine:
+    url = sqlalchemy_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})

@@ -1,14 +1,20 @@
 """Shared fixtures: the public data beside the checkout, an isolated data directory with a real SQLite
-file, and real DICOM files written with pydicom."""
+file (or a fresh PostgreSQL database), and real DICOM files written with pydicom."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
+
+from db.scratch import scratch_database
+from db.session import sqlalchemy_url
 from xr.config import ROOT, Settings, settings
 
 SHARED = Path(os.environ.get("XR_SHARED", ROOT.parent / "shared"))
@@ -35,6 +41,32 @@ def env(tmp_path, monkeypatch) -> Settings:
     monkeypatch.delenv("XR_DATABASE_URL", raising=False)
     monkeypatch.setenv("XR_SALT", "test-salt")
     return settings()
+
+
+POSTGRES_URL = "XR_TEST_POSTGRES_URL"  # a server the tests may create databases on, e.g. postgresql://xr@127.0.0.1:5432/postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_env(request, env, monkeypatch) -> Iterator[Settings]:
+    """`env` on each database engine: the SQLite file, or a database of its own on the PostgreSQL server
+    at XR_TEST_POSTGRES_URL (dropped afterwards). Without that server the PostgreSQL runs are skipped,
+    except under CI, where they fail: CI must not pass without having run them."""
+    if request.param == "sqlite":
+        yield env
+        return
+    server = os.environ.get(POSTGRES_URL)
+    if not server:
+        message = f"{POSTGRES_URL} is not set: no PostgreSQL server to test on (start one: source scripts/postgres.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with scratch_database(server) as url:
+        engine = create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        with engine.connect() as c:  # not UTC, so that a time read back in the server's zone shows
+            c.execute(text(f"ALTER DATABASE \"{make_url(url).database}\" SET timezone TO 'America/New_York'"))
+        engine.dispose()
+        monkeypatch.setenv("XR_DATABASE_URL", url)
+        yield settings()
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,17 @@
-"""Log-in and roles on a real SQLite file and the real app: passwords as scrypt hashes, users from the
+"""Log-in and roles on a real SQLite file (and PostgreSQL database) and the real app: passwords as scrypt hashes, users from the
 CLI, every API endpoint checked against the caller's role on the server, log-ins and refusals audited."""
 from __future__ import annotations
 
 import io
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 from gradio_client import Client, handle_file
+from sqlalchemy import select
+
+from db.models import AuditEvent
+from db.session import engine_for
 
 from tests.conftest import write_dicom
 from tests.test_app import free_port
@@ -43,7 +46,7 @@ def test_auth_is_on_by_default_beyond_localhost(monkeypatch):
         settings()
 
 
-def test_user_cli_adds_lists_and_refuses(env, monkeypatch, capsys):
+def test_user_cli_adds_lists_and_refuses(db_env, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\n"))
     assert main(["user", "add", "dr.house", "--role", "radiologist", "--password-stdin"]) == 0
     assert main(["user", "list"]) == 0
@@ -60,31 +63,31 @@ def test_user_cli_adds_lists_and_refuses(env, monkeypatch, capsys):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["user", "add", "x.y", "--role", "janitor", "--password-stdin"])  # argparse: not a role
-    assert [u["name"] for u in access.list_users(env)] == ["dr.house"]
+    assert [u["name"] for u in access.list_users(db_env)] == ["dr.house"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("new-password\n"))
     assert main(["user", "passwd", "dr.house", "--password-stdin"]) == 0
-    assert access.login(env, "dr.house", "new-password") and not access.login(env, "dr.house", "s3cret-pass")
+    assert access.login(db_env, "dr.house", "new-password") and not access.login(db_env, "dr.house", "s3cret-pass")
 
 
-def test_login_attempts_are_audited_without_the_typed_name(env):
-    uid = access.add_user(env, "dr.house", "radiologist", "password-rad")
-    assert access.login(env, "dr.house", "password-rad")
-    assert not access.login(env, "dr.house", "wrong-password")
-    assert not access.login(env, "password-rad", "dr.house")  # name and password swapped
-    logins = [(u, d) for a, u, d in audit_of(env) if a == "login"]
-    assert logins == [(uid, '{"ok": true}'), (uid, '{"ok": false}'), (None, '{"ok": false}')]
-    assert "password-rad" not in str(audit_of(env))
+def test_login_attempts_are_audited_without_the_typed_name(db_env):
+    uid = access.add_user(db_env, "dr.house", "radiologist", "password-rad")
+    assert access.login(db_env, "dr.house", "password-rad")
+    assert not access.login(db_env, "dr.house", "wrong-password")
+    assert not access.login(db_env, "password-rad", "dr.house")  # name and password swapped
+    logins = [(u, d) for a, u, d in audit_of(db_env) if a == "login"]
+    assert logins == [(uid, {"ok": True}), (uid, {"ok": False}), (None, {"ok": False})]
+    assert "password-rad" not in str(audit_of(db_env))
 
 
-def test_repeated_failed_log_ins_lock_the_account(env):
-    access.add_user(env, "dr.house", "radiologist", "password-rad")
-    access.add_user(env, "dr.cuddy", "radiologist", "password-cud")
+def test_repeated_failed_log_ins_lock_the_account(db_env):
+    access.add_user(db_env, "dr.house", "radiologist", "password-rad")
+    access.add_user(db_env, "dr.cuddy", "radiologist", "password-cud")
     for _ in range(access.LOCK_AFTER):
-        assert not access.login(env, "dr.house", "guess")
-    assert not access.login(env, "dr.house", "password-rad")  # locked: the right password no longer opens it
-    assert access.login(env, "dr.cuddy", "password-cud")  # others are not affected
-    last = [d for a, _, d in audit_of(env) if a == "login"][-2]
-    assert last == '{"ok": false, "locked": true}'
+        assert not access.login(db_env, "dr.house", "guess")
+    assert not access.login(db_env, "dr.house", "password-rad")  # locked: the right password no longer opens it
+    assert access.login(db_env, "dr.cuddy", "password-cud")  # others are not affected
+    last = [d for a, _, d in audit_of(db_env) if a == "login"][-2]
+    assert last == {"ok": False, "locked": True}
 
 
 def test_app_refuses_to_start_with_login_on_and_no_users(env, monkeypatch):
@@ -166,5 +169,6 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
 
 
 def audit_of(s) -> list[tuple]:
-    with sqlite3.connect(s.database_url.removeprefix("sqlite:///")) as c:
-        return c.execute("select action, user_id, detail from audit_events order by id").fetchall()
+    with engine_for(s.database_url).connect() as c:
+        return [tuple(r) for r in c.execute(select(AuditEvent.action, AuditEvent.user_id, AuditEvent.detail)
+                                            .order_by(AuditEvent.id))]

@@ -1,12 +1,18 @@
-"""The store on a real SQLite file: one transaction per action, nothing half-saved, nothing lost."""
+"""The store on a real SQLite file and a real PostgreSQL database: one transaction per action, nothing
+half-saved, nothing lost."""
 from __future__ import annotations
 
 import json
-import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from PIL import Image
+from sqlalchemy import select, text, update
 
+from db.models import AuditEvent, Draft, Revision, Study
+from db.models import Image as ImageRow
+from db.session import engine_for, transaction
 from tests.conftest import write_dicom
 from xr import store
 from xr.errors import UserError
@@ -16,155 +22,159 @@ RAD = Actor("dr_a", "radiologist")
 
 
 def count(s, table: str) -> int:
-    with sqlite3.connect(s.database_url.removeprefix("sqlite:///")) as c:
-        return c.execute(f"select count(*) from {table}").fetchone()[0]
+    with engine_for(s.database_url).connect() as c:
+        return c.scalar(text(f"select count(*) from {table}"))
+
+
+def rows(s, query) -> list[tuple]:
+    with engine_for(s.database_url).connect() as c:
+        return [tuple(r) for r in c.execute(query)]
 
 
 @pytest.fixture
-def drafted(tmp_path, env, nih_pixels, workstation_factory):
-    ws = workstation_factory(env)
+def drafted(tmp_path, db_env, nih_pixels, workstation_factory):
+    ws = workstation_factory(db_env)
     p = write_dicom(tmp_path / "a.dcm", nih_pixels)
     return ws, ws.draft([p], "cough", RAD)
 
 
-def test_draft_is_stored_with_its_evidence(drafted, env):
+def test_draft_is_stored_with_its_evidence(drafted, db_env):
     ws, result = drafted
     assert result.study_id is not None
-    assert (count(env, "studies"), count(env, "images"), count(env, "drafts")) == (1, 1, 1)
-    with sqlite3.connect(env.database_url.removeprefix("sqlite:///")) as c:
-        text, fusion, similar, timings = c.execute("select text, fusion_weights, similar_cases, timings from drafts").fetchone()
-        path, = c.execute("select storage_path from images").fetchone()
-        mode, = c.execute("pragma journal_mode").fetchone()
-    assert text == result.draft.report
-    grid = json.loads(fusion)["0"]
+    assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 1)
+    (report, fusion, similar, timings), = rows(db_env, select(Draft.text, Draft.fusion_weights, Draft.similar_cases,
+                                                              Draft.timings))
+    (path,), = rows(db_env, select(ImageRow.storage_path))
+    assert report == result.draft.report
+    grid = fusion["0"]
     assert len(grid) == 16 and len(grid[0]) == 16
-    assert json.loads(similar) and "encode_ms" in json.loads(timings)
-    assert (env.data_dir / path).is_file() and Image.open(env.data_dir / path).size == (512, 512)
-    assert mode == "wal"
+    assert similar and "encode_ms" in timings
+    assert (db_env.data_dir / path).is_file() and Image.open(db_env.data_dir / path).size == (512, 512)
+    if db_env.database_url.startswith("sqlite"):
+        assert rows(db_env, text("pragma journal_mode")) == [("wal",)]
 
 
-def test_redrafting_same_study_adds_draft_not_study(drafted, tmp_path, env, nih_pixels):
+def test_redrafting_same_study_adds_draft_not_study(drafted, tmp_path, db_env, nih_pixels):
     ws, first = drafted
     again = ws.draft([write_dicom(tmp_path / "b.dcm", nih_pixels)], "", RAD)
     assert again.study_id == first.study_id
-    assert (count(env, "studies"), count(env, "images"), count(env, "drafts")) == (1, 1, 2)
+    assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 2)
 
 
-def test_edit_approve_export(drafted, env, tmp_path):
+def test_edit_approve_export(drafted, db_env, tmp_path):
     _, result = drafted
     sid, text = result.study_id, result.draft.report
-    assert store.save_revision(env, sid, text, RAD) is None  # unchanged: nothing to keep
-    rev = store.save_revision(env, sid, text + "\nSmall left effusion.", RAD, tags=["missed finding"])
+    assert store.save_revision(db_env, sid, text, RAD) is None  # unchanged: nothing to keep
+    rev = store.save_revision(db_env, sid, text + "\nSmall left effusion.", RAD, tags=["missed finding"])
     assert rev is not None
-    approval = store.approve(env, sid, text + "\nSmall left effusion.", RAD)
+    approval = store.approve(db_env, sid, text + "\nSmall left effusion.", RAD)
     assert approval > 0
-    hist = store.history(env, sid)
+    hist = store.history(db_env, sid)
     assert [h["event"] for h in hist] == ["draft", "edit", "approval"]
-    n = store.export_edits(env, tmp_path / "out" / "edits.jsonl")
+    n = store.export_edits(db_env, tmp_path / "out" / "edits.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "out" / "edits.jsonl").read_text().splitlines()]
     assert n == 1 and len(lines) == 1
     line = lines[0]
     assert line["draft"] == text and line["target"].endswith("Small left effusion.")
     assert line["editor_role"] == "radiologist" and line["tags"] == ["missed finding"] and line["source"] == "approval"
     assert line["images"][0]["path"].startswith("images/")
-    with sqlite3.connect(env.database_url.removeprefix("sqlite:///")) as c:
-        diff, = c.execute("select diff from revisions").fetchone()
-        actions = [a for a, in c.execute("select action from audit_events order by id")]
+    (diff,), = rows(db_env, select(Revision.diff))
+    actions = [a for a, in rows(db_env, select(AuditEvent.action).order_by(AuditEvent.id))]
     assert "+Small left effusion." in diff
     assert actions == ["ingest", "draft", "edit", "edit", "approve", "export"]
 
 
-def test_amended_approval_keeps_both_and_exports_latest(drafted, env, tmp_path):
+def test_amended_approval_keeps_both_and_exports_latest(drafted, db_env, tmp_path):
     _, result = drafted
-    store.approve(env, result.study_id, "First text.", RAD)
-    store.approve(env, result.study_id, "Amended text.", RAD)
-    assert count(env, "approvals") == 2
-    store.export_edits(env, tmp_path / "e.jsonl")
+    store.approve(db_env, result.study_id, "First text.", RAD)
+    store.approve(db_env, result.study_id, "Amended text.", RAD)
+    assert count(db_env, "approvals") == 2
+    store.export_edits(db_env, tmp_path / "e.jsonl")
     assert [json.loads(x)["target"] for x in (tmp_path / "e.jsonl").read_text().splitlines()] == ["Amended text."]
 
 
-def test_refusals_leave_nothing_behind(drafted, env):
+def test_refusals_leave_nothing_behind(drafted, db_env):
     _, result = drafted
-    before = {t: count(env, t) for t in ("revisions", "approvals", "audit_events", "users")}
+    before = {t: count(db_env, t) for t in ("revisions", "approvals", "audit_events", "users")}
     with pytest.raises(StoreError, match="empty"):
-        store.approve(env, result.study_id, "   ", RAD)
+        store.approve(db_env, result.study_id, "   ", RAD)
     with pytest.raises(StoreError, match="no study 999"):
-        store.approve(env, 999, "text", RAD)
+        store.approve(db_env, 999, "text", RAD)
     with pytest.raises(StoreError, match="cannot approve"):
-        store.approve(env, result.study_id, "text", Actor("teacher", "educator"))
+        store.approve(db_env, result.study_id, "text", Actor("teacher", "educator"))
     with pytest.raises(StoreError, match="unknown role"):
-        store.save_revision(env, result.study_id, "text", Actor("x", "janitor"))
-    assert {t: count(env, t) for t in before} == before
+        store.save_revision(db_env, result.study_id, "text", Actor("x", "janitor"))
+    assert {t: count(db_env, t) for t in before} == before
 
 
-def test_failed_transaction_removes_new_image_files(tmp_path, env, nih_pixels, workstation_factory):
-    ws = workstation_factory(env)
+def test_failed_transaction_removes_new_image_files(tmp_path, db_env, nih_pixels, workstation_factory):
+    ws = workstation_factory(db_env)
     p = write_dicom(tmp_path / "a.dcm", nih_pixels)
     with pytest.raises(StoreError, match="unknown role"):
         ws.draft([p], "", Actor("x", "janitor"))  # fails inside the transaction, after files are written
-    assert not list((env.data_dir / "images").rglob("*.png"))
-    assert count(env, "studies") == 0 and count(env, "drafts") == 0
+    assert not list((db_env.data_dir / "images").rglob("*.png"))
+    assert count(db_env, "studies") == 0 and count(db_env, "drafts") == 0
 
 
-def test_export_under_a_file_fails_cleanly(drafted, env, tmp_path):
+def test_export_under_a_file_fails_cleanly(drafted, db_env, tmp_path):
     _, result = drafted
-    store.approve(env, result.study_id, "Text.", RAD)
+    store.approve(db_env, result.study_id, "Text.", RAD)
     (tmp_path / "plain").write_text("not a folder")
     with pytest.raises(UserError, match="cannot write e.jsonl"):
-        store.export_edits(env, tmp_path / "plain" / "e.jsonl")
+        store.export_edits(db_env, tmp_path / "plain" / "e.jsonl")
     assert (tmp_path / "plain").read_text() == "not a folder"
 
 
-def test_export_over_a_directory_fails_cleanly(drafted, env, tmp_path):
+def test_export_over_a_directory_fails_cleanly(drafted, db_env, tmp_path):
     _, result = drafted
-    store.approve(env, result.study_id, "Text.", RAD)
+    store.approve(db_env, result.study_id, "Text.", RAD)
     (tmp_path / "taken").mkdir()
-    exports = count(env, "audit_events")
+    exports = count(db_env, "audit_events")
     with pytest.raises(UserError, match="cannot write taken"):
-        store.export_edits(env, tmp_path / "taken")
-    assert count(env, "audit_events") == exports  # the failed export is not logged as done
+        store.export_edits(db_env, tmp_path / "taken")
+    assert count(db_env, "audit_events") == exports  # the failed export is not logged as done
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".taken")]
 
 
 ANN = Actor("ann_b", "annotator")
 
 
-def test_worklist_filters_searches_and_reopens(drafted, env, tmp_path, nih_pixels):
+def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pixels):
     ws, first = drafted
     pending = ws.add_study([write_dicom(tmp_path / "p.dcm", nih_pixels[::-1].copy(), study_uid="1.2.826.0.1.55")],
                            "trauma", RAD)
-    rows = store.worklist(env)
+    rows = store.worklist(db_env)
     assert [r["id"] for r in rows] == [pending, first.study_id]  # newest first
     assert [r["status"] for r in rows] == ["pending", "drafted"] and rows[1]["views"] == "frontal"
-    assert [r["id"] for r in store.worklist(env, "pending")] == [pending]
-    assert [r["id"] for r in store.worklist(env, search="TRAUMA")] == [pending]  # indication, any case
-    assert [r["id"] for r in store.worklist(env, search="mediastinum")] == [first.study_id]  # the draft's text
-    assert [r["id"] for r in store.worklist(env, search=f"#{pending}")] == [pending]
+    assert [r["id"] for r in store.worklist(db_env, "pending")] == [pending]
+    assert [r["id"] for r in store.worklist(db_env, search="TRAUMA")] == [pending]  # indication, any case
+    assert [r["id"] for r in store.worklist(db_env, search="mediastinum")] == [first.study_id]  # the draft's text
+    assert [r["id"] for r in store.worklist(db_env, search=f"#{pending}")] == [pending]
     with pytest.raises(StoreError, match="unknown status 'done'"):
-        store.worklist(env, "done")
-    view = store.study_view(env, pending)
+        store.worklist(db_env, "done")
+    view = store.study_view(db_env, pending)
     assert view["draft"] is None and view["text"] == "" and len(view["images"]) == 1
     redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
-    assert redrafted.study_id == pending and store.study_view(env, pending)["status"] == "drafted"
-    v = store.study_view(env, first.study_id)
+    assert redrafted.study_id == pending and store.study_view(db_env, pending)["status"] == "drafted"
+    v = store.study_view(db_env, first.study_id)
     assert v["draft"]["views"][0]["lung_mask"]["size"] == [512, 512]  # overlays survive a reopen
     assert v["text"] == first.draft.report and v["approval"] is None
 
 
-def test_corrections_queue_tags_and_export(drafted, env, tmp_path, nih_pixels):
+def test_corrections_queue_tags_and_export(drafted, db_env, tmp_path, nih_pixels):
     ws, first = drafted
     second = ws.draft([write_dicom(tmp_path / "s.dcm", np_flip(nih_pixels), study_uid="1.2.826.0.1.56")], "", RAD)
-    assert store.corrections_queue(env) == {"total": 2, "done": 0, "next": first.study_id}
-    assert store.corrections_queue(env, after=first.study_id)["next"] == second.study_id  # skip
+    assert store.corrections_queue(db_env) == {"total": 2, "done": 0, "next": first.study_id}
+    assert store.corrections_queue(db_env, after=first.study_id)["next"] == second.study_id  # skip
     with pytest.raises(StoreError, match="unknown reason tag 'typo'"):
-        store.save_revision(env, first.study_id, "Corrected.", ANN, tags=["typo"])
-    store.save_revision(env, first.study_id, first.draft.report + " Small left effusion.", ANN,
+        store.save_revision(db_env, first.study_id, "Corrected.", ANN, tags=["typo"])
+    store.save_revision(db_env, first.study_id, first.draft.report + " Small left effusion.", ANN,
                         tags=["missed finding", "wording"])
-    store.save_revision(env, second.study_id, second.draft.report, ANN, tags=["no correction"])
-    assert store.corrections_queue(env) == {"total": 2, "done": 2, "next": None}
-    store.approve(env, second.study_id, second.draft.report + " Approved.", RAD)
-    assert store.corrections_queue(env)["total"] == 1  # approved studies leave the queue
-    n = store.export_edits(env, tmp_path / "edits.jsonl", ANN)
+    store.save_revision(db_env, second.study_id, second.draft.report, ANN, tags=["no correction"])
+    assert store.corrections_queue(db_env) == {"total": 2, "done": 2, "next": None}
+    store.approve(db_env, second.study_id, second.draft.report + " Approved.", RAD)
+    assert store.corrections_queue(db_env)["total"] == 1  # approved studies leave the queue
+    n = store.export_edits(db_env, tmp_path / "edits.jsonl", ANN)
     lines = {json.loads(x)["source"]: json.loads(x) for x in (tmp_path / "edits.jsonl").read_text().splitlines()}
     assert n == 2 and set(lines) == {"approval", "correction"}
     assert lines["correction"]["tags"] == ["missed finding", "wording"]
@@ -176,20 +186,64 @@ def np_flip(pixels):
     return pixels[:, ::-1].copy()
 
 
-def test_report_export_is_audited_and_refused_before_approval(drafted, env, tmp_path):
+def test_report_export_is_audited_and_refused_before_approval(drafted, db_env, tmp_path):
     from xr.export.sr import read_sr_text
 
     _, result = drafted
     with pytest.raises(StoreError, match="not approved yet"):
-        store.export_report(env, result.study_id, "sr", tmp_path, RAD)
-    store.approve(env, result.study_id, "FINDINGS: Heart normal.\n\nIMPRESSION: No acute disease.", RAD)
+        store.export_report(db_env, result.study_id, "sr", tmp_path, RAD)
+    store.approve(db_env, result.study_id, "FINDINGS: Heart normal.\n\nIMPRESSION: No acute disease.", RAD)
     with pytest.raises(StoreError, match="unknown export format 'pdf'"):
-        store.export_report(env, result.study_id, "pdf", tmp_path, RAD)
-    path = store.export_report(env, result.study_id, "sr", tmp_path, RAD)
+        store.export_report(db_env, result.study_id, "pdf", tmp_path, RAD)
+    path = store.export_report(db_env, result.study_id, "sr", tmp_path, RAD)
     assert read_sr_text(path) == ("Heart normal.", "No acute disease.")
-    fhir = json.loads(store.export_report(env, result.study_id, "fhir", tmp_path, RAD).read_text())
+    fhir = json.loads(store.export_report(db_env, result.study_id, "fhir", tmp_path, RAD).read_text())
     assert fhir["resourceType"] == "DiagnosticReport" and fhir["status"] == "final"
-    assert store.export_report(env, result.study_id, "text", tmp_path, RAD).read_text().startswith("Chest X-ray report")
-    with sqlite3.connect(env.database_url.removeprefix("sqlite:///")) as c:
-        formats = [json.loads(d)["format"] for d, in c.execute("select detail from audit_events where action='export'")]
+    assert store.export_report(db_env, result.study_id, "text", tmp_path, RAD).read_text().startswith("Chest X-ray report")
+    formats = [d["format"] for d, in rows(db_env, select(AuditEvent.detail).where(AuditEvent.action == "export")
+                                              .order_by(AuditEvent.id))]
     assert formats == ["sr", "fhir", "text"]
+
+
+def test_worklist_search_is_a_case_insensitive_literal_substring(db_env):
+    with transaction(db_env.database_url) as session:
+        session.add_all([Study(key="a" * 64, indication="SpO2 50% on air"), Study(key="b" * 64, indication="spo2 fell"),
+                         Study(key="c" * 64, indication="left_base"), Study(key="d" * 64, indication="see a\\b")])
+    assert len(store.worklist(db_env, search="spO2")) == 2
+    assert [r["indication"] for r in store.worklist(db_env, search="50%")] == ["SpO2 50% on air"]
+    assert [r["indication"] for r in store.worklist(db_env, search="T_B")] == ["left_base"]
+    assert [r["indication"] for r in store.worklist(db_env, search="%")] == ["SpO2 50% on air"]
+    assert [r["indication"] for r in store.worklist(db_env, search="A\\B")] == ["see a\\b"]
+
+
+def test_times_read_back_as_utc(drafted, db_env):
+    """The PostgreSQL test databases run in New York time: a time read back in the server's zone shows."""
+    _, result = drafted
+    at = datetime.fromisoformat(store.history(db_env, result.study_id)[0]["at"])
+    assert at.tzinfo is None and abs(at - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(minutes=5)
+
+
+def test_an_approval_waits_for_another_writer_of_the_study(drafted, db_env):
+    """Approvals of one study run one after the other, or two could both take the library's slot and the
+    older win. SQLite's one writer does it; on PostgreSQL the study's row lock. Approving a second time
+    changes no study column, so without that lock nothing would make the second approval wait."""
+    _, result = drafted
+    sid = result.study_id
+    store.approve(db_env, sid, "First.", RAD)
+    outcome: list = []
+
+    def amend() -> None:
+        try:
+            outcome.append(store.approve(db_env, sid, "Amended.", RAD))
+        except Exception as e:  # reported by the assertions below
+            outcome.append(e)
+
+    with engine_for(db_env.database_url).begin() as other:
+        other.execute(update(Study).where(Study.id == sid).values(indication="written by another transaction"))
+        worker = threading.Thread(target=amend)
+        worker.start()
+        worker.join(1.5)
+        assert worker.is_alive() and outcome == []  # waiting for the other transaction
+    worker.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], int)
+    assert count(db_env, "approvals") == 2 and store.study_view(db_env, sid)["text"] == "Amended."

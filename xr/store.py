@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, case, delete, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision, Study, User, utcnow
 from db.session import transaction
@@ -150,8 +150,11 @@ def _revise(session: Session, study_id: int, text: str, user: User, tags: list[s
     return rev
 
 
-def _study(session: Session, study_id: int) -> Study:
-    study = session.get(Study, study_id)
+def _study(session: Session, study_id: int, lock: bool = False) -> Study:
+    """With `lock`, the study's row stays locked until the transaction ends: actions that must see each
+    other's writes (approvals of one study) run one after the other. SQLite needs no row lock: its one
+    writer at a time does the same."""
+    study = session.get(Study, study_id, with_for_update=lock)
     if study is None:
         raise StoreError(f"no study {study_id}")
     return study
@@ -188,7 +191,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
     library never shows a superseded report (`python -m xr index add` fills the gap)."""
     text = check_text(text)
     with transaction(s.database_url) as session:
-        study = _study(session, study_id)
+        study = _study(session, study_id, lock=True)  # else two approvals could both take the library's slot
         user = user_row(session, actor)
         if not access.allowed(user.role, "approve"):
             raise StoreError(f"role '{user.role}' cannot approve reports")
@@ -242,6 +245,7 @@ def add_to_library(s: Settings, approval_id: int, entry: LibraryEntry) -> bool:
     """Backfill one approval into the library; False (nothing written) when the study has been amended since."""
     with transaction(s.database_url) as session:
         approval = session.get(Approval, approval_id)
+        _study(session, approval.study_id, lock=True)  # no approval of the study may land between check and write
         latest = session.scalar(select(func.max(Approval.id)).where(Approval.study_id == approval.study_id))
         if approval_id != latest:
             return False
@@ -323,13 +327,13 @@ STATUSES = ("pending", "drafted", "approved")
 
 
 def _utc(at: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time we store is UTC."""
+    """Stored times come back naive on every engine (db.models.UTCDateTime); every one of them is UTC."""
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
-def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict]:
-    """Studies newest first, by status and a search over the indication and the report texts ('#12'
-    finds study 12)."""
+def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Select[tuple[Study]]:
+    """The worklist's query. The search is a case-insensitive substring match on both engines (lower()
+    LIKE, with % and _ taken literally); newest first, by status, through ix_studies_status_updated."""
     if status and status not in STATUSES:
         raise StoreError(f"unknown status '{status}': one of {', '.join(STATUSES)}")
     q = select(Study).order_by(Study.updated_at.desc(), Study.id.desc()).limit(limit)
@@ -339,10 +343,18 @@ def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) 
     if search.startswith("#") and search[1:].isdigit():
         q = q.where(Study.id == int(search[1:]))
     elif search:
-        like = f"%{search}%"
-        q = q.where(Study.indication.ilike(like)
-                    | select(Draft.id).where(Draft.study_id == Study.id, Draft.text.ilike(like)).exists()
-                    | select(Revision.id).where(Revision.study_id == Study.id, Revision.text.ilike(like)).exists())
+        q = q.where(Study.indication.icontains(search, autoescape=True)
+                    | select(Draft.id).where(Draft.study_id == Study.id,
+                                             Draft.text.icontains(search, autoescape=True)).exists()
+                    | select(Revision.id).where(Revision.study_id == Study.id,
+                                                Revision.text.icontains(search, autoescape=True)).exists())
+    return q
+
+
+def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict]:
+    """Studies newest first, by status and a search over the indication and the report texts ('#12'
+    finds study 12)."""
+    q = worklist_query(status, search, limit).options(selectinload(Study.images))
     with transaction(s.database_url) as session:
         return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
                  "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M")}
@@ -376,11 +388,15 @@ def corrections_queue(s: Settings, after: int | None = None) -> dict:
     """The annotators' queue: drafted, not yet approved studies; done when the latest draft has a tagged
     revision. Returns counts and the next study to correct (the first after `after`, to skip one; None
     when all are done)."""
+    latest_draft = select(func.max(Draft.id)).where(Draft.study_id == Revision.study_id).scalar_subquery()
+    corrected = select(Revision.id).where(Revision.study_id == Study.id, Revision.draft_id == latest_draft,
+                                          func.json_array_length(Revision.tags) > 0).exists()
+    todo = select(Study.id).where(Study.status == "drafted", ~corrected).order_by(Study.id).limit(1)
     with transaction(s.database_url) as session:
-        studies = session.scalars(select(Study).where(Study.status == "drafted").order_by(Study.id)).all()
-        todo = [st.id for st in studies if _correction(st) is None]
-        later = [i for i in todo if after is not None and i > after]
-        return {"total": len(studies), "done": len(studies) - len(todo), "next": (later or todo or [None])[0]}
+        total, done = session.execute(select(func.count(), func.coalesce(func.sum(case((corrected, 1), else_=0)), 0))
+                                      .where(Study.status == "drafted")).one()
+        later = session.scalar(todo.where(Study.id > after)) if after is not None else None
+        return {"total": total, "done": done, "next": later or session.scalar(todo)}
 
 
 def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: Actor) -> Path:
@@ -412,7 +428,10 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
 
 def teaching_studies(s: Settings) -> list[dict]:
     """Approved studies of the similar-case library, as the teaching view lists them."""
-    with transaction(s.database_url) as session:
-        rows = session.scalars(select(LibraryCase).order_by(LibraryCase.id)).all()
-        return [{"study_id": r.study_id, "labels": list(r.labels), "report": r.report,
-                 "image": str(s.data_dir / r.study.images[0].storage_path)} for r in rows if r.study.images]
+    first_image = (select(Image.storage_path).where(Image.study_id == LibraryCase.study_id)
+                   .order_by(Image.position, Image.id).limit(1).scalar_subquery())
+    with transaction(s.database_url) as session:  # columns, not objects: the library holds every approved study
+        rows = session.execute(select(LibraryCase.study_id, LibraryCase.labels, LibraryCase.report, first_image)
+                               .order_by(LibraryCase.id))
+        return [{"study_id": study_id, "labels": list(labels), "report": report, "image": str(s.data_dir / path)}
+                for study_id, labels, report, path in rows if path is not None]
