@@ -63,7 +63,7 @@ class _Part:
 
     @classmethod
     def of(cls, vectors: np.ndarray, case: list[int], thumb: list[str | None]) -> _Part:
-        index = new_index(vectors.shape[1])
+        index = new_index(vectors.shape[1], len(vectors))
         index.add(np.ascontiguousarray(vectors, np.float32))
         return cls(index, np.asarray(case), thumb)
 

@@ -13,11 +13,23 @@ from xr.config import ASSETS
 from xr.findings import FINDINGS
 
 
-def new_index(dim: int) -> faiss.Index:
-    """Every faiss index of the similar-case search is made here, so the index type is one line to change.
-    Exact inner product (cosine on L2-normalised vectors): over a few thousand vectors it answers in well
-    under a millisecond, and an approximate index (IVF, HNSW) only pays off past about a million."""
-    return faiss.IndexFlatIP(dim)
+EXACT_BELOW = 20_000  # vectors: exact search of 20k 512-d vectors takes about 4 ms a query (xr.retrieve.scale)
+HNSW_M = 32  # graph neighbours per vector
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 64  # recall@10 >= 0.95 at a million 512-d vectors (xr.retrieve.scale)
+
+
+def new_index(dim: int, n: int) -> faiss.Index:
+    """Every faiss index of the similar-case search is made here, for the n vectors about to be added.
+    Exact inner product (cosine on L2-normalised vectors) while its time, linear in n, stays a few
+    milliseconds; past that a graph index (HNSW), whose query time grows with log n. HNSW rather than IVF:
+    it needs no training, so every caller fills it as it fills an exact index."""
+    if n < EXACT_BELOW:
+        return faiss.IndexFlatIP(dim)
+    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
 
 
 def read_cases(directory: Path) -> list[dict]:
@@ -53,7 +65,7 @@ class CaseLibrary:
         self.embeddings = tensors["embeddings"].astype(np.float32)
         self.mean = tensors["mean"]
         self.encoder = json.loads((directory / "LIBRARY.json").read_text())["encoder"]  # made the embeddings
-        self.index = new_index(self.embeddings.shape[1])
+        self.index = new_index(self.embeddings.shape[1], len(self.embeddings))
         self.index.add(self.embeddings)
         self.reports = [c for c in self.cases if has_report(c)]
         self.report_labels = self.label_matrix(self.reports)
