@@ -17,7 +17,7 @@ from xr.findings import FINDINGS
 def run(args, env_dir, **kw):
     env = {**os.environ, "XR_DATA_DIR": str(env_dir), "XR_SALT": "t", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "xr", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300, **kw)
+                          cwd=ROOT, **{"timeout": 300, **kw})
 
 
 def test_draft_json_two_views(tmp_path, nih_pixels):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -55,4 +56,94 @@ def format_encoders(result: dict) -> str:
              "| stage | p50 ms | p95 ms | runs |", "|---|---:|---:|---:|"]
     for name, r in result["stages"].items():
         lines.append(f"| {name} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['runs']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- `python -m xr bench`: a two-view study, end to end, eager PyTorch vs ONNX Runtime ---------------
+STAGES = {"ingest_ms": "ingest", "encode_ms": "encoders", "decode_ms": "fusion + decoding",
+          "retrieve_ms": "retrieval", "refine_ms": "refinement", "total_ms": "draft (no refinement)",
+          "with_refinement_ms": "draft + refinement"}
+
+
+def synthetic_study(directory: Path) -> list[Path]:
+    """Two views at a usual detector size (2048 x 2500), from a frontal and a lateral library
+    thumbnail: ingest decodes and resizes full-size files, as it would a real study."""
+    from PIL import Image
+
+    from xr.config import ASSETS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("iu_CXR1000_IM-0003-1001", "iu_CXR14_IM-0256-2001"):  # an IU frontal and an IU lateral
+        thumb = next((ASSETS / "case_library" / "thumbs").glob(name + ".*"))
+        p = directory / f"{name}.png"
+        Image.open(thumb).convert("L").resize((2048, 2500), Image.BICUBIC).save(p)
+        paths.append(p)
+    return paths
+
+
+def bench_draft(paths: list[str], backend: str, repeats: int, refine: bool) -> dict:
+    """Per-stage p50/p95 of drafting `paths` with features computed every time (no cache), in a
+    process of its own so the peak memory is this backend's."""
+    import resource
+    import tempfile
+
+    os.environ["XR_BACKEND"] = backend
+    os.environ["XR_DATA_DIR"] = tempfile.mkdtemp(prefix="xr-bench-")
+    from xr.workstation import Workstation
+
+    ws = Workstation()
+    ws.drafter.encoder.cache = None
+    runs: list[dict] = []
+    for i in range(repeats + 1):  # the first run warms up and is dropped
+        d = ws.draft(paths, "chest pain", actor=None).draft
+        t = dict(d.timings)
+        if refine:
+            t["refine_ms"] = ws.refine(text=d.report, indication="chest pain").timings["refine_ms"]
+            t["with_refinement_ms"] = t["total_ms"] + t["refine_ms"]
+        if i:
+            runs.append(t)
+    stages = {k: {"p50_ms": float(np.percentile([r[k] for r in runs], 50)), "p95_ms": float(np.percentile([r[k] for r in runs], 95))}
+              for k in STAGES if k in runs[0]}
+    return {"backend": backend, "used": runs[0]["backend"], "runs": repeats, "stages": stages,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench(paths: list[str], repeats: int = 10, refine: bool = True, progress=lambda s: None) -> dict:
+    """Eager, ONNX Runtime and ONNX Runtime with the int8 U-Net, each in a fresh process; exports the ONNX graphs first when they are missing."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from xr.onnx.export import export_all, is_current
+    from xr.onnx.runtime import onnx_dir
+
+    if not is_current(onnx_dir()):
+        progress("exporting the ONNX graphs first (python -m xr export-onnx)")
+        export_all(onnx_dir(), progress=progress)
+    results = {}
+    for backend in ("eager", "onnx", "int8"):
+        progress(f"{backend}: {repeats} drafts of a {len(paths)}-view study" + (" with refinement" if refine else ""))
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[backend] = pool.submit(bench_draft, paths, backend, repeats, refine).result()
+    e, o, q = (results[b]["stages"]["total_ms"]["p50_ms"] for b in ("eager", "onnx", "int8"))
+    model = {b: sum(results[b]["stages"][k]["p50_ms"] for k in ("encode_ms", "decode_ms")) for b in results}
+    return {"machine": machine(), "views": len(paths), "results": results,
+            "speedup_total": e / o, "speedup_models": model["eager"] / model["onnx"], "speedup_int8": e / q}
+
+
+def format_bench(r: dict) -> str:
+    res = r["results"]
+    lines = [f"Time to draft a {r['views']}-view study (features computed every time), on: {r['machine']}", "",
+             "| stage | eager p50 / p95 ms | ONNX Runtime (default) p50 / p95 ms | ONNX Runtime, int8 U-Net (opt-in) p50 / p95 ms |",
+             "|---|---:|---:|---:|"]
+    for key, name in STAGES.items():
+        if key in res["eager"]["stages"]:
+            cells = [f"{res[b]['stages'][key]['p50_ms']:.0f} / {res[b]['stages'][key]['p95_ms']:.0f}" for b in ("eager", "onnx", "int8")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Eager / ONNX Runtime, p50: {r['speedup_total']:.2f}x for the whole draft, "
+                  f"{r['speedup_models']:.2f}x for the models (encoders + fusion and decoding).",
+              f"With the int8 U-Net: {r['speedup_int8']:.2f}x for the whole draft.",
+              f"Peak memory (RSS of the drafting process): eager {res['eager']['peak_rss_mb']:.0f} MB, "
+              f"ONNX Runtime {res['onnx']['peak_rss_mb']:.0f} MB, int8 {res['int8']['peak_rss_mb']:.0f} MB.",
+              f"ONNX Runtime ran: {res['onnx']['used']}. Runs: {res['eager']['runs']} per backend after one warm-up."]
     return "\n".join(lines) + "\n"

@@ -125,7 +125,7 @@ class Workstation:
             study_id = store.record_study(self.settings, study, indication.strip(), actor, draft)
             draft.timings["store_ms"] = (time.perf_counter() - t2) * 1e3
         draft.timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        draft.timings = {k: round(v, 1) for k, v in draft.timings.items()}
+        draft.timings = {k: round(v, 1) if isinstance(v, float) else v for k, v in draft.timings.items()}
         progress(1.0, "Done")
         return Drafted(study_id, study, draft)
 

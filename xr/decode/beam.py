@@ -45,7 +45,7 @@ def greedy(model, fused, allowed: torch.Tensor, max_len: int = 100, min_len: int
     B = fused.memory.shape[0]
     seqs = [[BOS] for _ in range(B)]
     done = [False] * B
-    cache = [{} for _ in model.blocks]
+    cache = model.start(fused)
     tok = torch.full((B,), BOS, dtype=torch.long)
     for t in range(max_len):
         logits = model.step(tok, t, fused, cache)
@@ -67,7 +67,7 @@ def beam_search(model, fused, allowed: torch.Tensor, beam: int = 3, max_len: int
     from xr.decode.model import reorder_cache
     beams: list[tuple[list[int], float]] = [([BOS], 0.0)]
     finished: list[tuple[list[int], float]] = []
-    cache = [{} for _ in model.blocks]
+    cache = model.start(fused)
     for t in range(max_len):
         seqs = [s for s, _ in beams]
         n = len(seqs)

@@ -209,39 +209,63 @@ class DFFGModel(Pretrained):
             x = blk(x, f.memory, f.bias, mask)
         return self.ln_f(x[:, x.shape[1] - T:]) @ self.tok.weight.T
 
+    # Incremental decoding. The pure tensor functions (`start_tensors`, `embed_step`, `run_cached`,
+    # `logits`) are what `xr.onnx.export` turns into graphs, so eager and ONNX decoding share one definition.
     def step(self, token: torch.Tensor, t: int, f: FusionOutput, cache: list[dict]) -> torch.Tensor:
-        """Incremental decoding, the same numbers as `decode`: logits (B, V) of the next token given
-        `token` (B,) at position t. `cache` (one dict per layer, start with [{} ...]) keeps the
-        self-attention keys/values (the prefix's first) and the cross-attention keys/values of the memory."""
-        if f.prefix is not None and "k" not in cache[0]:
-            self._run_cached(f.prefix, f, cache, None)
-        x = self.tok(token)[:, None] + self.pos.weight[t] + self.cond_in(f.memory[:, :1])
-        self_bias = None
-        if f.prefix is not None:
-            words = cache[0]["k"].shape[2] - f.prefix.shape[1] + 1
-            self_bias = torch.cat([f.prefix_bias, f.prefix_bias.new_zeros(f.prefix_bias.shape[0], words)], 1)[:, None, None, :]
-        return (self.ln_f(self._run_cached(x, f, cache, self_bias)) @ self.tok.weight.T)[:, 0]
+        """The same numbers as `decode`: logits (B, V) of the next token given `token` (B,) at position t.
+        `cache` (one dict per layer; start with [{} ...] or `start(f)`) keeps the self-attention keys/values
+        (the prefix's first) and the cross-attention keys/values of the memory."""
+        if not cache[0]:
+            cache[:] = self.start(f)
+        x = self.embed_step(token, torch.tensor(t), cache[0]["cond"])
+        x, past = self.run_cached(x, mem_bias(f), step_bias(f, cache[0]["k"].shape[2]), *unpack(cache))
+        for c, (k, v) in zip(cache, past):
+            c["k"], c["v"] = k, v
+        return self.logits(x)
 
-    def _run_cached(self, x: torch.Tensor, f: FusionOutput, cache: list[dict], self_bias: torch.Tensor | None) -> torch.Tensor:
-        """x (B, n, d) through the blocks attending to everything cached and to itself (n = 1, or the
-        whole prefix at once)."""
-        memory, mask = f.memory, f.bias[:, None, None, :].to(x.dtype)
-        for blk, c in zip(self.blocks, cache):
+    def start(self, f: FusionOutput) -> list[dict]:
+        cond, cross, past = self.start_tensors(f.memory, f.bias, f.prefix, f.prefix_bias)
+        return [{"cond": cond, "ck": ck, "cv": cv, "k": k, "v": v} for (ck, cv), (k, v) in zip(cross, past)]
+
+    def start_tensors(self, memory: torch.Tensor, bias: torch.Tensor, prefix: torch.Tensor | None,
+                      prefix_bias: torch.Tensor | None):
+        """(cond (B, 1, d), cross keys/values per layer, self keys/values per layer): the part of the
+        decoder state fixed by the case. The prefix (the finding prompt) attends to itself, unmasked."""
+        cross = []
+        for blk in self.blocks:
+            ck, cv = blk.cross_attn.kv(memory).chunk(2, -1)
+            cross.append((_split(ck, blk.cross_attn.h), _split(cv, blk.cross_attn.h)))
+        B, d, h = memory.shape[0], self.config.d, self.config.n_heads
+        empty = memory.new_zeros(B, h, 0, d // h)
+        past = [(empty, empty) for _ in self.blocks]
+        if prefix is not None:
+            _, past = self.run_cached(prefix, bias[:, None, None, :], None, past, cross)
+        return self.cond_in(memory[:, :1]), cross, past
+
+    def embed_step(self, token: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.tok(token)[:, None] + self.pos.weight[t] + cond
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.ln_f(x) @ self.tok.weight.T)[:, 0]
+
+    def run_cached(self, x: torch.Tensor, memory_bias: torch.Tensor, self_bias: torch.Tensor | None,
+                   past: list[tuple[torch.Tensor, torch.Tensor]], cross: list[tuple[torch.Tensor, torch.Tensor]]):
+        """x (B, n, d) through the blocks, attending to the cached keys/values and to itself (n = 1, or
+        the whole prefix at once). Returns x and the self-attention keys/values extended by x's."""
+        new_past = []
+        for blk, (pk, pv), (ck, cv) in zip(self.blocks, past, cross):
             a = blk.self_attn
             h = blk.ln1(x)
             k, v = a.kv(h).chunk(2, -1)
-            c["k"] = torch.cat([c["k"], _split(k, a.h)], 2) if "k" in c else _split(k, a.h)
-            c["v"] = torch.cat([c["v"], _split(v, a.h)], 2) if "v" in c else _split(v, a.h)
-            y = F.scaled_dot_product_attention(_split(a.q(h), a.h), c["k"], c["v"], attn_mask=self_bias)
+            k, v = torch.cat([pk, _split(k, a.h)], 2), torch.cat([pv, _split(v, a.h)], 2)
+            new_past.append((k, v))
+            y = F.scaled_dot_product_attention(_split(a.q(h), a.h), k, v, attn_mask=self_bias)
             x = x + a.o(y.transpose(1, 2).reshape(x.shape))
             a = blk.cross_attn
-            if "ck" not in c:
-                ck, cv = a.kv(memory).chunk(2, -1)
-                c["ck"], c["cv"] = _split(ck, a.h), _split(cv, a.h)
-            y = F.scaled_dot_product_attention(_split(a.q(blk.ln2(x)), a.h), c["ck"], c["cv"], attn_mask=mask)
+            y = F.scaled_dot_product_attention(_split(a.q(blk.ln2(x)), a.h), ck, cv, attn_mask=memory_bias)
             x = x + a.o(y.transpose(1, 2).reshape(x.shape))
             x = x + blk.mlp(blk.ln3(x))
-        return x
+        return x, new_past
 
     def forward(self, b: dict) -> torch.Tensor:
         """Teacher forcing: mean cross-entropy of b["target"] (B, T) (<bos> ... <eos>, 0-padded)."""
@@ -256,6 +280,22 @@ class DFFGModel(Pretrained):
 def _split(x: torch.Tensor, h: int) -> torch.Tensor:
     B, T, d = x.shape
     return x.view(B, T, h, d // h).transpose(1, 2)
+
+
+def mem_bias(f: FusionOutput) -> torch.Tensor:
+    return f.bias[:, None, None, :]
+
+
+def step_bias(f: FusionOutput, cached: int) -> torch.Tensor | None:
+    """Self-attention bias of one new word given `cached` keys: the prefix bias, then 0 for the words."""
+    if f.prefix is None:
+        return None
+    P = f.prefix_bias.shape[1]
+    return torch.cat([f.prefix_bias, f.prefix_bias.new_zeros(f.prefix_bias.shape[0], cached - P + 1)], 1)[:, None, None, :]
+
+
+def unpack(cache: list[dict]) -> tuple[list, list]:
+    return [(c["k"], c["v"]) for c in cache], [(c["ck"], c["cv"]) for c in cache]
 
 
 def reorder_cache(cache: list[dict], index: torch.Tensor) -> list[dict]:

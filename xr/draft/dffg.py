@@ -26,6 +26,8 @@ from xr.decode.model import DFFGModel
 from xr.decode.vocab import Vocabulary, words
 from xr.draft.result import Draft, SimilarCase, ViewResult, rle
 from xr.findings import FINDINGS
+from xr.onnx.generator import generator_for
+from xr.onnx.runtime import describe
 from xr.retrieve.index import CaseIndex, study_case_id
 
 DFFG_DIR = ASSETS / "dffg"
@@ -153,6 +155,7 @@ class DFFGDrafter:
                  beam: int = 3, max_len: int = 100, min_len: int = 12, no_repeat: int = 3,
                  length_penalty: float = 1.0) -> None:
         self.net = DFFGModel.from_pretrained(directory)
+        self.decoder, self.decoder_part = generator_for(self.net, directory / "model.safetensors")
         self.vocab = Vocabulary.load(directory / "vocab.json")
         self.memory = ReportMemory.load(directory)
         self.allowed = self.vocab.output_mask()
@@ -188,8 +191,8 @@ class DFFGDrafter:
         """(findings, impression, visual gates (V, 16, 16), text gates (Nt,)) for one prepared example."""
         b = collate([example], self.vocab, self.net.config)
         with torch.inference_mode():
-            fused = self.net.encode(b)
-            ids = beam_search(self.net, fused, self.allowed, beam=self.beam, max_len=self.max_len,
+            fused = self.decoder.encode(b)
+            ids = beam_search(self.decoder, fused, self.allowed, beam=self.beam, max_len=self.max_len,
                               min_len=self.min_len, no_repeat=self.no_repeat, length_penalty=self.length_penalty)
         findings, impression = self.vocab.decode(ids)
         g = self.net.config.grid
@@ -269,6 +272,7 @@ class DFFGDrafter:
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
-            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1 + t4 - t3) * 1e3, "decode_ms": (t3 - t2) * 1e3},
+            timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1 + t4 - t3) * 1e3, "decode_ms": (t3 - t2) * 1e3,
+                     "backend": describe({**(self.encoder.parts if images else {}), "generator": self.decoder_part})},
             notes=notes,
         )

@@ -38,7 +38,7 @@ class Draft:
     similar_cases: list[SimilarCase]
     model: str
     model_version: str
-    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
+    timings: dict[str, float | str] = field(default_factory=dict)  # milliseconds per step; "backend": what ran
     notes: list[str] = field(default_factory=list)
 
     @property

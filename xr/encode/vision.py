@@ -16,6 +16,7 @@ from xr.encode.lung_unet import LungUNet
 from xr.encode.lungs import MASK_SIZE, LungMeasurements, measure
 from xr.encode.transforms import Compose, Resize, ScaleIntensity
 from xr.encode.xception import Xception, grey_to_input
+from xr.onnx.runtime import backed
 
 GRID = 16  # regions per side given to retrieval heatmaps and the generator
 XCEPTION_SIZE = 299
@@ -33,13 +34,22 @@ class ImageFeatures:
         return measure(self.mask)
 
 
+def unet_transform() -> Compose:
+    return Compose([Resize(MASK_SIZE), ScaleIntensity(0.5)])
+
+
 class VisionEncoder:
     name = ENCODER_NAME
 
     def __init__(self, assets: Path = ASSETS, cache: FeatureCache | None = None) -> None:
         self.unet = LungUNet.from_pretrained(assets / "lung_unet")
         self.xception = Xception.from_pretrained(assets / "xception")
-        self.unet_input = Compose([Resize(MASK_SIZE), ScaleIntensity(0.5)])
+        # eager PyTorch or the ONNX graph `python -m xr export-onnx` made of the same weights (xr.onnx.runtime)
+        self.segment, unet_part = backed("lung_unet", assets / "lung_unet" / "model.safetensors", self.unet.segment_and_encode)
+        self.features, x_part = backed("xception", assets / "xception" / "model.safetensors",
+                                       lambda x: self.xception(grey_to_input(x)))
+        self.parts = {"lung_unet": unet_part, "xception": x_part}
+        self.unet_input = unet_transform()
         self.xception_input = Resize(XCEPTION_SIZE)
         self.cache = cache
 
@@ -67,10 +77,10 @@ class VisionEncoder:
     @torch.inference_mode()
     def _compute(self, images: list[np.ndarray]) -> list[ImageFeatures]:
         x = torch.from_numpy(np.stack([self.unet_input(im) for im in images]))[:, None]
-        logits, deep = self.unet.segment_and_encode(x)
+        logits, deep = self.segment(x)
         masks = logits.argmax(1).numpy().astype(bool)
         pooled = deep.mean((2, 3)).numpy()
         regions = F.adaptive_avg_pool2d(deep, GRID).permute(0, 2, 3, 1).numpy()
         xin = torch.from_numpy(np.stack([self.xception_input(im) for im in images]))[:, None]
-        xfeat = self.xception(grey_to_input(xin)).numpy()
+        xfeat = self.features(xin.float()).numpy()
         return [ImageFeatures(p, r, xf, m) for p, r, xf, m in zip(pooled, regions, xfeat, masks)]

@@ -33,7 +33,7 @@ def grey_to_input(pixels: torch.Tensor) -> torch.Tensor:
 def max_pool_same(x: torch.Tensor) -> torch.Tensor:
     """3x3 stride-2 max-pool with TF "same" padding: on even sizes TF pads bottom/right only."""
     pads = []
-    for n in (x.shape[-1], x.shape[-2]):  # F.pad order: last dim first
+    for n in (int(x.shape[-1]), int(x.shape[-2])):  # F.pad order: last dim first; ints: an ONNX export is for one size
         total = max((-(-n // 2) - 1) * 2 + 3 - n, 0)
         pads += [total // 2, total - total // 2]
     return F.max_pool2d(F.pad(x, pads, value=float("-inf")), 3, 2)

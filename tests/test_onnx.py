@@ -1,0 +1,149 @@
+"""ONNX Runtime against eager PyTorch: `python -m xr export-onnx` run once as a user runs it, then each
+graph checked on real radiographs, the draft compared word for word, and the choice between them."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import IU
+from tests.test_cli import run
+from xr.decode.beam import beam_search
+from xr.decode.vocab import BOS
+from xr.onnx.runtime import MANIFEST, BackendError, choose
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    r = run(["export-onnx", "--out", str(out), "--repeats", "1", "--json"], tmp_path_factory.mktemp("data"), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads(r.stdout)
+    assert set(manifest["models"]) == {"lung_unet", "xception", "generator"}
+    return out
+
+
+@pytest.fixture
+def use_onnx(onnx_export, monkeypatch, env):
+    monkeypatch.setenv("XR_ONNX_DIR", str(onnx_export))
+    monkeypatch.setenv("XR_BACKEND", "onnx")
+    return onnx_export
+
+
+@pytest.fixture(scope="session")
+def radiographs(shared):
+    from PIL import Image
+    return [np.asarray(Image.open(IU / n).convert("L")) for n in ("CXR1002_IM-0004-1001.png", "CXR1002_IM-0004-2001.png")]
+
+
+def graph_of(directory, name):
+    from xr.onnx.runtime import Graph
+    return Graph(directory / name)
+
+
+def test_fp32_encoders_match_pytorch(onnx_export, radiographs):
+    from xr.encode.vision import VisionEncoder
+    from xr.encode.xception import grey_to_input
+    from xr.onnx.export import unet_batch, xception_batch
+
+    enc = VisionEncoder()
+    x = unet_batch(radiographs)
+    with torch.inference_mode():
+        logits, deep = enc.unet.segment_and_encode(torch.from_numpy(x))
+        feats = enc.xception(grey_to_input(torch.from_numpy(xception_batch(radiographs))))
+    o_logits, o_deep = graph_of(onnx_export, "lung_unet.onnx")(x)
+    (o_feats,) = graph_of(onnx_export, "xception.onnx")(xception_batch(radiographs))
+    assert np.abs(o_logits - logits.numpy()).max() < 1e-3
+    assert np.abs(o_deep - deep.numpy()).max() < 1e-3
+    assert np.abs(o_feats - feats.numpy()).max() < 1e-3
+
+
+def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
+    """int8 is not bit-exact and is opt-in: the masks stay close and the retrieval embedding (centred and
+    normalised as the case library does) finds the same neighbours."""
+    from xr.encode.vision import VisionEncoder
+    from xr.onnx.export import unet_batch
+    from xr.encode.lungs import measure
+    from xr.retrieve.library import CaseLibrary, embed
+
+    x = unet_batch(radiographs)
+    with torch.inference_mode():
+        logits, deep = VisionEncoder().unet.segment_and_encode(torch.from_numpy(x))
+    q_logits, q_deep = graph_of(onnx_export, "lung_unet.int8.onnx")(x)
+    for a, b in zip(logits.argmax(1).numpy().astype(bool), q_logits.argmax(1).astype(bool)):
+        assert (a & b).sum() / (a | b).sum() > 0.9
+        assert measure(a).looks_frontal == measure(b).looks_frontal
+    lib = CaseLibrary()
+    ea, eb = embed(deep.mean((2, 3)).numpy(), lib.mean), embed(q_deep.mean((2, 3)), lib.mean)
+    assert (ea * eb).sum(-1).min() > 0.99
+    for p, q in zip(deep.mean((2, 3)).numpy(), q_deep.mean((2, 3))):
+        near = [n.case_id for n in lib.search_images(p, 10)]
+        assert len(set(near) & {n.case_id for n in lib.search_images(q, 10)}) >= 8
+
+
+def test_generator_steps_and_beam_match_pytorch(use_onnx):
+    from xr.decode.model import DFFGModel
+    from xr.decode.vocab import Vocabulary
+    from xr.draft.dffg import DFFG_DIR
+    from xr.onnx.export import example_batch
+    from xr.onnx.generator import OnnxGenerator
+
+    net, vocab = DFFGModel.from_pretrained(DFFG_DIR), Vocabulary.load(DFFG_DIR / "vocab.json")
+    choice = choose("generator", DFFG_DIR / "model.safetensors")
+    onnx = OnnxGenerator(choice.files, net.config)
+    for views in (0, 1, 2):
+        b = example_batch(net, vocab, views)
+        with torch.inference_mode():
+            fe, fo = net.encode(b), onnx.encode(b)
+            assert torch.allclose(fe.memory, fo.memory, atol=1e-4) and torch.allclose(fe.visual_gate, fo.visual_gate, atol=1e-5)
+            ce, co = net.start(fe.expand(1)), onnx.start(fo)
+            for t, tok in enumerate([BOS, 7, 11, 3, 20]):
+                assert torch.allclose(net.step(torch.tensor([tok]), t, fe, ce), onnx.step(torch.tensor([tok]), t, fo, co), atol=1e-4)
+            assert beam_search(net, fe, vocab.output_mask(), beam=3) == beam_search(onnx, fo, vocab.output_mask(), beam=3)
+
+
+def test_draft_on_onnx_says_so_and_matches_eager(use_onnx, env, monkeypatch):
+    from xr.workstation import Workstation
+
+    paths = [IU / "CXR1002_IM-0004-1001.png", IU / "CXR1002_IM-0004-2001.png"]
+    onnx = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    assert "lung_unet onnx-fp32" in onnx.timings["backend"] and "generator onnx-fp32" in onnx.timings["backend"]
+    assert "CPUExecutionProvider" in onnx.timings["backend"]
+    monkeypatch.setenv("XR_BACKEND", "eager")
+    eager = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    assert eager.timings["backend"].startswith("lung_unet eager")
+    assert onnx.report == eager.report
+    assert max(abs(onnx.findings[k] - eager.findings[k]) for k in eager.findings) < 1e-3
+    assert [v.lung_mask for v in onnx.views] == [v.lung_mask for v in eager.views]
+    monkeypatch.setenv("XR_BACKEND", "int8")
+    int8 = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    assert "lung_unet onnx-int8" in int8.timings["backend"] and int8.report
+
+
+def test_stale_or_missing_export_is_never_used(onnx_export, tmp_path, monkeypatch, env):
+    from xr.draft.dffg import DFFG_DIR
+
+    stale = tmp_path / "stale"
+    shutil.copytree(onnx_export, stale)
+    m = json.loads((stale / MANIFEST).read_text())
+    m["models"]["generator"]["source_sha256"] = "0" * 64  # exported from other weights (a fine-tune since)
+    (stale / MANIFEST).write_text(json.dumps(m))
+    monkeypatch.setenv("XR_ONNX_DIR", str(stale))
+    monkeypatch.setenv("XR_BACKEND", "auto")
+    assert choose("generator", DFFG_DIR / "model.safetensors").variant == "eager"
+    assert choose("lung_unet", DFFG_DIR.parent / "lung_unet" / "model.safetensors").variant == m["models"]["lung_unet"]["chosen"]
+    monkeypatch.setenv("XR_BACKEND", "onnx")
+    assert choose("lung_unet", DFFG_DIR.parent / "lung_unet" / "model.safetensors").variant == "fp32"
+    with pytest.raises(BackendError, match="export-onnx"):
+        choose("generator", DFFG_DIR / "model.safetensors")
+    monkeypatch.setenv("XR_BACKEND", "fast")
+    with pytest.raises(BackendError, match="XR_BACKEND must be one of"):
+        choose("generator", DFFG_DIR / "model.safetensors")
+
+
+def test_export_if_missing_skips_a_current_export(onnx_export, tmp_path):
+    r = run(["export-onnx", "--out", str(onnx_export), "--if-missing"], tmp_path)
+    assert r.returncode == 0 and "current export" in r.stderr

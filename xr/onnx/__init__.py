@@ -1,0 +1,1 @@
+"""ONNX Runtime: export of our models (export), the sessions and the choice of backend (runtime), the generator on it (generator)."""

@@ -1,0 +1,314 @@
+"""`python -m xr export-onnx`: the lung U-Net, Xception and the DFFG generator as ONNX graphs, an int8
+copy of each image encoder, and `onnx.json` saying what each was exported from, how close it comes to
+eager PyTorch and how fast each variant ran here (xr.onnx.runtime picks the fastest exact one at load time).
+
+int8: static quantisation (QDQ, per-channel weights) calibrated on the case library's chest X-rays;
+the convolutions are almost all of a draft's time and the AVX-512 VNNI / AMX units of a laptop or
+server CPU run them several times faster in int8. It is used only when asked for (XR_BACKEND=int8). The generator stays fp32 (small, and its beam
+search must match eager token for token).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.numpy import load_file
+from torch import nn
+
+from xr.config import ASSETS
+from xr.draft.dffg import DFFG_DIR, Example, collate
+from xr.decode.model import DFFGModel, mem_bias, step_bias
+from xr.decode.vocab import BOS, Vocabulary
+from xr.encode.lung_unet import LungUNet
+from xr.encode.transforms import Resize
+from xr.encode.vision import XCEPTION_SIZE, unet_transform
+from xr.encode.xception import Xception, grey_to_input
+from xr.files import write_atomic
+from xr.onnx.generator import CACHE, ENCODE_INPUTS, OnnxGenerator
+from xr.retrieve.library import embed
+from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
+
+OPSET = 17
+
+
+def calibration_images(library: Path = ASSETS / "case_library", n: int = 8) -> list[np.ndarray]:
+    """Chest X-rays every install has: the case library's thumbnails, spread over its cases."""
+    thumbs = sorted((library / "thumbs").glob("*"))
+    pick = thumbs[:: max(1, len(thumbs) // n)][:n]
+    return [np.asarray(Image.open(p).convert("L")) for p in pick]
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
+    module.eval()  # (set on the wrapper: the exporter restores the wrapper's mode on every submodule)
+    torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                      opset_version=OPSET, dynamo=False)
+
+
+def _quantize(fp32: Path, int8: Path, name: str, batches: list[np.ndarray]) -> None:
+    ort()  # quiet
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{name: b} for b in batches])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def _time(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+# ---- image encoders -------------------------------------------------------------------------------
+class _Segment(nn.Module):
+    def __init__(self, unet: LungUNet) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, pixels: torch.Tensor):
+        return self.unet.segment_and_encode(pixels)
+
+
+class _Features(nn.Module):
+    """Grey pixels 0..255 -> pooled Xception features, the input scaling inside the graph."""
+
+    def __init__(self, xception: Xception) -> None:
+        super().__init__()
+        self.xception = xception
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.xception(grey_to_input(pixels))
+
+
+def unet_batch(images: list[np.ndarray]) -> np.ndarray:
+    t = unet_transform()
+    return np.stack([t(im) for im in images])[:, None].astype(np.float32)
+
+
+def xception_batch(images: list[np.ndarray]) -> np.ndarray:
+    r = Resize(XCEPTION_SIZE)
+    return np.stack([r(im) for im in images])[:, None].astype(np.float32)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The lowest cosine similarity of matching rows."""
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
+
+
+def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
+    """fp32 graphs of both encoders; an int8 one of the U-Net only (Xception's depthwise convolutions
+    lose too much in int8: pooled-feature cosine 0.96 against fp32 on the library's images)."""
+    unet = LungUNet.from_pretrained(ASSETS / "lung_unet")
+    xception = Xception.from_pretrained(ASSETS / "xception")
+    study = images[:2]  # time a two-view study, as a draft runs it
+    entries = {}
+    for name, module, batch, outputs, int8 in (("lung_unet", _Segment(unet), unet_batch, ["logits", "deep"], True),
+                                               ("xception", _Features(xception), xception_batch, ["features"], False)):
+        variants = {"fp32": out / f"{name}.onnx"} | ({"int8": out / f"{name}.int8.onnx"} if int8 else {})
+        _export(module, (torch.from_numpy(batch(images[:1])),), variants["fp32"], ["pixels"], outputs,
+                {"pixels": {0: "batch"}, **{o: {0: "batch"} for o in outputs}})
+        if int8:
+            _quantize(variants["fp32"], variants["int8"], "pixels", [batch([im]) for im in images])
+        xs = batch(study)
+        with torch.inference_mode():
+            ref = module(torch.from_numpy(xs))
+        ref = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
+        graphs = {v: Graph(p) for v, p in variants.items()}
+        parity = {v: _parity(name, ref, g(xs)) for v, g in graphs.items()}
+        with torch.inference_mode():
+            ms = {"eager": _time(lambda: module(torch.from_numpy(xs)), repeats)}
+        ms |= {v: _time(lambda g=g: g(xs), repeats) for v, g in graphs.items()}
+        entries[name] = {"files": {v: {"model": p.name} for v, p in variants.items()},
+                         "source_sha256": source_digest(ASSETS / name / "model.safetensors"), "parity": parity, "ms": ms,
+                         "chosen": min(("eager", "fp32"), key=ms.get), "timed_on": f"{len(study)} images"}
+    return entries
+
+
+def _parity(name: str, ref: list[np.ndarray], got: list[np.ndarray]) -> dict:
+    if name == "lung_unet":
+        library = load_file(str(ASSETS / "case_library" / "image_embeddings.safetensors"))["mean"]  # as retrieval centres
+        return {"mask_iou": mask_iou(ref[0].argmax(1).astype(bool), got[0].argmax(1).astype(bool)),
+                "features_max_abs": float(np.abs(ref[1] - got[1]).max()),
+                "embedding_cosine": cosine(embed(ref[1].mean((2, 3)), library), embed(got[1].mean((2, 3)), library))}
+    return {"features_max_abs": float(np.abs(ref[0] - got[0]).max()), "cosine": cosine(ref[0], got[0])}
+
+
+# ---- generator ------------------------------------------------------------------------------------
+class _Encode(nn.Module):
+    def __init__(self, net: DFFGModel) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *inputs):
+        f = self.net.encode(dict(zip(ENCODE_INPUTS, inputs)))
+        out = (f.memory, f.bias, f.visual_gate, f.text_gate)
+        return out + ((f.prefix, f.prefix_bias) if f.prefix is not None else ())
+
+
+class _Start(nn.Module):
+    def __init__(self, net: DFFGModel) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, memory, bias, prefix=None, prefix_bias=None):
+        cond, cross, past = self.net.start_tensors(memory, bias, prefix, prefix_bias)
+        return (cond, *[t for (k, v), (ck, cv) in zip(past, cross) for t in (k, v, ck, cv)])
+
+
+class _Step(nn.Module):
+    def __init__(self, net: DFFGModel) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, token, t, cond, memory_bias, self_bias, *cache):
+        layers = [cache[4 * i: 4 * i + 4] for i in range(self.net.config.n_layers)]
+        x = self.net.embed_step(token, t, cond)
+        x, past = self.net.run_cached(x, memory_bias, self_bias, [(k, v) for k, v, _, _ in layers],
+                                      [(ck, cv) for _, _, ck, cv in layers])
+        return (self.net.logits(x), *[t for kv in past for t in kv])
+
+
+def example_batch(net: DFFGModel, vocab: Vocabulary, views: int) -> dict:
+    """A typical case: an indication, a finding prompt, k retrieved reports and `views` views."""
+    rng = np.random.default_rng(0)
+    c = net.config
+    ex = Example(indication="chest pain shortness of breath", indication_emb=rng.standard_normal(c.sentence_dim).astype(np.float32),
+                 prompt=rng.uniform(0, 1, c.n_findings).astype(np.float32),
+                 retrieved=["the heart is normal in size . the lungs are clear . no pneumothorax or pleural effusion"] * c.k,
+                 regions=[rng.uniform(0, 2, (c.grid, c.grid, c.region_dim)).astype(np.float32) for _ in range(views)],
+                 view_types=list(range(views)))
+    return collate([ex], vocab, c)
+
+
+def export_generator(out: Path, directory: Path = DFFG_DIR, repeats: int = 5) -> dict:
+    from xr.decode.beam import beam_search
+
+    net = DFFGModel.from_pretrained(directory)
+    vocab = Vocabulary.load(directory / "vocab.json")
+    c = net.config
+    b = example_batch(net, vocab, views=2)
+    with torch.no_grad():  # (not inference mode: the exporter traces these tensors)
+        f = net.encode(b)
+        cache = net.start(f)
+        net.step(torch.tensor([BOS]), 0, f, cache)  # one word cached, so the step graph sees a general shape
+    files = {"encode": "generator_encode.onnx", "start": "generator_start.onnx", "step": "generator_step.onnx"}
+    L = {0: "batch", 2: "cached"}
+    enc_out = ["memory", "bias", "visual_gate", "text_gate"] + (["prefix", "prefix_bias"] if c.prompt_prefix else [])
+    _export(_Encode(net), tuple(b[n] for n in ENCODE_INPUTS), out / files["encode"], list(ENCODE_INPUTS), enc_out,
+            {"ind_ids": {0: "batch", 1: "li"}, "ind_emb": {0: "batch"}, "ind_present": {0: "batch"}, "prompt": {0: "batch"},
+             "prompt_present": {0: "batch"}, "ret_ids": {0: "batch", 2: "lr"}, "regions": {0: "batch", 1: "views"},
+             "view_present": {0: "batch", 1: "views"}, "view_type": {0: "batch", 1: "views"},
+             "memory": {0: "batch", 1: "m"}, "bias": {0: "batch", 1: "m"}, "visual_gate": {0: "batch", 1: "nv"},
+             "text_gate": {0: "batch", 1: "nt"}, "prefix": {0: "batch"}, "prefix_bias": {0: "batch"}})
+    names = [f"{n}{i}" for i in range(c.n_layers) for n in CACHE]
+    start_in = ["memory", "bias"] + (["prefix", "prefix_bias"] if c.prompt_prefix else [])
+    _export(_Start(net), tuple(getattr(f, n) for n in start_in), out / files["start"], start_in, ["cond", *names],
+            {"memory": {0: "batch", 1: "m"}, "bias": {0: "batch", 1: "m"}, "prefix": {0: "batch"}, "prefix_bias": {0: "batch"},
+             "cond": {0: "batch"}, **{n: ({0: "batch", 2: "m"} if n.startswith("c") else L) for n in names}})
+    cached = cache[0]["k"].shape[2]
+    sb = step_bias(f, cached)
+    sb = torch.zeros(1, 1, 1, cached + 1) if sb is None else sb
+    step_args = (torch.tensor([BOS]), torch.tensor(1), cache[0]["cond"], mem_bias(f), sb,
+                 *[cache[i][n] for i in range(c.n_layers) for n in CACHE])
+    new_names = [f"new_{n}{i}" for i in range(c.n_layers) for n in ("k", "v")]
+    _export(_Step(net), step_args, out / files["step"], ["token", "t", "cond", "memory_bias", "self_bias", *names],
+            ["logits", *new_names],
+            {"token": {0: "batch"}, "cond": {0: "batch"}, "memory_bias": {0: "batch", 3: "m"},
+             "self_bias": {0: "batch", 3: "keys"}, "logits": {0: "batch"},
+             **{n: ({0: "batch", 2: "m"} if n.startswith("c") else L) for n in names},
+             **{n: {0: "batch", 2: "keys"} for n in new_names}})
+    onnx = OnnxGenerator({role: out / name for role, name in files.items()}, c)
+    allowed = vocab.output_mask()
+
+    def draft(model) -> list[int]:
+        with torch.inference_mode():
+            return beam_search(model, model.encode(b), allowed, beam=3, max_len=100, min_len=12, no_repeat=3)
+
+    parity = generator_parity(net, onnx, vocab)
+    ms = {"eager": _time(lambda: draft(net), repeats), "fp32": _time(lambda: draft(onnx), repeats)}
+    return {"generator": {"files": {"fp32": files}, "source_sha256": source_digest(directory / "model.safetensors"),
+                          "parity": parity, "ms": ms, "chosen": min(ms, key=ms.get),
+                          "timed_on": "beam search 3, a 2-view case"}}
+
+
+def generator_parity(net: DFFGModel, onnx: OnnxGenerator, vocab: Vocabulary) -> dict:
+    """Largest difference of the fused memory and of every step's logits, and whether the beam search
+    gives the same words, for a case with 0, 1 and 2 views."""
+    from xr.decode.beam import beam_search
+
+    worst, same = 0.0, True
+    allowed = vocab.output_mask()
+    for views in (0, 1, 2):
+        b = example_batch(net, vocab, views)
+        with torch.inference_mode():
+            fe, fo = net.encode(b), onnx.encode(b)
+            worst = max(worst, float((fe.memory - fo.memory).abs().max()))
+            ce, co = net.start(fe), onnx.start(fo)
+            for t, tok in enumerate([BOS, 5, 9, 14]):
+                le, lo = net.step(torch.tensor([tok]), t, fe, ce), onnx.step(torch.tensor([tok]), t, fo, co)
+                worst = max(worst, float((le - lo).abs().max()))
+            same &= beam_search(net, fe, allowed, beam=3) == beam_search(onnx, fo, allowed, beam=3)
+    return {"max_abs": worst, "same_beam_output": bool(same)}
+
+
+def export_all(out: Path, repeats: int = 3, calibration: list[np.ndarray] | None = None,
+               progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Export into a temporary folder, then move the files in: a failed export leaves the old one usable."""
+    from xr.bench import machine
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = calibration or calibration_images()
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        t = Path(tmp)
+        progress("image encoders (export, int8 calibration, parity, timing)")
+        models = export_encoders(t, images, repeats)
+        progress("generator (export, parity, timing)")
+        models |= export_generator(t, repeats=repeats)
+        for p in t.glob("*.onnx"):
+            shutil.move(str(p), out / p.name)
+    manifest = {"machine": machine(), "torch": torch.__version__, "onnxruntime": ort().__version__,
+                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "models": models}
+    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+def format_manifest(m: dict) -> str:
+    lines = [f"ONNX export on {m['machine']} (onnxruntime {m['onnxruntime']})", "",
+             "| model | eager ms | ONNX fp32 ms | ONNX int8 ms | chosen | timed on | parity |", "|---|---:|---:|---:|---|---|---|"]
+    for name, e in m["models"].items():
+        ms = e["ms"]
+        cell = lambda v: f"{ms[v]:.0f}" if v in ms else "-"  # noqa: E731
+        par = "; ".join(f"{v}: " + ", ".join(f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in p.items())
+                        for v, p in (e["parity"].items() if name != "generator" else [("fp32", e["parity"])]))
+        lines.append(f"| {name} | {cell('eager')} | {cell('fp32')} | {cell('int8')} | {e['chosen']} | {e['timed_on']} | {par} |")
+    return "\n".join(lines) + "\n"
+
+
+def is_current(out: Path) -> bool:
+    """True when `out` holds an export of today's weights (app start-up skips the export then)."""
+    models = read_manifest(out)["models"]
+    wanted = {"lung_unet": ASSETS / "lung_unet" / "model.safetensors", "xception": ASSETS / "xception" / "model.safetensors",
+              "generator": DFFG_DIR / "model.safetensors"}
+    return all(m in models and models[m]["source_sha256"] == source_digest(w) for m, w in wanted.items())
+

@@ -1,0 +1,143 @@
+"""ONNX Runtime sessions of our models and the choice, per model, between them and eager PyTorch.
+
+`python -m xr export-onnx` writes the graphs and `onnx.json`: which weights each graph was exported
+from (sha256) and how fast each variant ran on the exporting machine. At load time a model takes the
+variant that was fastest there, if its graph was made from the weights now loaded; a stale export
+(weights fine-tuned since) silently falls back to eager. XR_BACKEND=eager|onnx overrides, and
+XR_BACKEND=int8 takes the int8 lung U-Net: about 3x faster, but its masks move the cardiothoracic ratio
+estimate by up to 0.07 on some images, so it is never chosen for you.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from xr.assets import digest
+
+BACKENDS = ("auto", "onnx", "int8", "eager")
+MANIFEST = "onnx.json"
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def onnx_dir() -> Path:
+    from xr.config import settings
+
+    return Path(os.environ.get("XR_ONNX_DIR", settings().data_dir / "onnx"))
+
+
+def backend_setting() -> str:
+    b = os.environ.get("XR_BACKEND", "auto")
+    if b not in BACKENDS:
+        raise BackendError(f"XR_BACKEND must be one of {', '.join(BACKENDS)}, not '{b}'")
+    return b
+
+
+@lru_cache(maxsize=None)
+def _digest(path: str, mtime: float, size: int) -> str:
+    return digest(Path(path))
+
+
+def source_digest(weights: Path) -> str:
+    """sha256 of a weights file, computed once per process and file version."""
+    st = weights.stat()
+    return _digest(str(weights), st.st_mtime, st.st_size)
+
+
+def read_manifest(directory: Path) -> dict:
+    p = directory / MANIFEST
+    return json.loads(p.read_text()) if p.exists() else {"models": {}}
+
+
+@dataclass(frozen=True)
+class Choice:
+    variant: str  # "eager", or a key of the manifest entry's "files" ("fp32", "int8")
+    files: dict[str, Path]  # the variant's graph file(s) by role
+
+
+def choose(model: str, weights: Path, directory: Path | None = None) -> Choice:
+    """The variant of `model` to run: the manifest's fastest, when its graph matches `weights`."""
+    backend = backend_setting()
+    if backend == "eager":
+        return Choice("eager", {})
+    directory = directory or onnx_dir()
+    entry = read_manifest(directory)["models"].get(model)
+    fresh = entry is not None and entry["source_sha256"] == source_digest(weights)
+    if not fresh:
+        if backend != "auto":
+            raise BackendError(f"XR_BACKEND={backend} but {directory / MANIFEST} has no current export of {model}; "
+                               "run: python -m xr export-onnx")
+        return Choice("eager", {})
+    variant = entry["chosen"]
+    if backend in ("onnx", "int8") and variant == "eager":
+        variant = "fp32"
+    if backend == "int8" and "int8" in entry["files"]:
+        variant = "int8"
+    if variant == "eager":
+        return Choice("eager", {})
+    files = entry["files"][variant]
+    return Choice(variant, {role: directory / name for role, name in files.items()})
+
+
+def ort():
+    """onnxruntime, quiet: where the CUDA libraries are missing its CUDA provider falls back to the CPU."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+    return onnxruntime
+
+
+def providers() -> list[str]:
+    """CUDA where onnxruntime-gpu finds it, else the CPU."""
+    available = ort().get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class Graph:
+    """One ONNX Runtime session called like a function: numpy arrays in, numpy arrays out."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import torch
+
+        rt = ort()
+        opts = rt.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = rt.InferenceSession(str(path), opts, providers=providers())
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.provider = self.session.get_providers()[0]
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.inputs, arrays)))
+
+
+def backed(model: str, weights: Path, eager: Callable) -> tuple[Callable, tuple[str, str | None]]:
+    """`eager` (torch tensors in and out) or the ONNX graph `choose` picks, called the same way, and
+    (variant, provider) to report."""
+    import torch
+
+    choice = choose(model, weights)
+    if choice.variant == "eager":
+        return eager, ("eager", None)
+    graph = Graph(choice.files["model"])
+
+    def run(*xs: torch.Tensor):
+        out = [torch.from_numpy(o) for o in graph(*(x.numpy() for x in xs))]
+        return out[0] if len(out) == 1 else tuple(out)
+
+    return run, (choice.variant, graph.provider)
+
+
+def describe(parts: dict[str, tuple[str, str | None]]) -> str:
+    """'lung_unet onnx-int8, ... on CPUExecutionProvider' for a draft's timings: model -> (variant, provider)."""
+    names = ", ".join(f"{m} {'eager' if v == 'eager' else 'onnx-' + v}" for m, (v, _) in parts.items())
+    used = sorted({p for _, p in parts.values() if p})
+    return names + (f" on {', '.join(used)}" if used else "")
