@@ -27,6 +27,18 @@ def cmd_draft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Exit 0 when every study stands drafted, 3 when some failed (their reasons are in OUT.jsonl)."""
+    from xr.batch import run_batch
+
+    summary = run_batch(Path(args.in_dir), Path(args.out), workers=args.workers, ray_address=args.ray,
+                        cpus_per_worker=args.cpus_per_worker, retry_errors=args.retry_errors, quiet=args.quiet)
+    print(summary.line())
+    if summary.stopped:
+        print(f"error: {summary.stopped}", file=sys.stderr)
+    return 0 if summary.ok else 3
+
+
 def cmd_export_edits(args: argparse.Namespace) -> int:
     from xr import store
     from xr.config import settings
@@ -154,6 +166,31 @@ def cmd_bench_encoders(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from xr.bench import bench, format_bench, synthetic_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [str(p) for p in (args.study or synthetic_study(Path(tmp)))]
+        result = bench(paths, repeats=args.repeats, refine=not args.no_refine, progress=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(result) if args.json else format_bench(result))
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from xr.onnx.export import export_all, format_manifest, is_current
+    from xr.onnx.runtime import onnx_dir
+
+    out = Path(args.out) if args.out else onnx_dir()
+    if args.if_missing and is_current(out):
+        print(f"{out} holds a current export", file=sys.stderr)
+        return 0
+    manifest = export_all(out, repeats=args.repeats, progress=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(manifest) if args.json else format_manifest(manifest))
+    return 0
+
+
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.train_generator import finetune_from_edits, train
@@ -248,6 +285,18 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--save", action="store_true", help="also store the study and draft in the database")
     d.set_defaults(fn=cmd_draft)
 
+    ba = sub.add_parser("batch", help="draft every study of a folder or .zip into OUT.jsonl, one line each; "
+                                      "resumable (exit 3 when some studies failed)")
+    ba.add_argument("in_dir", metavar="IN_DIR", help="folder or .zip: each subfolder, .zip and loose image is a study")
+    ba.add_argument("out", metavar="OUT.jsonl", help="appended to; studies already in it are skipped")
+    ba.add_argument("--workers", type=int, default=None,
+                    help="drafting processes (Ray actors with --ray); default half the cores (Ray: its CPUs)")
+    ba.add_argument("--ray", metavar="ADDRESS", default=None, help="draft on this Ray cluster (host:port)")
+    ba.add_argument("--cpus-per-worker", type=int, default=1, help="with --ray: CPUs (torch threads) per actor")
+    ba.add_argument("--retry-errors", action="store_true", help="draft again the studies that failed before")
+    ba.add_argument("--quiet", action="store_true", help="no progress bar")
+    ba.set_defaults(fn=cmd_batch)
+
     e = sub.add_parser("export-edits", help="write approved studies as JSON lines for fine-tuning")
     e.add_argument("out")
     e.set_defaults(fn=cmd_export_edits)
@@ -305,6 +354,23 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=10)
     be.add_argument("--json", action="store_true")
     be.set_defaults(fn=cmd_bench_encoders)
+
+    bn = sub.add_parser("bench", help="time a two-view draft end to end, eager PyTorch vs ONNX Runtime (p50/p95 per stage, "
+                                      "peak memory) on this machine")
+    bn.add_argument("--study", nargs="+", default=None,
+                    help="the study's files (default: two full-size views made from the case library)")
+    bn.add_argument("--repeats", type=int, default=10)
+    bn.add_argument("--no-refine", action="store_true", help="skip the refiner (about 3 s a draft on a laptop CPU)")
+    bn.add_argument("--json", action="store_true")
+    bn.set_defaults(fn=cmd_bench)
+
+    ox = sub.add_parser("export-onnx", help="export the encoders and the generator to ONNX (+ int8 lung U-Net), check "
+                                            "them against PyTorch and time them; drafts then use the fastest")
+    ox.add_argument("--out", default=None, help="folder (default: DATA_DIR/onnx, where drafts look; XR_ONNX_DIR)")
+    ox.add_argument("--repeats", type=int, default=3, help="timed runs per variant")
+    ox.add_argument("--if-missing", action="store_true", help="do nothing when the folder holds an export of today's weights")
+    ox.add_argument("--json", action="store_true")
+    ox.set_defaults(fn=cmd_export_onnx)
 
     g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
     g.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/, images)")
