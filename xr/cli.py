@@ -178,6 +178,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_retrieval(args: argparse.Namespace) -> int:
+    from xr.retrieve.scale import bench_retrieval, format_retrieval
+
+    result = bench_retrieval(n=args.vectors, dim=args.dim, queries=args.queries)
+    print(json.dumps(result) if args.json else format_retrieval(result))
+    return 0
+
+
+def cmd_bench_worklist(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from xr.store_bench import bench_worklist, format_worklist
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [bench_worklist(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", studies=args.studies)]
+        if args.postgres:
+            results.append(bench_worklist(args.postgres, studies=args.studies))
+    print(json.dumps(results) if args.json else format_worklist(*results))
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from xr.onnx.export import export_all, format_manifest, is_current
     from xr.onnx.runtime import onnx_dir
@@ -363,6 +384,20 @@ def parser() -> argparse.ArgumentParser:
     bn.add_argument("--no-refine", action="store_true", help="skip the refiner (about 3 s a draft on a laptop CPU)")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(fn=cmd_bench)
+
+    br = sub.add_parser("bench-retrieval", help="exact vs IVF vs HNSW over synthetic embeddings: recall@10 and latency")
+    br.add_argument("--vectors", type=int, default=1_000_000)
+    br.add_argument("--dim", type=int, default=512)
+    br.add_argument("--queries", type=int, default=1000)
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(fn=cmd_bench_retrieval)
+
+    bw = sub.add_parser("bench-worklist", help="worklist queries over a scratch database of N studies (SQLite; "
+                                               "PostgreSQL with --postgres URL, where a scratch database is made)")
+    bw.add_argument("--studies", type=int, default=100_000)
+    bw.add_argument("--postgres", default=None, help="a server URL, e.g. postgresql://xr@127.0.0.1:5432/postgres")
+    bw.add_argument("--json", action="store_true")
+    bw.set_defaults(fn=cmd_bench_worklist)
 
     ox = sub.add_parser("export-onnx", help="export the encoders and the generator to ONNX (+ int8 lung U-Net), check "
                                             "them against PyTorch and time them; drafts then use the fastest")

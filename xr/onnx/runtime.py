@@ -4,7 +4,7 @@
 from (sha256) and how fast each variant ran on the exporting machine. At load time a model takes the
 variant that was fastest there, if its graph was made from the weights now loaded; a stale export
 (weights fine-tuned since) silently falls back to eager. XR_BACKEND=eager|onnx overrides, and
-XR_BACKEND=int8 takes the int8 lung U-Net: about 3x faster, but its masks move the cardiothoracic ratio
+XR_BACKEND=int8 is auto with the int8 lung U-Net: about 3x faster, but its masks move the cardiothoracic ratio
 estimate by up to 0.07 on some images, so it is never chosen for you.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def choose(model: str, weights: Path, directory: Path | None = None) -> Choice:
                                "run: python -m xr export-onnx")
         return Choice("eager", {})
     variant = entry["chosen"]
-    if backend in ("onnx", "int8") and variant == "eager":
+    if backend == "onnx" and variant == "eager":
         variant = "fp32"
     if backend == "int8" and "int8" in entry["files"]:
         variant = "int8"
