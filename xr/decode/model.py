@@ -15,7 +15,6 @@ Decoder: pre-LN transformer decoder (causal self-attention, cross-attention to t
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -24,7 +24,7 @@ from xr.config import ASSETS
 from xr.decode.beam import beam_search
 from xr.decode.model import DFFGModel
 from xr.decode.vocab import Vocabulary, words
-from xr.draft.result import Draft, SimilarCase, ViewResult, rle
+from xr.draft.result import Draft, ViewResult, rle
 from xr.findings import FINDINGS
 from xr.onnx.generator import generator_for
 from xr.onnx.runtime import describe
