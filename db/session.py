@@ -1,8 +1,12 @@
-"""Engine and sessions, on SQLite or PostgreSQL. SQLite gets WAL and a busy timeout so readers never
-block the writer and concurrent writers wait instead of failing with 'database is locked'; PostgreSQL
-goes through psycopg 3 whichever way its URL is spelled."""
+"""Engine and sessions, on SQLite or PostgreSQL. SQLite gets WAL (readers never block the writer), and
+every write transaction takes the write lock when it begins (BEGIN IMMEDIATE) and waits up to a busy
+timeout for it: a deferred transaction that reads and then writes fails at once with 'database is locked'
+when another writer committed in between, which no timeout helps. PostgreSQL goes through psycopg 3
+whichever way its URL is spelled. A database that cannot be written (disk full, read-only, unreachable)
+is one line for the user, never a traceback."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +15,22 @@ from typing import Iterator
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from xr.errors import UserError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_S = 30
+MIGRATION_LOCK = 0x7872  # PostgreSQL advisory lock key ('xr') held while migrating
+READ_ONLY = "xr_read_only"  # execution option: a transaction that only reads begins without the write lock
+
+
+_migrating = threading.Lock()
+
+
+class DatabaseUnavailable(UserError):
+    """The database refused a transaction for a reason outside the action itself; nothing was saved."""
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -30,16 +47,21 @@ def engine_for(url: str) -> Engine:
     url = sqlalchemy_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
+            dbapi_conn.isolation_level = None  # the driver's own BEGIN is deferred: we begin ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(url, engine)
@@ -52,20 +74,44 @@ def database_exists(url: str) -> bool:
 
 
 def migrate(url: str, engine: Engine) -> None:
+    """One migrator at a time: threads of this process by a lock, processes by the database (SQLite's
+    write lock, PostgreSQL's advisory lock); two at once deadlock creating the same tables."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    with engine.begin() as conn:
+    with _migrating, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Session]:
+def transaction(url: str, read_only: bool = False) -> Iterator[Session]:
     """One user action, one transaction: commit on success, roll back everything on any error."""
-    session = sessionmaker(engine_for(url), expire_on_commit=False)()
+    engine = engine_for(url)
+    session = sessionmaker(engine.execution_options(**{READ_ONLY: True}) if read_only else engine,
+                           expire_on_commit=False)()
     try:
         with session.begin():
             yield session
+    except OperationalError as e:
+        raise DatabaseUnavailable(unavailable(e)) from None
     finally:
         session.close()
+
+
+def unavailable(e: OperationalError) -> str:
+    """The user's line for a database failure: what happened, and that nothing was saved."""
+    text = str(e.orig).lower()
+    if "locked" in text or "busy" in text:
+        reason = f"the database stayed busy for over {BUSY_TIMEOUT_S} s"
+    elif "readonly" in text or "read-only" in text:
+        reason = "the database is read-only"
+    elif "full" in text or "no space" in text:
+        reason = "the disk holding the database is full"
+    elif "unable to open" in text or "connect" in text or "server closed" in text:
+        reason = "the database cannot be reached"
+    else:
+        reason = f"the database failed ({type(e.orig).__name__})"
+    return f"{reason}; nothing was saved"

@@ -104,13 +104,13 @@ def set_password(s: Settings, name: str, password: str) -> None:
 
 
 def list_users(s: Settings) -> list[dict]:
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         users = session.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.name))
         return [{"name": u.name, "role": u.role, "created": u.created_at.isoformat(timespec="seconds")} for u in users]
 
 
 def has_users(s: Settings) -> bool:
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         return session.scalar(select(User.id).where(User.password_hash.is_not(None)).limit(1)) is not None
 
 
@@ -141,7 +141,7 @@ def whoami(s: Settings, username: str | None) -> tuple[str, str]:
         if s.auth:
             raise AccessError("log in first")
         return LOCAL_USER_NAME, "admin"
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         user = session.scalar(select(User).where(User.name == username, User.password_hash.is_not(None)))
         if user is None:
             raise AccessError("log in first")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image as PILImage
 from sqlalchemy import Select, case, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision, Study, User, utcnow
@@ -42,14 +44,21 @@ class Actor:
     role: str
 
 
+def insert_new(session: Session, model, unique: str, **values) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: two first actions at once (the same new user, the same new
+    study) must both go through, not one fail on the unique key. True when this one inserted the row."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique])
+    return bool(session.execute(stmt.returning(model.id)).first())
+
+
 def user_row(session: Session, actor: Actor) -> User:
     user = session.scalar(select(User).where(User.name == actor.name))
     if user is None:
         if actor.role not in access.ROLES:
             raise StoreError(f"unknown role '{actor.role}'")
-        user = User(name=actor.name, role=actor.role)
-        session.add(user)
-        session.flush()
+        insert_new(session, User, "name", name=actor.name, role=actor.role)
+        user = session.scalar(select(User).where(User.name == actor.name))
     return user
 
 
@@ -84,11 +93,9 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                 created.append(s.data_dir / rel)
         with transaction(s.database_url) as session:
             user = user_row(session, actor)
-            row = session.scalar(select(Study).where(Study.key == study.key))
-            if row is None:
-                row = Study(key=study.key, indication=indication)
-                session.add(row)
-                session.flush()
+            new = insert_new(session, Study, "key", key=study.key, indication=indication)
+            row = session.scalar(select(Study).where(Study.key == study.key).with_for_update())
+            if new:
                 audit(session, user, "ingest", row, images=len(study.images))
             known = {i.content_hash for i in row.images}
             for pos, (im, rel) in enumerate(zip(study.images, written)):
@@ -129,7 +136,7 @@ def diff_text(a: str, b: str, to: str = "edited") -> str:
 def latest_draft(s: Settings, study_id: int) -> dict:
     """What the refiner needs of a stored study's latest draft: text, indication, finding probabilities,
     the similar cases' reports."""
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         _study(session, study_id)
         d = _latest_draft(session, study_id)
         return {"text": d.text, "indication": d.indication, "findings": dict(d.findings or {}),
@@ -222,7 +229,7 @@ def _put_library_case(session: Session, approval: Approval, entry: LibraryEntry)
 
 def study_images(s: Settings, study_id: int) -> list[tuple[str, str]]:
     """(content hash, stored path relative to the data directory) of each image of a study."""
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         return [(i.content_hash, i.storage_path) for i in _study(session, study_id).images]
 
 
@@ -233,7 +240,7 @@ def _latest_approvals():
 def approvals_not_in_library(s: Settings) -> list[tuple[int, int, str]]:
     """(study id, approval id, text) of every study whose latest approval the library does not hold."""
     latest = _latest_approvals()
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         rows = session.execute(
             select(Approval.study_id, Approval.id, Approval.text).join(latest, Approval.id == latest.c.id)
             .outerjoin(LibraryCase, LibraryCase.study_id == Approval.study_id)
@@ -257,7 +264,7 @@ def add_to_library(s: Settings, approval_id: int, entry: LibraryEntry) -> bool:
 def library_cases(s: Settings, known: tuple | None = None) -> tuple[tuple, list[tuple[LibraryCase, str]] | None]:
     """(fingerprint, [(row, study key)]) of the library's approved studies; the rows are None when the
     fingerprint (row count, newest id, newest change) equals `known`: nothing changed since that read."""
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         fingerprint = tuple(session.execute(select(func.count(LibraryCase.id), func.max(LibraryCase.id),
                                                    func.max(LibraryCase.added_at))).one())
         if fingerprint == known:
@@ -268,7 +275,7 @@ def library_cases(s: Settings, known: tuple | None = None) -> tuple[tuple, list[
 
 def history(s: Settings, study_id: int) -> list[dict]:
     """Draft, revisions and approvals of a study in time order, for the history panel."""
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         study = _study(session, study_id)
         rows = [(d.created_at, "draft", f"{d.model} {d.model_version}", d.text) for d in study.drafts]
         rows += [(r.created_at, "edit", r.user.name, r.text) for r in study.revisions]
@@ -355,7 +362,7 @@ def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) 
     """Studies newest first, by status and a search over the indication and the report texts ('#12'
     finds study 12)."""
     q = worklist_query(status, search, limit).options(selectinload(Study.images))
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
                  "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M")}
                 for st in session.scalars(q)]
@@ -363,7 +370,7 @@ def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) 
 
 def study_view(s: Settings, study_id: int) -> dict:
     """What a workspace shows of one stored study: its images, latest draft, current text and approval."""
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         study = _study(session, study_id)
         draft = study.drafts[-1] if study.drafts else None
         revs = [r for r in study.revisions if draft and r.draft_id == draft.id]
@@ -392,7 +399,7 @@ def corrections_queue(s: Settings, after: int | None = None) -> dict:
     corrected = select(Revision.id).where(Revision.study_id == Study.id, Revision.draft_id == latest_draft,
                                           func.json_array_length(Revision.tags) > 0).exists()
     todo = select(Study.id).where(Study.status == "drafted", ~corrected).order_by(Study.id).limit(1)
-    with transaction(s.database_url) as session:
+    with transaction(s.database_url, read_only=True) as session:
         total, done = session.execute(select(func.count(), func.coalesce(func.sum(case((corrected, 1), else_=0)), 0))
                                       .where(Study.status == "drafted")).one()
         later = session.scalar(todo.where(Study.id > after)) if after is not None else None
@@ -430,7 +437,7 @@ def teaching_studies(s: Settings) -> list[dict]:
     """Approved studies of the similar-case library, as the teaching view lists them."""
     first_image = (select(Image.storage_path).where(Image.study_id == LibraryCase.study_id)
                    .order_by(Image.position, Image.id).limit(1).scalar_subquery())
-    with transaction(s.database_url) as session:  # columns, not objects: the library holds every approved study
+    with transaction(s.database_url, read_only=True) as session:  # columns, not objects: the library holds every approved study
         rows = session.execute(select(LibraryCase.study_id, LibraryCase.labels, LibraryCase.report, first_image)
                                .order_by(LibraryCase.id))
         return [{"study_id": study_id, "labels": list(labels), "report": report, "image": str(s.data_dir / path)}
