@@ -19,6 +19,7 @@ class Settings:
     max_file_bytes: int
     max_pixels: int
     max_images: int
+    max_zip_entries: int  # archive entries looked at, images or not: a central directory is parsed whole
     auth: bool  # log-in required; off only in single-user mode
 
 
@@ -51,6 +52,7 @@ def settings() -> Settings:
         max_file_bytes=int(float(os.environ.get("XR_MAX_FILE_MB", "50")) * 1024 * 1024),
         max_pixels=int(os.environ.get("XR_MAX_PIXELS", str(60_000_000))),
         max_images=int(os.environ.get("XR_MAX_IMAGES", "16")),
+        max_zip_entries=int(os.environ.get("XR_MAX_ZIP_ENTRIES", "1000")),
         auth=_auth(host),
     )
 

@@ -6,11 +6,10 @@ import io
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID
 
-from xr.ingest.errors import IngestError
+from xr.ingest.errors import IngestError, parser_boundary
 from xr.ingest.image import IngestedImage, to_uint8, view_from_position
 from xr.ingest.raster import MIN_SIDE
 
@@ -36,64 +35,91 @@ def supported_transfer_syntaxes() -> dict[str, bool]:
 
 
 def read_dicom(data: bytes, name: str, max_pixels: int) -> IngestedImage:
-    try:
+    with parser_boundary(name, "not a readable DICOM file"):
         ds = pydicom.dcmread(io.BytesIO(data), force=not looks_like_dicom(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise IngestError(f"{name}: not a readable DICOM file") from None
+    with parser_boundary(name, "damaged DICOM header"):  # pydicom converts each value when first read
+        header = {k: ds.get(k) for k in HEADER}
+        has_pixels = "PixelData" in ds
+        has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
 
-    if not looks_like_dicom(data) and "SOPClassUID" not in ds and "PixelData" not in ds:
+    if not looks_like_dicom(data) and not header["SOPClassUID"] and not has_pixels:
         raise IngestError(f"{name}: not a PNG, JPEG or DICOM file")
-    if "PixelData" not in ds:
-        kind = UID(str(ds.get("SOPClassUID", ""))).name if ds.get("SOPClassUID") else "object"
-        raise IngestError(f"{name}: DICOM {kind} has no pixel data; only images can be drafted")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not has_pixels:
+        raise IngestError(f"{name}: DICOM {_uid_name(header['SOPClassUID'], 'object')} has no pixel data; only images can be drafted")
+    frames = _number(header, "NumberOfFrames", name, 1)
     if frames > 1:
         raise IngestError(f"{name}: multi-frame DICOM ({frames} frames) is not a chest radiograph; give single images")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = _number(header, "Rows", name, 0), _number(header, "Columns", name, 0)
     if rows * cols > max_pixels:
         raise IngestError(f"{name}: {cols}x{rows} pixels is over the limit of {max_pixels:,} pixels")
     if min(rows, cols) < MIN_SIDE:
         raise IngestError(f"{name}: {cols}x{rows} pixels is too small for a chest X-ray (at least {MIN_SIDE} a side)")
+    samples = _number(header, "SamplesPerPixel", name, 1)
+    if samples not in (1, 3):
+        raise IngestError(f"{name}: {samples} samples per pixel; a radiograph has 1 (grey) or 3 (colour)")
+    photometric = str(header["PhotometricInterpretation"] or "MONOCHROME2").upper()
+    if photometric == "PALETTE COLOR":
+        raise IngestError(f"{name}: palette-colour DICOM is not a radiograph")
 
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     try:
         arr = ds.pixel_array
-    except NotImplementedError:
-        raise IngestError(f"{name}: no decoder installed for {UID(str(syntax)).name if syntax else 'this transfer syntax'}") from None
     except Exception as e:  # truncated or inconsistent pixel data: pydicom raises many kinds
+        if isinstance(e, NotImplementedError) and not supported_transfer_syntaxes().get(UID(str(syntax)).name):
+            raise IngestError(f"{name}: no decoder installed for {_uid_name(syntax, 'this transfer syntax')}") from None
         raise IngestError(f"{name}: pixel data cannot be decoded ({type(e).__name__})") from None
 
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1 or arr.ndim == 3:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            arr = convert_color_space(arr, photometric, "RGB")
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        pixels = to_uint8(arr, 0, 255)
-    elif photometric == "PALETTE COLOR":
-        raise IngestError(f"{name}: palette-colour DICOM is not a radiograph")
+    if arr.ndim == 3:  # colour: pydicom already gives RGB, YBR included; 8, 16 or 32 bits a sample
+        grey = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels = to_uint8(grey, 0, float(np.iinfo(arr.dtype).max))
     else:
-        values = apply_modality_lut(arr, ds)
-        has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
-        if has_voi:
-            values = apply_voi_lut(values, ds, index=0)
-            pixels = to_uint8(values, float(np.min(values)), float(np.max(values)))
-        else:
-            pixels = to_uint8(values)
+        with parser_boundary(name, "damaged DICOM display settings"):  # rescale and window from the header
+            values = apply_modality_lut(arr, ds)
+            if has_voi:
+                values = apply_voi_lut(values, ds, index=0)
+        if not np.isfinite(values).all():  # a NaN or infinite slope: else silently a black image
+            raise IngestError(f"{name}: rescaled pixel values are not finite numbers")
+        pixels = to_uint8(values, float(np.min(values)), float(np.max(values))) if has_voi else to_uint8(values)
         if photometric == "MONOCHROME1":
             pixels = 255 - pixels
 
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    try:
-        pixel_spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
-    except (TypeError, ValueError, IndexError):
-        pixel_spacing = None
     return IngestedImage(
         pixels=np.ascontiguousarray(pixels),
         source_format="dicom",
-        view=view_from_position(ds.get("ViewPosition")),
-        pixel_spacing_mm=pixel_spacing,
-        study_uid=str(ds.get("StudyInstanceUID")) if ds.get("StudyInstanceUID") else None,
+        view=view_from_position(str(header["ViewPosition"] or "")),
+        pixel_spacing_mm=_spacing(header["PixelSpacing"] or header["ImagerPixelSpacing"]),
+        study_uid=str(header["StudyInstanceUID"]) if header["StudyInstanceUID"] else None,
     )
+
+
+HEADER = ("SOPClassUID", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
+          "ViewPosition", "PixelSpacing", "ImagerPixelSpacing", "StudyInstanceUID")
+
+
+def _number(header: dict, keyword: str, name: str, default: int) -> int:
+    value = header[keyword]
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # text, several values, NaN
+        raise IngestError(f"{name}: DICOM {keyword} is not a number") from None
+    if not 0 <= number < 2**32:  # a 300-digit count must not make a 300-character message
+        raise IngestError(f"{name}: DICOM {keyword} is out of range")
+    return number
+
+
+def _uid_name(uid, unknown: str) -> str:
+    """The standard name of a UID we know; never the header text itself, which may be anything."""
+    uid = UID(str(uid or ""))
+    return uid.name if uid.keyword else unknown
+
+
+def _spacing(value) -> tuple[float, float] | None:
+    """Row and column spacing in mm, or None where absent or not two positive finite numbers."""
+    try:
+        spacing = (float(value[0]), float(value[1])) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return spacing if spacing and all(np.isfinite(spacing)) and min(spacing) > 0 else None

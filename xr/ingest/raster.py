@@ -7,19 +7,21 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from xr.ingest.errors import IngestError
+from xr.ingest.errors import IngestError, parser_boundary
 from xr.ingest.image import IngestedImage, to_uint8
 
 MIN_SIDE = 64
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
+FORMATS = {"png": "PNG", "jpeg": "JPEG"}  # the only decoders PIL may pick: content was sniffed as one of these
 
 
 def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedImage:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+    with parser_boundary(name, f"not a readable {fmt.upper()} image"):  # what PIL raises beyond the usual
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data), formats=[FORMATS[fmt]])
             w, h = im.size
             if w * h > max_pixels:
                 raise IngestError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
@@ -28,19 +30,18 @@ def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedIm
             if getattr(im, "n_frames", 1) > 1:
                 raise IngestError(f"{name}: has {im.n_frames} frames; give one image per file")
             im.load()
-    except IngestError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise IngestError(f"{name}: image dimensions are over the limit of {max_pixels:,} pixels") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise IngestError(f"{name}: not a readable {fmt.upper()} image ({_short(e)})") from None
-
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        pixels = to_uint8(np.asarray(im))
-    elif im.mode == "L":
-        pixels = np.asarray(im, dtype=np.uint8).copy()
-    else:  # RGB(A), palette, 1-bit, LA, CMYK: the luminance is what a radiograph carries
-        pixels = np.asarray(im.convert("L"), dtype=np.uint8).copy()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                pixels = to_uint8(np.asarray(im))
+            elif im.mode == "L":
+                pixels = np.asarray(im, dtype=np.uint8).copy()
+            else:  # RGB(A), palette, 1-bit, LA, CMYK: the luminance is what a radiograph carries
+                pixels = np.asarray(im.convert("L"), dtype=np.uint8).copy()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise IngestError(f"{name}: image dimensions are over the limit of {max_pixels:,} pixels") from None
+        except IngestError:  # a ValueError too, but already the reason to give
+            raise
+        except (OSError, SyntaxError, ValueError) as e:
+            raise IngestError(f"{name}: not a readable {fmt.upper()} image ({_short(e)})") from None
     return IngestedImage(pixels=pixels, source_format=fmt)
 
 

@@ -3,7 +3,10 @@ the whole study, so nothing half-ingested reaches the database."""
 from __future__ import annotations
 
 import hashlib
+import lzma
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -15,7 +18,8 @@ from xr.ingest.raster import JPEG_MAGIC, PNG_MAGIC, read_raster
 
 EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".dcm": "dicom", ".dicom": "dicom", "": "dicom"}
 SKIPPED_NAMES = {"DICOMDIR", "Thumbs.db", "desktop.ini"}
-MAX_ZIP_ENTRIES = 1000
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, OSError,
+              ValueError, zlib.error, lzma.LZMAError)  # damaged or encrypted archive, unknown compression
 
 
 @dataclass(frozen=True)
@@ -84,18 +88,21 @@ def _skipped(name: str) -> bool:
 
 
 def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
+    size, limit = path.stat().st_size, s.max_file_bytes * s.max_images  # as in xr.batch
+    if size > limit:
+        raise IngestError(f"{path.name}: {size / 2**20:.1f} MB is over the limit of {limit / 2**20:.0f} MB per archive")
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-            if len(infos) > MAX_ZIP_ENTRIES:
-                raise IngestError(f"{path.name}: archive has {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
+            infos = [i for i in zf.infolist() if not i.filename.endswith("/")]  # is_dir() fails on ""
+            if len(infos) > s.max_zip_entries:
+                raise IngestError(f"{path.name}: archive has {len(infos)} entries, over the limit of {s.max_zip_entries}")
             wanted = []
             for info in infos:
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if info.filename.startswith("/") or ".." in parts:
+                if _unsafe(info):
                     raise IngestError(f"{path.name}: archive entry with an unsafe path refused")
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
                 if parts and not any(_skipped(p) for p in parts):
-                    wanted.append((parts[-1], info))
+                    wanted.append((_shown(parts[-1]), info))
             _check_count(len(wanted), path.name, s)
             out = []
             for leaf, info in wanted:
@@ -105,8 +112,24 @@ def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
                     data = f.read(s.max_file_bytes + 1)
                 out.append((leaf, data))
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError):
+    except IngestError:  # a ValueError too, but already the reason to give
+        raise
+    except ZIP_ERRORS:
         raise IngestError(f"{path.name}: not a readable zip archive") from None
+
+
+def _shown(leaf: str) -> str:
+    """An entry's name as messages may show it: one short line, whatever the archive holds."""
+    leaf = "".join(c if c.isprintable() else "?" for c in leaf)
+    return leaf if len(leaf) <= 80 else f"{leaf[:40]}...{leaf[-37:]}"
+
+
+def _unsafe(info: zipfile.ZipInfo) -> bool:
+    """Entries that would land outside a folder they were unpacked into, or links: never images."""
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    return (name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":")
+            or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFLNK)
 
 
 def load_study(paths: list[Path | str], s: Settings | None = None) -> IngestedStudy:
