@@ -8,9 +8,23 @@ import re
 from xr.data.mimic import sections
 from xr.draft.result import compose_report
 
+# Backslash-escapable ASCII punctuation (CommonMark) except & < >, which become HTML entities instead.
+_MARKDOWN_PUNCT = re.compile(r"([!\"#$%'()*+,\-./:;=?@\[\\\]^_`{|}~])")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
 # A sentence ends at . ! or ? followed by a space and a capital letter, digit or list number; not at
 # "e.g." or decimals like "1.5 cm".
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+
+
+def literal_markdown(text: str | None) -> str:
+    """User text (report, indication, file name) put into a gr.Markdown/gr.HTML string so that it shows
+    exactly as typed: Markdown punctuation backslash-escaped, HTML special characters as entities, so no
+    emphasis, heading, link, tag or script comes of it. Line breaks are kept, indentation is not (it would
+    make a code block); normal words look the same."""
+    text = "\n".join(line.lstrip() for line in str(text or "").split("\n"))
+    text = _MARKDOWN_PUNCT.sub(r"\\\1", text)
+    return "".join(_HTML.get(ch, ch) for ch in text)
 
 
 def split_sections(text: str) -> tuple[str, str]:

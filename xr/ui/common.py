@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
 
 import gradio as gr
@@ -18,12 +19,13 @@ def username(request: gr.Request | None) -> str | None:
 
 def guarded(fn):
     """Our refusals (bad input, missing rights) become a one-line message in the browser or for
-    gradio_client; anything else is a bug and keeps its traceback in the log."""
+    gradio_client; anything else is a bug and keeps its traceback in the log. Gradio shows the message
+    as HTML, and it may quote a file name the user chose: escaped, it reads as typed."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             log.info("refused %s: %s", fn.__name__, e)
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     return wrapper

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from xr import store
+from xr.report import literal_markdown
 from xr.ui.common import guarded, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -52,7 +53,8 @@ class Corrections:
                     *self.viewer.show([]), "", "", [], note)
         v = store.study_view(self.ws.settings, study_id)
         d = v["draft"]
-        header = f"### Study #{study_id}" + (f" · indication: {v['indication']}" if v["indication"] else "")
+        header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v['indication'])}"
+                                             if v["indication"] else "")
         return (study_id, progress_html(q), header, *self.viewer.show(stored_views(v)),
                 d["text"], v["text"], [], note)
 

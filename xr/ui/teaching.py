@@ -16,6 +16,7 @@ from xr.draft.result import compose_report
 from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
 from xr.retrieve.library import has_report
+from xr.report import literal_markdown
 from xr.ui.common import guarded, username
 from xr.ui.viewer import Viewer, stored_views, views_of
 from xr.workstation import Workstation
@@ -109,7 +110,8 @@ class Teaching:
             m = case_metrics(text, case.reference, None if case.reference else list(case.labels))
             rows.append([name, _fmt(m.get("BLEU-4")), _fmt(m.get("ROUGE-L")), _fmt(m["finding_f1"]),
                          ", ".join(m["agree"]), ", ".join(m["missed"]), ", ".join(m["added"])])
-        return (f"**Reference** ({case.id}):\n\n{ref}", f"**Model draft**:\n\n{draft}", rows)
+        return (f"**Reference** ({literal_markdown(case.id)}):\n\n{literal_markdown(ref)}",
+                f"**Model draft**:\n\n{literal_markdown(draft)}", rows)
 
     def _wire(self) -> None:
         ws, private = self.ws, {"api_visibility": "private"}
