@@ -3,6 +3,7 @@ educators, corrections for annotators), log-in when the app listens beyond this 
 API for gradio_client (README, "From a script"). Every handler asks xr.access first."""
 from __future__ import annotations
 
+import html
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from xr import access, store  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
 from xr.ui.common import guarded, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
-from xr.ui.reporting import Reporting, need, paths_of, worklist_rows  # noqa: E402
+from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
@@ -30,7 +31,8 @@ CSS = ".xr-viewer img { cursor: crosshair; }"
 def build_app(ws: Workstation | None = None) -> gr.Blocks:
     ws = ws or Workstation()
     s = ws.settings
-    with gr.Blocks(title="XR drafting workstation") as demo:
+    # Files Gradio made for this app (uploads a failed action left, exports handed out) go after an hour.
+    with gr.Blocks(title="XR drafting workstation", delete_cache=(3600, 3600)) as demo:
         with gr.Row():
             gr.Markdown("# Chest X-ray report drafting\n" + DISCLAIMER)
             who = gr.Markdown(elem_id="who")
@@ -47,7 +49,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             except access.AccessError:
                 return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
-            mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{user}</b> ({role})"
+            mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{html.escape(user)}</b> ({role})"
             rows = worklist_rows(ws, "all", "") if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],
@@ -67,7 +69,8 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
 
     @guarded
     def draft(files, indication: str, request: gr.Request) -> dict:
-        result = ws.draft(paths_of(files), indication or "", ws.actor(username(request), "draft"))
+        with uploaded(files) as paths:
+            result = ws.draft(paths, indication or "", ws.actor(username(request), "draft"))
         return {"study_id": result.study_id, **result.draft.to_json()}
 
     @guarded
@@ -143,6 +146,7 @@ def main() -> None:
 
 def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
+    kwargs.setdefault("max_file_size", s.max_file_bytes * s.max_images)  # the largest zip a study can be
     return demo.launch(css=CSS, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                        **kwargs)

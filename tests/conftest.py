@@ -91,6 +91,13 @@ PATIENT = {
     "AccessionNumber": "ACC-99887766",
     "InstitutionName": "Saint Example Hospital",
     "ImageComments": "Patient Jane Doe, bed 12",
+    "OtherPatientIDs": "OPID-4242",
+    "PatientAddress": "12 Example Street, Springfield",
+    "PatientTelephoneNumbers": "555-0199",
+    "ReferringPhysicianName": "Referrer^Rita",
+    "OperatorsName": "Radiographer^Ravi",
+    "StudyID": "SID-31337",
+    "StudyDescription": "Chest for Jane Doe",
 }
 
 

@@ -26,6 +26,6 @@ def guarded(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            log.info("refused %s: %s", fn.__name__, e)
+            log.info("refused %s (%s)", fn.__name__, type(e).__name__)  # the message may quote a file name
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     return wrapper

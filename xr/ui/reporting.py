@@ -4,13 +4,17 @@ approved report out as DICOM SR, FHIR or text."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from xr import store
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import apply_choices, draft_sentences, join_sections, sentences, split_sections
+from xr.report import apply_choices, draft_sentences, join_sections, literal_markdown, sentences, split_sections
 from xr.ui.common import guarded, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -34,19 +38,22 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
     current = set(choices) - set(_rejected(choices, findings, impression))
     header = f"### Study #{study_id} · {v['status']}"
     if v["indication"]:
-        header += f" · indication: {v['indication']}"
+        header += f" · indication: {literal_markdown(v['indication'])}"
     if d:
         header += f"\nDrafted by {d['model']} {d['model_version']}."
     if v["approval"]:
         a = v["approval"]
-        header += f" Signed off by **{a['by']}** at {a['at']} UTC{' (amended)' if a['amendment'] else ''}."
+        header += (f" Signed off by **{literal_markdown(a['by'])}** at {a['at']} UTC"
+                   f"{' (amended)' if a['amendment'] else ''}.")
     if notes:
         header += " " + notes
     similar = [(Image.open(ws.index.library.directory / c["thumb"]),
                 f"{c['case_id']} · {c['similarity']:.2f} · {c['report'][:160]}")
                for c in (d["similar_cases"] if d else []) if c.get("thumb")]
-    similar_md = "\n".join(f"- **{c['case_id']}** ({c['via']}, {c['similarity']:.2f}; shares: "
-                           f"{', '.join(c['shared_findings']) or 'none'}): {c['report']}"
+    similar_md = "\n".join(f"- **{literal_markdown(c['case_id'])}** ({literal_markdown(c['via'])}, "
+                           f"{c['similarity']:.2f}; shares: "
+                           f"{literal_markdown(', '.join(c['shared_findings'])) or 'none'}): "
+                           f"{literal_markdown(c['report'])}"
                            for c in (d["similar_cases"] if d else []))
     return (study_id, d["text"] if d else "", header, *viewer.show(views), findings, impression,
             gr.update(choices=choices, value=[c for c in choices if c in current]),
@@ -142,8 +149,9 @@ class Reporting:
 
         @guarded
         def ui_draft(files, indication, request: gr.Request, progress=gr.Progress()):
-            actor = ws.actor(username(request), "draft")
-            r = ws.draft(paths_of(files), indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
+            with uploaded(files) as paths:  # deleted even when the caller may not draft
+                actor = ws.actor(username(request), "draft")
+                r = ws.draft(paths, indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
             return open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms. "
                               + " ".join(r.draft.notes))
 
@@ -157,15 +165,16 @@ class Reporting:
 
         @guarded
         def add(files, indication, status, search, request: gr.Request):
-            actor = ws.actor(username(request), "draft")
-            sid = ws.add_study(paths_of(files), indication or "", actor)
+            with uploaded(files) as paths:
+                actor = ws.actor(username(request), "draft")
+                sid = ws.add_study(paths, indication or "", actor)
             return f"Study #{sid} is on the worklist.", worklist_rows(ws, status, search)
 
         @guarded
         def ui_refine(study_id, enabled, request: gr.Request):
+            ws.actor(username(request), "refine")  # first, like every handler: a refusal whatever the inputs
             if not (enabled and study_id):
                 return gr.update(), gr.update(), gr.update(), gr.update()
-            ws.actor(username(request), "refine")
             r = ws.refine(int(study_id)).to_json()
             flags = "\n".join(f"- ⚠ {f}" for f in r["flags"]) or "No contradiction with the finding probabilities."
             return (r["text"], r["diff"] or "(no change)",
@@ -225,10 +234,26 @@ class Reporting:
         self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **private)
 
 
-def paths_of(files) -> list[str]:
+@contextmanager
+def uploaded(files) -> Iterator[list[str]]:
+    """The uploads' paths, each deleted once the action is over, whatever its outcome: Gradio keeps an
+    upload under the name the user gave it, and a DICOM's name and header may identify the patient. What
+    stays is what the store keeps: pixels under their content hash, no header."""
     if not files:
         raise store.StoreError("upload one or more images (PNG, JPEG, DICOM) or a zip of them")
-    return [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
+    paths = [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
+    cache = Path(get_upload_folder()).resolve()
+    ours = [p for p in (Path(p).resolve() for p in paths) if cache in p.parents]  # never the user's own files
+    if not all(p.exists() for p in ours):
+        raise store.StoreError("the uploads were deleted after the last action (they may identify the patient): "
+                               "upload the files again")
+    try:
+        yield paths
+    finally:
+        for path in ours:
+            path.unlink(missing_ok=True)
+            with suppress(OSError):  # the folder Gradio made for it, once empty
+                path.parent.rmdir()
 
 
 def need(study_id) -> int:
