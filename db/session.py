@@ -6,6 +6,7 @@ whichever way its URL is spelled. A database that cannot be written (disk full, 
 is one line for the user, never a traceback."""
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -89,24 +90,27 @@ def migrate(url: str, engine: Engine) -> None:
 @contextmanager
 def transaction(url: str, read_only: bool = False) -> Iterator[Session]:
     """One user action, one transaction: commit on success, roll back everything on any error."""
-    engine = engine_for(url)
+    try:
+        engine = engine_for(url)  # the first use creates and migrates the database: it can fail the same ways
+    except OperationalError as e:
+        raise DatabaseUnavailable(unavailable(e, url)) from None
     session = sessionmaker(engine.execution_options(**{READ_ONLY: True}) if read_only else engine,
                            expire_on_commit=False)()
     try:
         with session.begin():
             yield session
     except OperationalError as e:
-        raise DatabaseUnavailable(unavailable(e)) from None
+        raise DatabaseUnavailable(unavailable(e, url)) from None
     finally:
         session.close()
 
 
-def unavailable(e: OperationalError) -> str:
+def unavailable(e: OperationalError, url: str) -> str:
     """The user's line for a database failure: what happened, and that nothing was saved."""
     text = str(e.orig).lower()
     if "locked" in text or "busy" in text:
         reason = f"the database stayed busy for over {BUSY_TIMEOUT_S} s"
-    elif "readonly" in text or "read-only" in text:
+    elif "readonly" in text or "read-only" in text or _on_read_only_disk(url):
         reason = "the database is read-only"
     elif "full" in text or "no space" in text:
         reason = "the disk holding the database is full"
@@ -115,3 +119,13 @@ def unavailable(e: OperationalError) -> str:
     else:
         reason = f"the database failed ({type(e.orig).__name__})"
     return f"{reason}; nothing was saved"
+
+
+def _on_read_only_disk(url: str) -> bool:
+    """SQLite on a read-only file system says only 'unable to open database file' (it needs its -shm file)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    try:
+        return bool(os.statvfs(Path(url.removeprefix("sqlite:///")).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -13,6 +13,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydantic import ValidationError
 from pydicom import dcmread
 
+from tests.test_faults import remount, tmpfs
 from xr.errors import UserError
 from xr.export.approved import ApprovedReport
 from xr.export.fhir import to_fhir, write_fhir
@@ -105,19 +106,31 @@ def test_rejects_uid_and_naive_time(report):
         dataclasses.replace(report, approved_at=datetime(2024, 3, 5, 14, 7))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-@pytest.mark.parametrize("write", [write_sr, write_fhir, write_text])
-def test_read_only_directory(tmp_path, report, write):
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An empty folder nothing may be written into. Root ignores folder permissions, so as root it is a
+    tmpfs mounted read-only (skipped where even root may not mount); otherwise a folder without write
+    permission."""
     out = tmp_path / "ro"
+    if os.geteuid() == 0:
+        with tmpfs(out, size="64k"):
+            remount(out, "ro")
+            yield out
+        return
     out.mkdir()
     out.chmod(0o500)
     try:
-        with pytest.raises(UserError) as e:
-            write(report, out / "report.out")
-        assert "\n" not in str(e.value) and "report.out" in str(e.value)
-        assert list(out.iterdir()) == []
+        yield out
     finally:
         out.chmod(0o700)
+
+
+@pytest.mark.parametrize("write", [write_sr, write_fhir, write_text])
+def test_read_only_directory(read_only_dir, report, write):
+    with pytest.raises(UserError) as e:
+        write(report, read_only_dir / "report.out")
+    assert "\n" not in str(e.value) and str(e.value).startswith("cannot write report.out: ")
+    assert list(read_only_dir.iterdir()) == []
 
 
 def test_unwritable_path_even_as_root(tmp_path, report):

@@ -9,11 +9,26 @@ from xr.errors import UserError
 
 
 class WriteError(UserError):
-    """A file that could not be written (disk full, read-only folder)."""
+    """A file that could not be written (disk full, read-only folder). `reason` is the system's words
+    alone ('No space left on device'), for a caller that names the file its own way."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def discard(path: Path) -> None:
+    """Remove a file written for something that then failed; a file that cannot be removed (the disk went
+    read-only) stays, and the original error is the one reported."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Temp file beside the target, fsync, rename. Raises WriteError (one line, file name only) on OSError."""
+    """Temp file beside the target, fsync, rename. Raises WriteError (one line, file name only) on OSError;
+    the temp file is removed whatever stops the write."""
     path = Path(path)
     tmp = None
     try:
@@ -24,8 +39,41 @@ def write_atomic(path: Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None
     except OSError as e:
+        reason = e.strerror or str(e)
+        raise WriteError(f"cannot write {path.name}: {reason}", reason) from None
+    finally:
         if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"cannot write {path.name}: {e.strerror or e}") from None
+            discard(Path(tmp))
     return path
+
+
+class Provisional:
+    """Files written inside a database transaction that logs them, kept only if that transaction commits:
+
+        with Provisional() as files, transaction(url) as session:
+            ...
+            write_atomic(files.add(path), data)
+
+    When the block fails after the write (the commit, on a full or read-only database disk), a file that
+    was not there before is removed again. One that was (an earlier export by the same name) has been
+    replaced by then, and stays."""
+
+    def __init__(self) -> None:
+        self._new: list[Path] = []
+
+    def add(self, path: Path) -> Path:
+        path = Path(path)
+        if not path.exists():
+            self._new.append(path)
+        return path
+
+    def __enter__(self) -> "Provisional":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            for path in self._new:
+                discard(path)
+        return False

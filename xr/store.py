@@ -22,7 +22,7 @@ from xr import access
 from xr.config import Settings
 from xr.draft.result import Draft as DraftResult
 from xr.errors import UserError
-from xr.files import write_atomic
+from xr.files import Provisional, WriteError, discard, write_atomic
 from xr.ingest import IngestedStudy
 from xr.report import sentence_lines
 
@@ -75,7 +75,10 @@ def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
         return str(rel), False
     buf = io.BytesIO()
     PILImage.fromarray(pixels).save(buf, format="PNG")
-    write_atomic(path, buf.getvalue())
+    try:
+        write_atomic(path, buf.getvalue())
+    except WriteError as e:  # the file name is the image's content hash: nothing the user needs to read
+        raise WriteError(f"cannot store the image: {e.reason}; nothing was saved", e.reason) from None
     return str(rel), True
 
 
@@ -117,7 +120,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             return row.id
     except BaseException:
         for p in created:
-            p.unlink(missing_ok=True)
+            discard(p)
         raise
 
 
@@ -288,9 +291,11 @@ def export_edits(s: Settings, out: Path, actor: Actor | None = None) -> int:
     """One JSON line per approved or corrected study: the fine-tuning data. The target is the latest
     approval, else the latest tagged correction of the latest draft. The file is written to a temporary
     name and renamed inside the transaction that logs the export: a failed write leaves neither a
-    truncated file nor an audit event behind."""
+    truncated file nor an audit event behind, and a file written by a transaction whose commit then fails
+    (the database's disk full) is removed again, unless an earlier export had left one by that name."""
+
     out = Path(out)
-    with transaction(s.database_url) as session:
+    with Provisional() as files, transaction(s.database_url) as session:
         latest = _latest_approvals()
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
         lines = [_export_line(a.study, a.draft, a.text, "approval", a.user, a.approved_at) for a in approvals]
@@ -303,7 +308,7 @@ def export_edits(s: Settings, out: Path, actor: Actor | None = None) -> int:
                 lines.append(_export_line(study, study.drafts[-1], rev.text, "correction", rev.user, rev.created_at))
         audit(session, user_row(session, actor) if actor else None, "export", None, studies=len(lines))
         session.flush()
-        write_atomic(out, "".join(json.dumps(line) + "\n" for line in lines).encode())
+        write_atomic(files.add(out), "".join(json.dumps(line) + "\n" for line in lines).encode())
     return len(lines)
 
 
@@ -408,7 +413,8 @@ def corrections_queue(s: Settings, after: int | None = None) -> dict:
 
 def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: Actor) -> Path:
     """The study's latest approval as a file (DICOM SR, FHIR R4 JSON or text), logged as an export in the
-    transaction during which it is written."""
+    transaction during which it is written; removed again if that transaction then fails to commit, unless
+    an earlier export had left a file by that name."""
     from xr.export import approved_report_writers
     from xr.export.approved import ApprovedReport
     from xr.report import split_sections
@@ -416,7 +422,7 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
     writers = approved_report_writers()
     if fmt not in writers:
         raise StoreError(f"unknown export format '{fmt}': one of {', '.join(writers)}")
-    with transaction(s.database_url) as session:
+    with Provisional() as files, transaction(s.database_url) as session:
         study = _study(session, study_id)
         if not study.approvals:
             raise StoreError(f"study {study_id} is not approved yet")
@@ -430,7 +436,7 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
         audit(session, user, "export", study, format=fmt, approval=a.id)
         session.flush()
         suffix, write = writers[fmt]
-        return write(report, Path(directory) / f"report-{study_id}-{a.id}{suffix}")
+        return write(report, files.add(Path(directory) / f"report-{study_id}-{a.id}{suffix}"))
 
 
 def teaching_studies(s: Settings) -> list[dict]:

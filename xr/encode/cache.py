@@ -2,13 +2,16 @@
 re-drafting never encode the same image twice."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
-from xr.files import write_atomic
+from xr.files import WriteError, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 class FeatureCache:
@@ -26,5 +29,10 @@ class FeatureCache:
             return None
 
     def put(self, encoder: str, content_hash: str, arrays: dict[str, np.ndarray]) -> None:
+        """A cache that cannot be written (disk full or read-only) is skipped: the draft goes on, and the
+        store reports the disk when it saves."""
         path = self._path(encoder, content_hash)
-        write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+        try:
+            write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+        except WriteError as e:
+            log.warning("feature cache not written (%s)", e.reason)
