@@ -59,7 +59,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
         demo.load(enter, None, [who, *[w.tab for w in workspaces.values()], tabs, reporting.table],
                   api_visibility="private")
         _api(ws, reporting)
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=s.concurrency, max_size=s.queue_size)  # bounded: a full queue says so
     return demo
 
 

@@ -21,6 +21,8 @@ class Settings:
     max_images: int
     max_zip_entries: int  # archive entries looked at, images or not: a central directory is parsed whole
     auth: bool  # log-in required; off only in single-user mode
+    concurrency: int  # requests of one kind (drafts, approvals, ...) run at once; the rest wait in the queue
+    queue_size: int  # requests waiting at most; beyond it a caller is told the queue is full, at once
 
 
     @property
@@ -54,6 +56,8 @@ def settings() -> Settings:
         max_images=int(os.environ.get("XR_MAX_IMAGES", "16")),
         max_zip_entries=int(os.environ.get("XR_MAX_ZIP_ENTRIES", "1000")),
         auth=_auth(host),
+        concurrency=int(os.environ.get("XR_CONCURRENCY", "2")),
+        queue_size=int(os.environ.get("XR_QUEUE_SIZE", "64")),
     )
 
 
