@@ -81,7 +81,8 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
     @guarded
     def approve(study_id: float, text: str, request: gr.Request) -> dict:
         """An authenticated approval through the API is the caller's sign-off."""
-        approval = ws.approve(need(study_id), text, ws.actor(username(request), "approve"))
+        actor = ws.actor(username(request), "approve")  # the right first, then the input
+        approval = ws.approve(need(study_id), text, actor)
         return {"study_id": need(study_id), "approval_id": approval, "status": "approved"}
 
     @guarded
@@ -147,7 +148,8 @@ def main() -> None:
 def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
     kwargs.setdefault("max_file_size", s.max_file_bytes * s.max_images)  # the largest zip a study can be
-    return demo.launch(css=CSS, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
+    # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
+    return demo.launch(css=CSS, run_history=False, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                        **kwargs)
 

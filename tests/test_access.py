@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from db.models import AuditEvent
 from db.session import engine_for
 
-from tests.conftest import write_dicom
+from tests.conftest import NIH, write_dicom
 from tests.test_app import free_port
 from xr import access
 from xr.cli import main
@@ -98,8 +99,8 @@ def test_app_refuses_to_start_with_login_on_and_no_users(env, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory, workstation_factory):
-    """The app with log-in on, four users, and one drafted study."""
+def secured_app(tmp_path_factory, workstation_factory):
+    """The app with log-in on and four users: (url, settings, a scratch folder, the Blocks)."""
     from app import build_app, launch
 
     with pytest.MonkeyPatch.context() as mp:
@@ -114,9 +115,15 @@ def secured(tmp_path_factory, workstation_factory):
         port = free_port()
         launch(demo, s, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
-            yield f"http://127.0.0.1:{port}/", s, data
+            yield f"http://127.0.0.1:{port}/", s, data, demo
         finally:
             demo.close()
+
+
+@pytest.fixture(scope="module")
+def secured(secured_app):
+    """The app with log-in on and four users: (url, settings, a scratch folder)."""
+    return secured_app[:3]
 
 
 def client(url: str, name: str) -> Client:
@@ -138,6 +145,7 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     url, s, data = secured
     dcm = write_dicom(data / "pa.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.77")
     rad, edu, ann, adm = (client(url, n) for n in USERS)
+    denied_before = len(denied_rows(s))  # other tests on this app may have been refused before
     drafted = rad.predict([handle_file(str(dcm))], "cough", api_name="/draft")
     sid = drafted["study_id"]
     refusals = [
@@ -161,9 +169,8 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     fixed = ann.predict(sid, drafted["report"] + " Mild cardiomegaly.", ["missed finding"], api_name="/correct")
     assert fixed["revision_id"] is not None
     assert rad.predict(sid, drafted["report"], api_name="/approve")["status"] == "approved"
-    assert adm.predict("approved", "", api_name="/worklist")[0]["id"] == sid  # admin: every workspace
-    denied = [d for a, _, d in audit_of(s) if a == "denied"]
-    assert len(denied) == len(refusals)
+    assert sid in [r["id"] for r in adm.predict("approved", "", api_name="/worklist")]  # admin: every workspace
+    assert len(denied_rows(s)) - denied_before == len(refusals)
     actions = [a for a, _, _ in audit_of(s)]
     assert actions.count("login") >= 4 and {"draft", "edit", "approve"} <= set(actions)
 
@@ -172,3 +179,366 @@ def audit_of(s) -> list[tuple]:
     with engine_for(s.database_url).connect() as c:
         return [tuple(r) for r in c.execute(select(AuditEvent.action, AuditEvent.user_id, AuditEvent.detail)
                                             .order_by(AuditEvent.id))]
+
+
+# --- Every endpoint, found from the app itself ------------------------------------------------------------
+# Handlers that read or write stored data -> the right (xr.access.PERMISSIONS) each must ask for. Keyed by
+# the handler's module and qualified name; every registration of one is called, so a new registration of
+# a known handler is checked too, and a handler that is in none of these tables fails the test.
+ACTION_OF = {
+    "app:_api.<locals>.draft": "draft",
+    "app:_api.<locals>.save_draft": "edit",
+    "app:_api.<locals>.approve": "approve",
+    "app:_api.<locals>.refine": "refine",
+    "app:_api.<locals>.worklist": "worklist",
+    "app:_api.<locals>.export_report": "export_report",
+    "app:_api.<locals>.correct": "correct",
+    "app:_api.<locals>.teaching": "teach",
+    "xr.ui.reporting:Reporting._wire.<locals>.load": "worklist",
+    "xr.ui.reporting:Reporting._wire.<locals>.pick": "worklist",
+    "xr.ui.reporting:Reporting._wire.<locals>.ui_draft": "draft",
+    "xr.ui.reporting:Reporting._wire.<locals>.redraft": "draft",
+    "xr.ui.reporting:Reporting._wire.<locals>.add": "draft",
+    "xr.ui.reporting:Reporting._wire.<locals>.ui_refine": "refine",
+    "xr.ui.reporting:Reporting._wire.<locals>.save": "edit",
+    "xr.ui.reporting:Reporting._wire.<locals>.ui_approve": "approve",
+    "xr.ui.reporting:Reporting._wire.<locals>.export": "export_report",
+    "xr.ui.corrections:Corrections._wire.<locals>.start": "correct",
+    "xr.ui.corrections:Corrections._wire.<locals>.save": "correct",
+    "xr.ui.corrections:Corrections._wire.<locals>.fine": "correct",
+    "xr.ui.corrections:Corrections._wire.<locals>.skip": "correct",
+    "xr.ui.corrections:Corrections._wire.<locals>.export": "export_edits",
+    "xr.ui.teaching:Teaching._wire.<locals>.browse": "teach",
+    "xr.ui.teaching:Teaching._wire.<locals>.pick": "teach",
+    "xr.ui.teaching:Teaching._wire.<locals>.reveal": "teach",
+}
+# Handlers that only touch the caller's own UI state: no right needed. (number of registrations, why);
+# the counts are exact, so another lambda in the same place does not slip through unchecked.
+OWN_UI_STATE = {
+    "xr.ui.viewer:Viewer._draw": (21, "redraws images already in the caller's session state (put there by a "
+                                      "checked handler; gr.State never comes from the request)"),
+    "xr.ui.viewer:Viewer._click": (3, "zooms the images already in the caller's session state"),
+    "xr.ui.viewer:Viewer.__init__.<locals>.<lambda>": (3, "resets the window/zoom controls to constants"),
+    "xr.ui.reporting:Reporting._wire.<locals>.<lambda>": (1, "copies the refined text the browser holds into "
+                                                             "the two report boxes"),
+    "xr.ui.reporting:Reporting._wire.<locals>.choose": (1, "applies ticked sentences to texts the browser sends"),
+    "xr.ui.reporting:Reporting._wire.<locals>.diff": (2, "diffs the browser's text against the session's draft"),
+    "xr.ui.reporting:Reporting._wire.<locals>.check_signoff": (1, "checks the caller's sign-off checkbox"),
+}
+# Handlers that serve every role but only what that role has: checked by their own test below.
+SCOPED = {"app:build_app.<locals>.enter": "shows each role its workspaces; worklist rows only with 'worklist'"}
+
+# Routes that answer without a session (anything else must say 401/403, or 404 for nothing there), and why
+# that is safe. A response from one of them must still not carry stored data (checked).
+PUBLIC = {
+    ("GET", "/"): "the log-in page (no app config without a session)",
+    ("HEAD", "/"): "the log-in page",
+    ("GET", "/gradio_api/runs"): "Gradio's run-history page: the log-in page without a session",
+    ("GET", "/gradio_api/runs/"): "the same",
+    ("POST", "/login"): "the log-in form itself",
+    ("POST", "/login/"): "the log-in form itself",
+    ("GET", "/logout"): "clears the caller's own cookies; without a session there is nothing to clear",
+    ("GET", "/openapi.json"): "FastAPI's schema of Gradio's generic routes: names none of our endpoints",
+    ("HEAD", "/openapi.json"): "the same",
+    ("GET", "/svelte/{path:path}"): "the front end's static files",
+    ("GET", "/static/{path:path}"): "the front end's static files",
+    ("GET", "/assets/{path:path}"): "the front end's static files",
+    ("GET", "/favicon.ico"): "static",
+    ("GET", "/theme.css"): "static",
+    ("GET", "/gradio_api/theme.css"): "static",
+    ("GET", "/robots.txt"): "static",
+    ("GET", "/pwa_icon"): "static",
+    ("GET", "/pwa_icon/{size}"): "static",
+    ("GET", "/manifest.json"): "static",
+    ("GET", "/gradio_api/user"): "who is logged in: null without a session",
+    ("GET", "/gradio_api/user/"): "the same",
+    ("GET", "/gradio_api/token"): "the caller's own cookie: null without a session",
+    ("GET", "/gradio_api/token/"): "the same",
+    ("GET", "/gradio_api/app_id"): "an opaque id of this app instance",
+    ("GET", "/gradio_api/app_id/"): "the same",
+    ("GET", "/gradio_api/startup-events"): "starts Gradio's startup events once; launch already did (false)",
+    ("POST", "/gradio_api/reset"): "a no-op in Gradio 6",
+    ("POST", "/gradio_api/reset/"): "the same",
+    ("POST", "/gradio_api/cancel"): "cancels a queued event only given its random session hash and event id; "
+                                    "runs none of our code",
+    ("GET", "/gradio_api/heartbeat/{session_hash}"): "keeps a session's state alive; the app has no unload "
+                                                     "handlers (checked) that its end would run",
+}
+FAKE = "0nosuchthing0"  # a session hash / event id / key nobody has
+
+
+def routes_of(routes, prefix: str = ""):
+    """(method, path template, route) of every HTTP route, into included routers and mounts."""
+    for r in routes:
+        if hasattr(r, "original_router"):  # FastAPI's lazily included router
+            yield from routes_of(r.original_router.routes, prefix + r.include_context.prefix)
+        elif getattr(r, "methods", None):
+            for method in sorted(r.methods):
+                yield method, prefix + r.path, r
+        elif hasattr(r, "routes"):  # a mounted app
+            yield from routes_of(r.routes, prefix + r.path)
+        else:
+            raise AssertionError(f"a route this test does not know how to call: {r!r}")
+
+
+def login_session(url: str, name: str, password: str):
+    import httpx
+
+    http = httpx.Client(timeout=120)
+    r = http.post(url + "login", data={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    return http
+
+
+def key_of(fn) -> str:
+    return f"{fn.fn.__module__}:{fn.fn.__qualname__}"
+
+
+def browser_inputs(demo, fn, sid: int, by_type: dict | None = None) -> dict:
+    """What the browser sends to run `fn` (POST /gradio_api/queue/join): each input's current value (the
+    page's defaults, or by_type[its component type]; session state is the server's own), and for a select
+    event the row/item picked."""
+    components = {c["id"]: c for c in demo.config["components"]}
+    by_type = by_type or {}
+    data = [by_type.get(components[b._id]["type"], components[b._id]["props"].get("value")) for b in fn.inputs]
+    body = {"data": data, "fn_index": fn._id,
+            "trigger_id": fn.targets[0][0] if fn.targets else None}
+    target, event = fn.targets[0] if fn.targets else (None, None)
+    if event == "select":
+        body["event_data"] = {"index": [0, 0] if components[target]["type"] == "dataframe" else 0,
+                              "value": sid, "row_value": [sid], "col_value": [sid], "selected": True}
+    return body
+
+
+def run_in_queue(http, url: str, body: dict) -> dict:
+    """Join the queue like the browser (a fresh session each time) and read the SSE stream to the end of
+    the event: the 'process_completed' message, or {'status': code} if the join itself was refused."""
+    import json
+    import uuid
+
+    session = uuid.uuid4().hex[:11]
+    r = http.post(url + "gradio_api/queue/join", json={**body, "session_hash": session})
+    if r.status_code != 200:
+        return {"status": r.status_code}
+    event = r.json()["event_id"]
+    with http.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed" and msg.get("event_id") == event:
+                    return msg
+    raise AssertionError(f"no result for {body}")
+
+
+@pytest.fixture(scope="module")
+def study(secured_app, nih_pixels) -> tuple[int, str]:
+    """A drafted study: its id, and its indication, which no anonymous answer may contain."""
+    url, _, data, _ = secured_app
+    dcm = write_dicom(data / "sweep.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.78")
+    d = client(url, "dr.house").predict([handle_file(str(dcm))], "sweep-marker-7431", api_name="/draft")
+    return d["study_id"], "sweep-marker-7431"
+
+
+def user_ids(s) -> dict[str, int]:
+    from db.models import User
+
+    with engine_for(s.database_url).connect() as c:
+        return {n: i for n, i in c.execute(select(User.name, User.id))}
+
+
+def denied_rows(s) -> list[tuple]:
+    return [(u, d) for a, u, d in audit_of(s) if a == "denied"]
+
+
+def test_every_handler_is_checked_or_allowlisted(secured_app):
+    """No dependency of the Blocks escapes the tables above (a new handler must be classified)."""
+    _, _, _, demo = secured_app
+    keys = [key_of(fn) for fn in demo.fns.values()]
+    unknown = sorted({k for k in keys if k not in ACTION_OF and k not in OWN_UI_STATE and k not in SCOPED})
+    assert not unknown, f"handlers neither role-checked (ACTION_OF) nor allowlisted (OWN_UI_STATE): {unknown}"
+    assert {k: keys.count(k) for k in OWN_UI_STATE} == {k: n for k, (n, _) in OWN_UI_STATE.items()}
+    assert set(ACTION_OF.values()) <= set(access.PERMISSIONS)
+    assert len(demo.config["dependencies"]) == len(demo.fns)  # the page's list is the server's
+    assert not [k for fn, k in zip(demo.fns.values(), keys) if any(t[1] == "unload" for t in fn.targets)]
+
+
+def test_no_route_and_no_handler_works_without_a_session(secured_app, study):
+    """Every HTTP route of the running app, each with every handler (fn_index) and every api_name it can
+    take, called without the log-in cookie: refused (401/403), nothing there (404), or a PUBLIC route; and
+    nothing anywhere changed: the database's rows and the files under the data and upload folders."""
+    import itertools
+    import re
+
+    import httpx
+    from sqlalchemy import func
+
+    from db.models import Base
+
+    url, s, data, demo = secured_app
+    app = demo.server_app
+    sid, marker = study
+    stored = str(sorted((s.data_dir / "images").rglob("*.*"))[0])  # a stored study image on disk
+
+    # With a session the upload and the file route work: the anonymous refusals below are the session's doing.
+    rad = login_session(url, "dr.house", USERS["dr.house"][1])
+    up = rad.post(url + "gradio_api/upload", files={"files": ("a.png", (NIH / "00000100_000.png").read_bytes())})
+    assert up.status_code == 200, up.text
+    uploaded = up.json()[0]
+    assert rad.get(url + f"gradio_api/file={uploaded}").status_code == 200
+    assert rad.get(url + "config").status_code == 200
+
+    def snapshot():
+        with engine_for(s.database_url).connect() as c:
+            rows = {t.name: c.execute(select(func.count()).select_from(t)).scalar() for t in Base.metadata.sorted_tables}
+        files = {str(p): p.stat().st_size for folder in (s.data_dir, Path(app.uploaded_file_dir))
+                 for p in folder.rglob("*") if p.is_file() and ".sqlite3" not in p.name}
+        return rows, files, audit_of(s)
+
+    def settled():  # background work of the signed-in calls above (Gradio moving an upload) ends first
+        import time
+
+        last = snapshot()
+        for _ in range(20):
+            time.sleep(0.5)
+            now = snapshot()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    before = settled()
+    api_names = sorted({fn.api_name for fn in demo.fns.values() if fn.api_name}) + ["no_such_endpoint"]
+    values = {"api_name": api_names, "path_or_url": [uploaded, stored, "/etc/passwd"],
+              "path": ["index.html", uploaded, stored], "url_path": ["http://127.0.0.1:9/x"],
+              "component_id": ["0"], "environment": ["client"], "ext": ["ts"], "size": ["192"]}
+    params = {"session_hash": FAKE, "upload_id": FAKE, "bucket": "a/b", "page": ""}
+    anon = httpx.Client(timeout=60)
+    answered, calls, templates = {}, 0, set()
+    for method, template, route in routes_of(app.routes):
+        templates.add((method, template))
+        names = re.findall(r"{(\w+)(?::\w+)?}", template)
+        for combo in itertools.product(*[values.get(n, [FAKE]) for n in names]):
+            path = template
+            for n, v in zip(names, combo):
+                path = re.sub(r"{%s(?::\w+)?}" % n, v.lstrip("/") if n == "path" else v, path, count=1)
+            # one body valid for every JSON route (FastAPI's 422 would stop a call before any code runs)
+            bodies = [{"json": {"data": [], "fn_index": 0, "session_hash": FAKE, "event_id": FAKE, "hash": FAKE,
+                                "prompt": "x", "code": "x", "component_id": 0, "fn_name": "x", "bucket_id": "a/b"}}]
+            if template.endswith("/queue/join"):  # each handler, as the browser would send it
+                bodies = [{"json": {**browser_inputs(demo, fn, sid), "session_hash": FAKE}} for fn in demo.fns.values()]
+            elif template.endswith("/upload"):
+                bodies = [{"files": {"files": ("fill.png", b"\x89PNG" + b"\0" * 100_000)}}]
+            elif template.startswith("/login"):
+                bodies = [{"data": {}}]
+            for body in bodies if method == "POST" else [{}]:
+                with anon.stream(method, url.rstrip("/") + path, params=params, **body) as r:
+                    content = b""
+                    for chunk in r.iter_bytes():  # streaming routes (heartbeat) never end: the first bytes do
+                        content += chunk
+                        if len(content) > 1_000_000 or r.headers.get("content-type", "").startswith("text/event"):
+                            break
+                calls += 1
+                if r.status_code in (401, 403, 404):
+                    continue
+                answered.setdefault((method, template), set()).add(r.status_code)
+                assert marker.encode() not in content, (method, path)
+    allowed = {k: v for k, v in answered.items() if k in PUBLIC}
+    assert answered == allowed, f"answered without a session and not PUBLIC: {sorted(set(answered) - set(allowed))}"
+    assert (("POST", "/gradio_api/upload") in templates and ("POST", "/gradio_api/queue/join") in templates
+            and ("GET", "/gradio_api/file={path_or_url:path}") in templates and ("GET", "/config") in templates)
+    assert calls > len(demo.fns) + len(api_names) * 8  # every handler and every api_name reached the server
+    after = settled()
+    assert after[0] == before[0] and after[2] == before[2], "rows added or audited without a session"
+    assert after[1] == before[1], ("files changed without a session", set(after[1].items()) ^ set(before[1].items()))
+    # The named ways in, one by one, for the record:
+    assert anon.post(url + "gradio_api/upload", files={"files": ("x.png", b"x")}).status_code == 401
+    assert anon.get(url + f"gradio_api/file={uploaded}").status_code == 401
+    assert anon.get(url + f"gradio_api/file={stored}").status_code == 401
+    for path in ("config", "gradio_api/info", "gradio_api/openapi.json", "gradio_api/queue/status"):
+        assert anon.get(url + path).status_code == 401, path
+    for name in api_names:
+        assert anon.post(url + f"gradio_api/call/{name}", json={"data": []}).status_code == 401, name
+        assert anon.post(url + f"gradio_api/run/{name}", json={"data": []}).status_code == 401, name
+    print(f"\n{len(templates)} route templates, {calls} anonymous calls ({len(demo.fns)} handlers through "
+          f"queue/join, {len(api_names)} api_names), answered by PUBLIC routes: {sorted(answered)}")
+
+
+def test_every_data_handler_refuses_roles_without_the_right(secured_app, study):
+    """Each handler that reads or writes stored data, called the way the browser calls it (queue/join with
+    the log-in cookie) by each role: a role without the right gets 'a/an <role> may not ...' and one
+    audited 'denied' row naming the action; a role with it is not refused."""
+    url, s, data, demo = secured_app
+    sid, _ = study
+    ids = user_ids(s)
+    roles = ("dr.house", "ed.teach", "ann.note")
+    sessions = {n: login_session(url, n, USERS[n][1]) for n in roles}
+    png = (NIH / "00000100_000.png").read_bytes()
+    refused = allowed = 0
+    for fn in demo.fns.values():
+        action = ACTION_OF.get(key_of(fn))
+        if action is None:
+            continue
+        for name in roles:
+            role = USERS[name][0]
+            valid = None  # an allowed role gets the page's defaults (so nothing is drafted or saved)
+            if not access.allowed(role, action):  # refused for the role, with inputs that would otherwise do
+                r = sessions[name].post(url + "gradio_api/upload", files={"files": ("pa.png", png)})
+                valid = {"file": [{"path": r.json()[0], "orig_name": "pa.png", "meta": {"_type": "gradio.FileData"}}],
+                         "number": sid, "json": ["wording"]}
+            denied = denied_rows(s)
+            msg = run_in_queue(sessions[name], url, browser_inputs(demo, fn, sid, valid))
+            error = (msg.get("output") or {}).get("error") or ""
+            where = f"{key_of(fn)} (fn_index {fn._id}) as {role}"
+            if access.allowed(role, action):
+                assert "may not" not in error and denied_rows(s) == denied, where
+                allowed += 1
+            else:
+                article = "an" if role[0] in "aeiou" else "a"
+                assert msg.get("success") is False and error == f"{article} {role} may not " \
+                    f"{access.PERMISSIONS[action][1]}", (where, msg)
+                assert denied_rows(s) == [*denied, (ids[name], {"action": action})], where
+                refused += 1
+    assert refused > len(ACTION_OF) and allowed > len(ACTION_OF) // 2
+    print(f"\n{refused} refusals and {allowed} allowed calls over "
+          f"{sum(key_of(f) in ACTION_OF for f in demo.fns.values())} handlers")
+
+
+def test_the_page_shows_each_role_only_what_it_may_see(secured_app, study):
+    """`enter` (the page load) asks no right of its own: it hides the workspaces a role lacks and gives
+    the worklist's rows only to a role that may open it."""
+    url, s, data, demo = secured_app
+    sid, _ = study
+    enter = next(fn for fn in demo.fns.values() if key_of(fn) in SCOPED)
+    for name, (role, password) in USERS.items():
+        msg = run_in_queue(login_session(url, name, password), url, browser_inputs(demo, enter, sid))
+        assert msg["success"], msg
+        out = msg["output"]["data"]  # who, the three tabs (reporting, corrections, teaching), tabs, worklist
+        visible = [o["visible"] for o in out[1:4]]
+        assert visible == [access.allowed(role, r) for r in ("worklist", "correct", "teach")], (role, visible)
+        rows = [r[0] for r in out[-1]["data"]]
+        assert (sid in rows if access.allowed(role, "worklist") else rows == []), (role, out[-1])
+
+
+def test_log_out_ends_the_session(secured_app):
+    """After /logout the cookie is dead on the server too: replaying it is refused everywhere."""
+    import httpx
+
+    url, s, _, demo = secured_app
+    access.add_user(s, "out.user", "educator", "password-out")
+    http = login_session(url, "out.user", "password-out")
+    token = {k: v for k, v in http.cookies.items() if k.startswith("access-token")}
+    assert token and http.get(url + "config").status_code == 200
+    teach = next(fn for fn in demo.fns.values() if key_of(fn) == "app:_api.<locals>.teaching")
+    assert run_in_queue(http, url, browser_inputs(demo, teach, 0))["success"]
+    r = http.get(url + "logout", follow_redirects=False)
+    assert r.status_code == 302
+    assert http.get(url + "config").status_code == 401
+    replay = httpx.Client(timeout=60, cookies=token)  # the old cookie, as a copy of it would send it
+    assert replay.get(url + "config").status_code == 401
+    assert run_in_queue(replay, url, browser_inputs(demo, teach, 0)) == {"status": 401}
+    assert replay.get(url + "gradio_api/user").json() is None
+
+
+def test_gradio_run_history_is_off(secured_app):
+    _, _, _, demo = secured_app
+    assert not any("run-history" in t for _, t, _ in routes_of(demo.server_app.routes))

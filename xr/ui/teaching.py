@@ -127,6 +127,8 @@ class Teaching:
         @guarded
         def pick(ids, quiz, evt: gr.SelectData, request: gr.Request, progress=gr.Progress()):
             ws.actor(username(request), "teach")
+            if not isinstance(evt.index, int) or not 0 <= evt.index < len(ids or []):
+                raise store.StoreError("pick a case from the gallery")
             case = self._case(ids[evt.index])
             progress(0.2, desc="Drafting the case (first time only)")
             views, draft = self._draft(case)
