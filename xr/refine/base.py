@@ -61,5 +61,5 @@ def load_base():
 
     d = base_dir()
     tok = AutoTokenizer.from_pretrained(d)
-    model = AutoModelForCausalLM.from_pretrained(d, dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(d, dtype="float32", use_safetensors=True)
     return model.eval(), tok

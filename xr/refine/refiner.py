@@ -44,6 +44,8 @@ class Refiner:
 
             if not (Path(adapter) / "adapter_config.json").exists():
                 raise RefinerModelError(f"{Path(adapter).name}: no adapter_config.json (not a LoRA adapter folder)")
+            if not (Path(adapter) / "adapter_model.safetensors").exists():  # a .bin adapter would be unpickled
+                raise RefinerModelError(f"{Path(adapter).name}: no adapter_model.safetensors (only safetensors are read)")
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             self.name = f"base LLM + LoRA {Path(adapter).name}"
         self.model = model.eval()
