@@ -189,41 +189,28 @@ def pages(n: int) -> int:
 
 # --- upload -----------------------------------------------------------------------------------------------
 
-def test_upload_to_a_full_disk_fails_on_the_image(on_disk, disk, studies, workstation_factory):
-    """No room for the image file: refused before the database is touched."""
+@pytest.mark.parametrize("fails_on", ["image", "database"])
+def test_upload_to_a_full_disk(fails_on, on_disk, disk, studies, workstation_factory):
+    """No room for the image file: refused before the database is touched. Room for the image file but
+    none for the database's write-ahead log: the transaction fails at its commit, and the image file
+    written for it is removed again."""
     ws = workstation_factory(on_disk)
     first, second = studies
     ws.draft([first], "cough", RAD)
     before = state(on_disk)
-    disk.fill(leave=PAGE)  # less than one image
+    disk.fill(leave=PAGE if fails_on == "image" else pages(png_size(on_disk, second)))
     with pytest.raises(UserError) as e:
         ws.draft([second], "fever", RAD)
-    assert one_line(e, NO_SPACE) == "cannot store the image: No space left on device; nothing was saved"
+    assert one_line(e, NO_SPACE) == {
+        "image": "cannot store the image: No space left on device; nothing was saved",
+        "database": "the disk holding the database is full; nothing was saved"}[fails_on]
+    assert isinstance(e.value, DatabaseUnavailable) == (fails_on == "database")
     disk.free()
     assert state(on_disk) == before
     assert leftovers(on_disk) == []
     again = ws.draft([second], "fever", RAD)
     assert again.study_id is not None
     assert state(on_disk) == {**before, "studies": 2, "images": 2, "drafts": 2, "audit_events": before["audit_events"] + 2}
-    assert leftovers(on_disk) == []
-
-
-def test_upload_to_a_full_disk_fails_on_the_database(on_disk, disk, studies, workstation_factory):
-    """Room for the image file, none for the database's write-ahead log: the transaction fails at its
-    commit, and the image file written for it is removed again."""
-    ws = workstation_factory(on_disk)
-    first, second = studies
-    ws.draft([first], "cough", RAD)
-    before = state(on_disk)
-    disk.fill(leave=pages(png_size(on_disk, second)))
-    with pytest.raises(DatabaseUnavailable) as e:
-        ws.draft([second], "fever", RAD)
-    assert one_line(e, NO_SPACE) == "the disk holding the database is full; nothing was saved"
-    disk.free()
-    assert state(on_disk) == before
-    assert leftovers(on_disk) == []
-    again = ws.draft([second], "fever", RAD)
-    assert again.study_id is not None and state(on_disk)["drafts"] == before["drafts"] + 1
     assert leftovers(on_disk) == []
 
 

@@ -15,6 +15,8 @@ CHROMIUM = Path(os.environ.get("XR_CHROMIUM", "/usr/bin/chromium"))
 USERS = {"radiologist": ("dr.house", "password-rad"), "educator": ("ed.teach", "password-edu"),
          "annotator": ("ann.note", "password-ann")}
 ANNOTATOR_STUDY_UID = "1.2.826.0.1.99"
+WAIT = 30_000  # ms: a shared 2-core machine is slow
+DRAFT_WAIT = 180_000  # ms: drafting a study runs the models on CPU
 
 
 def free_port() -> int:
@@ -90,3 +92,47 @@ def pytest_runtest_makereport(item, call):
     """Lets the page fixture know whether the test failed (it then keeps the page's HTML and a screenshot)."""
     outcome = yield
     setattr(item, "rep_" + outcome.get_result().when, outcome.get_result())
+
+
+@pytest.fixture
+def open_page(browser, live_app, request, tmp_path):
+    """open_page(role) -> a logged-in page in a fresh browser context (no role: the log-in page). On
+    failure the page's HTML and a screenshot are kept in the test's tmp_path."""
+    from playwright.sync_api import expect
+
+    url = live_app[0]
+    contexts, pages = [], []
+
+    def open_(role: str | None = None):
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        ctx.set_default_timeout(WAIT)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        pages.append(page)
+        page.goto(url)
+        if role is not None:
+            log_in(page, *USERS[role])
+            expect(page.locator("#who")).to_contain_text(signed_in(USERS[role][0], role), timeout=WAIT)
+        return page
+
+    yield open_
+    failed = getattr(request.node, "rep_call", None)
+    for i, page in enumerate(pages):
+        if failed is not None and failed.failed:
+            try:
+                page.screenshot(path=str(tmp_path / f"failure-{i}.png"), full_page=True)
+                (tmp_path / f"failure-{i}.html").write_text(page.content())
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+    for ctx in contexts:
+        ctx.close()
+
+
+def signed_in(name: str, role: str) -> str:
+    return f"signed in as {name} ({role})"
+
+
+def log_in(page, name: str, password: str) -> None:
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()

@@ -11,14 +11,12 @@ import zipfile
 
 import pytest
 
-from tests.browser.conftest import USERS
+from tests.browser.conftest import DRAFT_WAIT, WAIT
 from tests.conftest import write_dicom
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
 from playwright.sync_api import Page, expect  # noqa: E402
 
-WAIT = 30_000  # ms: a shared 2-core machine is slow
-DRAFT_WAIT = 180_000  # ms: drafting a study runs the models on CPU
 expect.set_options(timeout=WAIT)
 
 FILE_NAME = "<img src=x onerror=window.__xss=1>.dcm"
@@ -62,36 +60,6 @@ def assert_inert(page: Page, where: str) -> None:
 def shows_literally(locator, *texts: str) -> None:
     for text in texts:
         expect(locator).to_contain_text(text)
-
-
-@pytest.fixture
-def open_page(browser, live_app, request, tmp_path):
-    """open_page(role) -> a logged-in page in a fresh context; on failure its HTML and a screenshot are kept."""
-    pages = []
-
-    def open_(role: str) -> Page:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-        ctx.set_default_timeout(WAIT)
-        page = ctx.new_page()
-        pages.append(page)
-        page.goto(live_app[0])
-        name, password = USERS[role]
-        page.get_by_label("username").fill(name)
-        page.get_by_label("password").fill(password)
-        page.get_by_role("button", name="Login").click()
-        expect(page.locator("#who")).to_contain_text(f"signed in as {name} ({role})")
-        return page
-
-    yield open_
-    failed = getattr(request.node, "rep_call", None)
-    for i, page in enumerate(pages):
-        if failed is not None and failed.failed:
-            try:
-                page.screenshot(path=str(tmp_path / f"failure-{i}.png"), full_page=True)
-                (tmp_path / f"failure-{i}.html").write_text(page.content())
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-        page.context.close()
 
 
 def test_markup_in_file_name_indication_and_report_is_shown_as_text(open_page, live_app, nih_pixels, tmp_path):

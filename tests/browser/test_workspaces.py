@@ -10,57 +10,13 @@ import sqlite3
 
 import pytest
 
-from tests.browser.conftest import USERS
+from tests.browser.conftest import DRAFT_WAIT, USERS, WAIT, log_in, signed_in
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
 from playwright.sync_api import Page, expect  # noqa: E402
 
-WAIT = 30_000  # ms: a shared 2-core machine is slow
-DRAFT_WAIT = 180_000  # ms: drafting a study runs the models on CPU
 WORKSPACES = ("Reporting", "Corrections", "Teaching")
 expect.set_options(timeout=WAIT)
-
-
-def signed_in(name: str, role: str) -> str:
-    return f"signed in as {name} ({role})"
-
-
-@pytest.fixture
-def open_page(browser, live_app, request, tmp_path):
-    """open_page(role) -> a logged-in page in a fresh browser context. On failure the page's HTML and a
-    screenshot are kept in the test's tmp_path."""
-    url = live_app[0]
-    contexts, pages = [], []
-
-    def open_(role: str | None = None) -> Page:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        ctx.set_default_timeout(WAIT)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        pages.append(page)
-        page.goto(url)
-        if role is not None:
-            log_in(page, *USERS[role])
-            expect(page.locator("#who")).to_contain_text(signed_in(USERS[role][0], role))
-        return page
-
-    yield open_
-    failed = getattr(request.node, "rep_call", None)
-    for i, page in enumerate(pages):
-        if failed is not None and failed.failed:
-            try:
-                page.screenshot(path=str(tmp_path / f"failure-{i}.png"), full_page=True)
-                (tmp_path / f"failure-{i}.html").write_text(page.content())
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-    for ctx in contexts:
-        ctx.close()
-
-
-def log_in(page: Page, name: str, password: str) -> None:
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(password)
-    page.get_by_role("button", name="Login").click()
 
 
 def assert_only_tabs(page: Page, shown: tuple[str, ...]) -> None:

@@ -43,7 +43,8 @@ class AppProcess:
     def start(self, timeout: float = 300) -> AppProcess:
         """Start and wait until it answers (the models load first: tens of seconds on 2 cores)."""
         env = {**os.environ, "XR_DATA_DIR": str(self.data_dir), "XR_PORT": str(self.port), "XR_HOST": "127.0.0.1",
-               "XR_AUTH": "off", "PYTHONPATH": str(ROOT), **self.env}
+               "XR_AUTH": "off", "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2",  # as scripts/app.sh sets it
+               **self.env}
         log = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

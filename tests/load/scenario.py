@@ -4,7 +4,7 @@ database must hold every acknowledged approval exactly once and nothing else, no
 'database is locked', and the app's memory must level off. A queue smaller than the crowd shows the
 queue is bounded: a caller it cannot take is told so at once and retries with backoff.
 
-    python -m tests.load.scenario --clients 20 --rounds 3 [--queue-size 8]
+    python -m tests.load.scenario --clients 20 --rounds 6 [--queue-size 8]
 
 prints the figures (README, "Robustness"); tests/load/test_load.py runs it in the suite."""
 from __future__ import annotations
@@ -60,14 +60,16 @@ def call(client, tally: Tally, op: str, *args, tries: int = 8):
         return out
 
 
-def client_loop(url: str, i: int, rounds: int, work: Path, tally: Tally, gate: threading.Barrier) -> None:
+def client_loop(url: str, i: int, clients: int, rounds: int, work: Path, tally: Tally,
+                gate: threading.Barrier) -> None:
     from gradio_client import Client, handle_file
 
-    pixels = np.asarray(Image.open(sorted(NIH.glob("*.png"))[i]).convert("L"))
+    radiographs = sorted(NIH.glob("*.png"))
     client = Client(url, verbose=False)
     for r in range(rounds):
         gate.wait()
-        try:
+        try:  # a radiograph not seen before, every round: no draft is served from the feature cache
+            pixels = np.asarray(Image.open(radiographs[(i + r * clients) % len(radiographs)]).convert("L"))
             dcm = write_dicom(work / f"client{i}_round{r}.dcm", pixels, view="PA",
                               study_uid=f"1.2.826.0.1.3680043.8.498.{9000 + i}.{r}")
             out = call(client, tally, "draft", [handle_file(str(dcm))], "cough")
@@ -107,11 +109,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3 if values else float("nan")
 
 
-def run(clients: int = 20, rounds: int = 3, queue_size: int = 64, work: Path | None = None) -> dict:
+def run(clients: int = 20, rounds: int = 6, queue_size: int = 64, work: Path | None = None) -> dict:
     work = Path(work or tempfile.mkdtemp(prefix="xr-load-"))
     app = AppProcess(work / "data", env={"XR_QUEUE_SIZE": str(queue_size)}).start()
     tally, gate = Tally(), threading.Barrier(clients + 1)
-    threads = [threading.Thread(target=client_loop, args=(app.url, i, rounds, work, tally, gate)) for i in range(clients)]
+    threads = [threading.Thread(target=client_loop, args=(app.url, i, clients, rounds, work, tally, gate))
+               for i in range(clients)]
     rss_after_round, t0 = [], time.perf_counter()
     try:
         rss_start = app.rss_now()
@@ -149,7 +152,7 @@ def run(clients: int = 20, rounds: int = 3, queue_size: int = 64, work: Path | N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--queue-size", type=int, default=64)
     args = ap.parse_args()
     print(json.dumps(run(args.clients, args.rounds, args.queue_size), indent=2))
