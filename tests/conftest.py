@@ -3,6 +3,7 @@ file (or a fresh PostgreSQL database), and real DICOM files written with pydicom
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +21,13 @@ from xr.config import ROOT, Settings, settings
 SHARED = Path(os.environ.get("XR_SHARED", ROOT.parent / "shared"))
 NIH = SHARED / "data" / "nih_cxr14_sample" / "images"
 IU = SHARED / "data" / "iu_xray" / "images_openi"
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for an app a test starts on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

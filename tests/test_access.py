@@ -14,8 +14,7 @@ from sqlalchemy import select
 from db.models import AuditEvent
 from db.session import engine_for
 
-from tests.conftest import NIH, write_dicom
-from tests.test_app import free_port
+from tests.conftest import NIH, free_port, write_dicom
 from xr import access
 from xr.cli import main
 from xr.config import ROOT, settings

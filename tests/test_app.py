@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,14 +10,9 @@ import zipfile
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import write_dicom
+from tests.conftest import free_port, write_dicom
 from xr.config import ROOT
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IU, NIH
+from tests.conftest import IU, NIH, free_port
 from xr.batch import BatchError, read_results, run_batch
 from xr.config import ROOT
 
@@ -152,11 +152,6 @@ def test_worker_processes_killed_then_resumed(tmp_path, shared):
     got = lines(out)  # the last line of each study is its result
     assert {k: v["status"] for k, v in got.items()} == {"loose.png": "ok", "zipped.zip": "ok", "broken.png": "error"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

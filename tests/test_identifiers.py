@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PATIENT, write_dicom
+from tests.conftest import PATIENT, free_port, write_dicom
 from xr import store
 from xr.store import Actor
 
@@ -43,7 +43,6 @@ def test_identifiers_gone_after_an_api_session(tmp_path, env, nih_pixels, workst
     from gradio_client import Client, handle_file
 
     from app import build_app, launch
-    from tests.browser.conftest import free_port
 
     caplog.set_level(logging.DEBUG)
     demo = build_app(workstation_factory(env))

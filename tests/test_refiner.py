@@ -124,7 +124,7 @@ def test_refine_api_endpoint(env, workstation_factory, monkeypatch):
     from gradio_client import Client
 
     from app import build_app
-    from tests.test_app import free_port
+    from tests.conftest import free_port
 
     monkeypatch.setenv("XR_REFINER_BASE", str(base_dir()))
     demo = build_app(workstation_factory(env))

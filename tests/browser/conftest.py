@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_dicom
+from tests.conftest import free_port, write_dicom
 
 CHROMIUM = Path(os.environ.get("XR_CHROMIUM", "/usr/bin/chromium"))
 USERS = {"radiologist": ("dr.house", "password-rad"), "educator": ("ed.teach", "password-edu"),
@@ -18,11 +17,6 @@ ANNOTATOR_STUDY_UID = "1.2.826.0.1.99"
 WAIT = 30_000  # ms: a shared 2-core machine is slow
 DRAFT_WAIT = 180_000  # ms: drafting a study runs the models on CPU
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

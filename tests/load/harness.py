@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.browser.conftest import free_port
+from tests.conftest import free_port
 from xr.config import ROOT
 
 
