@@ -147,7 +147,7 @@ def main() -> None:
 
 def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
-    kwargs.setdefault("max_file_size", s.max_file_bytes * s.max_images)  # the largest zip a study can be
+    kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
     return demo.launch(css=CSS, run_history=False, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",

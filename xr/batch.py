@@ -104,7 +104,7 @@ def extract(archive: Path, dest: Path) -> None:
                     raise BatchError(f"{archive.name}: archive entry with an unsafe path refused")
                 if info.is_dir() or not parts or any(_skipped(p) for p in parts):
                     continue
-                limit = s.max_file_bytes * (s.max_images if parts[-1].lower().endswith(".zip") else 1)
+                limit = s.max_archive_bytes if parts[-1].lower().endswith(".zip") else s.max_file_bytes
                 if info.file_size > limit:
                     raise BatchError(f"{archive.name}: an entry of {info.file_size / 2**20:.1f} MB is over the "
                                      f"limit of {limit / 2**20:.0f} MB")

@@ -24,10 +24,14 @@ class Settings:
     concurrency: int  # requests of one kind (drafts, approvals, ...) run at once; the rest wait in the queue
     queue_size: int  # requests waiting at most; beyond it a caller is told the queue is full, at once
 
-
     @property
     def image_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def max_archive_bytes(self) -> int:
+        """The largest zip a study can be: its most images, each at the most one file may weigh."""
+        return self.max_file_bytes * self.max_images
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

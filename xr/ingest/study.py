@@ -88,7 +88,7 @@ def _skipped(name: str) -> bool:
 
 
 def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
-    size, limit = path.stat().st_size, s.max_file_bytes * s.max_images  # as in xr.batch
+    size, limit = path.stat().st_size, s.max_archive_bytes
     if size > limit:
         raise IngestError(f"{path.name}: {size / 2**20:.1f} MB is over the limit of {limit / 2**20:.0f} MB per archive")
     try:
