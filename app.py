@@ -130,7 +130,14 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    s = settings()
+    try:
+        s = settings()
+    except ValueError as e:  # a setting the exports could not hold, say: one line, before anything loads
+        sys.exit(f"error: {e}")
+    if "XR_ORGANIZATION" not in os.environ:
+        log.warning("XR_ORGANIZATION is not set: exported reports name the site '%s'", s.organization)
+    if not s.auth and "XR_LOCAL_USER" not in os.environ:
+        log.warning("XR_LOCAL_USER is not set: reports approved here are signed '%s'", s.local_user)
     engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
     if s.auth and not access.has_users(s):
         sys.exit("error: log-in is on (XR_AUTH, or listening beyond localhost) and there are no users yet: "

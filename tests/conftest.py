@@ -3,7 +3,9 @@ file (or a fresh PostgreSQL database), and real DICOM files written with pydicom
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +30,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dciodvfy(path: Path) -> list[str]:
+    """dicom3tools' validator on a DICOM file the workstation wrote: fails the test on any 'Error' line,
+    returns the warnings. Without dicom3tools the test is skipped, except under CI (.ci/run installs it)."""
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        message = "dciodvfy not found (apt-get install dicom3tools)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    r = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (r.stdout + r.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    assert not errors, f"dciodvfy {path.name}:\n" + "\n".join(lines)
+    return [line for line in lines if line.startswith("Warning")]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PATIENT, free_port, write_dicom
+from tests.conftest import PATIENT, dciodvfy, free_port, write_dicom
 from xr import store
 from xr.store import Actor
 
@@ -27,6 +27,7 @@ def test_identifiers_never_stored(tmp_path, env, nih_pixels, workstation_factory
     blobs = {p: p.read_bytes() for p in env.data_dir.rglob("*") if p.is_file()}
     exports = {p: p.read_bytes() for p in (tmp_path / "exports").iterdir()}
     assert {p.suffix for p in exports} == {".jsonl", ".dcm", ".json", ".txt"}
+    dciodvfy(next((tmp_path / "exports").glob("*.dcm")))
     blobs.update(exports)
     blobs["log"] = caplog.text.encode()
     assert any(str(p).endswith(".sqlite3") for p in blobs)

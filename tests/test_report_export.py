@@ -1,5 +1,6 @@
 """Approved-report exports read back with independent readers: pydicom for the SR, fhir.resources (R4B,
-whose DiagnosticReport has R4's required fields) for FHIR."""
+whose DiagnosticReport has R4's required fields) for FHIR; every SR written is checked by dicom3tools'
+dciodvfy (tests/conftest.py)."""
 from __future__ import annotations
 
 import base64
@@ -13,15 +14,26 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydantic import ValidationError
 from pydicom import dcmread
 
+from tests.conftest import dciodvfy
 from tests.test_faults import remount, tmpfs
+from xr.config import DEFAULT_LOCAL_USER, DEFAULT_ORGANIZATION, settings
 from xr.errors import UserError
 from xr.export.approved import ApprovedReport
 from xr.export.fhir import to_fhir, write_fhir
-from xr.export.sr import BASIC_TEXT_SR, read_sr_text, write_sr
+from xr.export.sr import BASIC_TEXT_SR, person_name, read_sr_text, write_sr
 from xr.export.text import to_text, write_text
 
 FINDINGS = "Nodule Ø 5 mm in the right upper lobe, unchanged. <script>alert(1)</script> Café."
 IMPRESSION = "No acute cardiopulmonary process. Follow-up per protocol, é."
+# The one warning left, by design: the workstation holds no patient identity to put there.
+NO_PATIENT_ID = "Warning - Missing attribute or value that would be needed to build DICOMDIR - Patient ID"
+
+
+@pytest.fixture(autouse=True)
+def site(monkeypatch):
+    """Exports as on an installation that has not named its organisation or its local user."""
+    monkeypatch.delenv("XR_ORGANIZATION", raising=False)
+    monkeypatch.delenv("XR_LOCAL_USER", raising=False)
 
 
 @pytest.fixture
@@ -38,15 +50,58 @@ def test_sr_round_trip(tmp_path, report):
     assert ds.SOPClassUID == BASIC_TEXT_SR == ds.file_meta.MediaStorageSOPClassUID
     assert ds.Modality == "SR"
     assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == ("COMPLETE", "VERIFIED", "FINAL")
-    assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "dr_house"
+    observer = ds.VerifyingObserverSequence[0]
+    assert str(observer.VerifyingObserverName) == "House^^^Dr"  # the account dr_house as a DICOM PN
+    assert observer.VerifyingOrganization == DEFAULT_ORGANIZATION
     assert (ds.ContentDate, ds.ContentTime) == ("20240305", "140709")
     assert read_sr_text(path) == (FINDINGS, IMPRESSION)
     assert all(ds[k].value in ("", None) for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"))
+    assert dciodvfy(path) == [NO_PATIENT_ID]
+
+
+def test_sr_names_the_site_and_the_local_signer(tmp_path, report, monkeypatch):
+    """Issue 16: VerifyingOrganization was empty (a dciodvfy error) and single-user approvals were signed
+    'local' (the retired PN form); both now come from the settings."""
+    monkeypatch.setenv("XR_ORGANIZATION", "Saint Example Hospital, Radiology")
+    monkeypatch.setenv("XR_LOCAL_USER", "Gregory House")
+    path = write_sr(dataclasses.replace(report, approved_by="local"), tmp_path / "local.dcm")
+    observer = dcmread(path).VerifyingObserverSequence[0]
+    assert str(observer.VerifyingObserverName) == "House^Gregory"
+    assert observer.VerifyingOrganization == "Saint Example Hospital, Radiology"
+    assert dciodvfy(path) == [NO_PATIENT_ID]
+
+
+def test_sr_default_local_signer(tmp_path, report):
+    path = write_sr(dataclasses.replace(report, approved_by="local"), tmp_path / "local.dcm", settings())
+    assert str(dcmread(path).VerifyingObserverSequence[0].VerifyingObserverName) == person_name(DEFAULT_LOCAL_USER)
+    assert person_name(DEFAULT_LOCAL_USER) == "Radiologist^Local"
+    assert dciodvfy(path) == [NO_PATIENT_ID]
+
+
+@pytest.mark.parametrize("name, pn", [
+    ("dr.house", "House^^^Dr"), ("jane.doe", "Doe^Jane"), ("rad1", "Rad1^"), ("a-b_c", "C^A^B"),
+    ("Gregory House", "House^Gregory"), ("House, Gregory", "House^Gregory"), ("Prof. Ada K. Lovelace", "Lovelace^Ada^K.^Prof"),
+    ("García-López, José María", "García-López^José^María"), ("back\\slash^caret=equals", "Backslashcaretequals^"),
+    ("x" * 70, "X" + "x" * 62 + "^")])
+def test_person_name(name, pn):
+    """Every signer becomes a DICOM PN with at least one caret (without one it is the retired form),
+    no delimiter of its own, and at most 64 characters."""
+    assert person_name(name) == pn
+
+
+@pytest.mark.parametrize("variable", ["XR_ORGANIZATION", "XR_LOCAL_USER"])
+@pytest.mark.parametrize("value", ["", "   ", "a" * 65, "back\\slash", "caret^", "bell\x07"])
+def test_settings_refuse_names_an_export_cannot_hold(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        settings()
 
 
 def test_sr_uids_shared_by_study_not_by_approval(tmp_path, report):
     first = dcmread(write_sr(report, tmp_path / "a.dcm"))
+    dciodvfy(tmp_path / "a.dcm")
     amended = dcmread(write_sr(dataclasses.replace(report, approval_id=8, amended=True), tmp_path / "b.dcm"))
+    dciodvfy(tmp_path / "b.dcm")
     again = dcmread(write_sr(report, tmp_path / "c.dcm"))
     assert first.StudyInstanceUID == amended.StudyInstanceUID
     assert first.SOPInstanceUID != amended.SOPInstanceUID
@@ -58,6 +113,7 @@ def test_sr_omits_empty_section(tmp_path, report):
     path = write_sr(dataclasses.replace(report, findings="  "), tmp_path / "r.dcm")
     assert read_sr_text(path) == ("", IMPRESSION)
     assert len(dcmread(path).ContentSequence) == 1
+    assert dciodvfy(path) == [NO_PATIENT_ID]
 
 
 def test_fhir_validates(tmp_path, report):
@@ -72,6 +128,18 @@ def test_fhir_validates(tmp_path, report):
     assert d["issued"] == d["effectiveDateTime"] == "2024-03-05T14:07:09+00:00"
     written = json.loads(write_fhir(report, tmp_path / "r.json").read_text("utf-8"))
     assert written == d
+    assert d["performer"] == [{"type": "Practitioner", "display": "dr_house"},
+                              {"type": "Organization", "display": DEFAULT_ORGANIZATION}]
+    assert d["resultsInterpreter"] == d["performer"][:1]
+
+
+def test_fhir_single_user_performer(report, monkeypatch):
+    monkeypatch.setenv("XR_LOCAL_USER", "Gregory House")
+    monkeypatch.setenv("XR_ORGANIZATION", "Saint Example Hospital")
+    d = to_fhir(dataclasses.replace(report, approved_by="local"))
+    assert [p["display"] for p in d["performer"]] == ["Gregory House", "Saint Example Hospital"]
+    assert "local" not in json.dumps(d["performer"])
+    DiagnosticReport.model_validate(d)
 
 
 @pytest.mark.parametrize("field", ["status", "code"])

@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from db.models import AuditEvent, Draft, Revision, Study
 from db.models import Image as ImageRow
 from db.session import engine_for, transaction
-from tests.conftest import write_dicom
+from tests.conftest import dciodvfy, write_dicom
 from xr import store
 from xr.errors import UserError
 from xr.store import Actor, StoreError
@@ -197,6 +197,7 @@ def test_report_export_is_audited_and_refused_before_approval(drafted, db_env, t
         store.export_report(db_env, result.study_id, "pdf", tmp_path, RAD)
     path = store.export_report(db_env, result.study_id, "sr", tmp_path, RAD)
     assert read_sr_text(path) == ("Heart normal.", "No acute disease.")
+    dciodvfy(path)
     fhir = json.loads(store.export_report(db_env, result.study_id, "fhir", tmp_path, RAD).read_text())
     assert fhir["resourceType"] == "DiagnosticReport" and fhir["status"] == "final"
     assert store.export_report(db_env, result.study_id, "text", tmp_path, RAD).read_text().startswith("Chest X-ray report")

@@ -23,6 +23,8 @@ class Settings:
     auth: bool  # log-in required; off only in single-user mode
     concurrency: int  # requests of one kind (drafts, approvals, ...) run at once; the rest wait in the queue
     queue_size: int  # requests waiting at most; beyond it a caller is told the queue is full, at once
+    organization: str  # the site: the verifying organisation of every SR (type 1 there), a FHIR performer
+    local_user: str  # single-user mode: the signer's name on exports, as a person writes it ("Gregory House")
 
     @property
     def image_dir(self) -> Path:
@@ -35,6 +37,17 @@ class Settings:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_ORGANIZATION = "XR drafting workstation site"  # valid in a DICOM LO; the README says to set XR_ORGANIZATION
+DEFAULT_LOCAL_USER = "Local Radiologist"  # valid as a DICOM PN ("Radiologist^Local"); XR_LOCAL_USER to name the person
+
+
+def _name_setting(variable: str, default: str) -> str:
+    """A name that goes into exports as a DICOM LO / PN value: 1-64 characters, none of them a control
+    character or one of DICOM's delimiters (backslash separates values, = and ^ the parts of a name)."""
+    value = " ".join(os.environ.get(variable, default).split())
+    if not value or len(value) > 64 or any(c in "\\^=" or not c.isprintable() for c in value):
+        raise ValueError(f"{variable} must be 1-64 printable characters without \\ ^ =, not {value!r}")
+    return value
 
 
 def _auth(host: str) -> bool:
@@ -62,6 +75,8 @@ def settings() -> Settings:
         auth=_auth(host),
         concurrency=int(os.environ.get("XR_CONCURRENCY", "2")),
         queue_size=int(os.environ.get("XR_QUEUE_SIZE", "64")),
+        organization=_name_setting("XR_ORGANIZATION", DEFAULT_ORGANIZATION),
+        local_user=_name_setting("XR_LOCAL_USER", DEFAULT_LOCAL_USER),
     )
 
 

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from xr.access import LOCAL_USER_NAME
+from xr.config import Settings
 from xr.draft.result import compose_report
 
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -16,7 +18,7 @@ class ApprovedReport:
     approval_id: int
     findings: str
     impression: str
-    approved_by: str  # staff user name of the radiologist who signed it off
+    approved_by: str  # staff user name of the radiologist who signed it off ('local' in single-user mode)
     approved_at: datetime  # UTC
     amended: bool  # replaces an earlier approval of the same study
     model: str
@@ -35,3 +37,9 @@ class ApprovedReport:
     @property
     def text(self) -> str:
         return compose_report(self.findings, self.impression)
+
+
+def signer(r: ApprovedReport, s: Settings) -> str:
+    """Who signed, as exports name them: the account name, or in single-user mode the configured name of
+    the person at the machine (XR_LOCAL_USER), never the placeholder account 'local'."""
+    return s.local_user if r.approved_by == LOCAL_USER_NAME else r.approved_by

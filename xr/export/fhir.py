@@ -7,7 +7,8 @@ import html
 import json
 from pathlib import Path
 
-from xr.export.approved import ApprovedReport
+from xr.config import Settings, settings
+from xr.export.approved import ApprovedReport, signer
 from xr.files import write_atomic
 from xr.export.text import TITLE, to_text
 
@@ -27,7 +28,9 @@ def _narrative(r: ApprovedReport) -> str:
             "</div>")
 
 
-def to_fhir(r: ApprovedReport) -> dict:
+def to_fhir(r: ApprovedReport, s: Settings | None = None) -> dict:
+    s = s or settings()
+    radiologist = {"type": "Practitioner", "display": signer(r, s)}  # the configured name in single-user mode
     instant = r.approved_at.isoformat(timespec="seconds")
     resource = {
         "resourceType": "DiagnosticReport",
@@ -41,7 +44,8 @@ def to_fhir(r: ApprovedReport) -> dict:
                              "display": "Diagnostic imaging study"}]},
         "effectiveDateTime": instant,
         "issued": instant,
-        "performer": [{"display": r.approved_by}],
+        "performer": [radiologist, {"type": "Organization", "display": s.organization}],
+        "resultsInterpreter": [radiologist],
         "presentedForm": [{"contentType": "text/plain; charset=utf-8", "language": "en",
                            "data": base64.b64encode(to_text(r).encode("utf-8")).decode("ascii"),
                            "title": TITLE}],
@@ -51,5 +55,5 @@ def to_fhir(r: ApprovedReport) -> dict:
     return resource
 
 
-def write_fhir(r: ApprovedReport, path: Path) -> Path:
-    return write_atomic(path, (json.dumps(to_fhir(r), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def write_fhir(r: ApprovedReport, path: Path, s: Settings | None = None) -> Path:
+    return write_atomic(path, (json.dumps(to_fhir(r, s), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

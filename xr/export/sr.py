@@ -1,10 +1,12 @@
 """DICOM Basic Text SR (TID 2000), so the approved report can go back to a PACS beside the images.
 The patient module is there but empty (type 2): the workstation holds no patient identity, the receiving
 system reconciles. UIDs are derived from the study key, so every export of a study shares one Study UID
-and re-exporting an approval gives the same instance."""
+and re-exporting an approval gives the same instance. Checked with dicom3tools' dciodvfy in the tests: no
+errors, and no warnings but the empty Patient ID (there is none to give)."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from pydicom import dcmread
@@ -14,7 +16,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import PersonName
 
-from xr.export.approved import ApprovedReport
+from xr.config import Settings, settings
+from xr.export.approved import ApprovedReport, signer
 from xr.files import write_atomic
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -23,6 +26,31 @@ FINDINGS = ("121070", "DCM", "Findings")
 FINDING = ("121071", "DCM", "Finding")
 IMPRESSIONS = ("121072", "DCM", "Impressions")
 IMPRESSION = ("121073", "DCM", "Impression")
+PREFIXES = {"dr": "Dr", "prof": "Prof", "mr": "Mr", "mrs": "Mrs", "ms": "Ms", "mx": "Mx"}
+
+
+def person_name(name: str) -> str:
+    """A DICOM PN (Family^Given^Middle^Prefix) from an account name or a name as a person writes it:
+    "dr.house" -> "House^^^Dr", "jane.doe" -> "Doe^Jane", "Gregory House" -> "House^Gregory",
+    "House, Gregory" -> "House^Gregory", "rad1" -> "Rad1^". A name without a caret is the retired PN
+    form (dciodvfy warns), so there is always one."""
+    name = "".join(c for c in name if c.isprintable() and c not in "\\^=")
+    if "," in name:
+        family, _, rest = name.partition(",")
+        words = rest.split() + family.split()
+    else:
+        # account names (xr.access: lower case, digits, . _ -) split at their punctuation; written names at spaces
+        words = name.split() if " " in name.strip() else [w.capitalize() for w in re.split(r"[._-]+", name) if w]
+    prefix = ""
+    if len(words) > 1 and words[0].lower().rstrip(".") in PREFIXES:
+        prefix = PREFIXES[words.pop(0).lower().rstrip(".")]
+    family = words[-1] if words else ""
+    given = words[0] if len(words) > 1 else ""
+    middle = " ".join(words[1:-1])
+    parts = [family[:63], given, middle, prefix]
+    while len(parts) > 2 and not parts[-1]:
+        parts.pop()
+    return "^".join(parts)[:64]  # (64 characters at most, the carets counted)
 
 
 def _code(value: str, scheme: str, meaning: str) -> Sequence:
@@ -46,7 +74,8 @@ def _section(heading: tuple[str, str, str], concept: tuple[str, str, str], text:
     return section
 
 
-def to_dicom_sr(r: ApprovedReport) -> Dataset:
+def to_dicom_sr(r: ApprovedReport, s: Settings | None = None) -> Dataset:
+    s = s or settings()
     study_uid = generate_uid(entropy_srcs=["xr-study", r.study_key])
     series_uid = generate_uid(entropy_srcs=["xr-sr-series", r.study_key, str(r.approval_id)])
     sop_uid = generate_uid(entropy_srcs=["xr-sr-instance", r.study_key, str(r.approval_id)])
@@ -70,7 +99,7 @@ def to_dicom_sr(r: ApprovedReport) -> Dataset:
     ds.StudyInstanceUID = study_uid
     ds.StudyDate, ds.StudyTime = date, time
     ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
+    ds.StudyID = r.study_key[:16]  # (SH) from the salted key, as the Study UID: no identifier of the original study
     ds.AccessionNumber = ""
     ds.Modality = "SR"
     ds.SeriesInstanceUID = series_uid
@@ -82,9 +111,9 @@ def to_dicom_sr(r: ApprovedReport) -> Dataset:
     ds.CompletionFlag = "COMPLETE"
     ds.VerificationFlag = "VERIFIED"
     observer = Dataset()
-    observer.VerifyingObserverName = PersonName(r.approved_by)
+    observer.VerifyingObserverName = PersonName(person_name(signer(r, s)))
     observer.VerificationDateTime = date + time + "+0000"
-    observer.VerifyingOrganization = ""
+    observer.VerifyingOrganization = s.organization  # type 1: empty fails dciodvfy
     observer.VerifyingObserverIdentificationCodeSequence = Sequence()
     ds.VerifyingObserverSequence = Sequence([observer])
     # An amendment is a new instance in the same study; it stays FINAL. No PredecessorDocumentsSequence:
@@ -106,9 +135,9 @@ def to_dicom_sr(r: ApprovedReport) -> Dataset:
     return ds
 
 
-def write_sr(r: ApprovedReport, path: Path) -> Path:
+def write_sr(r: ApprovedReport, path: Path, s: Settings | None = None) -> Path:
     buf = io.BytesIO()
-    dcmwrite(buf, to_dicom_sr(r), enforce_file_format=True)
+    dcmwrite(buf, to_dicom_sr(r, s), enforce_file_format=True)
     return write_atomic(path, buf.getvalue())
 
 
