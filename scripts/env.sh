@@ -11,16 +11,24 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 STAMP="$ROOT/.venv/.installed-$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)-${REQS%.txt}"
 if [ ! -f "$STAMP" ]; then
-  echo "Installing Python packages (first run takes a few minutes)" >&2
-  PIP=("$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check)
+  # pip's own lines (each package as it is fetched and installed) show that it is moving; a line per step
+  # says where it is. About 3.5 minutes on a 2-core machine with a fast connection.
+  step() { echo "[$1/3 $(date +%H:%M:%S)] $2" >&2; }
+  started=$SECONDS
+  echo "Installing Python packages into .venv (first run: a few minutes)" >&2
+  PIP=("$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check)
+  step 1 "torch 2.13.0 (the largest download)"
   if [ -n "${XR_TORCH_INDEX:-}" ]; then
-    "${PIP[@]}" --index-url "$XR_TORCH_INDEX" torch==2.13.0
+    "${PIP[@]}" --index-url "$XR_TORCH_INDEX" torch==2.13.0 >&2
   else
-    "${PIP[@]}" torch==2.13.0
+    "${PIP[@]}" torch==2.13.0 >&2
   fi
-  "${PIP[@]}" -r "$ROOT/$REQS"
-  "${PIP[@]}" --no-deps -r "$ROOT/requirements-nodeps.txt"
+  step 2 "the packages of $REQS"
+  "${PIP[@]}" -r "$ROOT/$REQS" >&2
+  step 3 "the packages of requirements-nodeps.txt (without their dependencies)"
+  "${PIP[@]}" --no-deps -r "$ROOT/requirements-nodeps.txt" >&2
   touch "$STAMP"
+  echo "Installed in $((SECONDS - started)) s" >&2
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 cd "$ROOT"
