@@ -248,3 +248,22 @@ def test_an_approval_waits_for_another_writer_of_the_study(drafted, db_env):
     worker.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], int)
     assert count(db_env, "approvals") == 2 and store.study_view(db_env, sid)["text"] == "Amended."
+
+
+def test_png_views_are_stored_as_the_drafter_decided(tmp_path, db_env, shared, workstation_factory):
+    """Issue 16.4: a PNG has no ViewPosition; the view the drafter reads off the image is the one stored,
+    listed in the worklist and exported (text report, fine-tuning data), and a redraft reads it again."""
+    ws = workstation_factory(db_env)
+    views = shared / "data" / "covid_cxr_views" / "images"
+    r = ws.draft([views / "p0022_00.png", views / "p0022_01.png"], "fever", RAD)
+    decided = [v.view for v in r.draft.views]
+    assert decided == ["frontal", "lateral"] and {v.view_source for v in r.draft.views} == {"image"}
+    assert store.worklist(db_env)[0]["views"] == "frontal + lateral"
+    ws.approve(r.study_id, r.draft.report, RAD)
+    out = store.export_report(db_env, r.study_id, "text", tmp_path, RAD)
+    assert "Views: frontal, lateral" in out.read_text()
+    store.export_edits(db_env, tmp_path / "edits.jsonl")
+    (line,) = [json.loads(x) for x in (tmp_path / "edits.jsonl").read_text().splitlines()]
+    assert [i["view"] for i in line["images"]] == decided
+    again = ws.draft_stored(r.study_id, RAD)
+    assert [(v.view, v.view_source) for v in again.draft.views] == [("frontal", "image"), ("lateral", "image")]

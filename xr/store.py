@@ -100,10 +100,14 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             row = session.scalar(select(Study).where(Study.key == study.key).with_for_update())
             if new:
                 audit(session, user, "ingest", row, images=len(study.images))
-            known = {i.content_hash for i in row.images}
+            known = {i.content_hash: i for i in row.images}
             for pos, (im, rel) in enumerate(zip(study.images, written)):
-                if im.content_hash not in known:
-                    session.add(Image(study_id=row.id, position=pos, content_hash=im.content_hash, view=im.view,
+                view = decided_view(im.view, draft, pos)
+                if im.content_hash in known:
+                    if known[im.content_hash].view == "unknown":
+                        known[im.content_hash].view = view
+                else:
+                    session.add(Image(study_id=row.id, position=pos, content_hash=im.content_hash, view=view,
                                       width=im.pixels.shape[1], height=im.pixels.shape[0],
                                       pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
                                       source_format=im.source_format, storage_path=rel))
@@ -122,6 +126,14 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
         for p in created:
             discard(p)
         raise
+
+
+def decided_view(header_view: str, draft: DraftResult | None, position: int) -> str:
+    """The one view decision for a stored image: the header's, else the drafter's (read off the image),
+    so the worklist, the exports and the fine-tuning data say what the viewer says."""
+    if header_view != "unknown" or draft is None or position >= len(draft.views):
+        return header_view
+    return draft.views[position].view
 
 
 def _latest_draft(session: Session, study_id: int) -> Draft:
@@ -383,7 +395,8 @@ def study_view(s: Settings, study_id: int) -> dict:
         correction = _correction(study) if draft else None
         return {
             "id": study.id, "key": study.key, "status": study.status, "indication": study.indication,
-            "images": [{"path": str(s.data_dir / i.storage_path), "view": i.view} for i in study.images],
+            "images": [{"path": str(s.data_dir / i.storage_path), "view": i.view, "content_hash": i.content_hash}
+                       for i in study.images],
             "draft": None if draft is None else {
                 "id": draft.id, "text": draft.text, "model": draft.model, "model_version": draft.model_version,
                 "findings": dict(draft.findings or {}), "fusion_weights": dict(draft.fusion_weights or {}),

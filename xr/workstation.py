@@ -108,8 +108,10 @@ class Workstation:
         view = store.study_view(self.settings, study_id)
         if not view["images"]:
             raise store.StoreError(f"study {study_id} has no images")
+        # A view the last draft read off the image is read again, not passed off as the header's.
+        read = {v.get("content_hash") for v in (view["draft"] or {}).get("views", []) if v.get("view_source") == "image"}
         images = [IngestedImage(pixels=np.asarray(PILImage.open(im["path"]).convert("L")), source_format="png",
-                                view=im["view"]) for im in view["images"]]
+                                view="unknown" if im["content_hash"] in read else im["view"]) for im in view["images"]]
         return self._draft(IngestedStudy(key=view["key"], images=images), view["indication"], actor, progress, t0)
 
     def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float) -> Drafted:
