@@ -10,9 +10,12 @@ search must match eager token for token).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +39,25 @@ from xr.retrieve.library import embed
 from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
 
 OPSET = 17
+
+
+@contextmanager
+def quiet():
+    """Without the tracer's and the quantiser's warnings: they say how a graph is built (Python ints taken
+    as constants: an export is for one image size; slices not folded; 'consider pre-processing before
+    quantization', logged on the root logger), all known, and the parity figures of the manifest check
+    the result. The console then shows the export's progress lines only. Errors still show."""
+    loggers = [logging.getLogger(n) for n in ("", "torch.onnx", "onnxruntime", "onnxruntime.quantization")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def calibration_images(library: Path = ASSETS / "case_library", n: int = 8) -> list[np.ndarray]:
@@ -279,7 +301,7 @@ def export_all(out: Path, repeats: int = 3, calibration: list[np.ndarray] | None
 
     out.mkdir(parents=True, exist_ok=True)
     images = calibration or calibration_images()
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    with tempfile.TemporaryDirectory(dir=out) as tmp, quiet():
         t = Path(tmp)
         progress("image encoders (export, int8 calibration, parity, timing)")
         models = export_encoders(t, images, repeats)
