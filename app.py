@@ -129,7 +129,21 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
 
 
 def main() -> None:
+    """Start as a user runs it: a console line per start-up step, the models warmed up by one draft of two
+    shipped radiographs (so the first user's draft is as fast as later ones), then `ready at URL`."""
+    import json
+    import time
+
+    from xr.config import ASSETS
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests, a line each
+    try:
+        import transformers.utils.logging
+
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars: the step lines say it
+    except ImportError:
+        pass
     try:
         s = settings()
     except ValueError as e:  # a setting the exports could not hold, say: one line, before anything loads
@@ -145,11 +159,38 @@ def main() -> None:
     if not s.auth and s.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("single-user mode (XR_AUTH=off) while listening on %s: anyone who can reach it is admin", s.host)
     log.info("data directory %s; listening on %s:%d; log-in %s", s.data_dir, s.host, s.port, "on" if s.auth else "off")
+    started = time.perf_counter()
+
+    def step(n: int, what: str, do) -> None:
+        t = time.perf_counter()
+        log.info("start-up %d/4: %s", n, what)
+        do()
+        log.info("start-up %d/4: done in %.1f s", n, time.perf_counter() - t)
+
     ws = Workstation(s)
-    ws.drafter  # load the models now, not on the first user's click
-    ws.index.sync(s)  # the approved studies of the similar-case library
-    ws.index.embed_text([""])  # and its text encoder
-    launch(build_app(ws), s, server_name=s.host, server_port=s.port)
+    step(1, "loading the drafter (report generator, case library) and the approved studies",
+         lambda: ws.index.sync(s))  # (the index comes with the drafter)
+    step(2, "loading the text encoder", lambda: ws.index.embed_text([""]))
+    # Image encoders, finding head and ONNX sessions load on the first draft with images, and the first
+    # passes through them are slower still: one draft of a shipped frontal and lateral view (not stored)
+    # does all that here, not on the first user's click.
+    views = {v["view"]: v["thumb"] for v in reversed(json.loads((ASSETS / "case_library" / "images.json").read_text()))}
+    warm = [ASSETS / "case_library" / "thumbs" / views[v] for v in ("frontal", "lateral") if v in views]
+
+    def warm_up() -> None:
+        try:
+            ws.draft(warm, "cough", actor=None)
+        except Exception as e:  # the app still serves; the first user's draft will say what is wrong
+            log.warning("warm-up draft failed, drafts may fail the same way: %s", e)
+
+    step(3, "warm-up draft of two shipped radiographs (image encoders, finding head, generator)", warm_up)
+    demo = build_app(ws)
+    step(4, "starting the web server", lambda: launch(demo, s, server_name=s.host, server_port=s.port,
+                                                       prevent_thread_lock=True, quiet=True))
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    log.info("started in %.1f s", time.perf_counter() - started)
+    print(f"ready at http://{host}:{s.port}/", flush=True)
+    demo.block_thread()
 
 
 def launch(demo: gr.Blocks, s: Settings, **kwargs):

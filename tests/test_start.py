@@ -97,3 +97,30 @@ def test_onnx_export_prints_progress_not_warnings(tmp_path):
     assert export("quiet") == ["image encoders (export, int8 calibration, parity, timing)", "generator (export, parity, timing)"]
     loud = "\n".join(export("loud"))
     assert "TracerWarning" in loud and "pre-processing before quantization" in loud
+
+
+def test_app_start_prints_progress_warms_up_and_says_where_it_serves(tmp_path, monkeypatch):
+    """`python app.py` in its own process, as scripts/app.sh runs it: a line per start-up step (the warm-up
+    draft among them, so the first user's draft does not load models), then exactly one `ready at URL`
+    line, flushed, once the URL answers; warnings for an unnamed signer, none for the named site."""
+    monkeypatch.delenv("XR_LOCAL_USER", raising=False)  # (the app's environment is this one, plus its settings)
+    app = AppProcess(tmp_path / "data", env={"XR_ORGANIZATION": "Saint Example Hospital"})
+    try:
+        app.start()
+        ready = f"ready at {app.url}"
+        deadline = time.monotonic() + 30
+        while ready not in app.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = app.log.read_text()
+        assert httpx.get(app.url, timeout=10).status_code == 200
+    finally:
+        app.stop()
+    lines = log.splitlines()
+    assert lines.count(ready) == 1, log[-3000:]
+    steps = [m.group(1) for line in lines if (m := re.search(r"start-up (\d/4): (?!done)", line))]
+    done = [m.group(1) for line in lines if (m := re.search(r"start-up (\d/4): done in [\d.]+ s", line))]
+    assert steps == done == ["1/4", "2/4", "3/4", "4/4"], log[-3000:]
+    assert any("warm-up draft" in line for line in lines) and not any("warm-up draft failed" in line for line in lines)
+    assert lines.index(ready) > max(i for i, line in enumerate(lines) if "start-up 4/4: done" in line)
+    assert "XR_LOCAL_USER is not set" in log and "XR_ORGANIZATION is not set" not in log
+    assert "Loading weights" not in log and "HTTP Request" not in log  # no progress bars or request lines
