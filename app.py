@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 from db.session import engine_for  # noqa: E402
 from xr import access, store  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
-from xr.ui.common import guarded, username  # noqa: E402
+from xr.ui.common import guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
 from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
@@ -25,7 +25,11 @@ from xr.workstation import Workstation  # noqa: E402
 log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
 WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct"}  # tab -> the right it needs
-CSS = ".xr-viewer img { cursor: crosshair; }"
+CSS = """
+.xr-viewer img { cursor: crosshair; touch-action: none; }
+.xr-viewer, .xr-viewer :fullscreen, .xr-viewer:fullscreen { background: #000 !important; }
+.xr-hidden { display: none !important; }
+"""
 
 
 def build_app(ws: Workstation | None = None) -> gr.Blocks:
@@ -197,7 +201,7 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
-    return demo.launch(css=CSS, run_history=False, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
+    return demo.launch(css=CSS, head=page_head(), run_history=False, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                        **kwargs)
 

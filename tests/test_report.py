@@ -1,7 +1,7 @@
 """The report as radiologists edit it: sections, sentences accepted or rejected, sentence-level diffs."""
 from __future__ import annotations
 
-from xr.report import apply_choices, draft_sentences, join_sections, sentences, split_sections
+from xr.report import draft_sentences, join_sections, present_choices, sentences, split_sections, toggle_choice
 from xr.store import diff_text
 
 DRAFT = ("FINDINGS: The heart is normal in size. A 1.5 cm nodule, e.g. granuloma, in the right apex. "
@@ -23,13 +23,30 @@ def test_rejecting_and_restoring_sentences_keeps_typed_text():
     assert choices[0] == "F: The heart is normal in size." and choices[-1] == "I: No acute disease."
     findings, impression = split_sections(DRAFT)
     typed = findings + " Small hiatal hernia."
-    f, i = apply_choices(typed, impression, choices, [c for c in choices if c != "F: No effusion."])
+    f, i = toggle_choice(typed, impression, choices, "F: No effusion.", False)
     assert f == "The heart is normal in size. A 1.5 cm nodule, e.g. granuloma, in the right apex. Small hiatal hernia."
     assert i == "No acute disease."
-    f, i = apply_choices(f, i, choices, [c for c in choices if not c.startswith("I: ")])
+    f, i = toggle_choice(f, i, choices, "I: No acute disease.", False)
     assert i == "" and "Small hiatal hernia." in f
-    f, i = apply_choices(f, i, choices, choices)  # ticked again: back at the end of their section
-    assert f.endswith("Small hiatal hernia. No effusion.") and i == "No acute disease."
+    f, i = toggle_choice(f, i, choices, "F: No effusion.", True)  # back after the sentence it followed
+    assert f.endswith("right apex. No effusion. Small hiatal hernia.")
+    f, i = toggle_choice(f, i, choices, "I: No acute disease.", True)
+    assert i == "No acute disease."
+    f, _ = toggle_choice(f.replace("The heart is normal in size. ", ""), i, choices, "F: The heart is normal in size.", True)
+    assert f.startswith("The heart is normal in size. A 1.5 cm")  # first again: before the draft sentence after it
+
+
+def test_a_sentence_deleted_by_typing_never_comes_back():
+    """Issue 16.1: typing a sentence away unticks it, and clicking another sentence leaves it out."""
+    choices = draft_sentences(DRAFT)
+    findings, impression = split_sections(DRAFT)
+    impression = ""  # "No acute disease." deleted by typing
+    assert present_choices(findings, impression, choices) == choices[:-1]
+    f, i = toggle_choice(findings, impression, choices, "F: No effusion.", False)
+    assert i == "" and "No effusion." not in f
+    f, i = toggle_choice(f, i, choices, "F: No effusion.", True)
+    assert i == "" and f == findings
+    assert present_choices(f, i, choices) == choices[:-1]
 
 
 def test_diff_shows_changed_sentences_as_themselves():

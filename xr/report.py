@@ -51,18 +51,30 @@ def draft_sentences(report: str) -> list[str]:
     return [f"F: {s}" for s in sentences(findings)] + [f"I: {s}" for s in sentences(impression)]
 
 
-def apply_choices(findings: str, impression: str, choices: list[str], accepted: list[str]) -> tuple[str, str]:
-    """The editor's sections with the rejected draft sentences taken out and the accepted ones that are
-    missing put back (at the end of their section): typed edits elsewhere are kept."""
-    accepted_set = set(accepted)
-    out = []
-    for tag, current in (("F: ", findings), ("I: ", impression)):
+def present_choices(findings: str, impression: str, choices: list[str]) -> list[str]:
+    """The draft sentences the editor's text holds now: the checkboxes show the text, never the other way
+    round, so a sentence deleted by typing is unticked and no later tick can bring it back unasked."""
+    have = {"F: " + s for s in sentences(findings)} | {"I: " + s for s in sentences(impression)}
+    return [c for c in choices if c in have]
+
+
+def toggle_choice(findings: str, impression: str, choices: list[str], choice: str, on: bool) -> tuple[str, str]:
+    """The editor's sections after one checkbox click: `choice` taken out (on=False) or put back (on=True)
+    after the nearest earlier draft sentence still there, so it returns to its place; nothing else moves."""
+    if choice not in choices:
+        return findings, impression
+    tag, sentence = choice[:3], choice[3:]
+    sections = {"F: ": sentences(findings), "I: ": sentences(impression)}
+    current = sections[tag]
+    if not on:
+        current[:] = [s for s in current if s != sentence]
+    elif sentence not in current:
         mine = [c[3:] for c in choices if c.startswith(tag)]
-        rejected = {s for s in mine if tag + s not in accepted_set}
-        kept = [s for s in sentences(current) if s not in rejected]
-        kept += [s for s in mine if tag + s in accepted_set and s not in kept]
-        out.append(" ".join(kept))
-    return out[0], out[1]
+        earlier = [s for s in mine[:mine.index(sentence)] if s in current]
+        later = [s for s in mine[mine.index(sentence) + 1:] if s in current]
+        at = current.index(earlier[-1]) + 1 if earlier else current.index(later[0]) if later else len(current)
+        current.insert(at, sentence)
+    return " ".join(sections["F: "]), " ".join(sections["I: "])
 
 
 def sentence_lines(text: str) -> list[str]:

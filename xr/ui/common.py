@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+from pathlib import Path
 
 import gradio as gr
 
@@ -29,3 +30,26 @@ def guarded(fn):
             log.info("refused %s (%s)", fn.__name__, type(e).__name__)  # the message may quote a file name
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     return wrapper
+
+
+def refusing(on_refusal=None):
+    """For the workspaces' own handlers: a refusal is one message (a toast) and the page stays as it was.
+    Raising would paint an error badge over every output (blanking images and text until each badge is
+    closed), so the handler returns gr.skip() for all of them instead, or `on_refusal()`'s values where
+    something must change all the same (uploads consumed by a refused draft leave the upload box)."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UserError as e:
+                log.info("refused %s (%s)", fn.__name__, type(e).__name__)  # the message may quote a file name
+                gr.Warning(html.escape(str(e), quote=False), title="Not done")
+                return on_refusal() if on_refusal else gr.skip()
+        return wrapper
+    return decorate
+
+
+def page_head() -> str:
+    """The page's script: keyboard shortcuts and window/level by dragging (keys.js)."""
+    return "<script>\n" + Path(__file__).with_name("keys.js").read_text() + "</script>"
