@@ -194,9 +194,12 @@ ACTION_OF = {
     "app:_api.<locals>.correct": "correct",
     "app:_api.<locals>.teaching": "teach",
     "xr.ui.reporting:Reporting._wire.<locals>.load": "worklist",
+    "xr.ui.reporting:Reporting._wire.<locals>.find": "worklist",
     "xr.ui.reporting:Reporting._wire.<locals>.pick": "worklist",
+    "xr.ui.reporting:Reporting._wire.<locals>.stepper.<locals>.step_study": "worklist",
     "xr.ui.reporting:Reporting._wire.<locals>.ui_draft": "draft",
     "xr.ui.reporting:Reporting._wire.<locals>.redraft": "draft",
+    "xr.ui.reporting:Reporting._wire.<locals>.confirm_redraft": "draft",
     "xr.ui.reporting:Reporting._wire.<locals>.add": "draft",
     "xr.ui.reporting:Reporting._wire.<locals>.ui_refine": "refine",
     "xr.ui.reporting:Reporting._wire.<locals>.save": "edit",
@@ -217,12 +220,17 @@ OWN_UI_STATE = {
     "xr.ui.viewer:Viewer._draw": (21, "redraws images already in the caller's session state (put there by a "
                                       "checked handler; gr.State never comes from the request)"),
     "xr.ui.viewer:Viewer._click": (3, "zooms the images already in the caller's session state"),
+    "xr.ui.viewer:Viewer._click_other": (3, "the same, clicked on the second view"),
+    "xr.ui.viewer:Viewer._drag": (3, "redraws the session's images at the window a drag chose"),
+    "xr.ui.viewer:Viewer._next": (3, "picks the next of the session's views"),
+    "xr.ui.viewer:Viewer._toggle": (3, "turns the overlay on or off"),
     "xr.ui.viewer:Viewer.__init__.<locals>.<lambda>": (3, "resets the window/zoom controls to constants"),
-    "xr.ui.reporting:Reporting._wire.<locals>.<lambda>": (1, "copies the refined text the browser holds into "
-                                                             "the two report boxes"),
-    "xr.ui.reporting:Reporting._wire.<locals>.choose": (1, "applies ticked sentences to texts the browser sends"),
-    "xr.ui.reporting:Reporting._wire.<locals>.diff": (2, "diffs the browser's text against the session's draft"),
-    "xr.ui.reporting:Reporting._wire.<locals>.check_signoff": (1, "checks the caller's sign-off checkbox"),
+    "xr.ui.reporting:Reporting._wire.<locals>.use_refined": (1, "copies the refined text the browser holds into "
+                                                                "the two report boxes"),
+    "xr.ui.reporting:Reporting._wire.<locals>.choose": (1, "applies a clicked sentence to texts the browser sends"),
+    "xr.ui.reporting:Reporting._wire.<locals>.follow": (2, "diffs the browser's text against the session's draft"),
+    "xr.ui.reporting:Reporting._wire.<locals>.keep_edits": (1, "hides the redraft question"),
+    "xr.ui.reporting:Reporting._wire.<locals>.amend": (1, "unlocks the editor; approving still checks the right"),
 }
 # Handlers that serve every role but only what that role has: checked by their own test below.
 SCOPED = {"app:build_app.<locals>.enter": "shows each role its workspaces; worklist rows only with 'worklist'"}
@@ -311,7 +319,8 @@ def browser_inputs(demo, fn, sid: int, by_type: dict | None = None) -> dict:
 
 def run_in_queue(http, url: str, body: dict) -> dict:
     """Join the queue like the browser (a fresh session each time) and read the SSE stream to the end of
-    the event: the 'process_completed' message, or {'status': code} if the join itself was refused."""
+    the event: the 'process_completed' message with the event's toasts under 'logs', or {'status': code}
+    if the join itself was refused."""
     import json
     import uuid
 
@@ -320,12 +329,15 @@ def run_in_queue(http, url: str, body: dict) -> dict:
     if r.status_code != 200:
         return {"status": r.status_code}
     event = r.json()["event_id"]
+    logs = []  # toasts (gr.Warning: the workspaces' refusals)
     with http.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}) as stream:
         for line in stream.iter_lines():
             if line.startswith("data:"):
                 msg = json.loads(line[5:])
+                if msg.get("msg") == "log" and msg.get("event_id") == event:
+                    logs.append(msg)
                 if msg.get("msg") == "process_completed" and msg.get("event_id") == event:
-                    return msg
+                    return {**msg, "logs": logs}
     raise AssertionError(f"no result for {body}")
 
 
@@ -487,19 +499,31 @@ def test_every_data_handler_refuses_roles_without_the_right(secured_app, study):
             denied = denied_rows(s)
             msg = run_in_queue(sessions[name], url, browser_inputs(demo, fn, sid, valid))
             error = (msg.get("output") or {}).get("error") or ""
+            toasts = [m["log"] for m in msg.get("logs", []) if m["level"] == "warning"]
             where = f"{key_of(fn)} (fn_index {fn._id}) as {role}"
             if access.allowed(role, action):
-                assert "may not" not in error and denied_rows(s) == denied, where
+                assert "may not" not in error + " ".join(toasts) and denied_rows(s) == denied, where
                 allowed += 1
             else:
-                article = "an" if role[0] in "aeiou" else "a"
-                assert msg.get("success") is False and error == f"{article} {role} may not " \
-                    f"{access.PERMISSIONS[action][1]}", (where, msg)
+                refusal = f"{'an' if role[0] in 'aeiou' else 'a'} {role} may not {access.PERMISSIONS[action][1]}"
+                if key_of(fn).startswith("app:"):  # the API: an error gradio_client raises
+                    assert msg.get("success") is False and error == refusal, (where, msg)
+                else:  # a workspace: one toast, and no output changes but an emptied upload box
+                    assert msg.get("success") and toasts == [refusal], (where, msg)
+                    assert all(unchanged(o) for o in msg["output"]["data"]), (where, msg["output"]["data"])
                 assert denied_rows(s) == [*denied, (ids[name], {"action": action})], where
                 refused += 1
     assert refused > len(ACTION_OF) and allowed > len(ACTION_OF) // 2
     print(f"\n{refused} refusals and {allowed} allowed calls over "
           f"{sum(key_of(f) in ACTION_OF for f in demo.fns.values())} handlers")
+
+
+def unchanged(output) -> bool:
+    """An output a refused workspace handler sends: a skip (an update with no properties), or None (a
+    state left as it was, or an upload box emptied because the refused action consumed its files)."""
+    return output is None or (output.get("__type__") == "update"
+                              and not set(output) - {"__type__", "props"}
+                              and not set(output.get("props") or {}) - {"__type__"})
 
 
 def test_the_page_shows_each_role_only_what_it_may_see(secured_app, study):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from xr.draft.result import rle
-from xr.ui.viewer import DISPLAY, View, render
+from xr.ui.viewer import DISPLAY, View, hanging, render, views_of
 from xr.visualize import window_level, zoom_box
 
 
@@ -29,7 +29,9 @@ def test_render_zooms_into_the_clicked_region_with_overlays(nih_pixels):
     mask[100:400, 60:240] = True
     view = View(nih_pixels, "View 1", grid=np.linspace(0, 1, 256).reshape(16, 16).tolist(), mask=rle(mask))
     full = render(view, "none", 128, 255, False, 1, (0.5, 0.5))
-    assert max(full.size) == DISPLAY
+    assert full.size == (512, 512)  # a small film is not blown up (blurry); the browser fits it to the pane
+    big = View(np.kron(nih_pixels, np.ones((4, 4), np.uint8)), "View 1")
+    assert max(render(big, "none", 128, 255, False, 1, (0.5, 0.5)).size) == DISPLAY
     zoomed = np.asarray(render(view, "none", 128, 255, False, 4, (0.25, 0.25)))
     h, w = nih_pixels.shape
     left, top, right, bottom = zoom_box((w, h), 4, (0.25, 0.25))
@@ -41,3 +43,19 @@ def test_render_zooms_into_the_clicked_region_with_overlays(nih_pixels):
     assert (heat[..., 0] - heat[..., 2]).mean() != 0  # coloured, not grey
     lungs = np.asarray(render(view, "lung mask", 128, 255, False, 1, (0.5, 0.5))).astype(int)
     assert (lungs[..., 1] > lungs[..., 0]).mean() > 0.05  # green fill over the mask
+
+
+def test_views_hang_frontal_left_lateral_right_and_laterals_have_no_lung_mask(nih_pixels):
+    """Issue 16.8/16.9: the hanging protocol puts the frontal view first with the lateral beside it, and
+    the lung mask (a frontal-film model) is not drawn on a lateral view."""
+    mask = rle(np.ones((512, 512), bool))
+    draft_views = [{"view": "lateral", "lung_mask": mask}, {"view": "frontal", "lung_mask": mask,
+                                                           "measurements": {"ctr": 0.45}}]
+    lateral, frontal = nih_pixels[:, ::-1].copy(), nih_pixels
+    views = views_of([lateral, frontal], draft_views, {"0": [[0.5]], "1": [[0.5]]})
+    assert [v.view for v in views] == ["frontal", "lateral"]
+    assert views[0].mask == mask and views[1].mask is None and "CTR estimate 0.45" in views[0].caption
+    assert hanging(views, "1") == (views[0], views[1]) and hanging(views, "2") == (views[1], views[0])
+    assert hanging(views[:1], "1") == (views[0], None)
+    plain = np.asarray(render(views[1], "none", 128, 255, False, 1, (0.5, 0.5)))
+    assert np.array_equal(np.asarray(render(views[1], "lung mask", 128, 255, False, 1, (0.5, 0.5))), plain)

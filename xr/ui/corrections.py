@@ -9,7 +9,7 @@ import gradio as gr
 
 from xr import store
 from xr.report import literal_markdown
-from xr.ui.common import guarded, username
+from xr.ui.common import refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
@@ -69,12 +69,12 @@ class Corrections:
         def after(current: int | None = None) -> int | None:
             return store.corrections_queue(ws.settings, current)["next"]
 
-        @guarded
+        @refusing()
         def start(request: gr.Request):
             ws.actor(username(request), "correct")
             return self._show(store.corrections_queue(ws.settings)["next"])
 
-        @guarded
+        @refusing()
         def save(study_id, text, tags, request: gr.Request):
             actor = ws.actor(username(request), "correct")
             if not study_id:
@@ -82,9 +82,9 @@ class Corrections:
             if not tags:
                 raise store.StoreError("tick at least one reason for the correction")
             rev = store.save_revision(ws.settings, int(study_id), text, actor, tags=tags)
-            return self._show(after(), f"Saved correction #{rev} of study #{study_id}.")
+            return self._show(after(), f"Saved the correction of study #{study_id}.")
 
-        @guarded
+        @refusing()
         def fine(study_id, draft, request: gr.Request):
             actor = ws.actor(username(request), "correct")
             if not study_id:
@@ -92,12 +92,12 @@ class Corrections:
             store.save_revision(ws.settings, int(study_id), draft, actor, tags=["no correction"])
             return self._show(after(), f"Study #{study_id} marked as correct.")
 
-        @guarded
+        @refusing()
         def skip(study_id, request: gr.Request):
             ws.actor(username(request), "correct")
             return self._show(after(study_id), f"Skipped study #{study_id}." if study_id else "")
 
-        @guarded
+        @refusing()
         def export(request: gr.Request):
             actor = ws.actor(username(request), "export_edits")
             out = Path(tempfile.mkdtemp(prefix="xr-export-")) / "edits.jsonl"

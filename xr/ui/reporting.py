@@ -1,8 +1,10 @@
-"""The radiologist's workspace: worklist, the images with window/level and zoom, the draft as Findings and
-Impression with a sentence-by-sentence accept/reject, the diff against the draft, sign-off, and the
-approved report out as DICOM SR, FHIR or text."""
+"""The radiologist's workspace: worklist, the views side by side with window/level and zoom, the draft as
+Findings and Impression with a sentence-by-sentence accept/reject, the diff against the draft, sign-off,
+and the approved report out as DICOM SR, FHIR or text. The editor's text is the one truth: the sentence
+checkboxes show what it holds, and what is signed is what is on screen."""
 from __future__ import annotations
 
+import re
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -14,13 +16,16 @@ from PIL import Image
 
 from xr import store
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import apply_choices, draft_sentences, join_sections, literal_markdown, sentences, split_sections
-from xr.ui.common import guarded, username
+from xr.report import (draft_sentences, join_sections, literal_markdown, present_choices, split_sections,
+                       toggle_choice)
+from xr.ui.common import refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
 EXPORTS = {"DICOM SR": "sr", "FHIR R4 (JSON)": "fhir", "Plain text": "text"}
 WORKLIST_COLUMNS = ["id", "status", "views", "indication", "updated"]
+HISTORY_COLUMNS = ["when (UTC)", "event", "by", "text"]
+STUDY_NUMBER = re.compile(r"^#(\d+)$")
 
 
 def worklist_rows(ws: Workstation, status: str, search: str) -> list[list]:
@@ -28,14 +33,17 @@ def worklist_rows(ws: Workstation, status: str, search: str) -> list[list]:
     return [[r[c] for c in WORKLIST_COLUMNS] for r in rows]
 
 
+def history_rows(ws: Workstation, study_id: int) -> list[list]:
+    return [[h["at"].replace("T", " "), h["event"], h["by"], h["text"]] for h in store.history(ws.settings, study_id)]
+
+
 def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") -> tuple:
-    """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`."""
+    """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`. A signed
+    report is shown read-only until *Amend* is pressed."""
     v = store.study_view(ws.settings, study_id)
     d = v["draft"]
-    views = stored_views(v)
     findings, impression = split_sections(v["text"])
     choices = draft_sentences(d["text"]) if d else []
-    current = set(choices) - set(_rejected(choices, findings, impression))
     header = f"### Study #{study_id} · {v['status']}"
     if v["indication"]:
         header += f" · indication: {literal_markdown(v['indication'])}"
@@ -44,7 +52,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
     if v["approval"]:
         a = v["approval"]
         header += (f" Signed off by **{literal_markdown(a['by'])}** at {a['at']} UTC"
-                   f"{' (amended)' if a['amendment'] else ''}.")
+                   f"{' (amended)' if a['amendment'] else ''}; press *Amend* to change it.")
     if notes:
         header += " " + notes
     similar = [(Image.open(ws.index.library.directory / c["thumb"]),
@@ -55,45 +63,54 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
                            f"{literal_markdown(', '.join(c['shared_findings'])) or 'none'}): "
                            f"{literal_markdown(c['report'])}"
                            for c in (d["similar_cases"] if d else []))
-    return (study_id, d["text"] if d else "", header, *viewer.show(views), findings, impression,
-            gr.update(choices=choices, value=[c for c in choices if c in current]),
-            d["findings"] if d else {}, similar, similar_md, store.history(ws.settings, study_id),
-            store.diff_text(d["text"], join_sections(findings, impression)) if d else "", False)
-
-
-def _rejected(choices: list[str], findings: str, impression: str) -> list[str]:
-    """Draft sentences no longer in the current text: shown unticked when a study is reopened."""
-    have = {"F: " + s for s in sentences(findings)} | {"I: " + s for s in sentences(impression)}
-    return [c for c in choices if c not in have]
+    editable = v["approval"] is None
+    return (study_id, d["text"] if d else "", header, *viewer.show(stored_views(v)),
+            gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
+            gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
+            d["findings"] if d else {}, similar, similar_md, history_rows(ws, study_id),
+            store.diff_text(d["text"], join_sections(findings, impression)) if d else "",
+            gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
+            gr.update(interactive=editable), gr.update(visible=False))
 
 
 class Reporting:
     def __init__(self, ws: Workstation) -> None:
         self.ws = ws
         with gr.Tab("Reporting", id="reporting", visible=False) as self.tab:
-            self.study_id, self.draft_text = gr.State(None), gr.State("")
-            with gr.Row():
-                with gr.Column(scale=1, min_width=340):
-                    gr.Markdown("### Worklist")
-                    with gr.Row():
-                        self.status_filter = gr.Radio(["all", "pending", "drafted", "approved"], value="all",
-                                                      label="Status", scale=3)
-                        self.refresh = gr.Button("Refresh", size="sm", scale=1)
-                    self.search = gr.Textbox(label="Search", placeholder="indication or report text; #12 opens study 12")
-                    self.table = gr.Dataframe(headers=WORKLIST_COLUMNS, interactive=False, max_height=320,
-                                              label="Click a study to open it", elem_id="worklist")
+            self.study_id, self.draft_text, self.just_drafted = gr.State(None), gr.State(""), gr.State(None)
+            with gr.Row(elem_classes="xr-reporting"):
+                with gr.Column(scale=1, min_width=320):
                     gr.Markdown("### New study")
                     self.files = gr.File(label="PNG, JPEG or DICOM images, or a zip", file_count="multiple",
-                                         elem_id="study-files")
+                                         elem_id="study-files", height=110)
                     self.indication = gr.Textbox(label="Indication (optional)", placeholder="e.g. cough, fever")
                     self.refine_cb = gr.Checkbox(label="Refine with the small LLM", value=REFINE_BY_DEFAULT,
                                                  info="Shown beside the draft, not put in the report until you ask")
                     with gr.Row():
-                        self.draft_btn = gr.Button("Draft report", variant="primary")
+                        self.draft_btn = gr.Button("Draft report", variant="primary", elem_id="draft-btn")
                         self.add_btn = gr.Button("Add to worklist")
-                    self.findings = gr.Label(label="Finding probabilities", num_top_classes=8)
-                with gr.Column(scale=2):
-                    self.header = gr.Markdown("### No study open\nPick one from the worklist or upload a new one.")
+                    gr.Markdown("### Worklist")
+                    with gr.Row():
+                        self.status_filter = gr.Dropdown(["all", "pending", "drafted", "approved"], value="all",
+                                                         label="Status", scale=3)
+                        self.refresh = gr.Button("Refresh", size="sm", scale=1)
+                    self.search = gr.Textbox(label="Search", placeholder="indication or report text; #12 opens study 12")
+                    self.table = gr.Dataframe(headers=WORKLIST_COLUMNS, interactive=False, max_height=320,
+                                              label="Click a study to open it (N / P: next / previous)",
+                                              elem_id="worklist")
+                    self.findings = gr.Label(label="Finding probabilities", num_top_classes=8, show_heading=False,
+                                             elem_id="finding-probabilities")
+                    self.next_btn = gr.Button("next study", elem_classes=["xr-hidden", "xr-next-study"])
+                    self.prev_btn = gr.Button("previous study", elem_classes=["xr-hidden", "xr-prev-study"])
+                with gr.Column(scale=3):
+                    with gr.Row():
+                        self.header = gr.Markdown("### No study open\nPick one from the worklist or upload a new one.")
+                        self.redraft_btn = gr.Button("Draft this study again", size="sm", scale=0, min_width=180)
+                    with gr.Row(visible=False, elem_id="redraft-confirm") as self.confirm_row:
+                        gr.Markdown("**This study has edits.** A new draft replaces the text in the editor; your "
+                                    "edited text is kept in the study's history.")
+                        self.confirm_btn = gr.Button("Replace my edits with a new draft", variant="stop", size="sm")
+                        self.keep_btn = gr.Button("Keep my edits", size="sm")
                     self.viewer = Viewer()
             with gr.Row():
                 with gr.Column():
@@ -105,9 +122,10 @@ class Reporting:
                                                value=False)
                     with gr.Row():
                         self.save_btn = gr.Button("Save draft")
-                        self.approve_btn = gr.Button("Approve and sign", variant="primary")
-                        self.redraft_btn = gr.Button("Draft this study")
-                    self.status = gr.Markdown()
+                        self.amend_btn = gr.Button("Amend the signed report", visible=False)
+                        self.approve_btn = gr.Button("Approve and sign (Ctrl+Enter)", variant="primary",
+                                                     elem_id="approve-btn")
+                    self.status = gr.Markdown(elem_id="reporting-status")
                 with gr.Column():
                     self.diff = gr.Code(label="Changes against the draft", language=None, lines=10)
                     with gr.Row():
@@ -121,72 +139,123 @@ class Reporting:
                 self.refined_flags = gr.Markdown()
                 self.use_refined_btn = gr.Button("Use refined text")
             with gr.Accordion("Similar cases", open=True):
-                self.similar = gr.Gallery(label="Nearest library images", columns=5, height=240, object_fit="contain")
+                self.similar = gr.Gallery(label="Nearest library images", columns=6, height=300,
+                                          object_fit="contain", allow_preview=False)
                 self.similar_text = gr.Markdown()
             with gr.Accordion("History of this study", open=False):
-                self.history = gr.JSON(label="Draft, edits and approvals")
+                self.history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True,
+                                            label="Drafts, edits and approvals", elem_id="history")
         self._wire()
 
     @property
     def study_outputs(self) -> list:
         return [self.study_id, self.draft_text, self.header, *self.viewer.outputs, self.findings_box,
                 self.impression_box, self.sentences, self.findings, self.similar, self.similar_text, self.history,
-                self.diff, self.signoff]
+                self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row]
 
     def _wire(self) -> None:
         ws, private = self.ws, {"api_visibility": "private"}
         text = [self.findings_box, self.impression_box]
+        outputs = self.study_outputs
+        skip_study = [gr.skip()] * len(outputs)
 
-        @guarded
+        @refusing()
         def load(status, search, request: gr.Request):
             ws.actor(username(request), "worklist")
             return worklist_rows(ws, status, search)
 
-        @guarded
+        @refusing()
+        def find(status, search, request: gr.Request):
+            """The search box: '#12' opens study 12 (and lists it); anything else filters the list."""
+            ws.actor(username(request), "worklist")
+            rows = worklist_rows(ws, status, search)
+            number = STUDY_NUMBER.match((search or "").strip())
+            if number and rows:
+                return rows, *open_study(ws, self.viewer, int(number[1]))
+            return rows, *skip_study
+
+        @refusing()
         def pick(evt: gr.SelectData, request: gr.Request):
             ws.actor(username(request), "worklist")
             return open_study(ws, self.viewer, int(evt.row_value[0]))
 
-        @guarded
+        def stepper(step: int):
+            @refusing()
+            def step_study(status, search, study_id, request: gr.Request):
+                """The next (or previous) study of the worklist as filtered, from the one open."""
+                ws.actor(username(request), "worklist")
+                ids = [r[0] for r in worklist_rows(ws, status, search)]
+                if not ids:
+                    raise store.StoreError("the worklist is empty")
+                at = ids.index(study_id) + step if study_id in ids else 0
+                return open_study(ws, self.viewer, ids[at % len(ids)])
+            return step_study
+
+        def consumed():  # a refused draft has deleted its uploads all the same: the box empties
+            return (*skip_study, None, None)
+
+        @refusing(consumed)
         def ui_draft(files, indication, request: gr.Request, progress=gr.Progress()):
             with uploaded(files) as paths:  # deleted even when the caller may not draft
                 actor = ws.actor(username(request), "draft")
                 r = ws.draft(paths, indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
-            return open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms. "
-                              + " ".join(r.draft.notes))
+            return (*open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms. "
+                                + " ".join(r.draft.notes)), r.study_id, None)
 
-        @guarded
-        def redraft(study_id, request: gr.Request, progress=gr.Progress()):
+        @refusing()
+        def redraft(study_id, findings, impression, request: gr.Request, progress=gr.Progress()):
+            """Draft a stored study again; if its text was edited (saved or on screen), ask first."""
             actor = ws.actor(username(request), "draft")
             if not study_id:
                 raise store.StoreError("open a study first")
-            r = ws.draft_stored(int(study_id), actor, progress=lambda f, desc: progress(f, desc=desc))
+            v = store.study_view(ws.settings, int(study_id))
+            on_screen = join_sections(findings, impression)
+            if v["draft"] and (v["text"] != v["draft"]["text"] or on_screen.strip() != v["draft"]["text"].strip()):
+                return *skip_study[:-1], gr.update(visible=True)
+            return drafted_again(int(study_id), actor, progress)
+
+        @refusing()
+        def confirm_redraft(study_id, findings, impression, request: gr.Request, progress=gr.Progress()):
+            """The edited text goes into the history as a revision, then the new draft replaces it."""
+            actor = ws.actor(username(request), "draft")
+            if not study_id:
+                raise store.StoreError("open a study first")
+            if join_sections(findings, impression).strip():
+                store.save_revision(ws.settings, int(study_id), join_sections(findings, impression),
+                                    ws.actor(username(request), "edit"))
+            return drafted_again(int(study_id), actor, progress)
+
+        def drafted_again(study_id: int, actor, progress) -> tuple:
+            r = ws.draft_stored(study_id, actor, progress=lambda f, desc: progress(f, desc=desc))
             return open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms.")
 
-        @guarded
+        def keep_edits():
+            return gr.update(visible=False)
+
+        @refusing(lambda: (gr.skip(), gr.skip(), None))
         def add(files, indication, status, search, request: gr.Request):
             with uploaded(files) as paths:
                 actor = ws.actor(username(request), "draft")
                 sid = ws.add_study(paths, indication or "", actor)
-            return f"Study #{sid} is on the worklist.", worklist_rows(ws, status, search)
+            return f"Study #{sid} is on the worklist.", worklist_rows(ws, status, search), None
 
-        @guarded
+        @refusing()
         def ui_refine(study_id, enabled, request: gr.Request):
             ws.actor(username(request), "refine")  # first, like every handler: a refusal whatever the inputs
             if not (enabled and study_id):
-                return gr.update(), gr.update(), gr.update(), gr.update()
+                return gr.skip()
             r = ws.refine(int(study_id)).to_json()
             flags = "\n".join(f"- ⚠ {f}" for f in r["flags"]) or "No contradiction with the finding probabilities."
             return (r["text"], r["diff"] or "(no change)",
                     f"**Checks** ({r['model']}, {r['timings']['refine_ms']:.0f} ms):\n{flags}", gr.update(open=True))
 
-        @guarded
+        @refusing()
         def save(study_id, findings, impression, request: gr.Request):
             actor = ws.actor(username(request), "edit")
             rev = store.save_revision(ws.settings, need(study_id), join_sections(findings, impression), actor)
-            return ("No changes to save." if rev is None else f"Saved revision #{rev}."), store.history(ws.settings, study_id)
+            return ("No changes to save." if rev is None else "Saved your edits."), history_rows(ws, need(study_id))
 
-        @guarded
+        @refusing()
         def ui_approve(study_id, findings, impression, signed, status, search, request: gr.Request):
             actor = ws.actor(username(request), "approve")
             if not signed:
@@ -195,42 +264,61 @@ class Reporting:
             return (*open_study(ws, self.viewer, study_id, f"Approved (approval #{approval})."),
                     worklist_rows(ws, status, search))
 
-        @guarded
+        @refusing()
         def export(study_id, fmt, request: gr.Request):
             actor = ws.actor(username(request), "export_report")
             return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt],
                                            tempfile.mkdtemp(prefix="xr-export-"), actor))
 
-        def check_signoff(signed):
-            """Before the approval event, so a refusal does not cover the editor with error overlays."""
-            if not signed:
-                raise gr.Error("tick the sign-off box to approve", print_exception=False)
+        def amend():
+            """Unlock a signed report for an amendment (approving it again is the amendment)."""
+            return (gr.update(interactive=True), gr.update(interactive=True), gr.update(interactive=True),
+                    gr.update(interactive=True), gr.update(interactive=True), gr.update(visible=False))
 
-        def choose(findings, impression, accepted, draft_text):
-            return apply_choices(findings, impression, draft_sentences(draft_text), accepted)
+        def choose(findings, impression, draft_text, evt: gr.SelectData):
+            """One checkbox clicked: that sentence out of (or back into) the text, and nothing else."""
+            choices = draft_sentences(draft_text)
+            f, i = toggle_choice(findings, impression, choices, evt.value, evt.selected)
+            return f, i, gr.update(value=present_choices(f, i, choices))
 
-        def diff(draft_text, findings, impression):
-            return store.diff_text(draft_text, join_sections(findings, impression)) if draft_text else ""
+        def follow(draft_text, findings, impression):
+            """The text changed (typed, a sentence clicked, the refined text taken): diff and checkboxes follow."""
+            if not draft_text:
+                return "", gr.skip()
+            choices = draft_sentences(draft_text)
+            return (store.diff_text(draft_text, join_sections(findings, impression)),
+                    gr.update(value=present_choices(findings, impression, choices)))
+
+        def use_refined(refined, findings, impression):
+            return split_sections(refined) if refined else (findings, impression)
 
         filters = [self.status_filter, self.search]
         self.refresh.click(load, filters, self.table, **private)
         self.status_filter.change(load, filters, self.table, **private)
-        self.search.submit(load, filters, self.table, **private)
-        self.table.select(pick, None, self.study_outputs, **private)
+        self.search.submit(find, filters, [self.table, *outputs], **private)
+        self.table.select(pick, None, outputs, **private)
+        self.next_btn.click(stepper(1), [*filters, self.study_id], outputs, **private)
+        self.prev_btn.click(stepper(-1), [*filters, self.study_id], outputs, **private)
         refine_out = [self.refined, self.refined_diff, self.refined_flags, self.refined_box]
-        self.draft_btn.click(ui_draft, [self.files, self.indication], self.study_outputs, **private).then(
-            ui_refine, [self.study_id, self.refine_cb], refine_out, **private).then(load, filters, self.table, **private)
-        self.redraft_btn.click(redraft, [self.study_id], self.study_outputs, **private).then(
+        self.draft_btn.click(ui_draft, [self.files, self.indication], [*outputs, self.just_drafted, self.files],
+                             **private).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
+                                             **private).then(load, filters, self.table, **private)
+        self.redraft_btn.click(redraft, [self.study_id, *text], outputs, **private).then(
             load, filters, self.table, **private)
-        self.add_btn.click(add, [self.files, self.indication, *filters], [self.header, self.table], **private)
-        self.use_refined_btn.click(lambda r, f, i: split_sections(r) if r else (f, i), [self.refined, *text], text,
-                                   **private)
-        self.sentences.input(choose, [*text, self.sentences, self.draft_text], text, **private)
+        self.confirm_btn.click(confirm_redraft, [self.study_id, *text], outputs, **private).then(
+            load, filters, self.table, **private)
+        self.keep_btn.click(keep_edits, None, self.confirm_row, **private)
+        self.add_btn.click(add, [self.files, self.indication, *filters], [self.header, self.table, self.files],
+                           **private)
+        self.use_refined_btn.click(use_refined, [self.refined, *text], text, **private)
+        self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **private)
         for box in text:
-            box.change(diff, [self.draft_text, *text], self.diff, **private)
+            box.change(follow, [self.draft_text, *text], [self.diff, self.sentences], **private)
         self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **private)
-        self.approve_btn.click(check_signoff, self.signoff, None, **private).success(ui_approve, [self.study_id, *text, self.signoff, *filters],
-                               [*self.study_outputs, self.table], **private)
+        self.amend_btn.click(amend, None, [*text, self.sentences, self.signoff, self.approve_btn, self.amend_btn],
+                             **private)
+        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, *filters], [*outputs, self.table],
+                               **private)
         self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **private)
 
 

@@ -17,7 +17,7 @@ from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
 from xr.retrieve.library import has_report
 from xr.report import literal_markdown
-from xr.ui.common import guarded, username
+from xr.ui.common import refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of
 from xr.workstation import Workstation
 
@@ -32,9 +32,9 @@ class TeachingCase:
     reference: str  # the report; "" for label-only cases (NIH)
     study_id: int | None = None
 
-    @property
-    def caption(self) -> str:
-        return f"{self.id} · {', '.join(self.labels) or 'no finding'}"
+    def caption(self, quiz: bool) -> str:
+        """In quiz mode the case's number only: its id names the source and its labels the answer."""
+        return "" if quiz else f"{self.id} · {', '.join(self.labels) or 'no finding'}"
 
 
 def teaching_cases(ws: Workstation, finding: str = "") -> list[TeachingCase]:
@@ -116,15 +116,17 @@ class Teaching:
     def _wire(self) -> None:
         ws, private = self.ws, {"api_visibility": "private"}
 
-        @guarded
-        def browse(finding, request: gr.Request):
+        @refusing()
+        def browse(finding, quiz, request: gr.Request):
+            """The gallery; in quiz mode every case, unlabelled (a filter by finding would name the answer)."""
             ws.actor(username(request), "teach")
-            cases = teaching_cases(ws, finding)
-            shown = [(str(c.image), c.caption) for c in cases[:MAX_SHOWN]]
+            cases = teaching_cases(ws, "all" if quiz else finding)
+            shown = [(str(c.image), c.caption(quiz) or None) for c in cases[:MAX_SHOWN]]
             more = f" (first {MAX_SHOWN} shown)" if len(cases) > MAX_SHOWN else ""
-            return shown, f"{len(cases)} cases{more}", [c.id for c in cases[:MAX_SHOWN]]
+            return (gr.update(visible=not quiz), shown, f"{len(cases)} cases{more}",
+                    [c.id for c in cases[:MAX_SHOWN]])
 
-        @guarded
+        @refusing()
         def pick(ids, quiz, evt: gr.SelectData, request: gr.Request, progress=gr.Progress()):
             ws.actor(username(request), "teach")
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(ids or []):
@@ -134,10 +136,10 @@ class Teaching:
             views, draft = self._draft(case)
             header = f"### {case.id}" + ("" if quiz else f" · {', '.join(case.labels) or 'no finding'}")
             hidden = ("*Quiz mode: read the images, then reveal.*", "", [])
-            return (case.id, header, *self.viewer.show(views), "",
+            return (case.id, header, *self.viewer.show(views, "none"), "",
                     *(hidden if quiz else self._answer(case, draft, "")))
 
-        @guarded
+        @refusing()
         def reveal(case_id, guess, request: gr.Request):
             ws.actor(username(request), "teach")
             if not case_id:
@@ -148,8 +150,10 @@ class Teaching:
 
         ids = gr.State([])
         answer = [self.reference, self.model_draft, self.metrics]
-        self.finding.change(browse, self.finding, [self.gallery, self.count, ids], **private)
-        self.tab.select(browse, self.finding, [self.gallery, self.count, ids], **private)
+        listed = [self.finding, self.gallery, self.count, ids]
+        self.finding.change(browse, [self.finding, self.quiz], listed, **private)
+        self.quiz.change(browse, [self.finding, self.quiz], listed, **private)
+        self.tab.select(browse, [self.finding, self.quiz], listed, **private)
         self.gallery.select(pick, [ids, self.quiz], [self.case_id, self.header, *self.viewer.outputs, self.guess,
                                                      *answer], **private)
         self.reveal_btn.click(reveal, [self.case_id, self.guess], [self.header, *answer], **private)

@@ -1,6 +1,8 @@
-"""The image viewer every workspace shares: one view at a time, window/level, zoom by clicking where to
-look, and the fusion-weight heatmap or the lung mask on top. Rendering runs on the server from the
-stored 8-bit pixels, so what a radiologist sees is what the models saw."""
+"""The image viewer every workspace shares, laid out as a reading station's hanging protocol: the frontal
+view on the left and the lateral on the right, side by side at the height of the screen; window/level by
+dragging over the film (or the sliders), zoom by clicking where to look, and the fusion-weight heatmap or
+the lung mask on top. Keyboard: V next view, O overlay on/off (xr/ui/keys.js). Rendering runs on the
+server from the stored 8-bit pixels, so what a radiologist sees is what the models saw."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +15,9 @@ from xr.draft.result import unrle
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "heatmap", "lung mask")
-DISPLAY = 768  # longest side of the picture sent to the browser
+DISPLAY = 1024  # longest side of the picture sent to the browser
+HEIGHT = "calc(100vh - 150px)"  # a film is read at the height of the screen
+DEFAULT_WINDOW = (128, 255, False, 1)  # centre, width, invert, zoom
 
 
 @dataclass
@@ -21,20 +25,25 @@ class View:
     pixels: np.ndarray  # uint8 HxW as stored
     caption: str
     grid: list[list[float]] | None = None  # fusion weights over the image's regions
-    mask: dict | None = None  # lung mask, run-length encoded
+    mask: dict | None = None  # lung mask, run-length encoded; frontal views only
+    view: str = "unknown"  # "frontal", "lateral" or "unknown"
 
 
 def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: dict) -> list[View]:
-    """Viewer views from a draft's JSON (`Draft.to_json()` or a stored draft row)."""
+    """Viewer views from a draft's JSON (`Draft.to_json()` or a stored draft row), frontal views first.
+    A lateral view has no lung mask: the U-Net was trained on frontal films, and its output there means
+    nothing."""
     out = []
     for i, px in enumerate(pixels):
         v = draft_views[i] if i < len(draft_views) else {}
-        caption = f"View {i + 1}: {v.get('view', 'unknown')}"
+        kind = v.get("view", "unknown")
+        caption = f"View {i + 1}: {kind}"
         ctr = (v.get("measurements") or {}).get("ctr")
         if ctr is not None:
             caption += f" · CTR estimate {ctr:.2f} (from lung borders; reads lower than a measured CTR)"
-        out.append(View(px, caption, fusion_weights.get(str(i)), v.get("lung_mask")))
-    return out
+        out.append(View(px, caption, fusion_weights.get(str(i)), v.get("lung_mask") if kind != "lateral" else None,
+                        kind))
+    return sorted(out, key=lambda v: {"frontal": 0, "lateral": 1}.get(v.view, 2))
 
 
 def stored_views(study: dict) -> list[View]:
@@ -57,10 +66,22 @@ def render(view: View, layer: str, centre: float, width: float, invert: bool, fa
     if factor > 1:
         picture = picture.crop(zoom_box(picture.size, factor, focus))
     picture.thumbnail((DISPLAY, DISPLAY))
-    if max(picture.size) < DISPLAY:  # enlarge a zoomed crop or a small image to the viewer's size
+    if factor > 1 and max(picture.size) < DISPLAY:  # a zoomed crop fills the pane; a small film stays as it is
         scale = DISPLAY / max(picture.size)
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
     return picture
+
+
+def hanging(views: list[View], which: str | None) -> tuple[View | None, View | None]:
+    """(left, right) panes: the chosen view on the left and, beside it, the first view of the other kind
+    (a lateral beside a frontal), else the next one; None where there is nothing to hang."""
+    if not views:
+        return None, None
+    i = min(max(int(which) - 1 if which else 0, 0), len(views) - 1)
+    left = views[i]
+    others = [v for j, v in enumerate(views) if j != i]
+    right = next((v for v in others if v.view != left.view), others[0] if others else None)
+    return left, right
 
 
 class Viewer:
@@ -69,69 +90,112 @@ class Viewer:
     def __init__(self, label: str = "Images") -> None:
         self.views = gr.State([])
         self.focus = gr.State((0.5, 0.5))
-        with gr.Group():
+        with gr.Group(elem_classes="xr-viewer-group"):
             with gr.Row():
-                self.which = gr.Radio([], label="View", scale=2)
-                self.layer = gr.Radio(list(OVERLAYS), value="heatmap", label="Overlay",
-                                      info="heatmap: fusion weight per region (red = high)", scale=3)
-            self.image = gr.Image(label=label, type="pil", interactive=False, height=520,
-                                  buttons=["fullscreen"], elem_classes="xr-viewer")
+                self.which = gr.Radio([], label="View on the left (V: next)", scale=2)
+                self.layer = gr.Radio(list(OVERLAYS), value="none", label="Overlay (O: on/off)",
+                                      info="heatmap: fusion weight per region (red = high); lung mask: frontal only",
+                                      scale=3)
+            with gr.Row(equal_height=True):
+                self.image = gr.Image(label=label, type="pil", interactive=False, height=HEIGHT,
+                                      buttons=["fullscreen"], elem_classes="xr-viewer", show_label=False)
+                self.other = gr.Image(label=label + " (second view)", type="pil", interactive=False, height=HEIGHT,
+                                      buttons=["fullscreen"], elem_classes="xr-viewer", show_label=False,
+                                      visible=False)
             self.caption = gr.Markdown()
             with gr.Row():
-                self.centre = gr.Slider(0, 255, value=128, step=1, label="Window centre (level)")
-                self.width = gr.Slider(1, 255, value=255, step=1, label="Window width")
+                self.centre = gr.Slider(0, 255, value=128, step=1, label="Window centre (level; drag up/down)",
+                                        elem_classes="xr-centre")
+                self.width = gr.Slider(1, 255, value=255, step=1, label="Window width (drag left/right)",
+                                       elem_classes="xr-width")
                 self.zoom = gr.Slider(1, 6, value=1, step=0.5, label="Zoom (click the image to centre)")
             with gr.Row():
                 self.invert = gr.Checkbox(label="Invert", value=False)
                 self.reset = gr.Button("Reset window and zoom", size="sm")
+            # Written by keys.js: a drag's new window ("centre,width"), and the keyboard's buttons.
+            self.dragged = gr.Textbox(elem_classes=["xr-hidden", "xr-wl"], show_label=False, container=False)
+            self.next_btn = gr.Button("next view", elem_classes=["xr-hidden", "xr-next-view"])
+            self.toggle_btn = gr.Button("overlay", elem_classes=["xr-hidden", "xr-toggle-overlay"])
         controls = [self.views, self.which, self.layer, self.centre, self.width, self.invert, self.zoom, self.focus]
+        drawn = [self.image, self.other, self.caption]
+        private = {"api_visibility": "private"}
         for c in (self.which, self.layer, self.invert):
-            c.change(self._draw, controls, [self.image, self.caption], api_visibility="private")
+            c.change(self._draw, controls, drawn, **private)
         for c in (self.centre, self.width, self.zoom):
-            c.release(self._draw, controls, [self.image, self.caption], api_visibility="private")
-        self.image.select(self._click, controls, [self.focus, self.zoom, self.image, self.caption],
-                          api_visibility="private")
-        self.reset.click(lambda: (128, 255, 1, False, (0.5, 0.5)), None,
-                         [self.centre, self.width, self.zoom, self.invert, self.focus],
-                         api_visibility="private").then(self._draw, controls, [self.image, self.caption],
-                                                        api_visibility="private")
+            c.release(self._draw, controls, drawn, **private)
+        for pane in (0, 1):
+            (self.image, self.other)[pane].select(self._click if pane == 0 else self._click_other, controls,
+                                                  [self.focus, self.zoom, *drawn], **private)
+        self.reset.click(lambda: (*DEFAULT_WINDOW, (0.5, 0.5)), None,
+                         [self.centre, self.width, self.invert, self.zoom, self.focus],
+                         **private).then(self._draw, controls, drawn, **private)
+        self.dragged.change(self._drag, [self.dragged, *controls], [self.centre, self.width, *drawn], **private)
+        self.next_btn.click(self._next, [self.views, self.which], self.which, **private)
+        self.toggle_btn.click(self._toggle, [self.views, self.layer], self.layer, **private)
 
     @property
     def outputs(self) -> list:
-        return [self.views, self.which, self.focus, self.image, self.caption, self.centre, self.width, self.invert,
-                self.zoom]
+        return [self.views, self.which, self.focus, self.image, self.other, self.caption, self.centre, self.width,
+                self.invert, self.zoom, self.layer]
 
-    def show(self, views: list[View], layer: str = "heatmap") -> tuple:
-        """Values for `outputs`: the first view at the default window, not zoomed."""
-        choices = [f"{i + 1}" for i in range(len(views))]
-        default = (128, 255, False, 1)
+    def show(self, views: list[View], layer: str = "none") -> tuple:
+        """Values for `outputs`: the first view at the default window, not zoomed, the overlay `layer`."""
+        choices = [(f"{i + 1}: {v.view}", f"{i + 1}") for i, v in enumerate(views)]
         if not views:
-            return [], gr.update(choices=[], value=None), (0.5, 0.5), None, "", *default
-        picture = render(views[0], layer, 128, 255, False, 1, (0.5, 0.5))
-        return views, gr.update(choices=choices, value=choices[0]), (0.5, 0.5), picture, views[0].caption, *default
+            return ([], gr.update(choices=[], value=None), (0.5, 0.5), None, gr.update(value=None, visible=False),
+                    "", *DEFAULT_WINDOW, layer)
+        left, right, caption = self._pictures(views, "1", layer, *DEFAULT_WINDOW[:3], 1, (0.5, 0.5))
+        return (views, gr.update(choices=choices, value="1"), (0.5, 0.5), left, right, caption, *DEFAULT_WINDOW,
+                layer)
 
     @staticmethod
-    def _current(views: list[View], which: str | None) -> View | None:
-        if not views:
-            return None
-        i = int(which) - 1 if which else 0
-        return views[min(max(i, 0), len(views) - 1)]
+    def _pictures(views, which, layer, centre, width, invert, factor, focus) -> tuple:
+        left, right = hanging(views, which)
+        if left is None:
+            return None, gr.update(value=None, visible=False), ""
+        caption = left.caption + (f"  \n{right.caption}" if right else "")
+        if layer == "lung mask" and (left.mask is None or (right and right.mask is None)):
+            caption += "  \n*No lung mask on a lateral view: the segmentation model reads frontal films only.*"
+        second = (gr.update(value=render(right, layer, centre, width, invert, factor, focus), visible=True)
+                  if right else gr.update(value=None, visible=False))
+        return render(left, layer, centre, width, invert, factor, focus), second, caption
 
     def _draw(self, views, which, layer, centre, width, invert, factor, focus):
-        view = self._current(views, which)
-        if view is None:
-            return None, ""
-        return render(view, layer, centre, width, invert, factor, tuple(focus)), view.caption
+        return self._pictures(views, which, layer, centre, width, invert, factor, tuple(focus))
+
+    def _drag(self, dragged, views, which, layer, centre, width, invert, factor, focus):
+        """A window/level drag over the film ended (keys.js previewed it with CSS filters meanwhile)."""
+        try:
+            c, w = (float(x) for x in (dragged or "").split(",")[:2])
+        except ValueError:
+            return gr.skip()
+        c, w = min(max(round(c), 0), 255), min(max(round(w), 1), 255)
+        return (c, w, *self._pictures(views, which, layer, c, w, invert, factor, tuple(focus)))
+
+    @staticmethod
+    def _next(views, which):
+        return str(int(which or 0) % len(views) + 1) if views else gr.skip()
+
+    @staticmethod
+    def _toggle(views, layer):
+        """Overlay on/off: off if one is shown, else the heatmap."""
+        return gr.skip() if not views else ("none" if layer != "none" else "heatmap")
 
     def _click(self, views, which, layer, centre, width, invert, factor, focus, evt: gr.SelectData):
-        """A click centres the zoom there (and zooms in 2x if not zoomed yet)."""
-        view = self._current(views, which)
+        return self._zoom_at(0, views, which, layer, centre, width, invert, factor, focus, evt)
+
+    def _click_other(self, views, which, layer, centre, width, invert, factor, focus, evt: gr.SelectData):
+        return self._zoom_at(1, views, which, layer, centre, width, invert, factor, focus, evt)
+
+    def _zoom_at(self, pane, views, which, layer, centre, width, invert, factor, focus, evt):
+        """A click centres the zoom there (and zooms in 2x if not zoomed yet); both views follow."""
+        view = hanging(views, which)[pane]
         if view is None or not evt.index:
-            return focus, factor, gr.update(), gr.update()
+            return gr.skip()
         h, w = view.pixels.shape
         shown = render(view, "none", centre, width, invert, factor, tuple(focus)).size
         left, top, right, bottom = zoom_box((w, h), factor, tuple(focus)) if factor > 1 else (0, 0, w, h)
         x = left + evt.index[0] / shown[0] * (right - left)
         y = top + evt.index[1] / shown[1] * (bottom - top)
         focus, factor = (x / w, y / h), (factor if factor > 1 else 2)
-        return (focus, factor, render(view, layer, centre, width, invert, factor, focus), view.caption)
+        return (focus, factor, *self._pictures(views, which, layer, centre, width, invert, factor, focus))

@@ -1,0 +1,201 @@
+"""The reading room as a radiologist, an annotator and an educator use it, in a real browser (issue 16):
+what is signed is what was on screen, a refusal is one message, consumed uploads leave the box, edits are
+not thrown away unasked, the views hang side by side at the screen's height with window/level by dragging
+and keyboard shortcuts, and the quiz does not give the answer away."""
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from tests.browser.conftest import DRAFT_WAIT, WAIT
+from tests.conftest import SHARED
+
+pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
+from playwright.sync_api import Page, expect  # noqa: E402
+
+expect.set_options(timeout=WAIT)
+VIEWS = SHARED / "data" / "covid_cxr_views" / "images"
+BADGES = "[data-testid=status-tracker] span.error"  # Gradio's red 'Error' over an output component
+TOAST = "[data-testid=toast-body]"
+
+
+def draft(page: Page, *files) -> None:
+    page.locator("#study-files input[type=file]").set_input_files([str(f) for f in files])
+    for f in files:  # each file listed (Gradio shows the stem and the extension apart)
+        expect(page.locator("#study-files")).to_contain_text(f.stem)
+    page.get_by_role("button", name="Draft report").click()
+    expect(page.get_by_text("Drafted in")).to_be_visible(timeout=DRAFT_WAIT)
+
+
+def sentence_box(page: Page, choice: str):
+    return page.locator("#draft-sentences label").filter(has_text=choice[3:]).locator("input")
+
+
+def approvals(s) -> list[tuple[int, str]]:
+    with sqlite3.connect(s.data_dir / "xr.sqlite3") as db:
+        return list(db.execute("select study_id, text from approvals order by id"))
+
+
+def test_what_is_signed_is_what_was_on_screen(open_page, live_app):
+    """16.1: a sentence deleted by typing is unticked and stays out when other sentences are clicked; the
+    approval holds exactly the editor's text. 16.3: the consumed upload leaves the box, and the next
+    study's files draft without a stale-upload error. 16.8: a signed report is read-only until *Amend*."""
+    from xr.report import draft_sentences, join_sections
+
+    _, s, _, dicom = live_app
+    page = open_page("radiologist")
+    draft(page, dicom)
+    expect(page.locator("#study-files")).not_to_contain_text(dicom.stem)  # 16.3
+    findings, impression = page.get_by_label("Findings", exact=True), page.get_by_label("Impression", exact=True)
+    text = join_sections(findings.input_value(), impression.input_value())
+    choices = draft_sentences(text)
+    assert len(choices) >= 3, choices
+    gone = next(c for c in reversed(choices) if c.startswith("I: "))
+    box = impression if gone.startswith("I: ") else findings
+    box.fill(box.input_value().replace(gone[3:], "").strip())  # deleted by typing
+    expect(sentence_box(page, gone)).not_to_be_checked()
+    other = next(c for c in choices if c.startswith("F: "))
+    sentence_box(page, other).uncheck()
+    expect(findings).not_to_have_value(re.compile(re.escape(other[3:])))
+    sentence_box(page, other).check()
+    expect(findings).to_have_value(re.compile(re.escape(other[3:])))
+    page.wait_for_timeout(1500)  # any late event would have brought the deleted sentence back by now
+    expect(impression).not_to_have_value(re.compile(re.escape(gone[3:])))
+    expect(findings).not_to_have_value(re.compile(re.escape(gone[3:])))
+    on_screen = join_sections(findings.input_value(), impression.input_value())
+    page.get_by_label("I have reviewed the images and this report, and sign it off").check()
+    page.get_by_role("button", name=re.compile("Approve and sign")).click()
+    expect(page.get_by_text("Approved (approval #")).to_be_visible(timeout=DRAFT_WAIT)
+    study_id, signed = approvals(s)[-1]
+    assert signed == on_screen and gone[3:] not in signed
+    expect(findings).not_to_be_editable()  # 16.8: signed means read-only ...
+    expect(page.locator("#reporting-status")).not_to_contain_text("Saved")
+    page.get_by_role("button", name="Amend the signed report").click()  # ... until amended
+    expect(findings).to_be_editable()
+    # 16.3: the next study's file drafts at once (the old upload is not listed, not re-sent).
+    second = VIEWS / "p0022_00.png"
+    draft(page, second)
+    expect(page.get_by_role("heading", name=re.compile(rf"Study #(?!{study_id}\b)\d+ · drafted"))).to_be_visible()
+    expect(page.locator(TOAST)).to_have_count(0)
+
+
+def test_a_refusal_is_one_message(open_page, live_app, tmp_path):
+    """16.2: a correction without a reason tag and a bad file each give one toast; no error badge over any
+    output, the text and images stay, and the reason checkboxes can be ticked at once."""
+    page = open_page("annotator")
+    page.get_by_role("tab", name="Corrections").click()
+    text = page.get_by_label("Corrected report")
+    expect(text).not_to_have_value("")
+    before = text.input_value() + " Small left pleural effusion."
+    text.fill(before)
+    page.get_by_role("button", name="Save correction and next").click()
+    expect(page.locator(TOAST).filter(has_text="tick at least one reason")).to_be_visible()
+    page.wait_for_timeout(1000)
+    expect(page.locator(BADGES)).to_have_count(0)
+    expect(text).to_have_value(before)
+    page.get_by_label("missed finding").check(timeout=3_000)  # clickable, no badge to close first
+    expect(page.locator(".xr-viewer img").first).to_be_visible()
+
+    rad = open_page("radiologist")
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"not an image at all")
+    rad.locator("#study-files input[type=file]").set_input_files(str(bad))
+    expect(rad.locator("#study-files")).to_contain_text("scan.png")
+    rad.get_by_role("button", name="Draft report").click()
+    expect(rad.locator(TOAST).filter(has_text="not a PNG, JPEG or DICOM")).to_be_visible()
+    rad.wait_for_timeout(1000)
+    expect(rad.locator(BADGES)).to_have_count(0)
+    expect(rad.locator("#study-files")).not_to_contain_text("scan.png")  # consumed even when refused
+
+
+def test_redraft_asks_before_replacing_edits_and_keeps_them(open_page, live_app):
+    """16.5: *Draft this study again* on an edited study asks first; *Keep my edits* keeps them; replacing
+    puts the edited text into the history. 16.8: '#N' in the search box opens study N."""
+    from xr import store
+
+    _, s, _, _ = live_app
+    sid = next(r["id"] for r in store.worklist(s, "drafted", "fever"))
+    page = open_page("radiologist")
+    search = page.get_by_label("Search")
+    search.fill(f"#{sid}")
+    search.press("Enter")
+    heading = page.get_by_role("heading", name=re.compile(rf"Study #{sid} · "))
+    expect(heading).to_be_visible()
+    findings = page.get_by_label("Findings", exact=True)
+    edited = findings.input_value() + " Edited by hand before the redraft."
+    findings.fill(edited)
+    page.get_by_role("button", name="Draft this study again").click()
+    confirm = page.locator("#redraft-confirm")
+    expect(confirm).to_be_visible()
+    expect(findings).to_have_value(edited)
+    page.get_by_role("button", name="Keep my edits").click()
+    expect(confirm).to_be_hidden()
+    expect(findings).to_have_value(edited)
+    page.get_by_role("button", name="Draft this study again").click()
+    page.get_by_role("button", name="Replace my edits with a new draft").click()
+    expect(page.get_by_text("Drafted in")).to_be_visible(timeout=DRAFT_WAIT)
+    expect(findings).not_to_have_value(edited)
+    page.get_by_text("History of this study").click()
+    expect(page.locator("#history")).to_contain_text("Edited by hand before the redraft.")  # a table, not JSON
+    assert any("Edited by hand" in h["text"] for h in store.history(s, sid) if h["event"] == "edit")
+
+
+def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screenshots):
+    """16.9: at 1600x1000 *Draft report* is above the fold; frontal and lateral hang side by side, taller
+    than 600 px, on black; V, O and dragging change the view, the overlay and the window. 16.8: no lung
+    mask on the lateral view, no huge heading over the finding probabilities."""
+    page = open_page("radiologist")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    button = page.get_by_role("button", name="Draft report").bounding_box()
+    assert button["y"] + button["height"] <= 1000, button
+    draft(page, VIEWS / "p0020_01.png", VIEWS / "p0020_00.png")  # lateral first: hung frontal-left all the same
+    panes = page.locator(".xr-viewer img").filter(visible=True)
+    expect(panes).to_have_count(2)
+    left, right = (panes.nth(i).bounding_box() for i in (0, 1))
+    assert abs(left["y"] - right["y"]) < 2 and left["x"] + left["width"] <= right["x"] + 1, (left, right)
+    assert min(left["height"], right["height"]) > 600, (left, right)
+    which = page.locator(".xr-viewer-group").filter(visible=True).first
+    expect(which.get_by_label("1: frontal")).to_be_checked()
+    colour = page.locator(".xr-viewer").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == "rgb(0, 0, 0)", colour
+    expect(page.locator("#finding-probabilities .output-class")).to_have_count(0)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("o")
+    expect(which.get_by_label("heatmap")).to_be_checked()
+    page.keyboard.press("o")
+    expect(which.get_by_label("none")).to_be_checked()
+    page.keyboard.press("v")
+    expect(which.get_by_label("2: lateral")).to_be_checked()
+    which.get_by_label("lung mask").check()
+    expect(page.get_by_text("No lung mask on a lateral view")).to_be_visible()
+    which.get_by_label("none").check()
+    centre = page.get_by_label("Window centre (level; drag up/down)").and_(page.locator("input[type=number]"))
+    width = page.get_by_label("Window width (drag left/right)").and_(page.locator("input[type=number]"))
+    zoom = page.get_by_label("Zoom (click the image to centre)").and_(page.locator("input[type=number]"))
+    box = panes.nth(0).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 60, y + 40, steps=8)
+    page.mouse.up()
+    expect(width).to_have_value("195")
+    expect(centre).to_have_value("168")
+    expect(zoom).to_have_value("1")  # the drag's closing click does not zoom
+    page.screenshot(path=str(screenshots / "reporting.png"))
+
+
+def test_quiz_gives_nothing_away(open_page):
+    """16.7: in quiz mode the gallery has no captions, the finding filter is gone and no overlay is on."""
+    page = open_page("educator")
+    page.get_by_role("tab", name="Teaching").click()
+    gallery = page.locator("#teaching-cases")
+    expect(gallery).to_contain_text(re.compile(r"(nih|iu|study):"))  # captioned outside quiz mode
+    page.get_by_label("Quiz mode: hide the report and the model's draft").check()
+    expect(page.get_by_label("Cases with this finding")).to_be_hidden()
+    expect(gallery).not_to_contain_text(re.compile(r"(nih|iu|study):|Cardiomegaly|Effusion|no finding"))
+    page.locator("#teaching-cases button:has(img)").first.click()
+    expect(page.get_by_text("Quiz mode: read the images")).to_be_visible(timeout=DRAFT_WAIT)
+    viewer = page.locator(".xr-viewer-group").filter(visible=True).first
+    expect(viewer.get_by_label("none")).to_be_checked()
