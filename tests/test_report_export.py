@@ -140,6 +140,8 @@ def test_fhir_single_user_performer(report, monkeypatch):
     assert [p["display"] for p in d["performer"]] == ["Gregory House", "Saint Example Hospital"]
     assert "local" not in json.dumps(d["performer"])
     DiagnosticReport.model_validate(d)
+    text = base64.b64decode(d["presentedForm"][0]["data"]).decode("utf-8")  # the text export, as FHIR embeds it
+    assert "Approved by Gregory House on" in text and "Approved by local" not in text
 
 
 @pytest.mark.parametrize("field", ["status", "code"])

@@ -47,7 +47,7 @@ def to_fhir(r: ApprovedReport, s: Settings | None = None) -> dict:
         "performer": [radiologist, {"type": "Organization", "display": s.organization}],
         "resultsInterpreter": [radiologist],
         "presentedForm": [{"contentType": "text/plain; charset=utf-8", "language": "en",
-                           "data": base64.b64encode(to_text(r).encode("utf-8")).decode("ascii"),
+                           "data": base64.b64encode(to_text(r, s).encode("utf-8")).decode("ascii"),
                            "title": TITLE}],
     }
     if r.impression.strip():  # FHIR strings may not be empty
