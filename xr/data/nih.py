@@ -15,6 +15,7 @@ class NIHImage:
     view_position: str
     labels: list[str]
     path: Path
+    age: int | None = None  # years; None where the sheet has none or an impossible one
 
 
 def load_nih(root: Path) -> list[NIHImage]:
@@ -27,6 +28,12 @@ def load_nih(root: Path) -> list[NIHImage]:
             view_position=r["View Position"],
             labels=from_nih(r["Finding Labels"]),
             path=root / "images" / r["Image Index"],
+            age=_age(r.get("Patient Age", "")),
         )
         for r in rows
     ]
+
+
+def _age(text: str) -> int | None:
+    """The sheet's age in years (ChestX-ray14 has a few entries over 400: typing errors, not ages)."""
+    return int(text) if text.strip().isdigit() and int(text) <= 120 else None

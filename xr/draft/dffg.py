@@ -259,7 +259,8 @@ class DFFGDrafter:
         probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         key = getattr(study, "key", None)
         similar = self.index.similar_cases([f.pooled for f in feats], " ".join(x for x in (findings, impression) if x),
-                                           probabilities, k=6, exclude={study_case_id(key)} if key else ())
+                                           probabilities, k=6, exclude={study_case_id(key)} if key else (),
+                                           views=[v.view for v in views])
         t4 = time.perf_counter()
         notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "
                         "similar past reports. Heatmaps show the per-region fusion gate: 1 = drawn from the image, "

@@ -86,7 +86,8 @@ class RetrievalDrafter:
         t3 = time.perf_counter()
 
         similar = self.index.similar_cases([f.pooled for f in feats], case_text(best["findings"], best["impression"]),
-                                           findings, k=6, exclude={study_case_id(study.key)})
+                                           findings, k=6, exclude={study_case_id(study.key)},
+                                           views=[v.view for v in views])
         notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
                  "probabilities. Heatmaps show which regions drove the image match."]
         if not any(v.view == "frontal" for v in views):

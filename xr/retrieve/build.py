@@ -2,6 +2,8 @@
 
 Only IU *train* studies go in (val is for model selection, test is held out), plus the NIH sample.
 Thumbnails, not full images, are kept: the library is for showing similar cases, not for training.
+Where the source says, a case keeps the patient's age and an image its projection (PA or AP): the
+similar-case search lists films of the query's projection and age group first (xr.retrieve.index).
 The report texts are embedded last (`python -m xr index build` redoes only that step).
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     split = load_split(data / "iu_xray" / "annotation.json")
     reports = load_reports(data / "iu_xray" / "reports")
 
-    cases, images = [], []  # images: (case index, path, thumb name, view)
+    cases, images = [], []  # images: (case index, path, thumb name, view, projection or None)
     for r in sorted(reports.values(), key=lambda r: r.study_id):
         if split.get(r.study_id) != "train":
             continue
@@ -52,30 +54,34 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
         for image_id in r.image_ids:
             p = data / "iu_xray" / "images_openi" / f"{image_id}.png"
             if p.exists():
-                images.append((len(cases) - 1, p, f"iu_{image_id}.jpg", "unknown"))
+                images.append((len(cases) - 1, p, f"iu_{image_id}.jpg", "unknown", None))
     for n in load_nih(data / "nih_cxr14_sample"):
         cases.append({"id": f"nih:{n.image_id.removesuffix('.png')}", "source": "nih",
-                      "labels": complete(n.labels), "indication": "", "findings": "", "impression": ""})
-        images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", "frontal"))
+                      "labels": complete(n.labels), "indication": "", "findings": "", "impression": "", "age": n.age})
+        images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", "frontal",
+                       n.view_position if n.view_position in ("PA", "AP") else None))
 
     encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
-    feats = encode_files(encoder, [p for _, p, _, _ in images], batch=batch, progress=progress)
+    feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
     pooled = [f.pooled for f in feats]
-    images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"))
-              for (ci, p, t, v), f in zip(images, feats)]
-    for _, p, thumb, _ in images:
+    images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"), pos)
+              for (ci, p, t, v, pos), f in zip(images, feats)]
+    for _, p, thumb, *_ in images:
         _thumb(p, out / "thumbs" / thumb)
 
     with open(out / "cases.jsonl", "w") as f:
         for c in cases:
             f.write(json.dumps(c) + "\n")
     (out / "images.json").write_text(json.dumps(
-        [{"case": cases[ci]["id"], "thumb": t, "view": v} for ci, _, t, v in images], indent=0) + "\n")
+        [{"case": cases[ci]["id"], "thumb": t, "view": v, **({"position": pos} if pos else {})}
+         for ci, _, t, v, pos in images], indent=0) + "\n")
     pooled = np.stack(pooled)
     mean = pooled.mean(0)
     save_file({"embeddings": embed(pooled, mean).astype(np.float16), "mean": mean.astype(np.float32)},
               str(out / "image_embeddings.safetensors"), metadata={"encoder": encoder.name})
-    manifest = {"encoder": encoder.name, "cases": len(cases), "images": len(images), "licences": LICENCES}
+    manifest = {"encoder": encoder.name, "cases": len(cases), "images": len(images),
+                "cases_with_age": sum(c.get("age") is not None for c in cases),
+                "images_with_position": sum(pos is not None for *_, pos in images), "licences": LICENCES}
     (out / "LIBRARY.json").write_text(json.dumps(manifest, indent=2) + "\n")
     build_text_embeddings(out, text_embedder())
     return manifest

@@ -9,9 +9,14 @@ weighted mix needs queries with both an image and a report of known relevance, o
 one. Ranks need no calibration; a case both indices find rises above one found by either alone, and a
 query with one kind of input ranks exactly as that index does. The score shown is divided by its
 maximum, so 1.0 means first in every index queried.
+
+Three rules then order the fused list (CaseIndex.search): a library film that is the query's own film
+comes first; cases of another projection or age group come after the comparable ones; a report text
+is listed once.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +36,12 @@ from xr.retrieve.text import case_text, load_text_embeddings, report_text, text_
 RRF_K = 60  # the constant of reciprocal-rank fusion; 60 is the published default
 PRESENT = 0.5  # a finding the query is taken to have: its (calibrated) probability is at least even
 DEPTH = 100  # candidates read from each index before fusion
+# Image cosine at or above which a library image is the query's own film. Measured on nih:00000100_000: the
+# same pixels 0.9999 (the library stores fp16), a JPEG re-save at quality 85 0.9996; the closest two
+# distinct films of the library 0.989. A DICOM written from the PNG is re-windowed (0.98): not the same.
+SAME_FILM = 0.999
+ADULT = 18  # years: younger is paediatric
+WORD = re.compile(r"[a-z0-9]+")
 
 
 def study_case_id(study_key: str) -> str:
@@ -43,6 +54,8 @@ class Query:
     images: np.ndarray  # (views, D) centred and L2-normalised (library.embed); (0, D) without images
     text: np.ndarray | None = None  # (384,) MiniLM embedding, or None
     findings: frozenset[str] = frozenset()  # what the query is taken to have: the "shared findings" of each hit
+    views: tuple[str | None, ...] = ()  # per image row: "PA", "AP", "frontal", "lateral" or None (unknown)
+    age: int | None = None  # years, where known
 
 
 @dataclass(frozen=True)
@@ -52,20 +65,29 @@ class _Case:
     labels: list[str]
     report: str  # "" when the case has labels only
     thumb: str | None  # its first image's thumbnail, relative to the library directory
+    age: int | None = None  # years, where the source says
+
+    @property
+    def text_key(self) -> str:
+        """Cases with the same report (case, spacing and punctuation aside) are one neighbour: IU holds
+        the same normal report many times over. A case with labels only is its own."""
+        return " ".join(WORD.findall(self.report.lower())) or self.id
 
 
 @dataclass(frozen=True)
 class _Part:
-    """One faiss index, and for each of its rows the case it belongs to and a thumbnail."""
+    """One faiss index, and for each of its rows the case it belongs to, a thumbnail and its view."""
     index: faiss.Index
     case: np.ndarray
     thumb: list[str | None]
+    view: list[str | None]  # as Query.views
 
     @classmethod
-    def of(cls, vectors: np.ndarray, case: list[int], thumb: list[str | None]) -> _Part:
+    def of(cls, vectors: np.ndarray, case: list[int], thumb: list[str | None],
+           view: list[str | None] | None = None) -> _Part:
         index = new_index(vectors.shape[1], len(vectors))
         index.add(np.ascontiguousarray(vectors, np.float32))
-        return cls(index, np.asarray(case), thumb)
+        return cls(index, np.asarray(case), thumb, view or [None] * len(case))
 
     def rank(self, queries: np.ndarray, depth: int, excluded: set[int]) -> list[tuple[int, float, int]]:
         """(case, best cosine over the queries and the case's rows, that row), best first."""
@@ -98,7 +120,7 @@ class CaseIndex:
         for im in self.library.images:
             first_thumb.setdefault(im["case"], f"thumbs/{im['thumb']}")
         self._shipped = [_Case(c["id"], c["source"], list(c["labels"]), case_text(c["findings"], c["impression"]),
-                               first_thumb.get(c["id"])) for c in self.library.cases]
+                               first_thumb.get(c["id"]), c.get("age")) for c in self.library.cases]
         self._loaded: tuple[str, tuple | None] | None = None  # (database url, fingerprint) of the approved part
         self._state = self._build([])
 
@@ -109,6 +131,7 @@ class CaseIndex:
         position = {c.id: i for i, c in enumerate(cases)}
         image_vectors, image_case = [lib.embeddings], [position[im["case"]] for im in lib.images]
         image_thumb: list[str | None] = [f"thumbs/{im['thumb']}" for im in lib.images]
+        image_view: list[str | None] = [im.get("position") or im["view"] for im in lib.images]
         text_vectors, text_case = [self._report_vectors], [position[c["id"]] for c in lib.reports]
         for row, key in rows:
             entry, i = LibraryEntry.from_row(row), len(cases)
@@ -118,9 +141,10 @@ class CaseIndex:
                 image_vectors.append(embed(entry.image_features, lib.mean))
                 image_case += [i] * len(entry.image_features)
                 image_thumb += [None] * len(entry.image_features)
+                image_view += [None] * len(entry.image_features)
             text_vectors.append(entry.text_embedding[None])
             text_case.append(i)
-        return _State(cases, position, _Part.of(np.concatenate(image_vectors), image_case, image_thumb),
+        return _State(cases, position, _Part.of(np.concatenate(image_vectors), image_case, image_thumb, image_view),
                       _Part.of(np.concatenate(text_vectors), text_case, [cases[i].thumb for i in text_case]))
 
     def sync(self, s: Settings) -> None:
@@ -182,18 +206,21 @@ class CaseIndex:
             return self._embedder(texts)
 
     def query(self, pooled: Sequence[np.ndarray] = (), text: str = "",
-              probabilities: Mapping[str, float] | None = None) -> Query:
-        """From a study's pooled image features (any number of views), its text and finding probabilities. A
-        written report is embedded as library reports are (section headings dropped)."""
+              probabilities: Mapping[str, float] | None = None, views: Sequence[str] = ()) -> Query:
+        """From a study's pooled image features (any number of views), its text, finding probabilities and
+        whether each view is "frontal" or "lateral" ("unknown": not known). A written report is embedded
+        as library reports are (section headings dropped)."""
         images = (embed(np.stack(pooled), self.library.mean) if len(pooled)
                   else np.zeros((0, self.library.embeddings.shape[1]), np.float32))
         vector = self.embed_text([report_text(text)])[0] if text.strip() else None
-        return Query(images, vector, frozenset(f for f, p in (probabilities or {}).items() if p >= PRESENT))
+        return Query(images, vector, frozenset(f for f, p in (probabilities or {}).items() if p >= PRESENT),
+                     tuple(None if v == "unknown" else v for v in views))
 
     def search(self, q: Query, k: int = 10, exclude: Collection[str] = ()) -> list[SimilarCase]:
         """The k most similar cases, best first; cases in `exclude` (ids) are never returned."""
         st = self._state
         excluded = {st.position[c] for c in exclude if c in st.position}
+        same, q = self._same_film(st, q, excluded)
         lists = [(name, part, vectors) for name, part, vectors in
                  (("image", st.images, q.images), ("report", st.texts, None if q.text is None else q.text[None]))
                  if vectors is not None and len(vectors)]
@@ -204,15 +231,59 @@ class CaseIndex:
                 score[case] = score.get(case, 0.0) + 1.0 / (RRF_K + rank)
                 found.setdefault(case, {})[name] = (sim, row)
         best = len(lists) / (RRF_K + 1)
-        top = sorted(score, key=lambda c: (-score[c], -max(sim for sim, _ in found[c].values())))[:k]
-        return [self._similar(st, c, score[c] / best, found[c], q.findings) for c in top]
+        ranked = sorted(score, key=lambda c: (c not in same, not self._comparable(st, c, found[c], q), -score[c],
+                                              -max(sim for sim, _ in found[c].values())))
+        top, texts = [], set()
+        for c in ranked:
+            if st.cases[c].text_key not in texts:
+                texts.add(st.cases[c].text_key)
+                top.append(c)
+            if len(top) == k:
+                break
+        return [self._similar(st, c, same[c] if c in same else score[c] / best, found[c], q.findings) for c in top]
+
+    @staticmethod
+    def _same_film(st: _State, q: Query, excluded: set[int]) -> tuple[dict[int, float], Query]:
+        """Library films that are one of the query's own views (cosine >= SAME_FILM): case -> cosine. Such a
+        case is not a neighbour but the study itself, and the library knows it: it is listed first, and its
+        labels, projection and age become the query's (better than the model's probabilities; the rest of
+        the list then shares findings with what the film has)."""
+        if not len(q.images):
+            return {}, q
+        sims, rows = st.images.index.search(np.ascontiguousarray(q.images, np.float32), 1)
+        same: dict[int, float] = {}
+        views = list(q.views) + [None] * (len(q.images) - len(q.views))
+        for i, (sim, row) in enumerate(zip(sims[:, 0], rows[:, 0])):
+            case = int(st.images.case[row]) if row >= 0 else -1
+            if row >= 0 and sim >= SAME_FILM and case not in excluded:
+                same[case] = max(same.get(case, 0.0), min(float(sim), 1.0))
+                views[i] = st.images.view[row] or views[i]
+        if not same:
+            return same, q
+        ages = [st.cases[c].age for c in same if st.cases[c].age is not None]
+        labels = frozenset(f for c in same for f in st.cases[c].labels)
+        return same, Query(q.images, q.text, labels, tuple(views), ages[0] if ages else q.age)
+
+    @staticmethod
+    def _comparable(st: _State, i: int, found: dict[str, tuple[float, int]], q: Query) -> bool:
+        """Whether a case is of the query's age group and, when found by image, of one of its projections,
+        as far as both sides are known. The rest are listed after: an AP film (portable, supine, the heart
+        magnified) or a child's chest looks unlike an adult PA film for reasons that are not disease, so
+        it is a poor example of what the study shows."""
+        age = st.cases[i].age
+        if q.age is not None and age is not None and (q.age < ADULT) != (age < ADULT):
+            return False
+        if "image" not in found or not any(q.views):
+            return True
+        view = st.images.view[found["image"][1]]
+        return any(_same_projection(view, v) for v in q.views)
 
     def similar_cases(self, pooled: Sequence[np.ndarray] = (), text: str = "",
                       probabilities: Mapping[str, float] | None = None, k: int = 5,
-                      exclude: Collection[str] = ()) -> list[SimilarCase]:
-        """The drafters' one call: a study's views, its text (indication and/or draft) and its finding
-        probabilities in, the ranked similar cases for the Draft out."""
-        return self.search(self.query(pooled, text, probabilities), k, exclude)
+                      exclude: Collection[str] = (), views: Sequence[str] = ()) -> list[SimilarCase]:
+        """The drafters' one call: a study's views (pooled features, and frontal/lateral where known), its
+        text (indication and/or draft) and its finding probabilities in, the ranked similar cases out."""
+        return self.search(self.query(pooled, text, probabilities, views), k, exclude)
 
     @staticmethod
     def _similar(st: _State, i: int, score: float, found: dict[str, tuple[float, int]],
@@ -225,3 +296,7 @@ class CaseIndex:
                            [f for f in case.labels if f in findings],
                            {name: round(sim, 4) for name, (sim, _) in found.items()})
 
+
+def _same_projection(a: str | None, b: str | None) -> bool:
+    """Unknown matches anything, and a frontal film of unknown projection either PA or AP."""
+    return a is None or b is None or a == b or {a, b} in ({"frontal", "PA"}, {"frontal", "AP"})
