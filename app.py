@@ -26,7 +26,7 @@ log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
 WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct"}  # tab -> the right it needs
 CSS = """
-.xr-viewer img { cursor: crosshair; touch-action: none; }
+.xr-viewer img { cursor: crosshair; touch-action: none; user-select: none; -webkit-user-drag: none; }
 .xr-viewer, .xr-viewer :fullscreen, .xr-viewer:fullscreen { background: #000 !important; }
 .xr-hidden { display: none !important; }
 """

@@ -4,10 +4,12 @@ not thrown away unasked, the views hang side by side at the screen's height with
 and keyboard shortcuts, and the quiz does not give the answer away."""
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 
 import pytest
+from PIL import Image
 
 from tests.browser.conftest import DRAFT_WAIT, WAIT
 from tests.conftest import SHARED
@@ -184,6 +186,11 @@ def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screens
     expect(centre).to_have_value("168")
     expect(zoom).to_have_value("1")  # the drag's closing click does not zoom
     page.screenshot(path=str(screenshots / "reporting.png"))
+    panes.nth(0).hover()
+    page.locator(".xr-viewer").filter(visible=True).first.get_by_role("button", name="Fullscreen").click()
+    page.wait_for_timeout(1000)
+    shot = Image.open(io.BytesIO(page.screenshot())).convert("L")
+    assert shot.getpixel((5, 500)) < 10 and shot.getpixel((1590, 500)) < 10  # the margins of a fullscreen film: black
 
 
 def test_quiz_gives_nothing_away(open_page):

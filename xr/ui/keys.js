@@ -32,12 +32,14 @@
   const slider = (group, cls) => group.querySelector("." + cls + " input[type=number]");
   document.addEventListener("dragstart", (e) => { if (e.target.closest?.(".xr-viewer")) e.preventDefault(); }, true);
   document.addEventListener("pointerdown", (e) => {
-    const pane = e.target.closest?.(".xr-viewer");  // the film, or a loading overlay over it
-    const group = pane && !e.target.closest("button") && pane.closest(".xr-viewer-group");
+    const pane = e.target.closest?.(".xr-viewer");  // the film (inside Gradio's button), or an overlay on it
+    const onFilm = e.target.tagName === "IMG" || !e.target.closest("button");  // not the fullscreen button
+    const group = pane && onFilm && pane.closest(".xr-viewer-group");
     if (!group || e.button !== 0) return;
     const c = slider(group, "xr-centre"), w = slider(group, "xr-width");
     if (!c || !w) return;
     drag = { x: e.clientX, y: e.clientY, group, c0: +c.value, w0: +w.value, c: +c.value, w: +w.value, moved: false };
+    e.preventDefault();  // no native image drag: it would cancel the pointer's moves (the click still comes)
   }, true);
   document.addEventListener("pointermove", (e) => {
     if (!drag) return;
