@@ -7,6 +7,7 @@ import csv
 import re
 
 import pytest
+from PIL import Image
 
 from tests.conftest import NIH
 from xr.retrieve.library import CaseLibrary
@@ -55,3 +56,18 @@ def test_adult_pa_film_gets_adult_pa_image_neighbours_first(similar_of):
     assert "adult PA" in kinds, kinds
     if "other" in kinds:  # none listed after an AP or paediatric film
         assert "adult PA" not in kinds[kinds.index("other"):], kinds
+
+
+def test_teaching_case_is_drafted_without_itself(env, workstation_factory):
+    """A library case opened in the teaching view is drafted from its shipped 512-px copy: with itself
+    excluded, its own labels cannot become the prompt and it is not its own neighbour (without the
+    exclusion it is among them: the check could fail)."""
+    from xr.config import ASSETS
+
+    ws = workstation_factory(env)
+    case, film = f"nih:{ADULT_PA}", ASSETS / "case_library" / "thumbs" / f"nih_{ADULT_PA}.jpg"
+    assert max(Image.open(film).size) == 512  # sharp enough to read, not an upscaled thumbnail
+    plain = ws.draft([film], "", None).draft
+    assert case in [c.case_id for c in plain.similar_cases]
+    taught = ws.draft([film], "", None, exclude=frozenset({case})).draft
+    assert case not in [c.case_id for c in taught.similar_cases]

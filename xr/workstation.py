@@ -95,12 +95,13 @@ class Workstation:
         return self.refiner.refine(ex)
 
     def draft(self, paths: list[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,
-              progress=lambda fraction, desc: None) -> Drafted:
-        """Draft a study; with an actor, store it (study, images, draft) in one transaction."""
+              progress=lambda fraction, desc: None, exclude: frozenset[str] = frozenset()) -> Drafted:
+        """Draft a study; with an actor, store it (study, images, draft) in one transaction. `exclude`:
+        library cases the draft may not use (a teaching case is drafted without itself)."""
         t0 = time.perf_counter()
         progress(0.05, "Reading images")
         study = load_study(paths, self.settings)
-        return self._draft(study, indication, actor, progress, t0)
+        return self._draft(study, indication, actor, progress, t0, exclude)
 
     def draft_stored(self, study_id: int, actor: store.Actor, progress=lambda fraction, desc: None) -> Drafted:
         """Draft (again) a study already on the worklist, from its stored images and their recorded views."""
@@ -114,11 +115,12 @@ class Workstation:
                                 view="unknown" if im["content_hash"] in read else im["view"]) for im in view["images"]]
         return self._draft(IngestedStudy(key=view["key"], images=images), view["indication"], actor, progress, t0)
 
-    def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float) -> Drafted:
+    def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float,
+               exclude: frozenset[str] = frozenset()) -> Drafted:
         self.index.sync(self.settings)  # approvals made since the last draft, here or in another process
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
-        draft = self.drafter.draft(study, indication.strip())
+        draft = self.drafter.draft(study, indication.strip(), exclude)
         draft.timings = {"ingest_ms": (t1 - t0) * 1e3, **draft.timings}
         study_id = None
         if actor is not None:

@@ -199,13 +199,15 @@ class DFFGDrafter:
         vis = fused.visual_gate[0].reshape(-1, g, g).numpy() if fused.visual_gate.shape[1] else np.zeros((0, g, g))
         return findings, impression, vis, fused.text_gate[0].numpy()
 
-    def _prompt_from_images(self, feats, view_types) -> tuple[np.ndarray, list[tuple[int, float]]]:
+    def _prompt_from_images(self, feats, view_types, exclude: frozenset[str]) -> tuple[np.ndarray, list[tuple[int, float]]]:
         """Finding prompt and retrievable training reports (row, similarity) from the image neighbours:
         the neighbours' labels, weighted by similarity; the finding head where it is shipped."""
         library = self.index.library
         hits = {}
         for f in feats:
             for n in library.search_images(f.pooled, 30):
+                if n.case_id in exclude:
+                    continue
                 if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
                     hits[n.case_id] = n
         ranked = sorted(hits.values(), key=lambda n: -n.similarity)
@@ -222,7 +224,9 @@ class DFFGDrafter:
                 prompt[FINDINGS.index(name)] = hp[j]
         return prompt, rows
 
-    def draft(self, study, indication: str = "") -> Draft:
+    def draft(self, study, indication: str = "", exclude: frozenset[str] = frozenset()) -> Draft:
+        """`exclude`: library cases the draft may not learn from (a teaching case drafted from its own film:
+        its labels would otherwise become the prompt)."""
         t0 = time.perf_counter()
         images = list(getattr(study, "images", []) or [])
         feats = self.encoder.encode([im.pixels for im in images], [im.content_hash for im in images]) if images else []
@@ -240,7 +244,7 @@ class DFFGDrafter:
         q = self.index.embed_text([indication])[0] if informative(indication) else None
         rows, prompt, notes = [], None, []
         if feats:
-            prompt, rows = self._prompt_from_images(feats, view_types)
+            prompt, rows = self._prompt_from_images(feats, view_types, exclude)
             rows = rows[:k]
         if len(rows) < k:
             have = {r for r, _ in rows}
@@ -259,7 +263,7 @@ class DFFGDrafter:
         probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         key = getattr(study, "key", None)
         similar = self.index.similar_cases([f.pooled for f in feats], " ".join(x for x in (findings, impression) if x),
-                                           probabilities, k=6, exclude={study_case_id(key)} if key else (),
+                                           probabilities, k=6, exclude={*exclude, *([study_case_id(key)] if key else [])},
                                            views=[v.view for v in views])
         t4 = time.perf_counter()
         notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "

@@ -54,7 +54,8 @@ class RetrievalDrafter:
         self.typicality = typ / max(typ.max(), 1.0)
         self.placeholder = np.array(["XXXX" in (r["findings"] + r["impression"]) for r in reports])
 
-    def draft(self, study: IngestedStudy, indication: str = "") -> Draft:
+    def draft(self, study: IngestedStudy, indication: str = "", exclude: frozenset[str] = frozenset()) -> Draft:
+        """`exclude`: library cases the draft may not use (a teaching case drafted from its own film)."""
         t0 = time.perf_counter()
         feats = self.encoder.encode([im.pixels for im in study.images], [im.content_hash for im in study.images])
         t1 = time.perf_counter()
@@ -82,11 +83,11 @@ class RetrievalDrafter:
         t2 = time.perf_counter()
 
         findings = {name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.head.config.findings}
-        best = self._choose_report(probs, indication)
+        best = self._choose_report(probs, indication, exclude)
         t3 = time.perf_counter()
 
         similar = self.index.similar_cases([f.pooled for f in feats], case_text(best["findings"], best["impression"]),
-                                           findings, k=6, exclude={study_case_id(study.key)},
+                                           findings, k=6, exclude={study_case_id(study.key), *exclude},
                                            views=[v.view for v in views])
         notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
                  "probabilities. Heatmaps show which regions drove the image match."]
@@ -105,11 +106,12 @@ class RetrievalDrafter:
             notes=notes,
         )
 
-    def _choose_report(self, probs: np.ndarray, indication: str) -> dict:
+    def _choose_report(self, probs: np.ndarray, indication: str, exclude: frozenset[str]) -> dict:
         p = np.clip(probs, 1e-4, 1 - 1e-4)
         y = self.library.report_labels
         loglik = y @ np.log(p) + (1 - y) @ np.log(1 - p)
         q = words(indication)
         overlap = np.array([len(q & w) / len(q | w) if q and w else 0.0 for w in self.report_words])
         score = loglik + 0.5 * overlap + 0.1 * self.typicality - 1e3 * self.placeholder
+        score[[i for i, r in enumerate(self.library.reports) if r["id"] in exclude]] = -np.inf
         return self.library.reports[int(np.argmax(score))]

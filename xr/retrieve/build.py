@@ -1,7 +1,8 @@
 """Build the shipped case library from the public datasets: `python -m xr build-library --shared DIR`.
 
 Only IU *train* studies go in (val is for model selection, test is held out), plus the NIH sample.
-Thumbnails, not full images, are kept: the library is for showing similar cases, not for training.
+Copies at 512 px, not full images, are kept ("thumbs"): the size of the NIH originals, sharp enough to
+read in the teaching viewer and to draft from, small enough to ship (about 14 MB for 501 films).
 Where the source says, a case keeps the patient's age and an image its projection (PA or AP): the
 similar-case search lists films of the query's projection and age group first (xr.retrieve.index).
 The report texts are embedded last (`python -m xr index build` redoes only that step).
@@ -25,7 +26,7 @@ from xr.findings import complete
 from xr.retrieve.library import embed
 from xr.retrieve.text import build_text_embeddings, text_embedder
 
-THUMB = 192
+THUMB = 512
 LICENCES = {
     "nih": "NIH ChestX-ray14: no restriction on use; cite Wang et al., CVPR 2017",
     "iu": "IU X-ray (Open-i): CC BY-NC-ND 4.0, Demner-Fushman et al., JAMIA 2016",

@@ -96,7 +96,9 @@ class Teaching:
             return stored_views(v), v["draft"]["text"]
         with self._lock:
             if case.id not in self._drafts:
-                self._drafts[case.id] = self.ws.draft([case.image], "", actor=None).draft.to_json()
+                # Drafted without itself: its own labels and report would otherwise make the draft.
+                self._drafts[case.id] = self.ws.draft([case.image], "", actor=None,
+                                                      exclude=frozenset({case.id})).draft.to_json()
         d = self._drafts[case.id]
         pixels = [np.asarray(Image.open(case.image).convert("L"))]
         return views_of(pixels, d["views"], d["fusion_weights"]), d["report"]
