@@ -84,7 +84,7 @@ def _quantize(fp32: Path, int8: Path, name: str, batches: list[np.ndarray]) -> N
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
 

@@ -18,18 +18,25 @@ def username(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-def guarded(fn):
-    """Our refusals (bad input, missing rights) become a one-line message in the browser or for
-    gradio_client; anything else is a bug and keeps its traceback in the log. Gradio shows the message
-    as HTML, and it may quote a file name the user chose: escaped, it reads as typed."""
+def _answering(fn, answer):
+    """`fn`, with our refusals (bad input, missing rights) answered by `answer(message)`; anything else is
+    a bug and keeps its traceback in the log. Gradio shows the message as HTML, and it may quote a file
+    name the user chose: escaped, it reads as typed."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             log.info("refused %s (%s)", fn.__name__, type(e).__name__)  # the message may quote a file name
-            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
+            return answer(html.escape(str(e), quote=False))
     return wrapper
+
+
+def guarded(fn):
+    """For the API: a refusal is a one-line error that gradio_client raises."""
+    def fail(message: str):
+        raise gr.Error(message, print_exception=False) from None
+    return _answering(fn, fail)
 
 
 def refusing(on_refusal=None):
@@ -37,17 +44,10 @@ def refusing(on_refusal=None):
     Raising would paint an error badge over every output (blanking images and text until each badge is
     closed), so the handler returns gr.skip() for all of them instead, or `on_refusal()`'s values where
     something must change all the same (uploads consumed by a refused draft leave the upload box)."""
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except UserError as e:
-                log.info("refused %s (%s)", fn.__name__, type(e).__name__)  # the message may quote a file name
-                gr.Warning(html.escape(str(e), quote=False), title="Not done")
-                return on_refusal() if on_refusal else gr.skip()
-        return wrapper
-    return decorate
+    def toast(message: str):
+        gr.Warning(message, title="Not done")
+        return on_refusal() if on_refusal else gr.skip()
+    return lambda fn: _answering(fn, toast)
 
 
 def page_head() -> str:
