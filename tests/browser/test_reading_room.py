@@ -160,6 +160,7 @@ def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screens
     assert min(left["height"], right["height"]) > 600, (left, right)
     which = page.locator(".xr-viewer-group").filter(visible=True).first
     expect(which.get_by_label("1: frontal")).to_be_checked()
+    page.screenshot(path=str(screenshots / "reporting.png"))
     colour = page.locator(".xr-viewer").first.evaluate("e => getComputedStyle(e).backgroundColor")
     assert colour == "rgb(0, 0, 0)", colour
     expect(page.locator("#finding-probabilities .output-class")).to_have_count(0)
@@ -185,7 +186,6 @@ def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screens
     expect(width).to_have_value("195")
     expect(centre).to_have_value("168")
     expect(zoom).to_have_value("1")  # the drag's closing click does not zoom
-    page.screenshot(path=str(screenshots / "reporting.png"))
     panes.nth(0).hover()
     page.locator(".xr-viewer").filter(visible=True).first.get_by_role("button", name="Fullscreen").click()
     page.wait_for_timeout(1000)
