@@ -201,7 +201,8 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
-    return demo.launch(css=CSS, head=page_head(), run_history=False, auth=(lambda name, password: access.login(s, name, password)) if s.auth else None,
+    auth = (lambda name, password: access.login(s, name, password)) if s.auth else None
+    return demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                        **kwargs)
 

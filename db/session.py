@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -43,7 +43,7 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine_for(url: str) -> Engine:
     url = sqlalchemy_url(url)
     if url.startswith("sqlite:///"):

@@ -6,13 +6,12 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
-
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 

@@ -14,7 +14,6 @@ from tests.conftest import free_port, write_dicom
 from xr.config import ROOT
 
 
-
 @pytest.fixture
 def app(env, workstation_factory):
     from app import build_app

@@ -34,7 +34,8 @@ def write_xml(path, study, n_images, indication, findings, impression, major):
 def test_iu_r2gen_layout_with_xml(tmp_path, nih_pixels):
     root = tmp_path / "iu"
     (root / "reports").mkdir(parents=True)
-    ann = {"train": [{"id": "CXR9_IM-0001", "report": "Heart is enlarged.", "image_path": ["CXR9_IM-0001/0.png", "CXR9_IM-0001/1.png"], "split": "train"}],
+    ann = {"train": [{"id": "CXR9_IM-0001", "report": "Heart is enlarged.",
+                      "image_path": ["CXR9_IM-0001/0.png", "CXR9_IM-0001/1.png"], "split": "train"}],
            "val": [{"id": "CXR8_IM-0002", "report": "Lungs are clear.", "image_path": ["CXR8_IM-0002/0.png"], "split": "val"}]}
     (root / "annotation.json").write_text(json.dumps(ann))
     for rel in ("CXR9_IM-0001/0.png", "CXR9_IM-0001/1.png"):

@@ -9,9 +9,9 @@ import os
 import re
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -326,7 +326,7 @@ def test_export_whose_audit_event_cannot_be_saved_leaves_no_file(approved_on_dis
     assert len([export(out) for _, export in exports(s, sid)]) == len(list(out.iterdir())) == 4
     assert state(s)["audit_events"] == before["audit_events"] + 4
     disk.fill()  # the same exports again: the files of the earlier, logged ones stay
-    for name, export in exports(s, sid):
+    for _name, export in exports(s, sid):
         with pytest.raises(DatabaseUnavailable):
             export(out)
     disk.free()

@@ -16,12 +16,13 @@ from pathlib import PurePosixPath
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless
 
 from tests.conftest import PATIENT, write_dicom
-from xr.ingest import IngestError, IngestedImage, load_study
+from xr.ingest import IngestedImage, IngestError, load_study
 from xr.ingest.raster import MIN_SIDE
 from xr.ingest.study import read_image
 

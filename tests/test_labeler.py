@@ -154,7 +154,7 @@ def test_clauses_split_sentences_and_contrasts_not_decimals():
 def test_compare_scores():
     mesh = [{"Cardiomegaly"}, {"Cardiomegaly"}, set(), set()]
     labeler = [{"Cardiomegaly"}, set(), {"Cardiomegaly"}, set()]
-    s = compare(list(zip(mesh, labeler)))["per_observation"]["Cardiomegaly"]
+    s = compare(list(zip(mesh, labeler, strict=False)))["per_observation"]["Cardiomegaly"]
     assert (s["mesh"], s["labeler"], s["tp"], s["fp"], s["fn"], s["tn"]) == (2, 2, 1, 1, 1, 1)
     assert s["precision"] == s["recall"] == s["f1"] == s["agreement"] == 0.5
     assert s["kappa"] == pytest.approx(0.0)

@@ -64,23 +64,23 @@ def test_fp32_encoders_match_pytorch(onnx_export, radiographs):
 def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
     """int8 is not bit-exact and is opt-in: the masks stay close and the retrieval embedding (centred and
     normalised as the case library does) finds the same neighbours."""
+    from xr.encode.lungs import measure
     from xr.encode.vision import VisionEncoder
     from xr.onnx.export import unet_batch
-    from xr.encode.lungs import measure
     from xr.retrieve.library import CaseLibrary, embed
 
     x = unet_batch(radiographs)
     with torch.inference_mode():
         logits, deep = VisionEncoder().unet.segment_and_encode(torch.from_numpy(x))
     q_logits, q_deep = graph_of(onnx_export, "lung_unet.int8.onnx")(x)
-    for a, b in zip(logits.argmax(1).numpy().astype(bool), q_logits.argmax(1).astype(bool)):
+    for a, b in zip(logits.argmax(1).numpy().astype(bool), q_logits.argmax(1).astype(bool), strict=False):
         assert measure(a).looks_frontal == measure(b).looks_frontal
         # A lateral's mask is never shown and agrees less (0.88 on this CPU without VNNI int8 instructions)
         assert (a & b).sum() / (a | b).sum() > (0.9 if measure(a).looks_frontal else 0.85)
     lib = CaseLibrary()
     ea, eb = embed(deep.mean((2, 3)).numpy(), lib.mean), embed(q_deep.mean((2, 3)), lib.mean)
     assert (ea * eb).sum(-1).min() > 0.99
-    for p, q in zip(deep.mean((2, 3)).numpy(), q_deep.mean((2, 3))):
+    for p, q in zip(deep.mean((2, 3)).numpy(), q_deep.mean((2, 3)), strict=False):
         near = [n.case_id for n in lib.search_images(p, 10)]
         assert len(set(near) & {n.case_id for n in lib.search_images(q, 10)}) >= 8
 

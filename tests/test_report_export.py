@@ -7,7 +7,7 @@ import base64
 import dataclasses
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -40,7 +40,7 @@ def site(monkeypatch):
 def report() -> ApprovedReport:
     return ApprovedReport(
         study_key="ab" * 32, approval_id=7, findings=FINDINGS, impression=IMPRESSION, approved_by="dr_house",
-        approved_at=datetime(2024, 3, 5, 14, 7, 9, tzinfo=timezone.utc), amended=False, model="fusion-gen",
+        approved_at=datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC), amended=False, model="fusion-gen",
         model_version="2024.03", indication="Cough for two weeks", views=("frontal", "lateral"))
 
 

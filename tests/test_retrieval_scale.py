@@ -32,7 +32,7 @@ def test_approximate_index_recall_at_10_against_exact():
     exact.add(base)
     sims, found = index.search(queries, 10)
     truth = exact.search(queries, 10)[1]
-    recall = np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth)])
+    recall = np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth, strict=False)])
     assert recall >= 0.95, recall
     assert np.allclose(sims, np.einsum("qd,qkd->qk", queries, base[found]), atol=1e-4)  # cosines, not distances
 

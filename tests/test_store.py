@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -221,7 +221,7 @@ def test_times_read_back_as_utc(drafted, db_env):
     """The PostgreSQL test databases run in New York time: a time read back in the server's zone shows."""
     _, result = drafted
     at = datetime.fromisoformat(store.history(db_env, result.study_id)[0]["at"])
-    assert at.tzinfo is None and abs(at - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(minutes=5)
+    assert at.tzinfo is None and abs(at - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=5)
 
 
 def test_an_approval_waits_for_another_writer_of_the_study(drafted, db_env):

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -128,7 +128,7 @@ def login(s: Settings, name: str, password: str) -> bool:
 
 
 def _recent_failures(session, user_id: int) -> int:
-    since = datetime.now(timezone.utc) - timedelta(minutes=LOCK_MINUTES)
+    since = datetime.now(UTC) - timedelta(minutes=LOCK_MINUTES)
     events = session.scalars(select(AuditEvent).where(AuditEvent.user_id == user_id, AuditEvent.action == "login",
                                                       AuditEvent.at >= since)).all()
     return sum(not e.detail.get("ok") for e in events)

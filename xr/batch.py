@@ -186,7 +186,7 @@ class Drafter:
 
         self.workstation = Workstation()
         torch.set_num_threads(threads)  # after the Workstation, which sets its own default
-        self.workstation.drafter  # load the models now rather than inside the first study's time
+        _ = self.workstation.drafter  # load the models now rather than inside the first study's time
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def draft(self, study: Study) -> dict:

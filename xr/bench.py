@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -112,7 +112,8 @@ def bench_draft(paths: list[str], backend: str, onnx: Path, repeats: int, refine
 
 
 def bench(paths: list[str], repeats: int = 10, refine: bool = True, progress=lambda s: None) -> dict:
-    """Eager, ONNX Runtime and ONNX Runtime with the int8 U-Net, each in a fresh process; exports the ONNX graphs first when they are missing."""
+    """Eager, ONNX Runtime and ONNX Runtime with the int8 U-Net, each in a fresh process; exports the ONNX
+    graphs first when they are missing."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

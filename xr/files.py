@@ -69,7 +69,7 @@ class Provisional:
             self._new.append(path)
         return path
 
-    def __enter__(self) -> "Provisional":
+    def __enter__(self) -> Provisional:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

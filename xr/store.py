@@ -6,7 +6,7 @@ import difflib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,7 +101,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             if new:
                 audit(session, user, "ingest", row, images=len(study.images))
             known = {i.content_hash: i for i in row.images}
-            for pos, (im, rel) in enumerate(zip(study.images, written)):
+            for pos, (im, rel) in enumerate(zip(study.images, written, strict=False)):
                 view = decided_view(im.view, draft, pos)
                 if im.content_hash in known:
                     if known[im.content_hash].view == "unknown":
@@ -352,7 +352,7 @@ STATUSES = ("pending", "drafted", "approved")
 
 def _utc(at: datetime) -> datetime:
     """Stored times come back naive on every engine (db.models.UTCDateTime); every one of them is UTC."""
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Select[tuple[Study]]:

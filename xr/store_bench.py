@@ -6,10 +6,11 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Select, insert, text
 
@@ -26,7 +27,7 @@ _SENTENCES = ("The heart size is normal.", "No pleural effusion.", "Small left p
               "The mediastinum is not widened.", "Mild cardiomegaly.", "No pneumothorax.",
               "Right lower lobe opacity, possibly pneumonia.", "Degenerative changes of the spine.",
               "Lungs are clear.", "Endotracheal tube 4 cm above the carina.")
-_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def _inserted_ids(conn: Connection, statement: Insert, rows: list[dict[str, Any]]) -> list[int]:
@@ -53,24 +54,24 @@ def _fill(engine: Engine, studies: int) -> dict[str, int]:
              "width": 2048, "height": 2048, "pixel_spacing_mm": 0.143, "source_format": "dicom",
              "storage_path": f"images/{sid % 256:02x}/{sid:032x}{pos:032x}.png"}
             for sid in study_ids for pos, view in enumerate(("frontal", "lateral")[:1 + (sid % 3 == 0)])])
-        drafted = [(sid, st) for sid, st in zip(study_ids, status) if st != "pending"]
+        drafted = [(sid, st) for sid, st in zip(study_ids, status, strict=False) if st != "pending"]
         texts = [" ".join(rng.sample(_SENTENCES, 4)) for _ in drafted]
         draft_ids = _inserted_ids(conn, insert(Draft), [
             {"study_id": sid, "model": "dffg", "model_version": "0.2.0", "indication": "", "text": t,
              "findings": {"Effusion": 0.3, "Cardiomegaly": 0.1}, "fusion_weights": {}, "similar_cases": [],
-             "timings": {}, "created_by": rad} for (sid, _), t in zip(drafted, texts)])
-        corrected = [(sid, did, t) for (sid, st), did, t in zip(drafted, draft_ids, texts)
+             "timings": {}, "created_by": rad} for (sid, _), t in zip(drafted, texts, strict=False)])
+        corrected = [(sid, did, t) for (sid, st), did, t in zip(drafted, draft_ids, texts, strict=False)
                      if st == "drafted" and rng.random() < 1 / 3]
         conn.execute(insert(Revision), [
             {"study_id": sid, "draft_id": did, "user_id": ann, "text": t + " Corrected.", "diff": "",
              "tags": ["wording"] if i % 2 else []} for i, (sid, did, t) in enumerate(corrected)])
-        approved = [(sid, did, t) for (sid, st), did, t in zip(drafted, draft_ids, texts) if st == "approved"]
+        approved = [(sid, did, t) for (sid, st), did, t in zip(drafted, draft_ids, texts, strict=False) if st == "approved"]
         approval_ids = _inserted_ids(conn, insert(Approval), [
             {"study_id": sid, "draft_id": did, "user_id": rad, "text": t} for sid, did, t in approved])
         conn.execute(insert(LibraryCase), [
             {"study_id": sid, "approval_id": aid, "image_encoder": "xception", "image_features": bytes(512 * 4),
              "text_embedding": bytes(384 * 4), "labels": ["Effusion"], "report": t}
-            for (sid, _, t), aid in zip(approved, approval_ids)])
+            for (sid, _, t), aid in zip(approved, approval_ids, strict=False)])
     return {"studies": studies, "drafts": len(draft_ids), "corrections": len(corrected), "approved": len(approved)}
 
 

@@ -21,18 +21,18 @@ import torch
 
 from xr.data.case import Case
 from xr.data.iu_xray import load_iu
-from xr.report import split_sections
 from xr.decode.beam import beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.vocab import Vocabulary
 from xr.draft.dffg import DFFG_DIR, FRONTAL, LATERAL, Example, ReportMemory, collate, informative
 from xr.encode.text import TextEmbedder
-from xr.evaluate.clinical import clinical_scores
 from xr.errors import UserError
+from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.evaluate.text import normalize
 from xr.findings import FINDINGS
 from xr.jsonl import read_jsonl
+from xr.report import split_sections
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 
@@ -111,7 +111,7 @@ class Data:
             f"{len(self.images)} studies with images")
 
     @classmethod
-    def from_edits(cls, path: Path, base: Path, data_dir: Path, k: int = 3, log=print) -> "Data":
+    def from_edits(cls, path: Path, base: Path, data_dir: Path, k: int = 3, log=print) -> Data:
         """Approved studies exported by `python -m xr export-edits` as training cases for fine-tuning the
         model in `base`: its vocabulary and retrieval memory, the approved text as the target, the stored
         images (under `data_dir`) as the views."""
@@ -135,7 +135,7 @@ class Data:
         ok = [i for i, c in enumerate(cases) if informative(c.indication)]
         e = emb([cases[i].indication for i in ok])
         out = [None] * len(cases)
-        for i, v in zip(ok, e):
+        for i, v in zip(ok, e, strict=False):
             out[i] = v
         return out
 
@@ -203,7 +203,7 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, beam: int 
                 b = collate([ex], data.vocab, model.config)
                 with torch.inference_mode():
                     seqs.append(beam_search(model, model.encode(b), allowed, beam=beam, **kw))
-        for i, sq in zip(chunk, seqs):
+        for i, sq in zip(chunk, seqs, strict=False):
             out[data.val[i].id] = data.vocab.decode(sq)[0]
     return out
 

@@ -66,7 +66,7 @@ class Workstation:
     @property
     def index(self) -> CaseIndex:
         """The similar-case index the drafter searches (built with it)."""
-        self.drafter
+        _ = self.drafter  # built together with the index
         return self._index
 
     @property

@@ -82,7 +82,7 @@ def beam_search(model, fused, allowed: torch.Tensor, beam: int = 3, max_len: int
         scores, idx = flat.topk(k)
         V = lp.shape[1]
         new, origin = [], []
-        for sc, ix in zip(scores.tolist(), idx.tolist()):
+        for sc, ix in zip(scores.tolist(), idx.tolist(), strict=False):
             b, tk = divmod(ix, V)
             seq = seqs[b] + [tk]
             if tk == EOS:

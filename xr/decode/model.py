@@ -78,7 +78,8 @@ class MLP(nn.Sequential):
 class EncoderBlock(nn.Module):
     def __init__(self, c: DFFGConfig) -> None:
         super().__init__()
-        self.ln1, self.attn, self.ln2, self.mlp = nn.LayerNorm(c.d), Attention(c.d, c.n_heads, c.dropout), nn.LayerNorm(c.d), MLP(c.d, c.dropout)
+        self.ln1, self.attn = nn.LayerNorm(c.d), Attention(c.d, c.n_heads, c.dropout)
+        self.ln2, self.mlp = nn.LayerNorm(c.d), MLP(c.d, c.dropout)
 
     def forward(self, x, bias):
         h = self.ln1(x)
@@ -218,13 +219,13 @@ class DFFGModel(Pretrained):
             cache[:] = self.start(f)
         x = self.embed_step(token, torch.tensor(t), cache[0]["cond"])
         x, past = self.run_cached(x, mem_bias(f), step_bias(f, cache[0]["k"].shape[2]), *unpack(cache))
-        for c, (k, v) in zip(cache, past):
+        for c, (k, v) in zip(cache, past, strict=False):
             c["k"], c["v"] = k, v
         return self.logits(x)
 
     def start(self, f: FusionOutput) -> list[dict]:
         cond, cross, past = self.start_tensors(f.memory, f.bias, f.prefix, f.prefix_bias)
-        return [{"cond": cond, "ck": ck, "cv": cv, "k": k, "v": v} for (ck, cv), (k, v) in zip(cross, past)]
+        return [{"cond": cond, "ck": ck, "cv": cv, "k": k, "v": v} for (ck, cv), (k, v) in zip(cross, past, strict=False)]
 
     def start_tensors(self, memory: torch.Tensor, bias: torch.Tensor, prefix: torch.Tensor | None,
                       prefix_bias: torch.Tensor | None):
@@ -252,7 +253,7 @@ class DFFGModel(Pretrained):
         """x (B, n, d) through the blocks, attending to the cached keys/values and to itself (n = 1, or
         the whole prefix at once). Returns x and the self-attention keys/values extended by x's."""
         new_past = []
-        for blk, (pk, pv), (ck, cv) in zip(self.blocks, past, cross):
+        for blk, (pk, pv), (ck, cv) in zip(self.blocks, past, cross, strict=False):
             a = blk.self_attn
             h = blk.ln1(x)
             k, v = a.kv(h).chunk(2, -1)

@@ -35,7 +35,7 @@ class Vocabulary:
         self.output = list(output)  # may this token be generated?
 
     @classmethod
-    def build(cls, reports: list[str], inputs: list[str] = (), min_freq: int = 3) -> "Vocabulary":
+    def build(cls, reports: list[str], inputs: list[str] = (), min_freq: int = 3) -> Vocabulary:
         out_counts = Counter(w for r in reports for w in words(r))
         in_counts = Counter(w for t in inputs for w in words(t))
         out_words = sorted(w for w, n in out_counts.items() if n >= min_freq)
@@ -79,7 +79,7 @@ class Vocabulary:
         Path(path).write_text(json.dumps({"itos": self.itos, "output": self.output}) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         d = json.loads(Path(path).read_text())
         return cls(d["itos"], d["output"])
 

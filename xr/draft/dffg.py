@@ -56,7 +56,7 @@ class ReportMemory:
             {"ids": self.ids, "findings": self.findings, "impressions": self.impressions}) + "\n")
 
     @classmethod
-    def load(cls, directory: Path) -> "ReportMemory":
+    def load(cls, directory: Path) -> ReportMemory:
         t = load_file(str(directory / "retrieval.safetensors"))
         d = json.loads((directory / "retrieval.json").read_text())
         return cls(d["ids"], d["findings"], d["impressions"], t["indication_emb"].astype(np.float32),
@@ -130,7 +130,7 @@ def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
     view_present = torch.zeros(B, V, dtype=torch.bool)
     view_type = torch.zeros(B, V, dtype=torch.long)
     for i, e in enumerate(examples):
-        for j, (r, vt) in enumerate(zip(e.regions, e.view_types)):
+        for j, (r, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
             regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
             view_present[i, j] = True
             view_type[i, j] = vt
@@ -218,7 +218,7 @@ class DFFGDrafter:
         lab = np.stack([library.labels_of(n.case_id) for n in top])
         prompt = (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32)
         if self.head is not None:
-            frontal = [f for f, v in zip(feats, view_types) if v == FRONTAL] or feats
+            frontal = [f for f, v in zip(feats, view_types, strict=False) if v == FRONTAL] or feats
             hp = self.head.probabilities(frontal).mean(0)
             for j, name in enumerate(self.head.config.findings):
                 prompt[FINDINGS.index(name)] = hp[j]
@@ -232,7 +232,7 @@ class DFFGDrafter:
         feats = self.encoder.encode([im.pixels for im in images], [im.content_hash for im in images]) if images else []
         t1 = time.perf_counter()
         views, view_types = [], []
-        for i, (im, f) in enumerate(zip(images, feats)):
+        for i, (im, f) in enumerate(zip(images, feats, strict=False)):
             m = f.measurements()
             view, source = (im.view, "dicom") if im.view != "unknown" else (
                 "frontal" if m.looks_frontal else "lateral", "image")
@@ -258,7 +258,7 @@ class DFFGDrafter:
                      view_types=view_types)
         findings, impression, vis_gates, _ = self.generate(ex)
         t3 = time.perf_counter()
-        for v, g in zip(views, vis_gates):
+        for v, g in zip(views, vis_gates, strict=False):
             v.fusion_weights = np.round(g, 3).tolist()
         probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         key = getattr(study, "key", None)

@@ -61,7 +61,7 @@ class RetrievalDrafter:
         t1 = time.perf_counter()
 
         views = []
-        for i, (im, f) in enumerate(zip(study.images, feats)):
+        for i, (im, f) in enumerate(zip(study.images, feats, strict=False)):
             m = f.measurements()
             view, source = (im.view, "dicom") if im.view != "unknown" else (
                 "frontal" if m.looks_frontal else "lateral", "image")
@@ -75,7 +75,7 @@ class RetrievalDrafter:
                             "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
             views.append(ViewResult(i, view, source, im.content_hash, np.round(heat, 3).tolist(), measurements,
                                     rle(f.mask)))
-        frontal = [f for f, v in zip(feats, views) if v.view == "frontal"] or feats
+        frontal = [f for f, v in zip(feats, views, strict=False) if v.view == "frontal"] or feats
         head_probs = self.head.probabilities(frontal).mean(0)
         probs = self.base_rate.copy()
         for j, name in enumerate(self.head.config.findings):

@@ -1,8 +1,8 @@
 """Encode dataset files in batches through the same ingest path the app uses, with the feature cache."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from xr.config import Settings, settings
 from xr.encode.vision import ImageFeatures, VisionEncoder

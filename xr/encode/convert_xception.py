@@ -114,7 +114,7 @@ def keras_tensors(keras_file: bytes) -> dict[str, np.ndarray]:
                 out[f"{prefix}.pointwise.weight"] = v[1].transpose(3, 2, 0, 1)
             else:
                 assert len(v) == 4 and x["config"]["epsilon"] == 1e-3
-                out.update({f"{prefix}.{k}": t for k, t in zip(BN_VARS, v)})
+                out.update({f"{prefix}.{k}": t for k, t in zip(BN_VARS, v, strict=False)})
         stored: list[str] = []
         group.visititems(lambda _, obj: stored.append(obj.name) if isinstance(obj, h5py.Dataset) else None)
     assert sorted(used) == sorted(stored) and len(out) == len(used) == 234  # every tensor used exactly once

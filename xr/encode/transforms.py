@@ -1,8 +1,8 @@
 """Image transforms written out, MONAI style: each a small callable on a numpy array, composed in order."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image

@@ -58,7 +58,7 @@ class VisionEncoder:
         out: list[ImageFeatures | None] = [self._cached(h) for h in hashes]
         todo = [i for i, f in enumerate(out) if f is None]
         if todo:
-            for i, f in zip(todo, self._compute([images[i] for i in todo])):
+            for i, f in zip(todo, self._compute([images[i] for i in todo]), strict=False):
                 out[i] = f
                 if self.cache is not None and hashes[i]:
                     self.cache.put(self.name, hashes[i], {"pooled": f.pooled, "regions": f.regions.astype(np.float16),
@@ -83,4 +83,4 @@ class VisionEncoder:
         regions = F.adaptive_avg_pool2d(deep, GRID).permute(0, 2, 3, 1).numpy()
         xin = torch.from_numpy(np.stack([self.xception_input(im) for im in images]))[:, None]
         xfeat = self.features(xin.float()).numpy()
-        return [ImageFeatures(p, r, xf, m) for p, r, xf, m in zip(pooled, regions, xfeat, masks)]
+        return [ImageFeatures(p, r, xf, m) for p, r, xf, m in zip(pooled, regions, xfeat, masks, strict=False)]

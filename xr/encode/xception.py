@@ -62,7 +62,7 @@ class Block(nn.Module):
 
     def __init__(self, channels: list[int], downsample: bool, first_relu: bool = True) -> None:
         super().__init__()
-        self.sepconvs = nn.ModuleList(SeparableConv(a, b) for a, b in zip(channels, channels[1:]))
+        self.sepconvs = nn.ModuleList(SeparableConv(a, b) for a, b in zip(channels, channels[1:], strict=False))
         self.first_relu = first_relu
         self.downsample = downsample
         if downsample:

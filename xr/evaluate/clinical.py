@@ -36,8 +36,8 @@ def clinical_scores(refs: dict[str, str], preds: dict[str, str]) -> tuple[dict, 
     present = [n for n in CHEXPERT if per_obs[n]["positives"] > 0]
     macro = [float(np.mean([per_obs[n][k] for n in present])) if present else 0.0 for k in ("precision", "recall", "f1")]
     summary = {
-        "micro": dict(zip(("precision", "recall", "f1"), micro)),
-        "macro": dict(zip(("precision", "recall", "f1"), macro)),
+        "micro": dict(zip(("precision", "recall", "f1"), micro, strict=False)),
+        "macro": dict(zip(("precision", "recall", "f1"), macro, strict=False)),
         "macro_over": len(present),
         "per_observation": per_obs,
     }
@@ -45,6 +45,6 @@ def clinical_scores(refs: dict[str, str], preds: dict[str, str]) -> tuple[dict, 
     for k, i in enumerate(ids):
         t, f_, n = int((y[k] & yhat[k]).sum()), int((~y[k] & yhat[k]).sum()), int((y[k] & ~yhat[k]).sum())
         per_case[i] = {"CE-F1": _prf(t, f_, n)[2] if (t + f_ + n) else 1.0,
-                       "reference_labels": [c for c, v in zip(CHEXPERT, y[k]) if v],
-                       "predicted_labels": [c for c, v in zip(CHEXPERT, yhat[k]) if v]}
+                       "reference_labels": [c for c, v in zip(CHEXPERT, y[k], strict=False) if v],
+                       "predicted_labels": [c for c, v in zip(CHEXPERT, yhat[k], strict=False) if v]}
     return summary, per_case

@@ -34,7 +34,7 @@ def nlg_scores(refs: dict[str, str], preds: dict[str, str]) -> tuple[dict[str, f
         bleu, bleu_cases = Bleu(4).compute_score(gts, res, verbose=0)
     for n in range(4):
         corpus[f"BLEU-{n + 1}"] = bleu[n]
-        for i, s in zip(ids, bleu_cases[n]):
+        for i, s in zip(ids, bleu_cases[n], strict=False):
             per_case[i][f"BLEU-{n + 1}"] = float(s)
 
     if meteor_available():
@@ -44,16 +44,16 @@ def nlg_scores(refs: dict[str, str], preds: dict[str, str]) -> tuple[dict[str, f
         finally:
             meteor.meteor_p.kill()
             meteor.meteor_p.wait()
-        for i, s in zip(ids, cases):
+        for i, s in zip(ids, cases, strict=False):
             per_case[i]["METEOR"] = float(s)
     else:
         corpus["METEOR"] = None
 
     corpus["ROUGE-L"], cases = Rouge().compute_score(gts, res)
-    for i, s in zip(ids, cases):
+    for i, s in zip(ids, cases, strict=False):
         per_case[i]["ROUGE-L"] = float(s)
     corpus["CIDEr"], cases = Cider().compute_score(gts, res)
-    for i, s in zip(ids, cases):
+    for i, s in zip(ids, cases, strict=False):
         per_case[i]["CIDEr"] = float(s)
     corpus = {k: (float(v) if v is not None else None) for k, v in corpus.items()}
     return {k: corpus[k] for k in METRICS}, per_case

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xr.data.case import Case
+from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.nlg import METRICS, nlg_scores
-from xr.errors import UserError
 from xr.evaluate.text import normalize, placeholder_count
 from xr.jsonl import read_jsonl
 

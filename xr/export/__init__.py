@@ -1,7 +1,7 @@
 """Approved reports out of the workstation: plain text, HL7 FHIR R4 and DICOM Basic Text SR."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def approved_report_writers() -> dict[str, tuple[str, Callable]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from xr.config import Settings, settings
 from xr.export.approved import ApprovedReport, signer
-from xr.files import write_atomic
 from xr.export.text import TITLE, to_text
+from xr.files import write_atomic
 
 STUDY_KEY_SYSTEM = "urn:xr:study-key"
 

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 FUSION_MODES = ("dynamic", "fixed", "visual", "text")
@@ -38,7 +37,7 @@ class FusionOutput:
     prefix: torch.Tensor | None = None  # (B, P, d) decoder prefix (the finding prompt), set by the model
     prefix_bias: torch.Tensor | None = None  # (B, P) additive bias of the words' attention to the prefix
 
-    def expand(self, n: int) -> "FusionOutput":
+    def expand(self, n: int) -> FusionOutput:
         """The same case n times (for n beams)."""
         def e(x):
             return None if x is None else x.expand(n, *x.shape[1:])

@@ -67,20 +67,23 @@ def _entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
         _check_count(len(files), path.name, s)
         out = []
         for p in files:
-            if p.stat().st_size > s.max_file_bytes:
-                raise IngestError(f"{p.name}: {p.stat().st_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+            _check_size(p.name, p.stat().st_size, s)
             out.append((p.name, p.read_bytes()))
         return out
     if path.suffix.lower() == ".zip":
         return _zip_entries(path, s)
-    if path.stat().st_size > s.max_file_bytes:
-        raise IngestError(f"{path.name}: {path.stat().st_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+    _check_size(path.name, path.stat().st_size, s)
     return [(path.name, path.read_bytes())]
 
 
 def _check_count(n: int, name: str, s: Settings) -> None:
     if n > s.max_images:
         raise IngestError(f"{name}: holds {n} files; a study has at most {s.max_images} images")
+
+
+def _check_size(name: str, size: int, s: Settings) -> None:
+    if size > s.max_file_bytes:
+        raise IngestError(f"{name}: {size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
 
 
 def _skipped(name: str) -> bool:
@@ -106,8 +109,7 @@ def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
             _check_count(len(wanted), path.name, s)
             out = []
             for leaf, info in wanted:
-                if info.file_size > s.max_file_bytes:
-                    raise IngestError(f"{leaf}: {info.file_size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+                _check_size(leaf, info.file_size, s)
                 with zf.open(info) as f:  # read at most the limit: the declared size may lie
                     data = f.read(s.max_file_bytes + 1)
                 out.append((leaf, data))

@@ -4,8 +4,8 @@ eager PyTorch and how fast each variant ran here (xr.onnx.runtime picks the fast
 
 int8: static quantisation (QDQ, per-channel weights) calibrated on the case library's chest X-rays;
 the convolutions are almost all of a draft's time and the AVX-512 VNNI / AMX units of a laptop or
-server CPU run them several times faster in int8. It is used only when asked for (XR_BACKEND=int8). The generator stays fp32 (small, and its beam
-search must match eager token for token).
+server CPU run them several times faster in int8. It is used only when asked for (XR_BACKEND=int8). The
+generator stays fp32 (small, and its beam search must match eager token for token).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,17 +26,17 @@ from safetensors.numpy import load_file
 from torch import nn
 
 from xr.config import ASSETS
-from xr.draft.dffg import DFFG_DIR, Example, collate
 from xr.decode.model import DFFGModel, mem_bias, step_bias
 from xr.decode.vocab import BOS, Vocabulary
+from xr.draft.dffg import DFFG_DIR, Example, collate
 from xr.encode.lung_unet import LungUNet
 from xr.encode.transforms import Resize
 from xr.encode.vision import XCEPTION_SIZE, unet_transform
 from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
 from xr.onnx.generator import CACHE, ENCODE_INPUTS, OnnxGenerator
-from xr.retrieve.library import embed
 from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
+from xr.retrieve.library import embed
 
 OPSET = 17
 
@@ -56,7 +56,7 @@ def quiet():
         try:
             yield
         finally:
-            for lg, level in zip(loggers, levels):
+            for lg, level in zip(loggers, levels, strict=False):
                 lg.setLevel(level)
 
 
@@ -159,8 +159,8 @@ def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
         graphs = {v: Graph(p) for v, p in variants.items()}
         parity = {v: _parity(name, ref, g(xs)) for v, g in graphs.items()}
         with torch.inference_mode():
-            ms = {"eager": _time(lambda: module(torch.from_numpy(xs)), repeats)}
-        ms |= {v: _time(lambda g=g: g(xs), repeats) for v, g in graphs.items()}
+            ms = {"eager": _time(lambda module=module, xs=xs: module(torch.from_numpy(xs)), repeats)}
+        ms |= {v: _time(lambda g=g, xs=xs: g(xs), repeats) for v, g in graphs.items()}
         entries[name] = {"files": {v: {"model": p.name} for v, p in variants.items()},
                          "source_sha256": source_digest(ASSETS / name / "model.safetensors"), "parity": parity, "ms": ms,
                          "chosen": min(("eager", "fp32"), key=ms.get), "timed_on": f"{len(study)} images"}
@@ -183,7 +183,7 @@ class _Encode(nn.Module):
         self.net = net
 
     def forward(self, *inputs):
-        f = self.net.encode(dict(zip(ENCODE_INPUTS, inputs)))
+        f = self.net.encode(dict(zip(ENCODE_INPUTS, inputs, strict=False)))
         out = (f.memory, f.bias, f.visual_gate, f.text_gate)
         return out + ((f.prefix, f.prefix_bias) if f.prefix is not None else ())
 
@@ -195,7 +195,7 @@ class _Start(nn.Module):
 
     def forward(self, memory, bias, prefix=None, prefix_bias=None):
         cond, cross, past = self.net.start_tensors(memory, bias, prefix, prefix_bias)
-        return (cond, *[t for (k, v), (ck, cv) in zip(past, cross) for t in (k, v, ck, cv)])
+        return (cond, *[t for (k, v), (ck, cv) in zip(past, cross, strict=False) for t in (k, v, ck, cv)])
 
 
 class _Step(nn.Module):
@@ -320,7 +320,7 @@ def format_manifest(m: dict) -> str:
              "| model | eager ms | ONNX fp32 ms | ONNX int8 ms | chosen | timed on | parity |", "|---|---:|---:|---:|---|---|---|"]
     for name, e in m["models"].items():
         ms = e["ms"]
-        cell = lambda v: f"{ms[v]:.0f}" if v in ms else "-"  # noqa: E731
+        cell = lambda v, ms=ms: f"{ms[v]:.0f}" if v in ms else "-"  # noqa: E731
         par = "; ".join(f"{v}: " + ", ".join(f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in p.items())
                         for v, p in (e["parity"].items() if name != "generator" else [("fp32", e["parity"])]))
         lines.append(f"| {name} | {cell('eager')} | {cell('fp32')} | {cell('int8')} | {e['chosen']} | {e['timed_on']} | {par} |")

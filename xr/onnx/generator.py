@@ -32,7 +32,7 @@ class OnnxGenerator:
         inputs = [f.memory, f.bias] + ([f.prefix, f.prefix_bias] if f.prefix is not None else [])
         out = [torch.from_numpy(x) for x in self.graphs["start"](*(x.numpy() for x in inputs))]
         cond, per_layer = out[0], out[1:]
-        return [dict(zip(CACHE, per_layer[4 * i: 4 * i + 4]), cond=cond) for i in range(self.config.n_layers)]
+        return [dict(zip(CACHE, per_layer[4 * i: 4 * i + 4], strict=False), cond=cond) for i in range(self.config.n_layers)]
 
     def step(self, token: torch.Tensor, t: int, f: FusionOutput, cache: list[dict]) -> torch.Tensor:
         if not cache[0]:

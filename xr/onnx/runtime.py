@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def backend_setting() -> str:
     return b
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digest(path: str, mtime: float, size: int) -> str:
     return digest(Path(path))
 
@@ -116,7 +116,7 @@ class Graph:
         self.provider = self.session.get_providers()[0]
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.inputs, arrays)))
+        return self.session.run(None, dict(zip(self.inputs, arrays, strict=False)))
 
 
 def backed(model: str, weights: Path, eager: Callable) -> tuple[Callable, tuple[str, str | None]]:

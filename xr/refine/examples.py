@@ -44,10 +44,10 @@ def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int
         with torch.inference_mode():
             seqs = greedy(model, model.encode(collate(exs, data.vocab, model.config)), allowed,
                           max_len=100, min_len=12, no_repeat=3)
-        for i, ex, sq in zip(idx, exs, seqs):
+        for i, ex, sq in zip(idx, exs, seqs, strict=False):
             c = cases[i]
             out.append(RefineExample(
                 indication=c.indication, draft=compose_report(*data.vocab.decode(sq)),
-                findings={f: round(float(p), 3) for f, p in zip(FINDINGS, ex.prompt)},
+                findings={f: round(float(p), 3) for f, p in zip(FINDINGS, ex.prompt, strict=False)},
                 similar=list(ex.retrieved), target=compose_report(c.findings, c.impression), id=c.id))
     return out

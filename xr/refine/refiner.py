@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from xr.config import ASSETS
-from xr.store import diff_text
 from xr.refine.examples import RefineExample
 from xr.refine.guard import MARK, NoMark, finding_flags
 from xr.refine.prompt import prompt_ids
+from xr.store import diff_text
 
 REFINER_DIR = ASSETS / "refiner"
 REFINE_BY_DEFAULT = False  # off until it measures better than the unrefined drafts (assets/refiner/README.md)

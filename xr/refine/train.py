@@ -46,7 +46,7 @@ def _batch(tok, exs: list[RefineExample], max_len: int) -> dict:
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     return {"input_ids": torch.tensor([i + [pad] * (n - len(i)) for i, _ in pairs]),
             "attention_mask": torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i, _ in pairs]),
-            "labels": torch.tensor([l + [-100] * (n - len(l)) for _, l in pairs])}
+            "labels": torch.tensor([lab + [-100] * (n - len(lab)) for _, lab in pairs])}
 
 
 def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_adapter: Path | None = None,

@@ -66,7 +66,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
     pooled = [f.pooled for f in feats]
     images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"), pos)
-              for (ci, p, t, v, pos), f in zip(images, feats)]
+              for (ci, p, t, v, pos), f in zip(images, feats, strict=False)]
     for _, p, thumb, *_ in images:
         _thumb(p, out / "thumbs" / thumb)
 

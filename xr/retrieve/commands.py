@@ -69,7 +69,8 @@ def stats(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from xr.retrieve.index import CaseIndex
-    from xr.retrieve.quality import evaluate as run, to_markdown
+    from xr.retrieve.quality import evaluate as run
+    from xr.retrieve.quality import to_markdown
 
     iu = Path(args.iu) if args.iu else None
     if iu is not None and not (iu / "annotation.json").is_file():

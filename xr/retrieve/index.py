@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Collection, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -93,7 +93,7 @@ class _Part:
         """(case, best cosine over the queries and the case's rows, that row), best first."""
         sims, rows = self.index.search(np.ascontiguousarray(queries, np.float32), min(depth, self.index.ntotal))
         best: dict[int, tuple[float, int]] = {}
-        for sim, row in zip(sims.ravel(), rows.ravel()):
+        for sim, row in zip(sims.ravel(), rows.ravel(), strict=False):
             case = int(self.case[row]) if row >= 0 else -1
             if row >= 0 and case not in excluded and (case not in best or sim > best[case][0]):
                 best[case] = (float(sim), int(row))
@@ -253,7 +253,7 @@ class CaseIndex:
         sims, rows = st.images.index.search(np.ascontiguousarray(q.images, np.float32), 1)
         same: dict[int, float] = {}
         views = list(q.views) + [None] * (len(q.images) - len(q.views))
-        for i, (sim, row) in enumerate(zip(sims[:, 0], rows[:, 0])):
+        for i, (sim, row) in enumerate(zip(sims[:, 0], rows[:, 0], strict=False)):
             case = int(st.images.case[row]) if row >= 0 else -1
             if row >= 0 and sim >= SAME_FILM and case not in excluded:
                 same[case] = max(same.get(case, 0.0), min(float(sim), 1.0))

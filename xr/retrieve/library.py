@@ -12,7 +12,6 @@ from safetensors.numpy import load_file
 from xr.config import ASSETS
 from xr.findings import FINDINGS
 
-
 EXACT_BELOW = 20_000  # vectors: exact search of 20k 512-d vectors takes about 4 ms a query (xr.retrieve.scale)
 HNSW_M = 32  # graph neighbours per vector
 HNSW_EF_CONSTRUCTION = 80
@@ -84,4 +83,4 @@ class CaseLibrary:
     def search_images(self, pooled: np.ndarray, k: int) -> list[Neighbour]:
         sims, idx = self.index.search(embed(pooled[None], self.mean), k)
         return [Neighbour(int(i), self.images[i]["case"], f"thumbs/{self.images[i]['thumb']}", float(s))
-                for s, i in zip(sims[0], idx[0]) if i >= 0]
+                for s, i in zip(sims[0], idx[0], strict=False) if i >= 0]

@@ -31,7 +31,7 @@ def precision_table(truth: list[set[str]], retrieved: list[list[set[str]]], pool
     every (query, finding) pair; `abnormal` the same without No Finding, which dominates both datasets."""
     counts, n = Counter(f for labels in pool for f in labels), len(pool)
     sums: dict[str, np.ndarray] = {}  # finding -> [queries, p@k..., random]
-    for t, hits in zip(truth, retrieved):
+    for t, hits in zip(truth, retrieved, strict=False):
         for f in t:
             row = [1.0] + [sum(f in h for h in hits[:k]) / k for k in ks]
             row.append((counts[f] - query_in_pool) / (n - query_in_pool))
@@ -40,7 +40,7 @@ def precision_table(truth: list[set[str]], retrieved: list[list[set[str]]], pool
     def entry(total: np.ndarray) -> dict:
         q = max(total[0], 1.0)
         out = {"queries": int(total[0])}
-        out.update({f"p@{k}": round(float(v / q), 3) for k, v in zip(ks, total[1:-1])})
+        out.update({f"p@{k}": round(float(v / q), 3) for k, v in zip(ks, total[1:-1], strict=False)})
         out["random"] = round(float(total[-1] / q), 3)
         return out
 
@@ -77,7 +77,7 @@ def iu_text(index: CaseIndex, cases: list[Case], by: str, split: str, ks: tuple[
     queries = [c for c in cases if informative(getattr(c, by))]
     vectors = index.embed_text([getattr(c, by) for c in queries])
     truth, retrieved = [], []
-    for c, v in zip(queries, vectors):
+    for c, v in zip(queries, vectors, strict=False):
         labels = set(positives(label_report(case_text(c.findings, c.impression))))
         hits = index.search(Query(np.zeros((0, lib.embeddings.shape[1]), np.float32), v, frozenset(labels)), max(ks))
         truth.append(labels)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -77,7 +77,7 @@ def _measure(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, k: int)
         _, ids = index.search(q[None], k)
         times.append((time.perf_counter() - t) * 1e3)
         found.append(ids[0])
-    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth[:len(queries)]))
+    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth[:len(queries)], strict=False))
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
             "recall": hits / (len(queries) * k), "timed": len(queries)}
 

@@ -15,8 +15,8 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from xr.report import split_sections
 from xr.errors import UserError
+from xr.report import split_sections
 from xr.retrieve.library import has_report, read_cases
 
 TEXT_EMBEDDINGS = "text_embeddings.safetensors"

@@ -5,12 +5,15 @@ import functools
 import html
 import logging
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from xr.errors import UserError
 
 log = logging.getLogger("xr.app")
+# The workspaces' own events: not endpoints of the app's API (app.py declares those, each with a guard)
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
 def username(request: gr.Request | None) -> str | None:

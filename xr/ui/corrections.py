@@ -9,7 +9,7 @@ import gradio as gr
 
 from xr import store
 from xr.report import literal_markdown
-from xr.ui.common import refusing, username
+from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
@@ -64,7 +64,7 @@ class Corrections:
                 self.status]
 
     def _wire(self) -> None:
-        ws, private = self.ws, {"api_visibility": "private"}
+        ws = self.ws
 
         def after(current: int | None = None) -> int | None:
             return store.corrections_queue(ws.settings, current)["next"]
@@ -81,7 +81,7 @@ class Corrections:
                 raise store.StoreError("nothing to correct")
             if not tags:
                 raise store.StoreError("tick at least one reason for the correction")
-            rev = store.save_revision(ws.settings, int(study_id), text, actor, tags=tags)
+            store.save_revision(ws.settings, int(study_id), text, actor, tags=tags)
             return self._show(after(), f"Saved the correction of study #{study_id}.")
 
         @refusing()
@@ -104,8 +104,8 @@ class Corrections:
             n = store.export_edits(ws.settings, out, actor)
             return str(out), f"Exported {n} studies."
 
-        self.export_btn.click(export, None, [self.export_file, self.status], **private)
-        self.tab.select(start, None, self.outputs, **private)
-        self.save_btn.click(save, [self.study_id, self.text, self.tags], self.outputs, **private)
-        self.fine_btn.click(fine, [self.study_id, self.draft], self.outputs, **private)
-        self.skip_btn.click(skip, [self.study_id], self.outputs, **private)
+        self.export_btn.click(export, None, [self.export_file, self.status], **PRIVATE)
+        self.tab.select(start, None, self.outputs, **PRIVATE)
+        self.save_btn.click(save, [self.study_id, self.text, self.tags], self.outputs, **PRIVATE)
+        self.fine_btn.click(fine, [self.study_id, self.draft], self.outputs, **PRIVATE)
+        self.skip_btn.click(skip, [self.study_id], self.outputs, **PRIVATE)

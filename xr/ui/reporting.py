@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 import gradio as gr
 from gradio.utils import get_upload_folder
@@ -16,9 +16,8 @@ from PIL import Image
 
 from xr import store
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import (draft_sentences, join_sections, literal_markdown, present_choices, split_sections,
-                       toggle_choice)
-from xr.ui.common import refusing, username
+from xr.report import draft_sentences, join_sections, literal_markdown, present_choices, split_sections, toggle_choice
+from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
@@ -154,7 +153,7 @@ class Reporting:
                 self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row]
 
     def _wire(self) -> None:
-        ws, private = self.ws, {"api_visibility": "private"}
+        ws = self.ws
         text = [self.findings_box, self.impression_box]
         outputs = self.study_outputs
         skip_study = [gr.skip()] * len(outputs)
@@ -293,33 +292,33 @@ class Reporting:
             return split_sections(refined) if refined else (findings, impression)
 
         filters = [self.status_filter, self.search]
-        self.refresh.click(load, filters, self.table, **private)
-        self.status_filter.change(load, filters, self.table, **private)
-        self.search.submit(find, filters, [self.table, *outputs], **private)
-        self.table.select(pick, None, outputs, **private)
-        self.next_btn.click(stepper(1), [*filters, self.study_id], outputs, **private)
-        self.prev_btn.click(stepper(-1), [*filters, self.study_id], outputs, **private)
+        self.refresh.click(load, filters, self.table, **PRIVATE)
+        self.status_filter.change(load, filters, self.table, **PRIVATE)
+        self.search.submit(find, filters, [self.table, *outputs], **PRIVATE)
+        self.table.select(pick, None, outputs, **PRIVATE)
+        self.next_btn.click(stepper(1), [*filters, self.study_id], outputs, **PRIVATE)
+        self.prev_btn.click(stepper(-1), [*filters, self.study_id], outputs, **PRIVATE)
         refine_out = [self.refined, self.refined_diff, self.refined_flags, self.refined_box]
         self.draft_btn.click(ui_draft, [self.files, self.indication], [*outputs, self.just_drafted, self.files],
-                             **private).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
-                                             **private).then(load, filters, self.table, **private)
-        self.redraft_btn.click(redraft, [self.study_id, *text], outputs, **private).then(
-            load, filters, self.table, **private)
-        self.confirm_btn.click(confirm_redraft, [self.study_id, *text], outputs, **private).then(
-            load, filters, self.table, **private)
-        self.keep_btn.click(keep_edits, None, self.confirm_row, **private)
+                             **PRIVATE).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
+                                             **PRIVATE).then(load, filters, self.table, **PRIVATE)
+        self.redraft_btn.click(redraft, [self.study_id, *text], outputs, **PRIVATE).then(
+            load, filters, self.table, **PRIVATE)
+        self.confirm_btn.click(confirm_redraft, [self.study_id, *text], outputs, **PRIVATE).then(
+            load, filters, self.table, **PRIVATE)
+        self.keep_btn.click(keep_edits, None, self.confirm_row, **PRIVATE)
         self.add_btn.click(add, [self.files, self.indication, *filters], [self.header, self.table, self.files],
-                           **private)
-        self.use_refined_btn.click(use_refined, [self.refined, *text], text, **private)
-        self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **private)
+                           **PRIVATE)
+        self.use_refined_btn.click(use_refined, [self.refined, *text], text, **PRIVATE)
+        self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **PRIVATE)
         for box in text:
-            box.change(follow, [self.draft_text, *text], [self.diff, self.sentences], **private)
-        self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **private)
+            box.change(follow, [self.draft_text, *text], [self.diff, self.sentences], **PRIVATE)
+        self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **PRIVATE)
         self.amend_btn.click(amend, None, [*text, self.sentences, self.signoff, self.approve_btn, self.amend_btn],
-                             **private)
+                             **PRIVATE)
         self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, *filters], [*outputs, self.table],
-                               **private)
-        self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **private)
+                               **PRIVATE)
+        self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **PRIVATE)
 
 
 @contextmanager

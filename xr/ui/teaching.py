@@ -15,9 +15,9 @@ from xr import store
 from xr.draft.result import compose_report
 from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
-from xr.retrieve.library import has_report
 from xr.report import literal_markdown
-from xr.ui.common import refusing, username
+from xr.retrieve.library import has_report
+from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of
 from xr.workstation import Workstation
 
@@ -116,7 +116,7 @@ class Teaching:
                 f"**Model draft**:\n\n{literal_markdown(draft)}", rows)
 
     def _wire(self) -> None:
-        ws, private = self.ws, {"api_visibility": "private"}
+        ws = self.ws
 
         @refusing()
         def browse(finding, quiz, request: gr.Request):
@@ -153,12 +153,12 @@ class Teaching:
         ids = gr.State([])
         answer = [self.reference, self.model_draft, self.metrics]
         listed = [self.finding, self.gallery, self.count, ids]
-        self.finding.change(browse, [self.finding, self.quiz], listed, **private)
-        self.quiz.change(browse, [self.finding, self.quiz], listed, **private)
-        self.tab.select(browse, [self.finding, self.quiz], listed, **private)
+        self.finding.change(browse, [self.finding, self.quiz], listed, **PRIVATE)
+        self.quiz.change(browse, [self.finding, self.quiz], listed, **PRIVATE)
+        self.tab.select(browse, [self.finding, self.quiz], listed, **PRIVATE)
         self.gallery.select(pick, [ids, self.quiz], [self.case_id, self.header, *self.viewer.outputs, self.guess,
-                                                     *answer], **private)
-        self.reveal_btn.click(reveal, [self.case_id, self.guess], [self.header, *answer], **private)
+                                                     *answer], **PRIVATE)
+        self.reveal_btn.click(reveal, [self.case_id, self.guess], [self.header, *answer], **PRIVATE)
 
 
 def _fmt(x: float | None) -> str:

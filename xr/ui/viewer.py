@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from xr.draft.result import unrle
+from xr.ui.common import PRIVATE
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "heatmap", "lung mask")
@@ -118,20 +119,19 @@ class Viewer:
             self.toggle_btn = gr.Button("overlay", elem_classes=["xr-hidden", "xr-toggle-overlay"])
         controls = [self.views, self.which, self.layer, self.centre, self.width, self.invert, self.zoom, self.focus]
         drawn = [self.image, self.other, self.caption]
-        private = {"api_visibility": "private"}
         for c in (self.which, self.layer, self.invert):
-            c.change(self._draw, controls, drawn, **private)
+            c.change(self._draw, controls, drawn, **PRIVATE)
         for c in (self.centre, self.width, self.zoom):
-            c.release(self._draw, controls, drawn, **private)
+            c.release(self._draw, controls, drawn, **PRIVATE)
         for pane in (0, 1):
             (self.image, self.other)[pane].select(self._click if pane == 0 else self._click_other, controls,
-                                                  [self.focus, self.zoom, *drawn], **private)
+                                                  [self.focus, self.zoom, *drawn], **PRIVATE)
         self.reset.click(lambda: (*DEFAULT_WINDOW, (0.5, 0.5)), None,
                          [self.centre, self.width, self.invert, self.zoom, self.focus],
-                         **private).then(self._draw, controls, drawn, **private)
-        self.dragged.change(self._drag, [self.dragged, *controls], [self.centre, self.width, *drawn], **private)
-        self.next_btn.click(self._next, [self.views, self.which], self.which, **private)
-        self.toggle_btn.click(self._toggle, [self.views, self.layer], self.layer, **private)
+                         **PRIVATE).then(self._draw, controls, drawn, **PRIVATE)
+        self.dragged.change(self._drag, [self.dragged, *controls], [self.centre, self.width, *drawn], **PRIVATE)
+        self.next_btn.click(self._next, [self.views, self.which], self.which, **PRIVATE)
+        self.toggle_btn.click(self._toggle, [self.views, self.layer], self.layer, **PRIVATE)
 
     @property
     def outputs(self) -> list:
