@@ -33,7 +33,7 @@ def test_draft_json_two_views(tmp_path, nih_pixels):
     assert [v["view"] for v in out["views"]] == ["frontal", "lateral"]
     assert [v["view_source"] for v in out["views"]] == ["dicom", "dicom"]
     assert 0.2 < out["views"][0]["measurements"]["ctr"] < 1.0 and out["views"][1]["measurements"] is None
-    from xr.draft.result import unrle
+    from xr.result import unrle
 
     mask = unrle(out["views"][0]["lung_mask"])
     assert mask.shape == (512, 512) and 0.15 < mask.mean() < 0.5

@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from db.session import engine_for
 from xr import store
-from xr.draft.result import Draft
 from xr.ingest import IngestedImage, IngestedStudy
+from xr.result import DraftResult
 from xr.store import Actor
 
 THREADS = 20
@@ -48,8 +48,8 @@ def study(seed: int) -> IngestedStudy:
     return IngestedStudy(key=f"{seed:064x}", images=[IngestedImage(pixels=pixels, source_format="png")])
 
 
-def draft() -> Draft:
-    return Draft(findings_text="Lungs are clear.", impression="No acute disease.", findings={}, views=[],
+def draft() -> DraftResult:
+    return DraftResult(findings_text="Lungs are clear.", impression="No acute disease.", findings={}, views=[],
                  similar_cases=[], model="test", model_version="0")
 
 

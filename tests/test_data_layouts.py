@@ -10,8 +10,9 @@ from PIL import Image
 from tests.conftest import SHARED
 from xr.data.iu_xray import load_iu, parse_report
 from xr.data.layouts import load_cases
-from xr.data.mimic import load_mimic, sections
+from xr.data.mimic import load_mimic
 from xr.data.nih import load_nih
+from xr.report import sections
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation><MedlineCitation><Article><Abstract>

@@ -14,7 +14,7 @@ from xr.data.case import Case
 from xr.evaluate.baselines import baseline_predictions, constant_report
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.nlg import nlg_scores
-from xr.evaluate.text import normalize, placeholder_count
+from xr.normalize import normalize, placeholder_count
 
 REFS = {
     "a": "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.",

@@ -9,8 +9,8 @@ import torch
 from xr.config import ASSETS
 from xr.decode.beam import banned_ngram_tokens, beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
+from xr.decode.processing import Example, collate
 from xr.decode.vocab import EOS, SEP, Vocabulary
-from xr.draft.dffg import Example, collate
 from xr.findings import FINDINGS
 from xr.fuse import DynamicFusion
 

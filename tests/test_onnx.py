@@ -45,9 +45,9 @@ def graph_of(directory, name):
 
 
 def test_fp32_encoders_match_pytorch(onnx_export, radiographs):
+    from xr.build.onnx import unet_batch, xception_batch
     from xr.encode.vision import VisionEncoder
     from xr.encode.xception import grey_to_input
-    from xr.onnx.export import unet_batch, xception_batch
 
     enc = VisionEncoder()
     x = unet_batch(radiographs)
@@ -64,9 +64,9 @@ def test_fp32_encoders_match_pytorch(onnx_export, radiographs):
 def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
     """int8 is not bit-exact and is opt-in: the masks stay close and the retrieval embedding (centred and
     normalised as the case library does) finds the same neighbours."""
+    from xr.build.onnx import unet_batch
     from xr.encode.lungs import measure
     from xr.encode.vision import VisionEncoder
-    from xr.onnx.export import unet_batch
     from xr.retrieve.library import CaseLibrary, embed
 
     x = unet_batch(radiographs)
@@ -86,11 +86,11 @@ def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
 
 
 def test_generator_steps_and_beam_match_pytorch(use_onnx):
+    from xr.build.onnx import example_batch
     from xr.decode.model import DFFGModel
+    from xr.decode.onnx import OnnxGenerator
     from xr.decode.vocab import Vocabulary
     from xr.draft.dffg import DFFG_DIR
-    from xr.onnx.export import example_batch
-    from xr.onnx.generator import OnnxGenerator
 
     net, vocab = DFFGModel.from_pretrained(DFFG_DIR), Vocabulary.load(DFFG_DIR / "vocab.json")
     choice = choose("generator", DFFG_DIR / "model.safetensors")

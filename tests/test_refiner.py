@@ -15,7 +15,7 @@ from xr.refine.base import base_dir, load_base
 from xr.refine.examples import RefineExample
 from xr.refine.guard import MARK, finding_flags
 from xr.refine.refiner import REFINER_DIR, Refiner
-from xr.refine.train import train_lora
+from xr.train.refiner import train_lora
 
 DRAFT = "FINDINGS: The heart is normal in size. The lungs are clear.\n\nIMPRESSION: No acute disease."
 

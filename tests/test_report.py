@@ -1,8 +1,7 @@
 """The report as radiologists edit it: sections, sentences accepted or rejected, sentence-level diffs."""
 from __future__ import annotations
 
-from xr.report import draft_sentences, join_sections, present_choices, sentences, split_sections, toggle_choice
-from xr.store import diff_text
+from xr.report import diff_text, draft_sentences, join_sections, present_choices, sentences, split_sections, toggle_choice
 
 DRAFT = ("FINDINGS: The heart is normal in size. A 1.5 cm nodule, e.g. granuloma, in the right apex. "
          "No effusion.\n\nIMPRESSION: No acute disease.")

@@ -1,8 +1,8 @@
 import faiss
 import numpy as np
 
+from xr.bench.retrieval import bench_retrieval, format_retrieval, synthetic_embeddings
 from xr.retrieve.library import EXACT_BELOW, HNSW_EF_SEARCH, new_index
-from xr.retrieve.scale import bench_retrieval, format_retrieval, synthetic_embeddings
 
 
 def test_new_index_is_exact_for_today_libraries_and_hnsw_past_the_threshold():

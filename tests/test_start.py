@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-import xr.onnx.export as ex
+import xr.build.onnx as ex
 
 class Tiny(nn.Module):
     def __init__(self):

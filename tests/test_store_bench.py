@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xr import store
-from xr.store_bench import bench_worklist, format_worklist, query_plan
+from xr.bench.store import bench_worklist, format_worklist, query_plan
 
 
 def test_bench_worklist_reports_each_query(tmp_path):

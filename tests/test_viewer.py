@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xr.draft.result import rle
+from xr.result import rle
 from xr.ui.viewer import DISPLAY, View, hanging, render, views_of
 from xr.visualize import window_level, zoom_box
 

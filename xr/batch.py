@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from xr.config import settings
-from xr.draft.result import Draft
 from xr.errors import UserError
 from xr.ingest.study import EXTENSIONS, _skipped
+from xr.result import DraftResult
 
 INDICATION = "indication.txt"  # optional, inside a study folder
 IMAGE_SUFFIXES = {suffix for suffix in EXTENSIONS if suffix}  # a loose image at the top is a one-view study
@@ -153,7 +153,7 @@ def read_results(out: Path) -> dict[str, str]:
     return statuses
 
 
-def compact(draft: Draft) -> dict:
+def compact(draft: DraftResult) -> dict:
     """The draft as JSON without what only the viewer needs (lung masks, fusion grids, the similar
     cases' reports and thumbnails): a few kB a study instead of tens."""
     d = draft.to_json()

@@ -88,8 +88,8 @@ def cmd_export_report(args: argparse.Namespace) -> int:
 
 
 def cmd_build_library(args: argparse.Namespace) -> int:
+    from xr.build.library import build_library
     from xr.config import ASSETS
-    from xr.retrieve.build import build_library
 
     manifest = build_library(Path(args.shared), Path(args.out or ASSETS / "case_library"),
                              progress=lambda m: print(m, file=sys.stderr))
@@ -134,7 +134,7 @@ def _vision_encoder():
 
 def cmd_train_findings(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
-    from xr.encode.train_findings import train
+    from xr.train.findings import train
 
     info = train(Path(args.nih), Path(args.iu) if args.iu else None, Path(args.out or ASSETS / "finding_head"),
                  _vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
@@ -145,7 +145,7 @@ def cmd_train_findings(args: argparse.Namespace) -> int:
 def cmd_eval_findings(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.encode.finding_head import FindingHead
-    from xr.encode.train_findings import evaluate_folder, format_markdown
+    from xr.train.findings import evaluate_folder, format_markdown
 
     if not (Path(args.data) / "labels.csv").exists():
         raise UserError(f"{args.data}: no labels.csv (expected the NIH ChestX-ray14 layout: labels.csv + images/)")
@@ -157,7 +157,7 @@ def cmd_eval_findings(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_encoders(args: argparse.Namespace) -> int:
-    from xr.bench import bench_encoders, format_encoders
+    from xr.bench.drafting import bench_encoders, format_encoders
     from xr.ingest import load_study
 
     study = load_study([args.image])
@@ -169,7 +169,7 @@ def cmd_bench_encoders(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
-    from xr.bench import bench, format_bench, synthetic_study
+    from xr.bench.drafting import bench, format_bench, synthetic_study
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(p) for p in (args.study or synthetic_study(Path(tmp)))]
@@ -179,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_retrieval(args: argparse.Namespace) -> int:
-    from xr.retrieve.scale import bench_retrieval, format_retrieval
+    from xr.bench.retrieval import bench_retrieval, format_retrieval
 
     result = bench_retrieval(n=args.vectors, dim=args.dim, queries=args.queries)
     print(json.dumps(result) if args.json else format_retrieval(result))
@@ -189,7 +189,7 @@ def cmd_bench_retrieval(args: argparse.Namespace) -> int:
 def cmd_bench_worklist(args: argparse.Namespace) -> int:
     import tempfile
 
-    from xr.store_bench import bench_worklist, format_worklist
+    from xr.bench.store import bench_worklist, format_worklist
 
     with tempfile.TemporaryDirectory() as tmp:
         results = [bench_worklist(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", studies=args.studies)]
@@ -200,7 +200,7 @@ def cmd_bench_worklist(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from xr.onnx.export import export_all, format_manifest, is_current
+    from xr.build.onnx import export_all, format_manifest, is_current
     from xr.onnx.runtime import onnx_dir
 
     out = Path(args.out) if args.out else onnx_dir()
@@ -214,7 +214,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
-    from xr.train_generator import finetune_from_edits, train
+    from xr.train.generator import finetune_from_edits, train
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if args.edits:
@@ -237,7 +237,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
 def cmd_train_refiner(args: argparse.Namespace) -> int:
     from xr.refine.refiner import REFINER_DIR
-    from xr.refine.train import read_edit_examples, train_lora
+    from xr.train.refiner import read_edit_examples, train_lora
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if args.edits:
@@ -249,8 +249,8 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
     elif args.data:
         import torch
 
-        from xr.refine.examples import dffg_examples
-        from xr.train_generator import Data
+        from xr.train.generator import Data
+        from xr.train.refiner import dffg_examples
 
         torch.set_num_threads(args.threads)
         examples = dffg_examples(Data(Path(args.data), log=log), "train", args.max_examples)
@@ -263,7 +263,7 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
 
 
 def _evaluate_generator(directory: Path, data: Path, beam: int, threads: int, log) -> None:
-    from xr.train_generator import evaluate_modes, write_evaluation
+    from xr.train.generator import evaluate_modes, write_evaluation
 
     results = evaluate_modes(directory=directory, root=data, beam=beam, threads=threads, log=log)
     write_evaluation(results, directory, beam)

@@ -3,10 +3,8 @@ can be accepted or rejected one by one. The stored text stays one string (`compo
 drafts, revisions, approvals and exports all agree on it."""
 from __future__ import annotations
 
+import difflib
 import re
-
-from xr.data.mimic import sections
-from xr.draft.result import compose_report
 
 # Backslash-escapable ASCII punctuation (CommonMark) except & < >, which become HTML entities instead.
 _MARKDOWN_PUNCT = re.compile(r"([!\"#$%'()*+,\-./:;=?@\[\\\]^_`{|}~])")
@@ -15,6 +13,21 @@ _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # A sentence ends at . ! or ? followed by a space and a capital letter, digit or list number; not at
 # "e.g." or decimals like "1.5 cm".
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
+
+
+def compose_report(findings: str, impression: str) -> str:
+    return f"FINDINGS: {findings.strip()}\n\nIMPRESSION: {impression.strip()}".strip()
+
+
+def sections(report: str) -> dict[str, str]:
+    """'FINDINGS: ... IMPRESSION: ...' -> {'FINDINGS': ..., 'IMPRESSION': ...}, whitespace collapsed."""
+    heads = list(SECTION.finditer(report))
+    out = {}
+    for h, nxt in zip(heads, heads[1:] + [None], strict=False):
+        body = report[h.end(): nxt.start() if nxt else len(report)]
+        out[h.group(1).strip()] = " ".join(body.split())
+    return out
 
 
 def literal_markdown(text: str | None) -> str:
@@ -81,3 +94,8 @@ def sentence_lines(text: str) -> list[str]:
     """The report one sentence per line, for diffs that show a changed sentence as itself."""
     findings, impression = split_sections(text)
     return ["FINDINGS:", *sentences(findings), "", "IMPRESSION:", *sentences(impression)]
+
+
+def diff_text(a: str, b: str, to: str = "edited") -> str:
+    """Unified diff of the draft against an edited (or refined) text, sentence by sentence."""
+    return "\n".join(difflib.unified_diff(sentence_lines(a), sentence_lines(b), "draft", to, lineterm=""))

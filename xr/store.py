@@ -2,15 +2,15 @@
 content hash (atomic rename), and removed again if the transaction fails, so nothing is half-saved."""
 from __future__ import annotations
 
-import difflib
 import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image as PILImage
+from safetensors.numpy import load, save
 from sqlalchemy import Select, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -20,14 +20,11 @@ from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision,
 from db.session import transaction
 from xr import access
 from xr.config import Settings
-from xr.draft.result import Draft as DraftResult
 from xr.errors import UserError
 from xr.files import Provisional, WriteError, discard, write_atomic
 from xr.ingest import IngestedStudy
-from xr.report import sentence_lines
-
-if TYPE_CHECKING:
-    from xr.retrieve.entry import LibraryEntry
+from xr.report import diff_text
+from xr.result import DraftResult
 
 # Why an annotator changed a draft; carried into the fine-tuning export. "no correction" marks a draft
 # checked and found right, so it leaves the corrections queue too.
@@ -42,6 +39,24 @@ class StoreError(UserError):
 class Actor:
     name: str
     role: str
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    image_encoder: str  # features from another encoder are not comparable, and are not searched
+    image_features: np.ndarray  # (views, 512) float32 pooled features, raw: centred at load on the library mean
+    text_embedding: np.ndarray  # (384,) float32 MiniLM of the report text
+    labels: list[str]  # labeler positives on the approved text
+
+    def columns(self) -> dict:
+        """The library_cases columns, arrays as self-describing safetensors bytes (dtype and shape kept)."""
+        return {"image_encoder": self.image_encoder, "labels": list(self.labels),
+                "image_features": save({"x": np.asarray(self.image_features, np.float32)}),
+                "text_embedding": save({"x": np.asarray(self.text_embedding, np.float32)})}
+
+    @classmethod
+    def from_row(cls, row: LibraryCase) -> LibraryEntry:
+        return cls(row.image_encoder, load(row.image_features)["x"], load(row.text_embedding)["x"], list(row.labels))
 
 
 def insert_new(session: Session, model, unique: str, **values) -> bool:
@@ -136,16 +151,11 @@ def decided_view(header_view: str, draft: DraftResult | None, position: int) -> 
     return draft.views[position].view
 
 
-def _latest_draft(session: Session, study_id: int) -> Draft:
+def _latest_draft(session: Session, study_id: int) -> DraftResult:
     draft = session.scalar(select(Draft).where(Draft.study_id == study_id).order_by(Draft.id.desc()).limit(1))
     if draft is None:
         raise StoreError(f"study {study_id} has no draft yet")
     return draft
-
-
-def diff_text(a: str, b: str, to: str = "edited") -> str:
-    """Unified diff of the draft against an edited (or refined) text, sentence by sentence."""
-    return "\n".join(difflib.unified_diff(sentence_lines(a), sentence_lines(b), "draft", to, lineterm=""))
 
 
 def latest_draft(s: Settings, study_id: int) -> dict:
@@ -331,7 +341,7 @@ def _correction(study: Study) -> Revision | None:
     return tagged[-1] if tagged else None
 
 
-def _export_line(study: Study, draft: Draft, text: str, source: str, user: User, at) -> dict:
+def _export_line(study: Study, draft: DraftResult, text: str, source: str, user: User, at) -> dict:
     return {
         "study": study.key,
         "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in study.images],

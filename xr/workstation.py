@@ -14,10 +14,10 @@ from PIL import Image as PILImage
 
 from xr import access, store
 from xr.config import Settings, settings
-from xr.draft.result import Draft
 from xr.draft.retrieval import RetrievalDrafter
 from xr.ingest import IngestedStudy, load_study
 from xr.ingest.image import IngestedImage
+from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
 
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, "admin")  # single-user mode: one person, every workspace
@@ -42,7 +42,7 @@ def make_drafter(name: str, index: CaseIndex):
 class Drafted:
     study_id: int | None  # None when not stored
     study: IngestedStudy
-    draft: Draft
+    draft: DraftResult
 
 
 class Workstation:

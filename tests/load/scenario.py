@@ -23,7 +23,7 @@ from PIL import Image
 
 from tests.conftest import NIH, write_dicom
 from tests.load.harness import AppProcess
-from xr.bench import machine
+from xr.machine import machine
 
 MARKER = "Load marker"
 

@@ -8,20 +8,10 @@ import re
 from pathlib import Path
 
 from xr.data.case import Case
+from xr.report import sections
 
 SPLIT_FILE = "mimic-cxr-2.0.0-split.csv"
 SPLITS = {"train": "train", "validate": "val", "val": "val", "test": "test"}
-SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
-
-
-def sections(report: str) -> dict[str, str]:
-    """'FINDINGS: ... IMPRESSION: ...' -> {'FINDINGS': ..., 'IMPRESSION': ...}, whitespace collapsed."""
-    heads = list(SECTION.finditer(report))
-    out = {}
-    for h, nxt in zip(heads, heads[1:] + [None]):
-        body = report[h.end(): nxt.start() if nxt else len(report)]
-        out[h.group(1).strip()] = " ".join(body.split())
-    return out
 
 
 def _open_csv(root: Path):

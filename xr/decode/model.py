@@ -210,7 +210,7 @@ class DFFGModel(Pretrained):
         return self.ln_f(x[:, x.shape[1] - T:]) @ self.tok.weight.T
 
     # Incremental decoding. The pure tensor functions (`start_tensors`, `embed_step`, `run_cached`,
-    # `logits`) are what `xr.onnx.export` turns into graphs, so eager and ONNX decoding share one definition.
+    # `logits`) are what `xr.build.onnx` turns into graphs, so eager and ONNX decoding share one definition.
     def step(self, token: torch.Tensor, t: int, f: FusionOutput, cache: list[dict]) -> torch.Tensor:
         """The same numbers as `decode`: logits (B, V) of the next token given `token` (B,) at position t.
         `cache` (one dict per layer; start with [{} ...] or `start(f)`) keeps the self-attention keys/values

@@ -1,6 +1,6 @@
 """Word vocabulary over R2Gen-normalised report text.
 
-Tokens are the words of `xr.evaluate.text.normalize` plus '.' as the sentence mark. Four specials:
+Tokens are the words of `xr.normalize.normalize` plus '.' as the sentence mark. Four specials:
 <pad>=0, <bos>=1, <eos>=2, <unk>=3, and <sep>=4 between the findings and the impression. Input text
 (indications, retrieved reports) may hold any token, the de-identification mark `xxxx` included; the
 *output* side is restricted by `output_mask`: specials other than <eos>/<sep>, `xxxx` and words never
@@ -14,18 +14,11 @@ from pathlib import Path
 
 import torch
 
-from xr.evaluate.text import normalize
+from xr.normalize import words
 
 PAD, BOS, EOS, UNK, SEP = 0, 1, 2, 3, 4
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<sep>"]
 PLACEHOLDER_TOKEN = "xxxx"
-
-
-def words(text: str) -> list[str]:
-    """Normalised tokens of a free text ('' -> [])."""
-    if not text or not text.strip():
-        return []
-    return [w for w in normalize(text).split() if w]
 
 
 class Vocabulary:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +23,16 @@ from safetensors.numpy import load_file, save_file
 from xr.config import ASSETS
 from xr.decode.beam import beam_search
 from xr.decode.model import DFFGModel
-from xr.decode.vocab import Vocabulary, words
-from xr.draft.result import Draft, ViewResult, rle
+from xr.decode.onnx import generator_for
+from xr.decode.processing import FRONTAL, LATERAL, Example, collate
+from xr.decode.vocab import Vocabulary
 from xr.findings import FINDINGS
-from xr.onnx.generator import generator_for
+from xr.normalize import informative
 from xr.onnx.runtime import describe
+from xr.result import DraftResult, ViewResult, rle
 from xr.retrieve.index import CaseIndex, study_case_id
 
 DFFG_DIR = ASSETS / "dffg"
-FRONTAL, LATERAL = 0, 1
-
-
-def informative(indication: str) -> bool:
-    """An indication worth retrieving by: some word other than the XXXX placeholder."""
-    return any(w not in ("xxxx", ".") for w in words(indication))
 
 
 # ---- the retrieval memory of training reports -----------------------------------------------------
@@ -85,65 +81,6 @@ class ReportMemory:
         w = w / w.sum()
         p = w @ self.labels[[r for r, _ in rows]]
         return (0.8 * p + 0.2 * self.labels.mean(0)).astype(np.float32)
-
-
-# ---- one example -> tensors ------------------------------------------------------------------------
-@dataclass
-class Example:
-    indication: str = ""
-    indication_emb: np.ndarray | None = None  # (384,) or None
-    prompt: np.ndarray | None = None  # (17,) probabilities or None
-    retrieved: list[str] = field(default_factory=list)  # findings texts of similar cases
-    regions: list[np.ndarray] = field(default_factory=list)  # (16, 16, 512) per view
-    view_types: list[int] = field(default_factory=list)  # FRONTAL / LATERAL per view
-    target: list[int] | None = None
-
-
-def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
-    c = config
-    B = len(examples)
-    ind = [vocab.encode(e.indication, c.max_indication) for e in examples]
-    Li = max(1, max(len(x) for x in ind))
-    ind_ids = torch.zeros(B, Li, dtype=torch.long)
-    for i, x in enumerate(ind):
-        ind_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-    ind_emb = torch.zeros(B, c.sentence_dim)
-    ind_present = torch.zeros(B, dtype=torch.bool)
-    prompt = torch.zeros(B, c.n_findings)
-    prompt_present = torch.zeros(B, dtype=torch.bool)
-    for i, e in enumerate(examples):
-        if e.indication_emb is not None:
-            ind_emb[i] = torch.from_numpy(np.asarray(e.indication_emb, np.float32))
-            ind_present[i] = True
-        if e.prompt is not None:
-            prompt[i] = torch.from_numpy(np.asarray(e.prompt, np.float32))
-            prompt_present[i] = True
-    ret = [[vocab.encode(t, c.max_retrieved) for t in e.retrieved[: c.k]] for e in examples]
-    Lr = max([1] + [len(x) for r in ret for x in r])
-    ret_ids = torch.zeros(B, c.k, Lr, dtype=torch.long)
-    for i, r in enumerate(ret):
-        for j, x in enumerate(r):
-            ret_ids[i, j, :len(x)] = torch.tensor(x, dtype=torch.long)
-    V = max(len(e.regions) for e in examples)
-    N = c.grid * c.grid
-    regions = torch.zeros(B, V, N, c.region_dim)
-    view_present = torch.zeros(B, V, dtype=torch.bool)
-    view_type = torch.zeros(B, V, dtype=torch.long)
-    for i, e in enumerate(examples):
-        for j, (r, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
-            regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
-            view_present[i, j] = True
-            view_type[i, j] = vt
-    b = {"ind_ids": ind_ids, "ind_emb": ind_emb, "ind_present": ind_present, "prompt": prompt,
-         "prompt_present": prompt_present, "ret_ids": ret_ids, "regions": regions, "view_present": view_present,
-         "view_type": view_type}
-    if examples[0].target is not None:
-        T = max(len(e.target) for e in examples)
-        tgt = torch.zeros(B, T, dtype=torch.long)
-        for i, e in enumerate(examples):
-            tgt[i, :len(e.target)] = torch.tensor(e.target, dtype=torch.long)
-        b["target"] = tgt
-    return b
 
 
 # ---- the drafter -------------------------------------------------------------------------------------
@@ -224,7 +161,7 @@ class DFFGDrafter:
                 prompt[FINDINGS.index(name)] = hp[j]
         return prompt, rows
 
-    def draft(self, study, indication: str = "", exclude: frozenset[str] = frozenset()) -> Draft:
+    def draft(self, study, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
         """`exclude`: library cases the draft may not learn from (a teaching case drafted from its own film:
         its labels would otherwise become the prompt)."""
         t0 = time.perf_counter()
@@ -269,7 +206,7 @@ class DFFGDrafter:
         notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "
                         "similar past reports. Heatmaps show the per-region fusion gate: 1 = drawn from the image, "
                         "0 = drawn from the text.")
-        return Draft(
+        return DraftResult(
             findings_text=findings,
             impression=impression,
             findings=probabilities,

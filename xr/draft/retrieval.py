@@ -18,12 +18,12 @@ from collections import Counter
 import numpy as np
 
 from xr.config import ASSETS, settings
-from xr.draft.result import Draft, ViewResult, rle
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import FindingHead
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
+from xr.result import DraftResult, ViewResult, rle
 from xr.retrieve.index import CaseIndex, study_case_id
 from xr.retrieve.library import embed
 from xr.retrieve.text import case_text
@@ -54,7 +54,7 @@ class RetrievalDrafter:
         self.typicality = typ / max(typ.max(), 1.0)
         self.placeholder = np.array(["XXXX" in (r["findings"] + r["impression"]) for r in reports])
 
-    def draft(self, study: IngestedStudy, indication: str = "", exclude: frozenset[str] = frozenset()) -> Draft:
+    def draft(self, study: IngestedStudy, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
         """`exclude`: library cases the draft may not use (a teaching case drafted from its own film)."""
         t0 = time.perf_counter()
         feats = self.encoder.encode([im.pixels for im in study.images], [im.content_hash for im in study.images])
@@ -93,7 +93,7 @@ class RetrievalDrafter:
                  "probabilities. Heatmaps show which regions drove the image match."]
         if not any(v.view == "frontal" for v in views):
             notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
-        return Draft(
+        return DraftResult(
             findings_text=best["findings"],
             impression=best["impression"],
             findings=findings,

@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 
 from xr.data.case import Case
-from xr.evaluate.text import normalize
+from xr.normalize import normalize
 
 BASELINES = ("constant", "random", "nearest-text")
 _WORD = re.compile(r"[a-z]{2,}")

@@ -10,7 +10,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.rouge.rouge import Rouge
 
 from xr.evaluate.labeler import label_report, positives
-from xr.evaluate.text import normalize
+from xr.normalize import normalize
 
 
 def case_metrics(draft: str, reference: str = "", reference_labels: list[str] | None = None) -> dict:

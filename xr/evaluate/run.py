@@ -9,8 +9,8 @@ from xr.data.case import Case
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.nlg import METRICS, nlg_scores
-from xr.evaluate.text import normalize, placeholder_count
 from xr.jsonl import read_jsonl
+from xr.normalize import normalize, placeholder_count
 
 
 class EvalInputError(UserError):

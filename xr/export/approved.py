@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from xr.access import LOCAL_USER_NAME
 from xr.config import Settings
-from xr.draft.result import compose_report
+from xr.report import compose_report
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 

@@ -11,7 +11,7 @@ from xr.config import ASSETS
 from xr.refine.examples import RefineExample
 from xr.refine.guard import MARK, NoMark, finding_flags
 from xr.refine.prompt import prompt_ids
-from xr.store import diff_text
+from xr.report import diff_text
 
 REFINER_DIR = ASSETS / "refiner"
 REFINE_BY_DEFAULT = False  # off until it measures better than the unrefined drafts (assets/refiner/README.md)

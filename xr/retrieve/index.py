@@ -28,10 +28,11 @@ import numpy as np
 from db.session import database_exists
 from xr import store
 from xr.config import Settings
-from xr.draft.result import SimilarCase
-from xr.retrieve.entry import LibraryEntry, make_entry
+from xr.result import SimilarCase
+from xr.retrieve.entry import make_entry
 from xr.retrieve.library import CaseLibrary, embed, new_index
 from xr.retrieve.text import case_text, load_text_embeddings, report_text, text_embedder
+from xr.store import LibraryEntry
 
 RRF_K = 60  # the constant of reciprocal-rank fusion; 60 is the published default
 PRESENT = 0.5  # a finding the query is taken to have: its (calibrated) probability is at least even

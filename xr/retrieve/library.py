@@ -12,10 +12,10 @@ from safetensors.numpy import load_file
 from xr.config import ASSETS
 from xr.findings import FINDINGS
 
-EXACT_BELOW = 20_000  # vectors: exact search of 20k 512-d vectors takes about 4 ms a query (xr.retrieve.scale)
+EXACT_BELOW = 20_000  # vectors: exact search of 20k 512-d vectors takes about 4 ms a query (xr.bench.retrieval)
 HNSW_M = 32  # graph neighbours per vector
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 64  # recall@10 >= 0.95 at a million 512-d vectors (xr.retrieve.scale)
+HNSW_EF_SEARCH = 64  # recall@10 >= 0.95 at a million 512-d vectors (xr.bench.retrieval)
 
 
 def new_index(dim: int, n: int) -> faiss.Index:

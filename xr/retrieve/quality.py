@@ -69,7 +69,7 @@ def nih_leave_one_out(index: CaseIndex, ks: tuple[int, ...] = KS) -> dict:
 
 def iu_text(index: CaseIndex, cases: list[Case], by: str, split: str, ks: tuple[int, ...] = KS) -> dict:
     """`by`: "findings" or "indication", the query text of each IU case (cases without one are skipped)."""
-    from xr.draft.dffg import informative
+    from xr.normalize import informative
 
     lib = index.library
     library_labels = {c["id"]: set(positives(label_report(case_text(c["findings"], c["impression"]))))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from xr import store
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import draft_sentences, join_sections, literal_markdown, present_choices, split_sections, toggle_choice
+from xr.report import diff_text, draft_sentences, join_sections, literal_markdown, present_choices, split_sections, toggle_choice
 from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -67,7 +67,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
             d["findings"] if d else {}, similar, similar_md, history_rows(ws, study_id),
-            store.diff_text(d["text"], join_sections(findings, impression)) if d else "",
+            diff_text(d["text"], join_sections(findings, impression)) if d else "",
             gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
             gr.update(interactive=editable), gr.update(visible=False))
 
@@ -285,7 +285,7 @@ class Reporting:
             if not draft_text:
                 return "", gr.skip()
             choices = draft_sentences(draft_text)
-            return (store.diff_text(draft_text, join_sections(findings, impression)),
+            return (diff_text(draft_text, join_sections(findings, impression)),
                     gr.update(value=present_choices(findings, impression, choices)))
 
         def use_refined(refined, findings, impression):

@@ -12,10 +12,9 @@ import numpy as np
 from PIL import Image
 
 from xr import store
-from xr.draft.result import compose_report
 from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
-from xr.report import literal_markdown
+from xr.report import compose_report, literal_markdown
 from xr.retrieve.library import has_report
 from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of

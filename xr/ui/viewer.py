@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from xr.draft.result import unrle
+from xr.result import unrle
 from xr.ui.common import PRIVATE
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 

@@ -30,3 +30,15 @@ def _clean_sentence(sentence: str) -> str:
 
 def placeholder_count(texts: list[str]) -> int:
     return sum(1 for t in texts if PLACEHOLDER.search(t))
+
+
+def words(text: str) -> list[str]:
+    """Normalised tokens of a free text ('' -> [])."""
+    if not text or not text.strip():
+        return []
+    return [w for w in normalize(text).split() if w]
+
+
+def informative(indication: str) -> bool:
+    """An indication worth retrieving by: some word other than the XXXX placeholder."""
+    return any(w not in ("xxxx", ".") for w in words(indication))

@@ -1,9 +1,12 @@
-"""What every drafter returns, whatever the model: the seam between models, the store and the UI."""
+"""What every drafter returns, whatever the model: the seam between models, the store and the UI.
+(`DraftResult`; the database row of a stored draft is `db.models.Draft`.)"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from xr.report import compose_report
 
 
 @dataclass
@@ -30,7 +33,7 @@ class ViewResult:
 
 
 @dataclass
-class Draft:
+class DraftResult:
     findings_text: str
     impression: str
     findings: dict[str, float]  # finding -> probability
@@ -50,10 +53,6 @@ class Draft:
         d["report"] = self.report
         d["fusion_weights"] = {str(v["index"]): v.pop("fusion_weights") for v in d["views"]}
         return d
-
-
-def compose_report(findings: str, impression: str) -> str:
-    return f"FINDINGS: {findings.strip()}\n\nIMPRESSION: {impression.strip()}".strip()
 
 
 def rle(mask) -> dict:

@@ -27,14 +27,15 @@ from torch import nn
 
 from xr.config import ASSETS
 from xr.decode.model import DFFGModel, mem_bias, step_bias
+from xr.decode.onnx import CACHE, ENCODE_INPUTS, OnnxGenerator
+from xr.decode.processing import Example, collate
 from xr.decode.vocab import BOS, Vocabulary
-from xr.draft.dffg import DFFG_DIR, Example, collate
+from xr.draft.dffg import DFFG_DIR
 from xr.encode.lung_unet import LungUNet
 from xr.encode.transforms import Resize
 from xr.encode.vision import XCEPTION_SIZE, unet_transform
 from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
-from xr.onnx.generator import CACHE, ENCODE_INPUTS, OnnxGenerator
 from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
 from xr.retrieve.library import embed
 
@@ -297,7 +298,7 @@ def generator_parity(net: DFFGModel, onnx: OnnxGenerator, vocab: Vocabulary) -> 
 def export_all(out: Path, repeats: int = 3, calibration: list[np.ndarray] | None = None,
                progress: Callable[[str], None] = lambda s: None) -> dict:
     """Export into a temporary folder, then move the files in: a failed export leaves the old one usable."""
-    from xr.bench import machine
+    from xr.machine import machine
 
     out.mkdir(parents=True, exist_ok=True)
     images = calibration or calibration_images()

@@ -3,6 +3,7 @@ shipped adapter, from approved edits (draft -> approved text). Batches of padded
 linear decay; a wall-clock cap so CPU runs end when promised."""
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import torch
 
+from xr.data.case import Case
+from xr.findings import FINDINGS
 from xr.jsonl import read_jsonl
 from xr.refine.examples import RefineExample
 from xr.refine.prompt import training_ids
+from xr.report import compose_report
 
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 # Only the top layers get adapters (12 of SmolLM2-135M's 30): backward stops there, which more than halves
@@ -23,7 +27,7 @@ BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded in the adapter con
 
 def read_edit_examples(path: Path) -> list[RefineExample]:
     """`python -m xr export-edits` lines as examples: indication + draft -> target (approved or corrected) text."""
-    from xr.train_generator import EditsError
+    from xr.train.generator import EditsError
 
     out = []
     for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
@@ -100,3 +104,35 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
             "last_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None}
     (out_dir / "train.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int = 64) -> list[RefineExample]:
+    """Text-mode DFFG drafts of the first n studies of `split` ("train" or "val") of an
+    `xr.train.generator.Data`. Train studies retrieve from the other training reports (never their own)."""
+    from xr.decode.beam import greedy
+    from xr.decode.model import DFFGModel
+    from xr.decode.processing import collate
+    from xr.draft.dffg import DFFG_DIR
+
+    view = copy.copy(data)
+    if split == "train":  # reuse val_example on train studies: their neighbours already exclude the case
+        view.val, view.val_q, view.val_labels = data.train, data.train_q, data.train_labels
+        view.val_nb = [nb[: data.k] for nb in data.train_nb]
+    cases: list[Case] = view.val[:n] if n else view.val
+    model = model or DFFGModel.from_pretrained(DFFG_DIR)
+    model.eval()
+    allowed = data.vocab.output_mask()
+    out = []
+    for s in range(0, len(cases), batch):
+        idx = list(range(s, min(s + batch, len(cases))))
+        exs = [view.val_example(i, "text") for i in idx]
+        with torch.inference_mode():
+            seqs = greedy(model, model.encode(collate(exs, data.vocab, model.config)), allowed,
+                          max_len=100, min_len=12, no_repeat=3)
+        for i, ex, sq in zip(idx, exs, seqs, strict=False):
+            c = cases[i]
+            out.append(RefineExample(
+                indication=c.indication, draft=compose_report(*data.vocab.decode(sq)),
+                findings={f: round(float(p), 3) for f, p in zip(FINDINGS, ex.prompt, strict=False)},
+                similar=list(ex.retrieved), target=compose_report(c.findings, c.impression), id=c.id))
+    return out

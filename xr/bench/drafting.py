@@ -1,35 +1,13 @@
-"""Benchmarks print figures; they assert nothing. `python -m xr bench-encoders`."""
+"""`python -m xr bench-encoders` and `python -m xr bench`: encoder stages and a whole draft, timed."""
 from __future__ import annotations
 
 import os
-import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
-
-
-def percentiles(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)), "runs": repeats}
+from xr.machine import machine, percentiles
 
 
 def bench_encoders(pixels: np.ndarray, repeats: int = 10) -> dict:
@@ -60,7 +38,7 @@ def format_encoders(result: dict) -> str:
 
 
 # ---- `python -m xr bench`: a two-view study, end to end, eager PyTorch vs ONNX Runtime ---------------
-BACKENDS = ("eager", "auto", "int8")  # XR_BACKEND: all eager; the default (fastest exact per model); + int8 U-Net
+BENCH_BACKENDS = ("eager", "auto", "int8")  # XR_BACKEND: all eager; the default (fastest exact per model); + int8 U-Net
 STAGES = {"ingest_ms": "ingest", "encode_ms": "encoders", "decode_ms": "fusion + decoding",
           "retrieve_ms": "retrieval", "refine_ms": "refinement", "total_ms": "draft (no refinement)",
           "with_refinement_ms": "draft + refinement"}
@@ -117,18 +95,18 @@ def bench(paths: list[str], repeats: int = 10, refine: bool = True, progress=lam
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from xr.onnx.export import export_all, is_current
+    from xr.build.onnx import export_all, is_current
     from xr.onnx.runtime import onnx_dir
 
     if not is_current(onnx_dir()):
         progress("exporting the ONNX graphs first (python -m xr export-onnx)")
         export_all(onnx_dir(), progress=progress)
     results = {}
-    for backend in BACKENDS:
+    for backend in BENCH_BACKENDS:
         progress(f"{backend}: {repeats} drafts of a {len(paths)}-view study" + (" with refinement" if refine else ""))
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             results[backend] = pool.submit(bench_draft, paths, backend, onnx_dir(), repeats, refine).result()
-    e, o, q = (results[b]["stages"]["total_ms"]["p50_ms"] for b in BACKENDS)
+    e, o, q = (results[b]["stages"]["total_ms"]["p50_ms"] for b in BENCH_BACKENDS)
     model = {b: sum(results[b]["stages"][k]["p50_ms"] for k in ("encode_ms", "decode_ms")) for b in results}
     return {"machine": machine(), "views": len(paths), "results": results,
             "speedup_total": e / o, "speedup_models": model["eager"] / model["auto"], "speedup_int8": e / q}
@@ -141,7 +119,7 @@ def format_bench(r: dict) -> str:
              "|---|---:|---:|---:|"]
     for key, name in STAGES.items():
         if key in res["eager"]["stages"]:
-            cells = [f"{res[b]['stages'][key]['p50_ms']:.0f} / {res[b]['stages'][key]['p95_ms']:.0f}" for b in BACKENDS]
+            cells = [f"{res[b]['stages'][key]['p50_ms']:.0f} / {res[b]['stages'][key]['p95_ms']:.0f}" for b in BENCH_BACKENDS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Eager / default, p50: {r['speedup_total']:.2f}x for the whole draft, "
                   f"{r['speedup_models']:.2f}x for the models (encoders + fusion and decoding).",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
-from xr.bench import machine
+from xr.machine import machine
 from xr.retrieve.library import EXACT_BELOW, HNSW_EF_CONSTRUCTION, HNSW_M, new_index
 
 SPREAD = 0.8  # within-cluster noise relative to the centre: top-10 cosines about 0.7-0.8, as in the case library

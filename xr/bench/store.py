@@ -18,8 +18,8 @@ from db.models import Approval, Draft, Image, LibraryCase, Revision, Study, User
 from db.scratch import scratch_database
 from db.session import engine_for
 from xr import store
-from xr.bench import machine, percentiles
 from xr.config import settings
+from xr.machine import machine, percentiles
 
 _INDICATIONS = ("cough", "fever", "shortness of breath", "chest pain", "trauma", "pre-operative",
                 "follow-up pneumonia", "line placement", "")

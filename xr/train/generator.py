@@ -23,15 +23,16 @@ from xr.data.case import Case
 from xr.data.iu_xray import load_iu
 from xr.decode.beam import beam_search, greedy
 from xr.decode.model import DFFGConfig, DFFGModel
+from xr.decode.processing import FRONTAL, LATERAL, Example, collate
 from xr.decode.vocab import Vocabulary
-from xr.draft.dffg import DFFG_DIR, FRONTAL, LATERAL, Example, ReportMemory, collate, informative
+from xr.draft.dffg import DFFG_DIR, ReportMemory
 from xr.encode.text import TextEmbedder
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
-from xr.evaluate.text import normalize
 from xr.findings import FINDINGS
 from xr.jsonl import read_jsonl
+from xr.normalize import informative, normalize
 from xr.report import split_sections
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"

@@ -1,0 +1,1 @@
+"""Making the shipped artefacts from code and data: the ONNX graphs of the models and the case library."""

@@ -1,0 +1,70 @@
+"""The DFFG generator's input pipeline: one case (`Example`) -> the model's batch tensors (`collate`),
+shared by training, drafting and the ONNX export."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from xr.decode.vocab import Vocabulary
+
+FRONTAL, LATERAL = 0, 1
+
+
+@dataclass
+class Example:
+    indication: str = ""
+    indication_emb: np.ndarray | None = None  # (384,) or None
+    prompt: np.ndarray | None = None  # (17,) probabilities or None
+    retrieved: list[str] = field(default_factory=list)  # findings texts of similar cases
+    regions: list[np.ndarray] = field(default_factory=list)  # (16, 16, 512) per view
+    view_types: list[int] = field(default_factory=list)  # FRONTAL / LATERAL per view
+    target: list[int] | None = None
+
+
+def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
+    c = config
+    B = len(examples)
+    ind = [vocab.encode(e.indication, c.max_indication) for e in examples]
+    Li = max(1, max(len(x) for x in ind))
+    ind_ids = torch.zeros(B, Li, dtype=torch.long)
+    for i, x in enumerate(ind):
+        ind_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+    ind_emb = torch.zeros(B, c.sentence_dim)
+    ind_present = torch.zeros(B, dtype=torch.bool)
+    prompt = torch.zeros(B, c.n_findings)
+    prompt_present = torch.zeros(B, dtype=torch.bool)
+    for i, e in enumerate(examples):
+        if e.indication_emb is not None:
+            ind_emb[i] = torch.from_numpy(np.asarray(e.indication_emb, np.float32))
+            ind_present[i] = True
+        if e.prompt is not None:
+            prompt[i] = torch.from_numpy(np.asarray(e.prompt, np.float32))
+            prompt_present[i] = True
+    ret = [[vocab.encode(t, c.max_retrieved) for t in e.retrieved[: c.k]] for e in examples]
+    Lr = max([1] + [len(x) for r in ret for x in r])
+    ret_ids = torch.zeros(B, c.k, Lr, dtype=torch.long)
+    for i, r in enumerate(ret):
+        for j, x in enumerate(r):
+            ret_ids[i, j, :len(x)] = torch.tensor(x, dtype=torch.long)
+    V = max(len(e.regions) for e in examples)
+    N = c.grid * c.grid
+    regions = torch.zeros(B, V, N, c.region_dim)
+    view_present = torch.zeros(B, V, dtype=torch.bool)
+    view_type = torch.zeros(B, V, dtype=torch.long)
+    for i, e in enumerate(examples):
+        for j, (r, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
+            regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
+            view_present[i, j] = True
+            view_type[i, j] = vt
+    b = {"ind_ids": ind_ids, "ind_emb": ind_emb, "ind_present": ind_present, "prompt": prompt,
+         "prompt_present": prompt_present, "ret_ids": ret_ids, "regions": regions, "view_present": view_present,
+         "view_type": view_type}
+    if examples[0].target is not None:
+        T = max(len(e.target) for e in examples)
+        tgt = torch.zeros(B, T, dtype=torch.long)
+        for i, e in enumerate(examples):
+            tgt[i, :len(e.target)] = torch.tensor(e.target, dtype=torch.long)
+        b["target"] = tgt
+    return b
