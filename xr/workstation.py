@@ -2,9 +2,9 @@
 approve, the approved study joining the similar-case library."""
 from __future__ import annotations
 
-import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +22,18 @@ from xr.retrieve.index import CaseIndex
 
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, "admin")  # single-user mode: one person, every workspace
 DRAFTERS = ("retrieval", "dffg")
-# The DFFG generator (README, "Report generator"); the retrieval drafter stays available with XR_DRAFTER=retrieval.
-DEFAULT_DRAFTER = "dffg"
 
 
-def make_drafter(name: str, index: CaseIndex):
+def make_drafter(s: Settings, index: CaseIndex):
     """Every drafter shares the workstation's similar-case index, so approvals show up in its drafts."""
-    if name == "retrieval":
+    if s.drafter == "retrieval":
         return RetrievalDrafter(index=index)
-    if name == "dffg":
+    if s.drafter == "dffg":
         from xr.draft.dffg import DFFGDrafter
 
-        directory = os.environ.get("XR_GENERATOR_DIR")  # a fine-tuned copy (train-generator --edits --out DIR)
-        return DFFGDrafter(Path(directory), index=index) if directory else DFFGDrafter(index=index)
-    raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{name}'")
+        # a fine-tuned copy (train-generator --edits --out DIR), else the shipped generator
+        return DFFGDrafter(s.generator_dir, index=index) if s.generator_dir else DFFGDrafter(index=index)
+    raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{s.drafter}'")
 
 
 @dataclass(frozen=True)
@@ -60,13 +58,14 @@ class Workstation:
         with self._lock:  # load the models once, even when the first requests arrive together
             if self._drafter is None:
                 self._index = CaseIndex()
-                self._drafter = make_drafter(os.environ.get("XR_DRAFTER", DEFAULT_DRAFTER), self._index)
+                self._drafter = make_drafter(self.settings, self._index)
             return self._drafter
 
     @property
     def index(self) -> CaseIndex:
         """The similar-case index the drafter searches (built with it)."""
         _ = self.drafter  # built together with the index
+        assert self._index is not None
         return self._index
 
     @property
@@ -75,7 +74,7 @@ class Workstation:
             if self._refiner is None:
                 from xr.refine.refiner import REFINER_DIR, Refiner
 
-                self._refiner = Refiner(Path(os.environ.get("XR_REFINER_DIR", REFINER_DIR)))
+                self._refiner = Refiner(self.settings.refiner_dir or REFINER_DIR)
             return self._refiner
 
     def actor(self, username: str | None, action: str) -> store.Actor:
@@ -94,7 +93,7 @@ class Workstation:
             ex = RefineExample(indication=indication.strip(), draft=store.check_text(text))
         return self.refiner.refine(ex)
 
-    def draft(self, paths: list[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,
+    def draft(self, paths: Sequence[str | Path], indication: str = "", actor: store.Actor | None = LOCAL_USER,
               progress=lambda fraction, desc: None, exclude: frozenset[str] = frozenset()) -> Drafted:
         """Draft a study; with an actor, store it (study, images, draft) in one transaction. `exclude`:
         library cases the draft may not use (a teaching case is drafted without itself)."""
@@ -133,7 +132,7 @@ class Workstation:
         progress(1.0, "Done")
         return Drafted(study_id, study, draft)
 
-    def add_study(self, paths: list[str | Path], indication: str, actor: store.Actor) -> int:
+    def add_study(self, paths: Sequence[str | Path], indication: str, actor: store.Actor) -> int:
         """Put a study on the worklist as pending, to be drafted when someone opens it."""
         return store.record_study(self.settings, load_study(paths, self.settings), indication.strip(), actor)
 

@@ -56,7 +56,7 @@ def synthetic_study(directory: Path) -> list[Path]:
     for name in ("iu_CXR1000_IM-0003-1001", "iu_CXR14_IM-0256-2001"):  # an IU frontal and an IU lateral
         thumb = next((ASSETS / "case_library" / "thumbs").glob(name + ".*"))
         p = directory / f"{name}.png"
-        Image.open(thumb).convert("L").resize((2048, 2500), Image.BICUBIC).save(p)
+        Image.open(thumb).convert("L").resize((2048, 2500), Image.Resampling.BICUBIC).save(p)
         paths.append(p)
     return paths
 
@@ -77,7 +77,8 @@ def bench_draft(paths: list[str], backend: str, onnx: Path, repeats: int, refine
     runs: list[dict] = []
     for i in range(repeats + 1):  # the first run warms up and is dropped
         d = ws.draft(paths, "chest pain", actor=None).draft
-        t = dict(d.timings)
+        used = str(d.timings["backend"])
+        t = {k: float(v) for k, v in d.timings.items() if k != "backend"}
         if refine:
             t["refine_ms"] = ws.refine(text=d.report, indication="chest pain").timings["refine_ms"]
             t["with_refinement_ms"] = t["total_ms"] + t["refine_ms"]
@@ -85,7 +86,7 @@ def bench_draft(paths: list[str], backend: str, onnx: Path, repeats: int, refine
             runs.append(t)
     stages = {k: {"p50_ms": float(np.percentile([r[k] for r in runs], 50)), "p95_ms": float(np.percentile([r[k] for r in runs], 95))}
               for k in STAGES if k in runs[0]}
-    return {"backend": backend, "used": runs[0]["backend"], "runs": repeats, "stages": stages,
+    return {"backend": backend, "used": used, "runs": repeats, "stages": stages,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

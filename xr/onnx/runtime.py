@@ -10,7 +10,6 @@ estimate by up to 0.07 on some images, so it is never chosen for you.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xr.assets import digest
+from xr.config import Settings, settings
 
 BACKENDS = ("auto", "onnx", "int8", "eager")
 MANIFEST = "onnx.json"
@@ -28,14 +28,12 @@ class BackendError(RuntimeError):
     pass
 
 
-def onnx_dir() -> Path:
-    from xr.config import settings
-
-    return Path(os.environ.get("XR_ONNX_DIR", settings().data_dir / "onnx"))
+def onnx_dir(s: Settings | None = None) -> Path:
+    return (s or settings()).onnx_dir
 
 
-def backend_setting() -> str:
-    b = os.environ.get("XR_BACKEND", "auto")
+def backend_setting(s: Settings | None = None) -> str:
+    b = (s or settings()).backend
     if b not in BACKENDS:
         raise BackendError(f"XR_BACKEND must be one of {', '.join(BACKENDS)}, not '{b}'")
     return b

@@ -8,7 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from xr.config import settings
+from xr.config import Settings, settings
 from xr.errors import UserError
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -27,15 +27,16 @@ def _gguf_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def base_dir() -> Path:
+def base_dir(s: Settings | None = None) -> Path:
     """A local HF causal-LM folder: XR_REFINER_BASE, else the safetensors cache of the wheel's GGUF
     (written on first use)."""
-    if os.environ.get("XR_REFINER_BASE"):
-        d = Path(os.environ["XR_REFINER_BASE"])
+    s = s or settings()
+    if s.refiner_base:
+        d = s.refiner_base
         if not (d / "config.json").exists():
             raise RefinerModelError(f"XR_REFINER_BASE={d.name}: not a transformers model folder (no config.json)")
         return d
-    cache = settings().data_dir / "cache" / "llm" / GGUF_FILE.removesuffix(".gguf")
+    cache = s.data_dir / "cache" / "llm" / GGUF_FILE.removesuffix(".gguf")
     with _lock:  # two first requests must not convert at once
         if not (cache / "model.safetensors").exists():
             from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -38,7 +38,9 @@ def without_mark(text: str) -> str:
     refiner the words it will never be allowed to write."""
     out = []
     for line in text.splitlines():
-        head, body = re.match(r"^((?:[A-Z]+ ?)+:)?\s*(.*)$", line).groups()
+        m = re.match(r"^((?:[A-Z]+ ?)+:)?\s*(.*)$", line)
+        assert m is not None  # both groups are optional: every line matches
+        head, body = m.groups()
         kept = " ".join(x for x in re.split(r"(?<=[.!?])\s+", body) if MARK not in x)
         out.append(f"{head} {kept}".strip() if head else kept)
     return "\n".join(out).strip()
