@@ -1,0 +1,1 @@
+"""The subcommands of `python -m xr`, one module per concept; each registers its own parsers."""

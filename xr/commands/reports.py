@@ -1,0 +1,37 @@
+"""`python -m xr export-edits` and `export-report`: approved reports out of the workstation."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_export_edits(args: argparse.Namespace) -> int:
+    from xr import store
+    from xr.config import settings
+
+    n = store.export_edits(settings(), Path(args.out))
+    print(f"wrote {n} approved studies to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_report(args: argparse.Namespace) -> int:
+    from xr import store
+    from xr.config import settings
+    from xr.workstation import LOCAL_USER
+
+    path = store.export_report(settings(), args.study, args.format, Path(args.out), LOCAL_USER)
+    print(path)
+    return 0
+
+
+def register(sub) -> None:
+    e = sub.add_parser("export-edits", help="write approved studies as JSON lines for fine-tuning")
+    e.add_argument("out")
+    e.set_defaults(fn=cmd_export_edits)
+
+    er = sub.add_parser("export-report", help="an approved report as DICOM SR, FHIR R4 DiagnosticReport or text")
+    er.add_argument("study", type=int, help="study id (as on the worklist)")
+    er.add_argument("--format", choices=("sr", "fhir", "text"), default="sr")
+    er.add_argument("--out", default=".", help="folder to write into (default: here)")
+    er.set_defaults(fn=cmd_export_report)

@@ -1,0 +1,108 @@
+"""`python -m xr train-findings`, `train-generator` and `train-refiner`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from xr.commands.common import vision_encoder
+from xr.commands.evaluation import evaluate_generator
+from xr.errors import UserError
+
+
+def cmd_train_findings(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.train.findings import train
+
+    info = train(Path(args.nih), Path(args.iu) if args.iu else None, Path(args.out or ASSETS / "finding_head"),
+                 vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.train.generator import finetune_from_edits, train
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.edits:
+        if not args.out:
+            raise UserError("--edits needs --out DIR (the shipped model is not overwritten)")
+        info = finetune_from_edits(Path(args.edits), Path(args.out), base=Path(args.base or ASSETS / "dffg"),
+                                   epochs=args.epochs or 3, threads=args.threads, log=log)
+        print(json.dumps(info, indent=2))
+        return 0
+    if not args.data:
+        raise UserError("give --data IU_DIR (train from scratch) or --edits EDITS.jsonl --out DIR (fine-tune)")
+    out = Path(args.out or ASSETS / "dffg")
+    summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs or 20, lr=args.lr, d=args.d,
+                    n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
+    print(json.dumps(summary, indent=2, default=str))
+    if args.eval:
+        evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
+    return 0
+
+
+def cmd_train_refiner(args: argparse.Namespace) -> int:
+    from xr.refine.refiner import REFINER_DIR
+    from xr.train.refiner import read_edit_examples, train_lora
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.edits:
+        if not args.out:
+            raise UserError("--edits needs --out DIR (the shipped adapter is not overwritten)")
+        examples = read_edit_examples(Path(args.edits))
+        info = train_lora(examples, Path(args.out), init_adapter=Path(args.base or REFINER_DIR), epochs=args.epochs or 3,
+                          lr=args.lr or 2e-4, max_minutes=args.max_minutes, log=log)
+    elif args.data:
+        import torch
+
+        from xr.train.generator import Data
+        from xr.train.refiner import dffg_examples
+
+        torch.set_num_threads(args.threads)
+        examples = dffg_examples(Data(Path(args.data), log=log), "train", args.max_examples)
+        info = train_lora(examples, Path(args.out or REFINER_DIR), epochs=args.epochs or 1, lr=args.lr or 5e-4,
+                          max_minutes=args.max_minutes, log=log)
+    else:
+        raise UserError("give --data IU_DIR (train on IU train) or --edits EDITS.jsonl --out DIR (fine-tune)")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train-findings", help="train the finding head (reproduces assets/finding_head)")
+    t.add_argument("--nih", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    t.add_argument("--iu", help="IU X-ray folder: its train-split images with report labels are added")
+    t.add_argument("--out", default=None)
+    t.set_defaults(fn=cmd_train_findings)
+
+    g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
+    g.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/, images)")
+    g.add_argument("--edits", default=None, help="fine-tune on an export-edits file instead (needs --out)")
+    g.add_argument("--base", default=None, help="with --edits: the model to continue from (default assets/dffg)")
+    g.add_argument("--out", default=None, help="output folder (default assets/dffg)")
+    g.add_argument("--epochs", type=int, default=None, help="default 20 (3 with --edits)")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--d", type=int, default=192, help="model width")
+    g.add_argument("--layers", type=int, default=3)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--max-minutes", type=float, default=60.0)
+    g.add_argument("--eval", action="store_true", help="then measure text/oracle/image modes and the ablation on val")
+    g.add_argument("--beam", type=int, default=3, help="beam size of the --eval drafts")
+    g.set_defaults(fn=cmd_train_generator)
+
+    r = sub.add_parser("train-refiner", help="LoRA-train the small-LLM refiner on DFFG drafts of IU train, "
+                                             "or continue it on exported edits")
+    r.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/)")
+    r.add_argument("--edits", default=None, help="continue the shipped adapter on an export-edits file (needs --out)")
+    r.add_argument("--base", default=None, help="with --edits: the adapter to continue from (default assets/refiner)")
+    r.add_argument("--out", default=None, help="output folder (default assets/refiner)")
+    r.add_argument("--max-examples", type=int, default=1000, help="first N train studies (CPU budget)")
+    r.add_argument("--epochs", type=int, default=None, help="default 1 (3 with --edits)")
+    r.add_argument("--lr", type=float, default=None, help="default 5e-4 (2e-4 with --edits)")
+    r.add_argument("--max-minutes", type=float, default=12.0, help="stop training after this long")
+    r.add_argument("--threads", type=int, default=2)
+    r.set_defaults(fn=cmd_train_refiner)
