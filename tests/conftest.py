@@ -17,11 +17,26 @@ from sqlalchemy.pool import NullPool
 
 from db.scratch import scratch_database
 from db.session import sqlalchemy_url
-from xr.config import ROOT, Settings, settings
+from xr.config import Settings, settings
 
-SHARED = Path(os.environ.get("XR_SHARED", ROOT.parent / "shared"))
+SHARED = settings().shared_dir
 NIH = SHARED / "data" / "nih_cxr14_sample" / "images"
 IU = SHARED / "data" / "iu_xray" / "images_openi"
+
+
+# Modules whose tests take minutes on a 2-core machine (they start the app, worker processes or Ray, or
+# train): `-m "not slow"` leaves them out of the fast loop; CI runs everything.
+SLOW_MODULES = {"test_app", "test_access", "test_batch", "test_start", "test_concurrency", "test_faults", "test_refiner", "test_onnx"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by place: tests/browser are `browser`, tests/load are `load`, and both are `slow`."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in ("browser", "load"):
+            item.add_marker(folder)
+        if folder in ("browser", "load") or Path(str(item.fspath)).stem in SLOW_MODULES:
+            item.add_marker("slow")
 
 
 def free_port() -> int:

@@ -1,17 +1,14 @@
 """The rule-based labeler on real report sentences, and its agreement with the IU X-ray MeSH tags."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from xr.config import ROOT
+from xr.config import settings
 from xr.evaluate.labeler import NEGATIVE, POSITIVE, UNCERTAIN, clauses, label_report, label_reports, positives
 from xr.evaluate.mesh_agreement import compare, format_markdown, mesh_agreement
 from xr.findings import FINDINGS
 
-IU = Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")) / "data" / "iu_xray"
+IU = settings().shared_dir / "data" / "iu_xray"
 
 # Measured on the val split (296 studies) after tuning on train only: macro F1 0.863, micro F1 0.937.
 VAL_MACRO_F1_FLOOR = 0.84
