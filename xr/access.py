@@ -52,9 +52,15 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, stored: str | None) -> bool:
     """Constant-time; a missing hash still costs one scrypt, so timing does not tell which names exist."""
+    n: int
+    r: int
+    p: int
+    salt: bytes
+    key: bytes
     try:
-        kind, n, r, p, salt, key = (stored or "").split("$")
-        n, r, p, salt, key = int(n), int(r), int(p), base64.b64decode(salt), base64.b64decode(key)
+        kind, n_text, r_text, p_text, salt_text, key_text = (stored or "").split("$")
+        n, r, p = int(n_text), int(r_text), int(p_text)
+        salt, key = base64.b64decode(salt_text), base64.b64decode(key_text)
         assert kind == "scrypt"
     except (ValueError, AssertionError):
         n, r, p, salt, key, stored = _N, _R, _P, b"\0" * 16, b"\0" * 32, None
@@ -155,6 +161,7 @@ def require(s: Settings, username: str | None, action: str) -> tuple[str, str]:
         return name, role
     with transaction(s.database_url) as session:
         user = session.scalar(select(User).where(User.name == name))
+        assert user is not None  # whoami found this user just now; users are never deleted
         session.add(AuditEvent(user_id=user.id, action="denied", detail={"action": action}))
     article = "an" if role[0] in "aeiou" else "a"
     raise AccessError(f"{article} {role} may not {PERMISSIONS[action][1]}")

@@ -15,11 +15,12 @@ import traceback
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from xr.config import settings
 from xr.errors import UserError
@@ -243,7 +244,7 @@ def run_pool(todo: list[Study], write: Write, workers: int) -> str | None:
     pending = deque(todo)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=process_drafter,
                              initargs=(max(1, cores() // workers),)) as pool:
-        running = {}
+        running: dict[Future[dict], Study] = {}
         while pending or running:
             while pending and len(running) < 2 * workers:
                 study = pending.popleft()
@@ -277,7 +278,8 @@ def run_ray(todo: list[Study], write: Write, address: str, workers: int | None, 
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         actor = ray.remote(num_cpus=cpus)(Drafter)
         idle = [actor.remote(cpus) for _ in range(n)]
-        pending, running = deque(todo), {}
+        pending = deque(todo)
+        running: dict[ray.ObjectRef, tuple[Any, Study]] = {}  # result -> (actor, its study)
         while pending or running:
             while idle and pending:
                 study = pending.popleft()
@@ -287,7 +289,9 @@ def run_ray(todo: list[Study], write: Write, address: str, workers: int | None, 
                     write(failed(study, reason(e, study.base)))
                     continue
                 worker = idle.pop()
-                running[worker.draft_files.remote(study.name, files, study.indication)] = (worker, study)
+                # ray's ActorProxy types an actor's methods as the plain methods, without .remote
+                running[worker.draft_files.remote(  # type: ignore[attr-defined]
+                    study.name, files, study.indication)] = (worker, study)
             if not running:
                 break
             [ref], _ = ray.wait(list(running), num_returns=1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import TracebackType
+from typing import Literal
 
 from xr.errors import UserError
 
@@ -72,7 +74,8 @@ class Provisional:
     def __enter__(self) -> Provisional:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         if exc_type is not None:
             for path in self._new:
                 discard(path)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -74,6 +76,7 @@ def user_row(session: Session, actor: Actor) -> User:
             raise StoreError(f"unknown role '{actor.role}'")
         insert_new(session, User, "name", name=actor.name, role=actor.role)
         user = session.scalar(select(User).where(User.name == actor.name))
+        assert user is not None  # inserted just now, or by a concurrent first action
     return user
 
 
@@ -113,6 +116,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             user = user_row(session, actor)
             new = insert_new(session, Study, "key", key=study.key, indication=indication)
             row = session.scalar(select(Study).where(Study.key == study.key).with_for_update())
+            assert row is not None  # inserted above, or already there
             if new:
                 audit(session, user, "ingest", row, images=len(study.images))
             known = {i.content_hash: i for i in row.images}
@@ -151,7 +155,7 @@ def decided_view(header_view: str, draft: DraftResult | None, position: int) -> 
     return draft.views[position].view
 
 
-def _latest_draft(session: Session, study_id: int) -> DraftResult:
+def _latest_draft(session: Session, study_id: int) -> Draft:
     draft = session.scalar(select(Draft).where(Draft.study_id == study_id).order_by(Draft.id.desc()).limit(1))
     if draft is None:
         raise StoreError(f"study {study_id} has no draft yet")
@@ -201,7 +205,7 @@ def check_text(text: str) -> str:
     return text
 
 
-def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: list[str] = ()) -> int | None:
+def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Sequence[str] = ()) -> int | None:
     """A radiologist's edit, or an annotator's correction with its reason tags."""
     text = check_text(text)
     unknown = sorted(set(tags) - set(REASON_TAGS))
@@ -270,13 +274,14 @@ def approvals_not_in_library(s: Settings) -> list[tuple[int, int, str]]:
             select(Approval.study_id, Approval.id, Approval.text).join(latest, Approval.id == latest.c.id)
             .outerjoin(LibraryCase, LibraryCase.study_id == Approval.study_id)
             .where((LibraryCase.id.is_(None)) | (LibraryCase.approval_id != Approval.id)).order_by(Approval.id))
-        return [tuple(r) for r in rows]
+        return [(study_id, approval_id, text) for study_id, approval_id, text in rows]
 
 
 def add_to_library(s: Settings, approval_id: int, entry: LibraryEntry) -> bool:
     """Backfill one approval into the library; False (nothing written) when the study has been amended since."""
     with transaction(s.database_url) as session:
         approval = session.get(Approval, approval_id)
+        assert approval is not None  # an id from approvals_not_in_library: approvals are never deleted
         _study(session, approval.study_id, lock=True)  # no approval of the study may land between check and write
         latest = session.scalar(select(func.max(Approval.id)).where(Approval.study_id == approval.study_id))
         if approval_id != latest:
@@ -341,7 +346,7 @@ def _correction(study: Study) -> Revision | None:
     return tagged[-1] if tagged else None
 
 
-def _export_line(study: Study, draft: DraftResult, text: str, source: str, user: User, at) -> dict:
+def _export_line(study: Study, draft: Draft, text: str, source: str, user: User, at: datetime) -> dict[str, Any]:
     return {
         "study": study.key,
         "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in study.images],
@@ -365,7 +370,7 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Select[tuple[Study]]:
+def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Select[Study]:
     """The worklist's query. The search is a case-insensitive substring match on both engines (lower()
     LIKE, with % and _ taken literally); newest first, by status, through ix_studies_status_updated."""
     if status and status not in STATUSES:

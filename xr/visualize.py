@@ -22,7 +22,7 @@ def overlay(pixels: np.ndarray, grid: list[list[float]] | np.ndarray, alpha: flo
     base = Image.fromarray(pixels).convert("RGB")
     base.thumbnail((max_side, max_side))
     g = np.asarray(grid, dtype=np.float32)
-    heat = Image.fromarray((g * 255).astype(np.uint8)).resize(base.size, Image.BILINEAR)
+    heat = Image.fromarray((g * 255).astype(np.uint8)).resize(base.size, Image.Resampling.BILINEAR)
     colour = Image.fromarray(colormap(np.asarray(heat, dtype=np.float32) / 255.0))
     return Image.blend(base, colour, alpha)
 
@@ -31,7 +31,7 @@ def mask_overlay(pixels: np.ndarray, mask: np.ndarray, max_side: int = 768) -> I
     """Radiograph with the lung mask as a translucent green fill and a bright outline."""
     base = Image.fromarray(pixels).convert("RGB")
     base.thumbnail((max_side, max_side))
-    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(base.size, Image.NEAREST)) > 0
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(base.size, Image.Resampling.NEAREST)) > 0
     edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
     rgb = np.asarray(base).astype(np.float32)
     rgb[m] = 0.75 * rgb[m] + 0.25 * np.array([40, 220, 90])

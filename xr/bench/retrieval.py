@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import faiss
 import numpy as np
@@ -42,6 +43,9 @@ def synthetic_embeddings(n: int, dim: int, queries: int, seed: int = 0) -> tuple
     return out[:n], out[n:]
 
 
+IndexT = TypeVar("IndexT", bound=faiss.Index)
+
+
 def ivf_index(vectors: np.ndarray) -> faiss.IndexIVFFlat:
     """IVF with sqrt(n) lists, trained on 40 vectors a list (faiss's lower bound is 39). 4 sqrt(n) lists
     would scan fewer vectors a query, but k-means and filling cost 4 times as much, minutes at a million."""
@@ -63,7 +67,7 @@ def hnsw_index(vectors: np.ndarray) -> faiss.IndexHNSWFlat:
     return index
 
 
-def _timed(build: Callable[[], faiss.Index]) -> tuple[faiss.Index, float]:
+def _timed(build: Callable[[], IndexT]) -> tuple[IndexT, float]:
     t = time.perf_counter()
     index = build()
     return index, time.perf_counter() - t

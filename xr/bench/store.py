@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def bench_worklist(database_url: str, studies: int = 100_000, repeats: int = 10)
         one = studies // 2
         queries: dict[str, Callable[[], list | dict]] = {
             "worklist, first page": lambda: store.worklist(s),
-            **{f"worklist, {st}": (lambda st=st: store.worklist(s, st)) for st in store.STATUSES},
+            **{f"worklist, {st}": partial(store.worklist, s, st) for st in store.STATUSES},
             "search 'effusion'": lambda: store.worklist(s, search="effusion"),
             "search, no match": lambda: store.worklist(s, search="no such words"),
             f"search '#{one}'": lambda: store.worklist(s, search=f"#{one}"),

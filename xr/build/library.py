@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -46,7 +47,8 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     split = load_split(data / "iu_xray" / "annotation.json")
     reports = load_reports(data / "iu_xray" / "reports")
 
-    cases, images = [], []  # images: (case index, path, thumb name, view, projection or None)
+    cases: list[dict[str, Any]] = []
+    images: list[tuple[int, Path, str, str, str | None]] = []  # (case index, path, thumb name, view, projection or None)
     for r in sorted(reports.values(), key=lambda r: r.study_id):
         if split.get(r.study_id) != "train":
             continue
@@ -64,7 +66,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
 
     encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
     feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
-    pooled = [f.pooled for f in feats]
+    pooled_views = [f.pooled for f in feats]
     images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"), pos)
               for (ci, p, t, v, pos), f in zip(images, feats, strict=False)]
     for _, p, thumb, *_ in images:
@@ -76,7 +78,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     (out / "images.json").write_text(json.dumps(
         [{"case": cases[ci]["id"], "thumb": t, "view": v, **({"position": pos} if pos else {})}
          for ci, _, t, v, pos in images], indent=0) + "\n")
-    pooled = np.stack(pooled)
+    pooled = np.stack(pooled_views)
     mean = pooled.mean(0)
     save_file({"embeddings": embed(pooled, mean).astype(np.float16), "mean": mean.astype(np.float32)},
               str(out / "image_embeddings.safetensors"), metadata={"encoder": encoder.name})

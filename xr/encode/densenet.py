@@ -14,6 +14,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,7 @@ def load_densenet_weights(path: str | Path) -> DenseNet121:
     from pre-0.4 checkpoints are filled in by PyTorch.
     """
     path = Path(path)
+    state: dict[str, Any]  # a state dict, or (a torch checkpoint) a dict that may hold one
     if path.suffix == ".safetensors":
         state = load_file(str(path))
     else:

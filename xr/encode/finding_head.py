@@ -34,6 +34,9 @@ def head_inputs(features: list[ImageFeatures]) -> np.ndarray:
 
 class FindingHead(Pretrained):
     config_class = FindingHeadConfig
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, config: FindingHeadConfig) -> None:
         super().__init__(config)

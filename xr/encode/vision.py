@@ -3,6 +3,7 @@
 probabilities), the view, and the measurements read off the mask. Results are cached by content hash."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +55,16 @@ class VisionEncoder:
         self.cache = cache
 
     def encode(self, images: list[np.ndarray], content_hashes: list[str] | None = None) -> list[ImageFeatures]:
-        hashes = content_hashes or [None] * len(images)
+        hashes: Sequence[str | None] = content_hashes or [None] * len(images)
         out: list[ImageFeatures | None] = [self._cached(h) for h in hashes]
         todo = [i for i, f in enumerate(out) if f is None]
         if todo:
             for i, f in zip(todo, self._compute([images[i] for i in todo]), strict=False):
                 out[i] = f
-                if self.cache is not None and hashes[i]:
-                    self.cache.put(self.name, hashes[i], {"pooled": f.pooled, "regions": f.regions.astype(np.float16),
-                                                          "xception": f.xception, "mask": np.packbits(f.mask)})
+                h = hashes[i]
+                if self.cache is not None and h:
+                    self.cache.put(self.name, h, {"pooled": f.pooled, "regions": f.regions.astype(np.float16),
+                                                  "xception": f.xception, "mask": np.packbits(f.mask)})
         return out  # type: ignore[return-value]
 
     def _cached(self, content_hash: str | None) -> ImageFeatures | None:

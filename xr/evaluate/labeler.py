@@ -19,9 +19,14 @@ Label = int | None
 _RANK = {POSITIVE: 3, UNCERTAIN: 2, NEGATIVE: 1}
 
 
-def _rx(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+def _words(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One word-bounded alternation, so a pattern never matches inside a longer word."""
-    return re.compile(r"\b(?:" + "|".join(patterns) + r")\b") if patterns else None
+    return re.compile(r"\b(?:" + "|".join(patterns) + r")\b")
+
+
+def _rx(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """_words, or None for an empty table."""
+    return _words(patterns) if patterns else None
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ _POST_BREAK = re.compile(r",")
 
 # A full stop ends a sentence, except in decimals ("1.5 cm") and after "vs".
 _SENTENCE = re.compile(r"(?<!\d)(?<!\bvs)\.(?!\d)|[\n!?]")
-_CLAUSE = _rx((
+_CLAUSE = _words((
     r"but", r"however", r"although", r"though", r"except", r"whereas", r"aside from", r"apart from",
     r"other than", r"nevertheless", r"nonetheless",
 ))
@@ -323,7 +328,7 @@ def _clause_labels(clause: str, cues: _Cues) -> dict[str, list[int]]:
     for name, (mention, weak, normal, ignore) in _COMPILED.items():
         text = _blank(clause, _spans(ignore, clause))
         labels = [cues.classify(text, s) for s in _spans(mention, text)]
-        labels += [min(cues.classify(text, s), UNCERTAIN, key=_RANK.get) for s in _spans(weak, text)]
+        labels += [min(cues.classify(text, s), UNCERTAIN, key=_RANK.__getitem__) for s in _spans(weak, text)]
         labels += [NEGATIVE for _ in _spans(normal, text)]
         if labels:
             found[name] = labels
@@ -331,7 +336,7 @@ def _clause_labels(clause: str, cues: _Cues) -> dict[str, list[int]]:
 
 
 def _strongest(labels: list[int]) -> Label:
-    return max(labels, key=_RANK.get) if labels else None
+    return max(labels, key=_RANK.__getitem__) if labels else None
 
 
 def label_report(text: str) -> dict[str, Label]:

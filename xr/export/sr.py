@@ -13,14 +13,14 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import PersonName
 
 from xr.config import Settings, settings
 from xr.export.approved import ApprovedReport, signer
 from xr.files import write_atomic
 
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
 REPORT = ("18748-4", "LN", "Diagnostic Imaging Report")
 FINDINGS = ("121070", "DCM", "Findings")
 FINDING = ("121071", "DCM", "Finding")

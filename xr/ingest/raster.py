@@ -27,8 +27,9 @@ def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedIm
                 raise IngestError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
             if min(w, h) < MIN_SIDE:
                 raise IngestError(f"{name}: {w}x{h} pixels is too small for a chest X-ray (at least {MIN_SIDE} a side)")
-            if getattr(im, "n_frames", 1) > 1:
-                raise IngestError(f"{name}: has {im.n_frames} frames; give one image per file")
+            frames: int = getattr(im, "n_frames", 1)  # multi-frame formats only (TIFF, GIF)
+            if frames > 1:
+                raise IngestError(f"{name}: has {frames} frames; give one image per file")
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 pixels = to_uint8(np.asarray(im))

@@ -7,6 +7,7 @@ import lzma
 import stat
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -134,7 +135,7 @@ def _unsafe(info: zipfile.ZipInfo) -> bool:
             or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFLNK)
 
 
-def load_study(paths: list[Path | str], s: Settings | None = None) -> IngestedStudy:
+def load_study(paths: Sequence[Path | str], s: Settings | None = None) -> IngestedStudy:
     s = s or settings()
     if not paths:
         raise IngestError("no files given: a study is one or more PNG, JPEG or DICOM images")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from db.models import LibraryCase
 from db.session import database_exists
 from xr import store
 from xr.config import Settings
@@ -153,6 +154,8 @@ class CaseIndex:
         approval here or in another process, or on another database. One small query when nothing did; a
         database not created yet is not created."""
         url = s.database_url
+        fingerprint: tuple | None
+        rows: list[tuple[LibraryCase, str]] | None
         with self._sync_lock:
             if not database_exists(url):
                 fingerprint, rows = None, []

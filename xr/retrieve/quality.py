@@ -39,7 +39,7 @@ def precision_table(truth: list[set[str]], retrieved: list[list[set[str]]], pool
 
     def entry(total: np.ndarray) -> dict:
         q = max(total[0], 1.0)
-        out = {"queries": int(total[0])}
+        out: dict[str, int | float] = {"queries": int(total[0])}
         out.update({f"p@{k}": round(float(v / q), 3) for k, v in zip(ks, total[1:-1], strict=False)})
         out["random"] = round(float(total[-1] / q), 3)
         return out

@@ -69,7 +69,7 @@ def fit(x: np.ndarray, y: np.ndarray, findings: list[str], weight_decay: float, 
         loss_fn(head(xt), yt).backward()
         opt.step()
     with torch.no_grad():
-        head.linear.bias -= torch.log(pos_weight)  # undo the up-weighting: calibrated to base rates
+        head.linear.bias.sub_(torch.log(pos_weight))  # undo the up-weighting: calibrated to base rates
     return head.eval()
 
 
@@ -78,9 +78,9 @@ def macro_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else 0.0
 
 
-def choose_weight_decay(x: np.ndarray, y: np.ndarray, findings: list[str], groups: list[str], folds: int = 5) -> dict:
+def choose_weight_decay(x: np.ndarray, y: np.ndarray, findings: list[str], groups: list[str], folds: int = 5) -> dict[float, float]:
     fold_of = np.array([int(hashlib.sha256(g.encode()).hexdigest()[8:16], 16) % folds for g in groups])
-    scores = {}
+    scores: dict[float, float] = {}
     for wd in WEIGHT_DECAYS:
         p = np.zeros_like(y)
         for k in range(folds):
@@ -99,7 +99,7 @@ def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncode
     findings = [f for j, f in enumerate(FINDINGS) if y_all[:, j].sum() >= MIN_POSITIVES]
     x, y = head_inputs(feats), label_matrix(train_exs, findings)
     cv = choose_weight_decay(x, y, findings, [e.group for e in train_exs])
-    best = max(cv, key=cv.get)
+    best = max(cv, key=cv.__getitem__)
     progress(f"weight decay {best} (5-fold CV macro AUC {cv[best]:.3f}; all: {cv})")
     head = fit(x, y, findings, best)
     head.save_pretrained(out)

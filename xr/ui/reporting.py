@@ -198,6 +198,7 @@ class Reporting:
             with uploaded(files) as paths:  # deleted even when the caller may not draft
                 actor = ws.actor(username(request), "draft")
                 r = ws.draft(paths, indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
+            assert r.study_id is not None  # drafted with an actor: stored
             return (*open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms. "
                                 + " ".join(r.draft.notes)), r.study_id, None)
 
@@ -226,6 +227,7 @@ class Reporting:
 
         def drafted_again(study_id: int, actor, progress) -> tuple:
             r = ws.draft_stored(study_id, actor, progress=lambda f, desc: progress(f, desc=desc))
+            assert r.study_id is not None  # drafted with an actor: stored
             return open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms.")
 
         def keep_edits():
@@ -267,7 +269,7 @@ class Reporting:
         def export(study_id, fmt, request: gr.Request):
             actor = ws.actor(username(request), "export_report")
             return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt],
-                                           tempfile.mkdtemp(prefix="xr-export-"), actor))
+                                           Path(tempfile.mkdtemp(prefix="xr-export-")), actor))
 
         def amend():
             """Unlock a signed report for an amendment (approving it again is the amendment)."""

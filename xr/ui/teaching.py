@@ -136,7 +136,7 @@ class Teaching:
             progress(0.2, desc="Drafting the case (first time only)")
             views, draft = self._draft(case)
             header = f"### {case.id}" + ("" if quiz else f" · {', '.join(case.labels) or 'no finding'}")
-            hidden = ("*Quiz mode: read the images, then reveal.*", "", [])
+            hidden: tuple[str, str, list[list[str]]] = ("*Quiz mode: read the images, then reveal.*", "", [])
             return (case.id, header, *self.viewer.show(views, "none"), "",
                     *(hidden if quiz else self._answer(case, draft, "")))
 

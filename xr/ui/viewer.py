@@ -69,7 +69,7 @@ def render(view: View, layer: str, centre: float, width: float, invert: bool, fa
     picture.thumbnail((DISPLAY, DISPLAY))
     if factor > 1 and max(picture.size) < DISPLAY:  # a zoomed crop fills the pane; a small film stays as it is
         scale = DISPLAY / max(picture.size)
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)
     return picture
 
 
@@ -121,8 +121,8 @@ class Viewer:
         drawn = [self.image, self.other, self.caption]
         for c in (self.which, self.layer, self.invert):
             c.change(self._draw, controls, drawn, **PRIVATE)
-        for c in (self.centre, self.width, self.zoom):
-            c.release(self._draw, controls, drawn, **PRIVATE)
+        for slider in (self.centre, self.width, self.zoom):
+            slider.release(self._draw, controls, drawn, **PRIVATE)
         for pane in (0, 1):
             (self.image, self.other)[pane].select(self._click if pane == 0 else self._click_other, controls,
                                                   [self.focus, self.zoom, *drawn], **PRIVATE)
