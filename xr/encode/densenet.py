@@ -8,7 +8,6 @@ RGB 224x224 with ImageNet mean/std; torchxrayvision takes one channel 224x224 sc
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from collections import OrderedDict
@@ -21,9 +20,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from xr.config import Settings, settings
 from xr.modeling import Pretrained
 
-ENV_VAR = "XR_DENSENET_WEIGHTS"
 GROWTH, BOTTLENECK = 32, 4  # each layer adds 32 channels through a 4*32-channel 1x1 bottleneck
 BLOCKS = (6, 12, 24, 16)  # dense layers per block: what makes it DenseNet-121
 
@@ -148,7 +147,7 @@ def load_densenet_weights(path: str | Path) -> DenseNet121:
     return model.eval()
 
 
-def densenet_from_env() -> DenseNet121 | None:
+def densenet_from_env(s: Settings | None = None) -> DenseNet121 | None:
     """The DenseNet-121 named by `XR_DENSENET_WEIGHTS`, or None when it is unset."""
-    path = os.environ.get(ENV_VAR)
+    path = (s or settings()).densenet_weights
     return load_densenet_weights(path) if path else None

@@ -12,10 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from xr.encode.lung_unet import LungUNet
-from xr.encode.transforms import Compose, Resize, ScaleIntensity
 
 MASK_SIZE = 512  # the U-Net's training size; smaller inputs lose a tenth of the mask or more
 
@@ -27,20 +23,6 @@ class LungMeasurements:
     cardiac_width_frac: float | None  # widths as fractions of the image width
     thoracic_width_frac: float | None
     looks_frontal: bool  # two lungs side by side of comparable size
-
-
-class LungSegmenter:
-    def __init__(self, model: LungUNet) -> None:
-        self.model = model
-        self.transform = Compose([Resize(MASK_SIZE), ScaleIntensity(0.5)])
-
-    @torch.inference_mode()
-    def masks(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Boolean MASK_SIZE x MASK_SIZE lung masks (the image squashed to a square, as trained)."""
-        if not images:
-            return []
-        x = torch.from_numpy(np.stack([self.transform(im) for im in images]))[:, None]
-        return list(self.model(x).argmax(1).numpy().astype(bool))
 
 
 def measure(mask: np.ndarray) -> LungMeasurements:

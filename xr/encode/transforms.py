@@ -17,7 +17,7 @@ class Resize:
     def __call__(self, img: np.ndarray) -> np.ndarray:
         if img.shape == (self.size, self.size):
             return img
-        return np.asarray(Image.fromarray(img).resize((self.size, self.size), Image.BILINEAR))
+        return np.asarray(Image.fromarray(img).resize((self.size, self.size), Image.Resampling.BILINEAR))
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ CheXpert No-Finding rule). Rules were tuned on the train split only; val is the 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from xr.config import ROOT
+from xr.config import settings
 from xr.data.iu_xray import IUReport, load_reports, load_split
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS, complete
@@ -103,7 +102,7 @@ def format_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", default="val", help="an R2Gen split name in annotation.json (train, val)")
-    p.add_argument("--shared", type=Path, default=Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")),
+    p.add_argument("--shared", type=Path, default=settings().shared_dir,
                    help="the public data folder (default: $XR_SHARED or ../shared beside the checkout)")
     args = p.parse_args(argv)
     base = args.shared / IU
