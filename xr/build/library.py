@@ -24,6 +24,7 @@ from xr.encode.batch import encode_files
 from xr.encode.cache import FeatureCache
 from xr.encode.vision import VisionEncoder
 from xr.findings import complete
+from xr.ingest import read_pixels
 from xr.retrieve.library import embed
 from xr.retrieve.text import build_text_embeddings, text_embedder
 
@@ -35,7 +36,7 @@ LICENCES = {
 
 
 def _thumb(path: Path, out: Path) -> None:
-    im = Image.open(path).convert("L")
+    im = Image.fromarray(read_pixels(path))  # as a draft would show it (16-bit images windowed alike)
     im.thumbnail((THUMB, THUMB))
     im.save(out, quality=85)
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from xr.config import Settings, settings, study_salt
 from xr.ingest.dicom import looks_like_dicom, read_dicom
 from xr.ingest.errors import IngestError
@@ -42,8 +44,7 @@ def sniff(data: bytes) -> str | None:
 def read_image(data: bytes, name: str, s: Settings) -> IngestedImage:
     if not data:
         raise IngestError(f"{name}: file is empty")
-    if len(data) > s.max_file_bytes:
-        raise IngestError(f"{name}: {len(data) / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
+    _check_size(name, len(data), s)
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in EXTENSIONS:
         raise IngestError(f"{name}: '{suffix}' files are not images; give PNG, JPEG or DICOM")
@@ -57,6 +58,13 @@ def read_image(data: bytes, name: str, s: Settings) -> IngestedImage:
     if found == "dicom":
         return read_dicom(data, name, s.max_pixels)
     return read_raster(data, name, found, s.max_pixels)
+
+
+def read_pixels(path: Path | str, s: Settings | None = None) -> np.ndarray:
+    """One file's display pixels exactly as a drafted study's (16-bit PNG and DICOM windowed, MONOCHROME1
+    inverted): the one image path of training, evaluation, library building and serving."""
+    path = Path(path)
+    return read_image(path.read_bytes(), path.name, s or settings()).pixels
 
 
 def _entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
