@@ -89,7 +89,7 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
         """An authenticated approval through the API is the caller's sign-off."""
         actor = ws.actor(username(request), "approve")  # the right first, then the input
         approval = ws.approve(need(study_id), text, actor)
-        return {"study_id": need(study_id), "approval_id": approval, "status": "approved"}
+        return {"study_id": need(study_id), "approval_id": approval, "status": store.StudyStatus.APPROVED.value}
 
     @guarded
     def refine(study_id: float | None, text: str, indication: str, request: gr.Request) -> dict:

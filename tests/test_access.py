@@ -62,7 +62,7 @@ def test_user_cli_adds_lists_and_refuses(db_env, monkeypatch, capsys):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["user", "add", "x.y", "--role", "janitor", "--password-stdin"])  # argparse: not a role
-    assert [u["name"] for u in access.list_users(db_env)] == ["dr.house"]
+    assert [u.name for u in access.list_users(db_env)] == ["dr.house"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("new-password\n"))
     assert main(["user", "passwd", "dr.house", "--password-stdin"]) == 0
     assert access.login(db_env, "dr.house", "new-password") and not access.login(db_env, "dr.house", "s3cret-pass")

@@ -70,7 +70,7 @@ def test_edit_approve_export(drafted, db_env, tmp_path):
     approval = store.approve(db_env, sid, text + "\nSmall left effusion.", RAD)
     assert approval > 0
     hist = store.history(db_env, sid)
-    assert [h["event"] for h in hist] == ["draft", "edit", "approval"]
+    assert [h.event for h in hist] == ["draft", "edit", "approval"]
     n = store.export_edits(db_env, tmp_path / "out" / "edits.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "out" / "edits.jsonl").read_text().splitlines()]
     assert n == 1 and len(lines) == 1
@@ -153,27 +153,27 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     with pytest.raises(StoreError, match="unknown status 'done'"):
         store.worklist(db_env, "done")
     view = store.study_view(db_env, pending)
-    assert view["draft"] is None and view["text"] == "" and len(view["images"]) == 1
+    assert view.draft is None and view.text == "" and len(view.images) == 1
     redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
-    assert redrafted.study_id == pending and store.study_view(db_env, pending)["status"] == "drafted"
+    assert redrafted.study_id == pending and store.study_view(db_env, pending).status == "drafted"
     v = store.study_view(db_env, first.study_id)
-    assert v["draft"]["views"][0]["lung_mask"]["size"] == [512, 512]  # overlays survive a reopen
-    assert v["text"] == first.draft.report and v["approval"] is None
+    assert v.draft.views[0]["lung_mask"]["size"] == [512, 512]  # overlays survive a reopen
+    assert v.text == first.draft.report and v.approval is None
 
 
 def test_corrections_queue_tags_and_export(drafted, db_env, tmp_path, nih_pixels):
     ws, first = drafted
     second = ws.draft([write_dicom(tmp_path / "s.dcm", np_flip(nih_pixels), study_uid="1.2.826.0.1.56")], "", RAD)
-    assert store.corrections_queue(db_env) == {"total": 2, "done": 0, "next": first.study_id}
-    assert store.corrections_queue(db_env, after=first.study_id)["next"] == second.study_id  # skip
+    assert store.corrections_queue(db_env) == store.CorrectionsQueue(total=2, done=0, next=first.study_id)
+    assert store.corrections_queue(db_env, after=first.study_id).next == second.study_id  # skip
     with pytest.raises(StoreError, match="unknown reason tag 'typo'"):
         store.save_revision(db_env, first.study_id, "Corrected.", ANN, tags=["typo"])
     store.save_revision(db_env, first.study_id, first.draft.report + " Small left effusion.", ANN,
                         tags=["missed finding", "wording"])
     store.save_revision(db_env, second.study_id, second.draft.report, ANN, tags=["no correction"])
-    assert store.corrections_queue(db_env) == {"total": 2, "done": 2, "next": None}
+    assert store.corrections_queue(db_env) == store.CorrectionsQueue(total=2, done=2, next=None)
     store.approve(db_env, second.study_id, second.draft.report + " Approved.", RAD)
-    assert store.corrections_queue(db_env)["total"] == 1  # approved studies leave the queue
+    assert store.corrections_queue(db_env).total == 1  # approved studies leave the queue
     n = store.export_edits(db_env, tmp_path / "edits.jsonl", ANN)
     lines = {json.loads(x)["source"]: json.loads(x) for x in (tmp_path / "edits.jsonl").read_text().splitlines()}
     assert n == 2 and set(lines) == {"approval", "correction"}
@@ -220,7 +220,7 @@ def test_worklist_search_is_a_case_insensitive_literal_substring(db_env):
 def test_times_read_back_as_utc(drafted, db_env):
     """The PostgreSQL test databases run in New York time: a time read back in the server's zone shows."""
     _, result = drafted
-    at = datetime.fromisoformat(store.history(db_env, result.study_id)[0]["at"])
+    at = datetime.fromisoformat(store.history(db_env, result.study_id)[0].at)
     assert at.tzinfo is None and abs(at - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=5)
 
 
@@ -247,7 +247,7 @@ def test_an_approval_waits_for_another_writer_of_the_study(drafted, db_env):
         assert worker.is_alive() and outcome == []  # waiting for the other transaction
     worker.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], int)
-    assert count(db_env, "approvals") == 2 and store.study_view(db_env, sid)["text"] == "Amended."
+    assert count(db_env, "approvals") == 2 and store.study_view(db_env, sid).text == "Amended."
 
 
 def test_png_views_are_stored_as_the_drafter_decided(tmp_path, db_env, shared, workstation_factory):

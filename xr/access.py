@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
 
@@ -17,19 +19,28 @@ from db.session import transaction
 from xr.config import Settings
 from xr.errors import UserError
 
-ROLES = ("radiologist", "educator", "annotator", "admin")
+
+class Role(StrEnum):
+    """A user's role. Stored as its string value (users.role): no schema change."""
+    RADIOLOGIST = "radiologist"
+    EDUCATOR = "educator"
+    ANNOTATOR = "annotator"
+    ADMIN = "admin"  # allowed everything
+
+
+ROLES = tuple(Role)
 # action -> (roles allowed besides admin, what it is in a refusal). The UI shows each role only its
 # workspaces, but this table is what decides.
-PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
-    "draft": (frozenset({"radiologist"}), "draft studies"),
-    "worklist": (frozenset({"radiologist"}), "open the worklist"),
-    "edit": (frozenset({"radiologist"}), "edit reports"),
-    "approve": (frozenset({"radiologist"}), "approve reports"),
-    "export_report": (frozenset({"radiologist"}), "export reports"),
-    "refine": (frozenset({"radiologist"}), "refine drafts"),
-    "teach": (frozenset({"educator"}), "use the teaching view"),
-    "correct": (frozenset({"annotator"}), "correct drafts"),
-    "export_edits": (frozenset({"annotator"}), "export fine-tuning data"),
+PERMISSIONS: dict[str, tuple[frozenset[Role], str]] = {
+    "draft": (frozenset({Role.RADIOLOGIST}), "draft studies"),
+    "worklist": (frozenset({Role.RADIOLOGIST}), "open the worklist"),
+    "edit": (frozenset({Role.RADIOLOGIST}), "edit reports"),
+    "approve": (frozenset({Role.RADIOLOGIST}), "approve reports"),
+    "export_report": (frozenset({Role.RADIOLOGIST}), "export reports"),
+    "refine": (frozenset({Role.RADIOLOGIST}), "refine drafts"),
+    "teach": (frozenset({Role.EDUCATOR}), "use the teaching view"),
+    "correct": (frozenset({Role.ANNOTATOR}), "correct drafts"),
+    "export_edits": (frozenset({Role.ANNOTATOR}), "export fine-tuning data"),
     "users": (frozenset(), "manage users"),
 }
 LOCAL_USER_NAME = "local"  # single-user mode: the one person at this machine, allowed everything
@@ -71,7 +82,7 @@ def verify_password(password: str, stored: str | None) -> bool:
 def allowed(role: str, action: str) -> bool:
     if action not in PERMISSIONS:
         raise KeyError(action)
-    return role == "admin" or role in PERMISSIONS[action][0]
+    return role == Role.ADMIN or role in PERMISSIONS[action][0]
 
 
 def check_name(name: str) -> str:
@@ -109,10 +120,19 @@ def set_password(s: Settings, name: str, password: str) -> None:
         session.add(AuditEvent(user_id=None, action="user", detail={"password": user.id}))
 
 
-def list_users(s: Settings) -> list[dict]:
+@dataclass(frozen=True)
+class UserInfo:
+    """A log-in user, as `python -m xr user list` shows it."""
+    name: str
+    role: Role
+    created: str  # ISO time, seconds, UTC
+
+
+def list_users(s: Settings) -> list[UserInfo]:
+    """The log-in users by name (not the single-user mode's local user, which has no password)."""
     with transaction(s.database_url, read_only=True) as session:
         users = session.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.name))
-        return [{"name": u.name, "role": u.role, "created": u.created_at.isoformat(timespec="seconds")} for u in users]
+        return [UserInfo(name=u.name, role=Role(u.role), created=u.created_at.isoformat(timespec="seconds")) for u in users]
 
 
 def has_users(s: Settings) -> bool:
@@ -146,7 +166,7 @@ def whoami(s: Settings, username: str | None) -> tuple[str, str]:
     if username is None:
         if s.auth:
             raise AccessError("log in first")
-        return LOCAL_USER_NAME, "admin"
+        return LOCAL_USER_NAME, Role.ADMIN
     with transaction(s.database_url, read_only=True) as session:
         user = session.scalar(select(User).where(User.name == username, User.password_hash.is_not(None)))
         if user is None:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,16 @@ REASON_TAGS = ("missed finding", "false finding", "wrong location or severity", 
 
 class StoreError(UserError):
     """A refused action on stored studies."""
+
+
+class StudyStatus(StrEnum):
+    """Where a study is on the worklist. Stored as its string value (studies.status): no schema change."""
+    PENDING = "pending"  # on the worklist, not drafted yet
+    DRAFTED = "drafted"
+    APPROVED = "approved"
+
+
+STATUSES = tuple(StudyStatus)
 
 
 @dataclass(frozen=True)
@@ -101,9 +112,9 @@ def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
 
 
 def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Actor,
-                 draft: DraftResult | None = None) -> int:
-    """Study, its images, the draft if there is one (else the study waits on the worklist as pending) and
-    the audit events: all or nothing. Returns the study id."""
+                 result: DraftResult | None = None) -> int:
+    """Study, its images, the drafting result if there is one, stored as a Draft row (else the study waits
+    on the worklist as pending) and the audit events: all or nothing. Returns the study id."""
     created: list[Path] = []
     try:
         written = []
@@ -121,7 +132,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                 audit(session, user, "ingest", row, images=len(study.images))
             known = {i.content_hash: i for i in row.images}
             for pos, (im, rel) in enumerate(zip(study.images, written, strict=False)):
-                view = decided_view(im.view, draft, pos)
+                view = decided_view(im.view, result, pos)
                 if im.content_hash in known:
                     if known[im.content_hash].view == "unknown":
                         known[im.content_hash].view = view
@@ -131,15 +142,15 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                                       pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
                                       source_format=im.source_format, storage_path=rel))
             row.indication = indication or row.indication
-            if draft is not None:
-                d = draft.to_json()
-                session.add(Draft(study_id=row.id, model=draft.model, model_version=draft.model_version,
-                                  indication=indication, text=draft.report, findings=draft.findings,
+            if result is not None:
+                d = result.to_json()
+                session.add(Draft(study_id=row.id, model=result.model, model_version=result.model_version,
+                                  indication=indication, text=result.report, findings=result.findings,
                                   fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
-                                  views=d["views"], timings=draft.timings, created_by=user.id))
-                if row.status == "pending":
-                    row.status = "drafted"
-                audit(session, user, "draft", row, model=draft.model, version=draft.model_version)
+                                  views=d["views"], timings=result.timings, created_by=user.id))
+                if row.status == StudyStatus.PENDING:
+                    row.status = StudyStatus.DRAFTED
+                audit(session, user, "draft", row, model=result.model, version=result.model_version)
             return row.id
     except BaseException:
         for p in created:
@@ -147,12 +158,12 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
         raise
 
 
-def decided_view(header_view: str, draft: DraftResult | None, position: int) -> str:
+def decided_view(header_view: str, result: DraftResult | None, position: int) -> str:
     """The one view decision for a stored image: the header's, else the drafter's (read off the image),
     so the worklist, the exports and the fine-tuning data say what the viewer says."""
-    if header_view != "unknown" or draft is None or position >= len(draft.views):
+    if header_view != "unknown" or result is None or position >= len(result.views):
         return header_view
-    return draft.views[position].view
+    return result.views[position].view
 
 
 def _latest_draft(session: Session, study_id: int) -> Draft:
@@ -162,14 +173,23 @@ def _latest_draft(session: Session, study_id: int) -> Draft:
     return draft
 
 
-def latest_draft(s: Settings, study_id: int) -> dict:
+@dataclass(frozen=True)
+class StoredDraft:
+    """What the refiner needs of a stored study's latest draft (a db.models.Draft row)."""
+    text: str
+    indication: str
+    findings: dict[str, float]  # finding -> probability
+    similar: list[str]  # the similar cases' reports
+
+
+def latest_draft(s: Settings, study_id: int) -> StoredDraft:
     """What the refiner needs of a stored study's latest draft: text, indication, finding probabilities,
     the similar cases' reports."""
     with transaction(s.database_url, read_only=True) as session:
         _study(session, study_id)
         d = _latest_draft(session, study_id)
-        return {"text": d.text, "indication": d.indication, "findings": dict(d.findings or {}),
-                "similar": [c.get("report", "") for c in (d.similar_cases or []) if c.get("report")]}
+        return StoredDraft(text=d.text, indication=d.indication, findings=dict(d.findings or {}),
+                           similar=[c.get("report", "") for c in (d.similar_cases or []) if c.get("report")])
 
 
 def _revise(session: Session, study_id: int, text: str, user: User, tags: list[str]) -> Revision | None:
@@ -236,7 +256,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
         approval = Approval(study_id=study_id, draft_id=draft.id, revision_id=rev.id if rev else None,
                             user_id=user.id, text=text)
         session.add(approval)
-        study.status = "approved"
+        study.status = StudyStatus.APPROVED
         session.flush()
         if library_entry is None:
             session.execute(delete(LibraryCase).where(LibraryCase.study_id == study_id))
@@ -303,14 +323,23 @@ def library_cases(s: Settings, known: tuple | None = None) -> tuple[tuple, list[
         return fingerprint, [(row, key) for row, key in rows]
 
 
-def history(s: Settings, study_id: int) -> list[dict]:
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a study's history panel."""
+    at: str  # ISO time, seconds, UTC
+    event: str  # "draft", "edit" or "approval"
+    by: str  # the model and its version for a draft, else the user's name
+    text: str
+
+
+def history(s: Settings, study_id: int) -> list[HistoryEntry]:
     """Draft, revisions and approvals of a study in time order, for the history panel."""
     with transaction(s.database_url, read_only=True) as session:
         study = _study(session, study_id)
         rows = [(d.created_at, "draft", f"{d.model} {d.model_version}", d.text) for d in study.drafts]
         rows += [(r.created_at, "edit", r.user.name, r.text) for r in study.revisions]
         rows += [(a.approved_at, "approval", a.user.name, a.text) for a in study.approvals]
-        return [{"at": at.isoformat(timespec="seconds"), "event": ev, "by": by, "text": text}
+        return [HistoryEntry(at=at.isoformat(timespec="seconds"), event=ev, by=by, text=text)
                 for at, ev, by, text in sorted(rows, key=lambda r: r[0])]
 
 
@@ -327,7 +356,7 @@ def export_edits(s: Settings, out: Path, actor: Actor | None = None) -> int:
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
         lines = [_export_line(a.study, a.draft, a.text, "approval", a.user, a.approved_at) for a in approvals]
         approved = {a.study_id for a in approvals}
-        for study in session.scalars(select(Study).where(Study.status == "drafted").order_by(Study.id)):
+        for study in session.scalars(select(Study).where(Study.status == StudyStatus.DRAFTED).order_by(Study.id)):
             if study.id in approved or not study.drafts:
                 continue
             rev = _correction(study)
@@ -362,9 +391,6 @@ def _export_line(study: Study, draft: Draft, text: str, source: str, user: User,
     }
 
 
-STATUSES = ("pending", "drafted", "approved")
-
-
 def _utc(at: datetime) -> datetime:
     """Stored times come back naive on every engine (db.models.UTCDateTime); every one of them is UTC."""
     return at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -390,9 +416,10 @@ def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Sele
     return q
 
 
-def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict]:
+def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict[str, Any]]:
     """Studies newest first, by status and a search over the indication and the report texts ('#12'
-    finds study 12)."""
+    finds study 12). Plain dicts, not dataclasses: they are the JSON rows of the app's `/worklist` API
+    endpoint (id, status, views, indication, updated), returned to API clients as they are."""
     q = worklist_query(status, search, limit).options(selectinload(Study.images))
     with transaction(s.database_url, read_only=True) as session:
         return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
@@ -400,7 +427,57 @@ def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) 
                 for st in session.scalars(q)]
 
 
-def study_view(s: Settings, study_id: int) -> dict:
+@dataclass(frozen=True)
+class StudyImage:
+    path: str  # absolute: under the data directory
+    view: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class StudyDraft:
+    """A study's latest stored draft (a db.models.Draft row), with its overlays and similar cases."""
+    id: int
+    text: str
+    model: str
+    model_version: str
+    findings: dict[str, float]  # finding -> probability
+    fusion_weights: dict[str, Any]  # view index -> gate grid
+    views: list[dict[str, Any]]  # per view: view, view source, content hash, measurements, lung mask (RLE)
+    similar_cases: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StudyApproval:
+    """The study's latest approval."""
+    id: int
+    by: str
+    at: str  # ISO time, minutes, UTC
+    amendment: bool  # an earlier approval exists
+
+
+@dataclass(frozen=True)
+class StudyCorrection:
+    """An annotator's correction of the latest draft: the latest tagged revision."""
+    text: str
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a workspace shows of one stored study."""
+    id: int
+    key: str
+    status: StudyStatus
+    indication: str
+    images: list[StudyImage]
+    draft: StudyDraft | None
+    text: str  # the current text: the latest revision of the latest draft, else the draft, else ""
+    approval: StudyApproval | None
+    correction: StudyCorrection | None
+
+
+def study_view(s: Settings, study_id: int) -> StudyView:
     """What a workspace shows of one stored study: its images, latest draft, current text and approval."""
     with transaction(s.database_url, read_only=True) as session:
         study = _study(session, study_id)
@@ -408,35 +485,43 @@ def study_view(s: Settings, study_id: int) -> dict:
         revs = [r for r in study.revisions if draft and r.draft_id == draft.id]
         approval = study.approvals[-1] if study.approvals else None
         correction = _correction(study) if draft else None
-        return {
-            "id": study.id, "key": study.key, "status": study.status, "indication": study.indication,
-            "images": [{"path": str(s.data_dir / i.storage_path), "view": i.view, "content_hash": i.content_hash}
-                       for i in study.images],
-            "draft": None if draft is None else {
-                "id": draft.id, "text": draft.text, "model": draft.model, "model_version": draft.model_version,
-                "findings": dict(draft.findings or {}), "fusion_weights": dict(draft.fusion_weights or {}),
-                "views": list(draft.views or []), "similar_cases": list(draft.similar_cases or [])},
-            "text": revs[-1].text if revs else (draft.text if draft else ""),
-            "approval": None if approval is None else {
-                "id": approval.id, "by": approval.user.name, "at": approval.approved_at.isoformat(timespec="minutes"),
-                "amendment": len(study.approvals) > 1},
-            "correction": None if correction is None else {"text": correction.text, "tags": list(correction.tags)},
-        }
+        return StudyView(
+            id=study.id, key=study.key, status=StudyStatus(study.status), indication=study.indication,
+            images=[StudyImage(path=str(s.data_dir / i.storage_path), view=i.view, content_hash=i.content_hash)
+                    for i in study.images],
+            draft=None if draft is None else StudyDraft(
+                id=draft.id, text=draft.text, model=draft.model, model_version=draft.model_version,
+                findings=dict(draft.findings or {}), fusion_weights=dict(draft.fusion_weights or {}),
+                views=list(draft.views or []), similar_cases=list(draft.similar_cases or [])),
+            text=revs[-1].text if revs else (draft.text if draft else ""),
+            approval=None if approval is None else StudyApproval(
+                id=approval.id, by=approval.user.name, at=approval.approved_at.isoformat(timespec="minutes"),
+                amendment=len(study.approvals) > 1),
+            correction=None if correction is None else StudyCorrection(text=correction.text, tags=list(correction.tags)),
+        )
 
 
-def corrections_queue(s: Settings, after: int | None = None) -> dict:
+@dataclass(frozen=True)
+class CorrectionsQueue:
+    """How far the annotators' queue is, and the study to correct next."""
+    total: int  # drafted, not yet approved studies
+    done: int  # of those, the ones whose latest draft has a tagged revision
+    next: int | None  # the study to correct next; None when all are done
+
+
+def corrections_queue(s: Settings, after: int | None = None) -> CorrectionsQueue:
     """The annotators' queue: drafted, not yet approved studies; done when the latest draft has a tagged
     revision. Returns counts and the next study to correct (the first after `after`, to skip one; None
     when all are done)."""
-    latest_draft = select(func.max(Draft.id)).where(Draft.study_id == Revision.study_id).scalar_subquery()
-    corrected = select(Revision.id).where(Revision.study_id == Study.id, Revision.draft_id == latest_draft,
+    newest_draft = select(func.max(Draft.id)).where(Draft.study_id == Revision.study_id).scalar_subquery()
+    corrected = select(Revision.id).where(Revision.study_id == Study.id, Revision.draft_id == newest_draft,
                                           func.json_array_length(Revision.tags) > 0).exists()
-    todo = select(Study.id).where(Study.status == "drafted", ~corrected).order_by(Study.id).limit(1)
+    todo = select(Study.id).where(Study.status == StudyStatus.DRAFTED, ~corrected).order_by(Study.id).limit(1)
     with transaction(s.database_url, read_only=True) as session:
         total, done = session.execute(select(func.count(), func.coalesce(func.sum(case((corrected, 1), else_=0)), 0))
-                                      .where(Study.status == "drafted")).one()
+                                      .where(Study.status == StudyStatus.DRAFTED)).one()
         later = session.scalar(todo.where(Study.id > after)) if after is not None else None
-        return {"total": total, "done": done, "next": later or session.scalar(todo)}
+        return CorrectionsQueue(total=total, done=done, next=later or session.scalar(todo))
 
 
 def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: Actor) -> Path:
@@ -467,12 +552,21 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
         return write(report, files.add(Path(directory) / f"report-{study_id}-{a.id}{suffix}"))
 
 
-def teaching_studies(s: Settings) -> list[dict]:
+@dataclass(frozen=True)
+class TeachingStudy:
+    """An approved study of the similar-case library, as the teaching view lists it."""
+    study_id: int
+    labels: list[str]  # labeler positives on the approved text
+    report: str  # the approved text
+    image: str  # its first image, absolute: under the data directory
+
+
+def teaching_studies(s: Settings) -> list[TeachingStudy]:
     """Approved studies of the similar-case library, as the teaching view lists them."""
     first_image = (select(Image.storage_path).where(Image.study_id == LibraryCase.study_id)
                    .order_by(Image.position, Image.id).limit(1).scalar_subquery())
     with transaction(s.database_url, read_only=True) as session:  # columns, not objects: the library holds every approved study
         rows = session.execute(select(LibraryCase.study_id, LibraryCase.labels, LibraryCase.report, first_image)
                                .order_by(LibraryCase.id))
-        return [{"study_id": study_id, "labels": list(labels), "report": report, "image": str(s.data_dir / path)}
+        return [TeachingStudy(study_id=study_id, labels=list(labels), report=report, image=str(s.data_dir / path))
                 for study_id, labels, report, path in rows if path is not None]

@@ -20,7 +20,7 @@ from xr.ingest.image import IngestedImage
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
 
-LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, "admin")  # single-user mode: one person, every workspace
+LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
 DRAFTERS = ("retrieval", "dffg")
 
 
@@ -88,7 +88,7 @@ class Workstation:
 
         if study_id is not None:
             d = store.latest_draft(self.settings, study_id)
-            ex = RefineExample(indication=d["indication"], draft=d["text"], findings=d["findings"], similar=d["similar"])
+            ex = RefineExample(indication=d.indication, draft=d.text, findings=d.findings, similar=d.similar)
         else:
             ex = RefineExample(indication=indication.strip(), draft=store.check_text(text))
         return self.refiner.refine(ex)
@@ -106,13 +106,13 @@ class Workstation:
         """Draft (again) a study already on the worklist, from its stored images and their recorded views."""
         t0 = time.perf_counter()
         view = store.study_view(self.settings, study_id)
-        if not view["images"]:
+        if not view.images:
             raise store.StoreError(f"study {study_id} has no images")
         # A view the last draft read off the image is read again, not passed off as the header's.
-        read = {v.get("content_hash") for v in (view["draft"] or {}).get("views", []) if v.get("view_source") == "image"}
-        images = [IngestedImage(pixels=np.asarray(PILImage.open(im["path"]).convert("L")), source_format="png",
-                                view="unknown" if im["content_hash"] in read else im["view"]) for im in view["images"]]
-        return self._draft(IngestedStudy(key=view["key"], images=images), view["indication"], actor, progress, t0)
+        read = {v.get("content_hash") for v in (view.draft.views if view.draft else []) if v.get("view_source") == "image"}
+        images = [IngestedImage(pixels=np.asarray(PILImage.open(im.path).convert("L")), source_format="png",
+                                view="unknown" if im.content_hash in read else im.view) for im in view.images]
+        return self._draft(IngestedStudy(key=view.key, images=images), view.indication, actor, progress, t0)
 
     def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float,
                exclude: frozenset[str] = frozenset()) -> Drafted:

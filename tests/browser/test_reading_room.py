@@ -141,7 +141,7 @@ def test_redraft_asks_before_replacing_edits_and_keeps_them(open_page, live_app)
     expect(findings).not_to_have_value(edited)
     page.get_by_text("History of this study").click()
     expect(page.locator("#history")).to_contain_text("Edited by hand before the redraft.")  # a table, not JSON
-    assert any("Edited by hand" in h["text"] for h in store.history(s, sid) if h["event"] == "edit")
+    assert any("Edited by hand" in h.text for h in store.history(s, sid) if h.event == "edit")
 
 
 def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screenshots):

@@ -117,7 +117,7 @@ def test_annotator_corrects_a_draft_with_a_reason(open_page, live_app, screensho
     from xr import store
 
     _, s, _, _ = live_app
-    total = store.corrections_queue(s)["total"]
+    total = store.corrections_queue(s).total
     page = open_page("annotator")
     assert_only_tabs(page, ("Corrections",))
     page.get_by_role("tab", name="Corrections").click()

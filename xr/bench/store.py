@@ -86,9 +86,10 @@ def query_plan(database_url: str, query: Select) -> list[str]:
         return [row[0] for row in conn.execute(text("EXPLAIN " + sql))]
 
 
-def _rows(result: list | dict) -> int:
-    return result["total"] if isinstance(result, dict) and "total" in result else (
-        len(result) if isinstance(result, list) else 1)
+def _rows(result: object) -> int:
+    if isinstance(result, store.CorrectionsQueue):
+        return result.total
+    return len(result) if isinstance(result, list) else 1
 
 
 def bench_worklist(database_url: str, studies: int = 100_000, repeats: int = 10) -> dict:
@@ -107,7 +108,7 @@ def bench_worklist(database_url: str, studies: int = 100_000, repeats: int = 10)
             else:
                 conn.execute(text("PRAGMA optimize"))
         one = studies // 2
-        queries: dict[str, Callable[[], list | dict]] = {
+        queries: dict[str, Callable[[], object]] = {
             "worklist, first page": lambda: store.worklist(s),
             **{f"worklist, {st}": partial(store.worklist, s, st) for st in store.STATUSES},
             "search 'effusion'": lambda: store.worklist(s, search="effusion"),

@@ -32,7 +32,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"changed the password of {args.name}", file=sys.stderr)
     else:
         for u in access.list_users(s):
-            print(f"{u['name']}\t{u['role']}\t{u['created']}")
+            print(f"{u.name}\t{u.role}\t{u.created}")
     return 0
 
 
@@ -43,7 +43,8 @@ def register(sub) -> None:
     uss = us.add_subparsers(dest="user_command", required=True)
     ua = uss.add_parser("add", help="add a user")
     ua.add_argument("name")
-    ua.add_argument("--role", required=True, choices=ROLES)
+    # the values, not the members: argparse's "invalid choice" message lists the choices' repr
+    ua.add_argument("--role", required=True, choices=[role.value for role in ROLES])
     up = uss.add_parser("passwd", help="set a user's password")
     up.add_argument("name")
     for sp in (ua, up):

@@ -16,9 +16,9 @@ from xr.workstation import Workstation
 TAGS = [t for t in store.REASON_TAGS if t != "no correction"]
 
 
-def progress_html(q: dict) -> str:
-    pct = 100 * q["done"] / q["total"] if q["total"] else 100
-    return (f"<div><b>{q['done']} of {q['total']}</b> drafts corrected"
+def progress_html(q: store.CorrectionsQueue) -> str:
+    pct = 100 * q.done / q.total if q.total else 100
+    return (f"<div><b>{q.done} of {q.total}</b> drafts corrected"
             f"<progress max='100' value='{pct:.0f}' style='width:100%'></progress></div>")
 
 
@@ -52,11 +52,12 @@ class Corrections:
             return (None, progress_html(q), "### Nothing left to correct" + (f"\n{note}" if note else ""),
                     *self.viewer.show([]), "", "", [], note)
         v = store.study_view(self.ws.settings, study_id)
-        d = v["draft"]
-        header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v['indication'])}"
-                                             if v["indication"] else "")
+        d = v.draft
+        assert d is not None  # the queue holds drafted studies only
+        header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v.indication)}"
+                                             if v.indication else "")
         return (study_id, progress_html(q), header, *self.viewer.show(stored_views(v)),
-                d["text"], v["text"], [], note)
+                d.text, v.text, [], note)
 
     @property
     def outputs(self) -> list:
@@ -67,12 +68,12 @@ class Corrections:
         ws = self.ws
 
         def after(current: int | None = None) -> int | None:
-            return store.corrections_queue(ws.settings, current)["next"]
+            return store.corrections_queue(ws.settings, current).next
 
         @refusing()
         def start(request: gr.Request):
             ws.actor(username(request), "correct")
-            return self._show(store.corrections_queue(ws.settings)["next"])
+            return self._show(store.corrections_queue(ws.settings).next)
 
         @refusing()
         def save(study_id, text, tags, request: gr.Request):

@@ -33,41 +33,41 @@ def worklist_rows(ws: Workstation, status: str, search: str) -> list[list]:
 
 
 def history_rows(ws: Workstation, study_id: int) -> list[list]:
-    return [[h["at"].replace("T", " "), h["event"], h["by"], h["text"]] for h in store.history(ws.settings, study_id)]
+    return [[h.at.replace("T", " "), h.event, h.by, h.text] for h in store.history(ws.settings, study_id)]
 
 
 def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") -> tuple:
     """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`. A signed
     report is shown read-only until *Amend* is pressed."""
     v = store.study_view(ws.settings, study_id)
-    d = v["draft"]
-    findings, impression = split_sections(v["text"])
-    choices = draft_sentences(d["text"]) if d else []
-    header = f"### Study #{study_id} · {v['status']}"
-    if v["indication"]:
-        header += f" · indication: {literal_markdown(v['indication'])}"
+    d = v.draft
+    findings, impression = split_sections(v.text)
+    choices = draft_sentences(d.text) if d else []
+    header = f"### Study #{study_id} · {v.status}"
+    if v.indication:
+        header += f" · indication: {literal_markdown(v.indication)}"
     if d:
-        header += f"\nDrafted by {d['model']} {d['model_version']}."
-    if v["approval"]:
-        a = v["approval"]
-        header += (f" Signed off by **{literal_markdown(a['by'])}** at {a['at']} UTC"
-                   f"{' (amended)' if a['amendment'] else ''}; press *Amend* to change it.")
+        header += f"\nDrafted by {d.model} {d.model_version}."
+    if v.approval:
+        a = v.approval
+        header += (f" Signed off by **{literal_markdown(a.by)}** at {a.at} UTC"
+                   f"{' (amended)' if a.amendment else ''}; press *Amend* to change it.")
     if notes:
         header += " " + notes
     similar = [(Image.open(ws.index.library.directory / c["thumb"]),
                 f"{c['case_id']} · {c['similarity']:.2f} · {c['report'][:160]}")
-               for c in (d["similar_cases"] if d else []) if c.get("thumb")]
+               for c in (d.similar_cases if d else []) if c.get("thumb")]
     similar_md = "\n".join(f"- **{literal_markdown(c['case_id'])}** ({literal_markdown(c['via'])}, "
                            f"{c['similarity']:.2f}; shares: "
                            f"{literal_markdown(', '.join(c['shared_findings'])) or 'none'}): "
                            f"{literal_markdown(c['report'])}"
-                           for c in (d["similar_cases"] if d else []))
-    editable = v["approval"] is None
-    return (study_id, d["text"] if d else "", header, *viewer.show(stored_views(v)),
+                           for c in (d.similar_cases if d else []))
+    editable = v.approval is None
+    return (study_id, d.text if d else "", header, *viewer.show(stored_views(v)),
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
-            d["findings"] if d else {}, similar, similar_md, history_rows(ws, study_id),
-            diff_text(d["text"], join_sections(findings, impression)) if d else "",
+            d.findings if d else {}, similar, similar_md, history_rows(ws, study_id),
+            diff_text(d.text, join_sections(findings, impression)) if d else "",
             gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
             gr.update(interactive=editable), gr.update(visible=False))
 
@@ -90,7 +90,7 @@ class Reporting:
                         self.add_btn = gr.Button("Add to worklist")
                     gr.Markdown("### Worklist")
                     with gr.Row():
-                        self.status_filter = gr.Dropdown(["all", "pending", "drafted", "approved"], value="all",
+                        self.status_filter = gr.Dropdown(["all", *[st.value for st in store.StudyStatus]], value="all",
                                                          label="Status", scale=3)
                         self.refresh = gr.Button("Refresh", size="sm", scale=1)
                     self.search = gr.Textbox(label="Search", placeholder="indication or report text; #12 opens study 12")
@@ -210,7 +210,7 @@ class Reporting:
                 raise store.StoreError("open a study first")
             v = store.study_view(ws.settings, int(study_id))
             on_screen = join_sections(findings, impression)
-            if v["draft"] and (v["text"] != v["draft"]["text"] or on_screen.strip() != v["draft"]["text"].strip()):
+            if v.draft and (v.text != v.draft.text or on_screen.strip() != v.draft.text.strip()):
                 return *skip_study[:-1], gr.update(visible=True)
             return drafted_again(int(study_id), actor, progress)
 

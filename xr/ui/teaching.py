@@ -39,7 +39,7 @@ class TeachingCase:
 def teaching_cases(ws: Workstation, finding: str = "") -> list[TeachingCase]:
     """Approved studies first (full-resolution images, a radiologist's report), then the shipped library's
     cases that have an image (thumbnails: NIH with labels, a few IU with reports)."""
-    cases = [TeachingCase(f"study:{r['study_id']}", tuple(r["labels"]), Path(r["image"]), r["report"], r["study_id"])
+    cases = [TeachingCase(f"study:{r.study_id}", tuple(r.labels), Path(r.image), r.report, r.study_id)
              for r in store.teaching_studies(ws.settings)]
     lib = ws.index.library
     for img in lib.images:
@@ -92,7 +92,8 @@ class Teaching:
         """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
         if case.study_id is not None:
             v = store.study_view(self.ws.settings, case.study_id)
-            return stored_views(v), v["draft"]["text"]
+            assert v.draft is not None  # an approved study: drafted
+            return stored_views(v), v.draft.text
         with self._lock:
             if case.id not in self._drafts:
                 # Drafted without itself: its own labels and report would otherwise make the draft.

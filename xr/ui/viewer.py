@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from xr.result import unrle
+from xr.store import StudyView
 from xr.ui.common import PRIVATE
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
@@ -31,7 +32,7 @@ class View:
 
 
 def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: dict) -> list[View]:
-    """Viewer views from a draft's JSON (`Draft.to_json()` or a stored draft row), frontal views first.
+    """Viewer views from a draft's JSON (`DraftResult.to_json()` or a stored draft row), frontal views first.
     A lateral view has no lung mask: the U-Net was trained on frontal films, and its output there means
     nothing."""
     out = []
@@ -47,11 +48,11 @@ def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: 
     return sorted(out, key=lambda v: {"frontal": 0, "lateral": 1}.get(v.view, 2))
 
 
-def stored_views(study: dict) -> list[View]:
+def stored_views(study: StudyView) -> list[View]:
     """Viewer views of a stored study (`store.study_view`): its images with its latest draft's overlays."""
-    d = study["draft"] or {}
-    pixels = [np.asarray(Image.open(im["path"]).convert("L")) for im in study["images"]]
-    return views_of(pixels, d.get("views", []), d.get("fusion_weights", {}))
+    d = study.draft
+    pixels = [np.asarray(Image.open(im.path).convert("L")) for im in study.images]
+    return views_of(pixels, d.views if d else [], d.fusion_weights if d else {})
 
 
 def render(view: View, layer: str, centre: float, width: float, invert: bool, factor: float,
