@@ -154,9 +154,9 @@ def main() -> None:
         s = settings()
     except ValueError as e:  # a setting the exports could not hold, say: one line, before anything loads
         sys.exit(f"error: {e}")
-    if "XR_ORGANIZATION" not in os.environ:
+    if "XR_ORGANIZATION" in s.unset:
         log.warning("XR_ORGANIZATION is not set: exported reports name the site '%s'", s.organization)
-    if not s.auth and "XR_LOCAL_USER" not in os.environ:
+    if not s.auth and "XR_LOCAL_USER" in s.unset:
         log.warning("XR_LOCAL_USER is not set: reports approved here are signed '%s'", s.local_user)
     engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
     if s.auth and not access.has_users(s):

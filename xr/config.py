@@ -34,6 +34,7 @@ class Settings:
     densenet_weights: Path | None  # a torchxrayvision DenseNet-121 weights file for the optional backbone
     shared_dir: Path  # the public datasets (IU X-ray, NIH sample, ...): ../shared beside the checkout by default
     salt: str | None  # study-key salt; None: the per-installation file DATA_DIR/salt
+    unset: frozenset[str]  # of XR_ORGANIZATION and XR_LOCAL_USER, those left at their placeholder (the app warns)
 
     @property
     def image_dir(self) -> Path:
@@ -101,6 +102,7 @@ def settings() -> Settings:
         densenet_weights=_path("XR_DENSENET_WEIGHTS"),
         shared_dir=Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")),
         salt=os.environ.get("XR_SALT"),
+        unset=frozenset(v for v in ("XR_ORGANIZATION", "XR_LOCAL_USER") if v not in os.environ),
     )
 
 
