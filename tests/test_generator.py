@@ -8,6 +8,7 @@ import torch
 
 from xr.config import ASSETS
 from xr.decode.beam import banned_ngram_tokens, beam_search, greedy
+from xr.decode.generation import GenerationConfig
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.processing import Example, collate
 from xr.decode.vocab import EOS, SEP, Vocabulary
@@ -24,10 +25,10 @@ def vocab() -> Vocabulary:
     return Vocabulary.build(REPORTS, ["chest pain", "cough"], min_freq=1)
 
 
-def tiny(vocab: Vocabulary, open_gates: bool = True) -> DFFGModel:
+def tiny(vocab: Vocabulary, open_gates: bool = False) -> DFFGModel:
     torch.manual_seed(0)
     m = DFFGModel(DFFGConfig(vocab_size=len(vocab), d=32, n_heads=2, n_layers=1, k=2, grid=16)).eval()
-    if open_gates:  # random gate heads, so the gates depend on the inputs from the first step
+    if open_gates:  # random gate heads, as training leaves them: a fresh model gives every token the same gate
         for mlp in (m.fusion.visual_gate, m.fusion.text_gate):
             torch.nn.init.normal_(mlp[2].weight, std=1.0)
     return m
@@ -65,7 +66,8 @@ def test_placeholder_is_never_generated_even_when_most_likely(vocab):
     b = collate([example(vocab, np.random.default_rng(0))], vocab, m.config)
     fused = m.encode(b)
     allowed = vocab.output_mask()
-    for seq in (greedy(m, fused, allowed, max_len=30, min_len=3)[0], beam_search(m, fused, allowed, beam=3, max_len=30, min_len=3)):
+    short = GenerationConfig(num_beams=3, max_new_tokens=30, min_new_tokens=3)
+    for seq in (greedy(m, fused, allowed, short)[0], beam_search(m, fused, allowed, short)):
         assert seq and x not in seq
         assert "xxxx" not in " ".join(vocab.decode(seq)).lower()
 
@@ -83,7 +85,8 @@ def test_no_repeat_ngrams_in_beam_search(vocab):
 
     m.step = loop
     fused = m.encode(collate([example(vocab, np.random.default_rng(0))], vocab, m.config))
-    seq = beam_search(m, fused, vocab.output_mask(), beam=2, max_len=20, min_len=5, no_repeat=3)
+    seq = beam_search(m, fused, vocab.output_mask(),
+                      GenerationConfig(num_beams=2, max_new_tokens=20, min_new_tokens=5, no_repeat_ngram_size=3))
     grams = [tuple(seq[i:i + 3]) for i in range(len(seq) - 2)]
     assert len(grams) == len(set(grams))
 
@@ -98,15 +101,15 @@ def test_incremental_decoding_matches_teacher_forcing(vocab, prefix):
     with torch.no_grad():
         f = m.encode(b)
         assert (f.prefix is not None) == prefix
-        full = m.decode(b["target"][:, :-1], f)
+        full = m.decode(b.target[:, :-1], f)
         cache = [{} for _ in m.blocks]
-        steps = torch.stack([m.step(b["target"][:, t], t, f, cache)
-                             for t in range(b["target"].shape[1] - 1)], 1)
+        steps = torch.stack([m.step(b.target[:, t], t, f, cache)
+                             for t in range(b.target.shape[1] - 1)], 1)
     assert torch.allclose(steps, full, atol=1e-5)
 
 
 def test_gates_have_the_right_shape_range_and_depend_on_each_case(vocab):
-    m = tiny(vocab)
+    m = tiny(vocab, open_gates=True)
     rng = np.random.default_rng(1)
     b = collate([example(vocab, rng, regions=2), example(vocab, rng, regions=1)], vocab, m.config)
     with torch.no_grad():
@@ -150,7 +153,30 @@ def test_missing_modalities_train_and_generate(vocab):
     for ex in cases:
         fused = m.encode(collate([ex], vocab, m.config))
         assert torch.isfinite(fused.memory).all()
-        assert beam_search(m, fused, vocab.output_mask(), beam=2, max_len=15, min_len=2)
+        assert beam_search(m, fused, vocab.output_mask(), GenerationConfig(num_beams=2, max_new_tokens=15, min_new_tokens=2))
+
+
+def test_a_new_model_keeps_the_fusion_gates_initialisation(vocab):
+    """The model's weight initialisation visits every Linear layer; the fusion's gate heads keep their own
+    (weights 0, bias 1: every gate starts at sigmoid(1), whatever the case)."""
+    m = tiny(vocab)
+    fresh = DynamicFusion(m.config.d)
+    for mlp, want in ((m.fusion.visual_gate, fresh.visual_gate), (m.fusion.text_gate, fresh.text_gate)):
+        assert (mlp[2].weight == 0).all() and (mlp[2].bias == 1).all()
+        assert torch.equal(mlp[2].weight, want[2].weight) and torch.equal(mlp[2].bias, want[2].bias)
+    assert m.fusion.visual_gate[0].weight.std() > 0  # the layers before the heads are initialised as usual
+    rng = np.random.default_rng(4)
+    with torch.no_grad():
+        f = m.encode(collate([example(vocab, rng, regions=1), example(vocab, rng, regions=2)], vocab, m.config))
+    assert torch.allclose(f.visual_gate[1], torch.full_like(f.visual_gate[1], torch.sigmoid(torch.tensor(1.0)).item()))
+
+
+def test_generation_config_round_trip_and_defaults(tmp_path):
+    g = GenerationConfig(num_beams=5, min_new_tokens=4)
+    g.save_pretrained(tmp_path)
+    assert GenerationConfig.from_pretrained(tmp_path) == g
+    assert GenerationConfig.from_pretrained(tmp_path / "no-such-copy") == GenerationConfig()  # a copy without the file
+    assert GenerationConfig.from_pretrained(SHIPPED) == GenerationConfig()  # the shipped file: the defaults
 
 
 # ---- the shipped model ---------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
 
 def test_generator_steps_and_beam_match_pytorch(use_onnx):
     from xr.build.onnx import example_batch
+    from xr.decode.generation import GenerationConfig
     from xr.decode.model import DFFGModel
     from xr.decode.onnx import OnnxGenerator
     from xr.decode.vocab import Vocabulary
@@ -95,6 +96,7 @@ def test_generator_steps_and_beam_match_pytorch(use_onnx):
     net, vocab = DFFGModel.from_pretrained(DFFG_DIR), Vocabulary.load(DFFG_DIR / "vocab.json")
     choice = choose("generator", DFFG_DIR / "model.safetensors")
     onnx = OnnxGenerator(choice.files, net.config)
+    generation = GenerationConfig.from_pretrained(DFFG_DIR)  # as drafts decode
     for views in (0, 1, 2):
         b = example_batch(net, vocab, views)
         with torch.inference_mode():
@@ -103,7 +105,7 @@ def test_generator_steps_and_beam_match_pytorch(use_onnx):
             ce, co = net.start(fe.expand(1)), onnx.start(fo)
             for t, tok in enumerate([BOS, 7, 11, 3, 20]):
                 assert torch.allclose(net.step(torch.tensor([tok]), t, fe, ce), onnx.step(torch.tensor([tok]), t, fo, co), atol=1e-4)
-            assert beam_search(net, fe, vocab.output_mask(), beam=3) == beam_search(onnx, fo, vocab.output_mask(), beam=3)
+            assert beam_search(net, fe, vocab.output_mask(), generation) == beam_search(onnx, fo, vocab.output_mask(), generation)
 
 
 def test_draft_on_onnx_says_so_and_matches_eager(use_onnx, env, monkeypatch):

@@ -26,9 +26,10 @@ from safetensors.numpy import load_file
 from torch import nn
 
 from xr.config import ASSETS
-from xr.decode.model import DFFGModel, mem_bias, step_bias
-from xr.decode.onnx import CACHE, ENCODE_INPUTS, OnnxGenerator
-from xr.decode.processing import Example, collate
+from xr.decode.generation import GenerationConfig
+from xr.decode.model import CACHE, DFFGModel, mem_bias, step_bias
+from xr.decode.onnx import OnnxGenerator
+from xr.decode.processing import ENCODE_INPUTS, DFFGInputs, Example, collate
 from xr.decode.vocab import BOS, Vocabulary
 from xr.draft.dffg import DFFG_DIR
 from xr.encode.lung_unet import LungUNet
@@ -184,7 +185,7 @@ class _Encode(nn.Module):
         self.net = net
 
     def forward(self, *inputs):
-        f = self.net.encode(dict(zip(ENCODE_INPUTS, inputs, strict=False)))
+        f = self.net.encode(DFFGInputs(**dict(zip(ENCODE_INPUTS, inputs, strict=True))))
         out = (f.memory, f.bias, f.visual_gate, f.text_gate)
         return out + ((f.prefix, f.prefix_bias) if f.prefix is not None else ())
 
@@ -195,8 +196,8 @@ class _Start(nn.Module):
         self.net = net
 
     def forward(self, memory, bias, prefix=None, prefix_bias=None):
-        cond, cross, past = self.net.start_tensors(memory, bias, prefix, prefix_bias)
-        return (cond, *[t for (k, v), (ck, cv) in zip(past, cross, strict=False) for t in (k, v, ck, cv)])
+        cond, past = self.net.start_tensors(memory, bias, prefix, prefix_bias)
+        return (cond, *[t for layer in past for t in layer])
 
 
 class _Step(nn.Module):
@@ -206,13 +207,11 @@ class _Step(nn.Module):
 
     def forward(self, token, t, cond, memory_bias, self_bias, *cache):
         layers = [cache[4 * i: 4 * i + 4] for i in range(self.net.config.n_layers)]
-        x = self.net.embed_step(token, t, cond)
-        x, past = self.net.run_cached(x, memory_bias, self_bias, [(k, v) for k, v, _, _ in layers],
-                                      [(ck, cv) for _, _, ck, cv in layers])
-        return (self.net.logits(x), *[t for kv in past for t in kv])
+        logits, past = self.net.step_tensors(token, t, cond, memory_bias, self_bias, layers)
+        return (logits, *[t for k, v, _, _ in past for t in (k, v)])
 
 
-def example_batch(net: DFFGModel, vocab: Vocabulary, views: int) -> dict:
+def example_batch(net: DFFGModel, vocab: Vocabulary, views: int) -> DFFGInputs:
     """A typical case: an indication, a finding prompt, k retrieved reports and `views` views."""
     rng = np.random.default_rng(0)
     c = net.config
@@ -229,6 +228,7 @@ def export_generator(out: Path, directory: Path = DFFG_DIR, repeats: int = 5) ->
 
     net = DFFGModel.from_pretrained(directory)
     vocab = Vocabulary.load(directory / "vocab.json")
+    generation = GenerationConfig.from_pretrained(directory)
     c = net.config
     b = example_batch(net, vocab, views=2)
     with torch.no_grad():  # (not inference mode: the exporter traces these tensors)
@@ -238,7 +238,7 @@ def export_generator(out: Path, directory: Path = DFFG_DIR, repeats: int = 5) ->
     files = {"encode": "generator_encode.onnx", "start": "generator_start.onnx", "step": "generator_step.onnx"}
     L = {0: "batch", 2: "cached"}
     enc_out = ["memory", "bias", "visual_gate", "text_gate"] + (["prefix", "prefix_bias"] if c.prompt_prefix else [])
-    _export(_Encode(net), tuple(b[n] for n in ENCODE_INPUTS), out / files["encode"], list(ENCODE_INPUTS), enc_out,
+    _export(_Encode(net), b.encode_inputs(), out / files["encode"], list(ENCODE_INPUTS), enc_out,
             {"ind_ids": {0: "batch", 1: "li"}, "ind_emb": {0: "batch"}, "ind_present": {0: "batch"}, "prompt": {0: "batch"},
              "prompt_present": {0: "batch"}, "ret_ids": {0: "batch", 2: "lr"}, "regions": {0: "batch", 1: "views"},
              "view_present": {0: "batch", 1: "views"}, "view_type": {0: "batch", 1: "views"},
@@ -266,18 +266,18 @@ def export_generator(out: Path, directory: Path = DFFG_DIR, repeats: int = 5) ->
 
     def draft(model) -> list[int]:
         with torch.inference_mode():
-            return beam_search(model, model.encode(b), allowed, beam=3, max_len=100, min_len=12, no_repeat=3)
+            return beam_search(model, model.encode(b), allowed, generation)
 
-    parity = generator_parity(net, onnx, vocab)
+    parity = generator_parity(net, onnx, vocab, generation)
     ms = {"eager": _time(lambda: draft(net), repeats), "fp32": _time(lambda: draft(onnx), repeats)}
     return {"generator": {"files": {"fp32": files}, "source_sha256": source_digest(directory / "model.safetensors"),
                           "parity": parity, "ms": ms, "chosen": min(ms, key=ms.get),
-                          "timed_on": "beam search 3, a 2-view case"}}
+                          "timed_on": f"beam search {generation.num_beams}, a 2-view case"}}
 
 
-def generator_parity(net: DFFGModel, onnx: OnnxGenerator, vocab: Vocabulary) -> dict:
+def generator_parity(net: DFFGModel, onnx: OnnxGenerator, vocab: Vocabulary, generation: GenerationConfig) -> dict:
     """Largest difference of the fused memory and of every step's logits, and whether the beam search
-    gives the same words, for a case with 0, 1 and 2 views."""
+    (as drafts run it: `generation`) gives the same words, for a case with 0, 1 and 2 views."""
     from xr.decode.beam import beam_search
 
     worst, same = 0.0, True
@@ -291,7 +291,7 @@ def generator_parity(net: DFFGModel, onnx: OnnxGenerator, vocab: Vocabulary) -> 
             for t, tok in enumerate([BOS, 5, 9, 14]):
                 le, lo = net.step(torch.tensor([tok]), t, fe, ce), onnx.step(torch.tensor([tok]), t, fo, co)
                 worst = max(worst, float((le - lo).abs().max()))
-            same &= beam_search(net, fe, allowed, beam=3) == beam_search(onnx, fo, allowed, beam=3)
+            same &= beam_search(net, fe, allowed, generation) == beam_search(onnx, fo, allowed, generation)
     return {"max_abs": worst, "same_beam_output": bool(same)}
 
 

@@ -1,10 +1,12 @@
 """Decoding: batched greedy (for per-epoch validation) and beam search (for drafts), both with
-no-repeat n-grams, a minimum and maximum length, and an output mask (the placeholder `xxxx` and the
-specials can never be produced)."""
+no-repeat n-grams, a minimum and maximum length (a `GenerationConfig`), and an output mask (the
+placeholder `xxxx` and the specials can never be produced). `model` is anything with `start` / `step`
+(`xr.decode.model.DFFGModel`, `xr.decode.onnx.OnnxGenerator`) and a per-layer cache of dicts."""
 from __future__ import annotations
 
 import torch
 
+from xr.decode.generation import GenerationConfig
 from xr.decode.vocab import BOS, EOS, SEP
 
 NEG_INF = float("-inf")
@@ -39,9 +41,16 @@ def _step_logprobs(logits: torch.Tensor, seqs: list[list[int]], allowed: torch.T
     return lp
 
 
+def reorder_cache(cache: list[dict], index: torch.Tensor) -> list[dict]:
+    """The cache of the beams `index` (the beams kept, each from the beam it extends)."""
+    return [{k: v.index_select(0, index) for k, v in c.items()} for c in cache]
+
+
 @torch.inference_mode()
-def greedy(model, fused, allowed: torch.Tensor, max_len: int = 100, min_len: int = 8, no_repeat: int = 3) -> list[list[int]]:
-    """Batched greedy decoding with the key/value cache."""
+def greedy(model, fused, allowed: torch.Tensor, config: GenerationConfig | None = None) -> list[list[int]]:
+    """Batched greedy decoding with the key/value cache (`config.num_beams` is not used)."""
+    c = config or GenerationConfig()
+    max_len, min_len, no_repeat = c.max_new_tokens, c.min_new_tokens, c.no_repeat_ngram_size
     B = fused.memory.shape[0]
     seqs = [[BOS] for _ in range(B)]
     done = [False] * B
@@ -60,11 +69,12 @@ def greedy(model, fused, allowed: torch.Tensor, max_len: int = 100, min_len: int
 
 
 @torch.inference_mode()
-def beam_search(model, fused, allowed: torch.Tensor, beam: int = 3, max_len: int = 100, min_len: int = 8,
-                no_repeat: int = 3, length_penalty: float = 1.0) -> list[int]:
+def beam_search(model, fused, allowed: torch.Tensor, config: GenerationConfig | None = None) -> list[int]:
     """One case (fused has batch 1). Returns the best token ids (no <bos>), ranked by
     sum log p / len ** length_penalty."""
-    from xr.decode.model import reorder_cache
+    c = config or GenerationConfig()
+    beam, max_len, min_len, no_repeat, length_penalty = (c.num_beams, c.max_new_tokens, c.min_new_tokens,
+                                                         c.no_repeat_ngram_size, c.length_penalty)
     beams: list[tuple[list[int], float]] = [([BOS], 0.0)]
     finished: list[tuple[list[int], float]] = []
     cache = model.start(fused)

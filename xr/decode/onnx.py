@@ -7,13 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xr.decode.model import mem_bias, step_bias
+from xr.decode.model import CACHE, mem_bias, step_bias
+from xr.decode.processing import DFFGInputs
 from xr.fuse import FusionOutput
 from xr.onnx.runtime import Graph
-
-ENCODE_INPUTS = ("ind_ids", "ind_emb", "ind_present", "prompt", "prompt_present", "ret_ids", "regions",
-                 "view_present", "view_type")
-CACHE = ("k", "v", "ck", "cv")  # per layer, in this order, after the step graph's fixed inputs
 
 
 class OnnxGenerator:
@@ -22,8 +19,9 @@ class OnnxGenerator:
         self.graphs = {role: Graph(path) for role, path in files.items()}
         self.provider = self.graphs["step"].provider
 
-    def encode(self, b: dict) -> FusionOutput:
-        out = [torch.from_numpy(x) for x in self.graphs["encode"](*(b[n].numpy() for n in ENCODE_INPUTS))]
+    def encode(self, b: DFFGInputs) -> FusionOutput:
+        """The encode graph's inputs are `b`'s fields (`ENCODE_INPUTS`), in order."""
+        out = [torch.from_numpy(x) for x in self.graphs["encode"](*(x.numpy() for x in b.encode_inputs()))]
         memory, bias, visual_gate, text_gate = out[:4]
         prefix, prefix_bias = (out[4], out[5]) if self.config.prompt_prefix else (None, None)
         return FusionOutput(memory, bias, visual_gate, text_gate, prefix, prefix_bias)
@@ -32,9 +30,10 @@ class OnnxGenerator:
         inputs = [f.memory, f.bias] + ([f.prefix, f.prefix_bias] if f.prefix is not None else [])
         out = [torch.from_numpy(x) for x in self.graphs["start"](*(x.numpy() for x in inputs))]
         cond, per_layer = out[0], out[1:]
-        return [dict(zip(CACHE, per_layer[4 * i: 4 * i + 4], strict=False), cond=cond) for i in range(self.config.n_layers)]
+        return [dict(zip(CACHE, per_layer[4 * i: 4 * i + 4], strict=True), cond=cond) for i in range(self.config.n_layers)]
 
     def step(self, token: torch.Tensor, t: int, f: FusionOutput, cache: list[dict]) -> torch.Tensor:
+        """The step graph's inputs: token, t, cond, memory bias, self bias, then each layer's `CACHE` tensors."""
         if not cache[0]:
             cache[:] = self.start(f)
         cached = cache[0]["k"].shape[2]

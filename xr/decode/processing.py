@@ -1,8 +1,8 @@
-"""The DFFG generator's input pipeline: one case (`Example`) -> the model's batch tensors (`collate`),
-shared by training, drafting and the ONNX export."""
+"""The DFFG generator's input pipeline: one case (`Example`) -> the model's batch tensors (`collate`,
+a `DFFGInputs`), shared by training, drafting and the ONNX export."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -23,7 +23,30 @@ class Example:
     target: list[int] | None = None
 
 
-def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
+@dataclass
+class DFFGInputs:
+    """A batch of B cases as `DFFGModel` reads it (every field but `target` is also an input of the ONNX
+    encode graph, under its field name: `ENCODE_INPUTS`)."""
+    ind_ids: torch.Tensor  # (B, Li) long, indication word ids, 0-padded
+    ind_emb: torch.Tensor  # (B, 384) float, MiniLM embedding of the indication (zeros where none)
+    ind_present: torch.Tensor  # (B,) bool
+    prompt: torch.Tensor  # (B, 17) float, finding probabilities (zeros where none)
+    prompt_present: torch.Tensor  # (B,) bool
+    ret_ids: torch.Tensor  # (B, k, Lr) long, word ids of the k retrieved reports, 0-padded
+    regions: torch.Tensor  # (B, V, 256, 512) float, regional features per view (V may be 0)
+    view_present: torch.Tensor  # (B, V) bool
+    view_type: torch.Tensor  # (B, V) long, FRONTAL / LATERAL
+    target: torch.Tensor | None = None  # (B, T) long, <bos> ... <eos>, 0-padded (training)
+
+    def encode_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The tensors of `ENCODE_INPUTS`, in that order."""
+        return tuple(getattr(self, n) for n in ENCODE_INPUTS)
+
+
+ENCODE_INPUTS = tuple(f.name for f in fields(DFFGInputs) if f.name != "target")
+
+
+def collate(examples: list[Example], vocab: Vocabulary, config) -> DFFGInputs:
     c = config
     B = len(examples)
     ind = [vocab.encode(e.indication, c.max_indication) for e in examples]
@@ -58,13 +81,12 @@ def collate(examples: list[Example], vocab: Vocabulary, config) -> dict:
             regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
             view_present[i, j] = True
             view_type[i, j] = vt
-    b = {"ind_ids": ind_ids, "ind_emb": ind_emb, "ind_present": ind_present, "prompt": prompt,
-         "prompt_present": prompt_present, "ret_ids": ret_ids, "regions": regions, "view_present": view_present,
-         "view_type": view_type}
+    tgt = None
     if examples[0].target is not None:
         T = max(len(e.target) for e in examples)
         tgt = torch.zeros(B, T, dtype=torch.long)
         for i, e in enumerate(examples):
             tgt[i, :len(e.target)] = torch.tensor(e.target, dtype=torch.long)
-        b["target"] = tgt
-    return b
+    return DFFGInputs(ind_ids=ind_ids, ind_emb=ind_emb, ind_present=ind_present, prompt=prompt,
+                      prompt_present=prompt_present, ret_ids=ret_ids, regions=regions, view_present=view_present,
+                      view_type=view_type, target=tgt)

@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from xr.config import ASSETS
 from xr.decode.beam import beam_search
+from xr.decode.generation import GenerationConfig
 from xr.decode.model import DFFGModel
 from xr.decode.onnx import generator_for
 from xr.decode.processing import FRONTAL, LATERAL, Example, collate
@@ -89,15 +90,15 @@ class DFFGDrafter:
     version = "0.2.0"
 
     def __init__(self, directory: Path = DFFG_DIR, encoder=None, index=None, head=None,
-                 beam: int = 3, max_len: int = 100, min_len: int = 12, no_repeat: int = 3,
-                 length_penalty: float = 1.0) -> None:
+                 generation: GenerationConfig | None = None) -> None:
+        """`generation`: how to decode; by default the model folder's generation_config.json."""
         self.net = DFFGModel.from_pretrained(directory)
         self.decoder, self.decoder_part = generator_for(self.net, directory / "model.safetensors")
         self.vocab = Vocabulary.load(directory / "vocab.json")
         self.memory = ReportMemory.load(directory)
         self.allowed = self.vocab.output_mask()
         self._encoder, self._index, self._head = encoder, index, head
-        self.beam, self.max_len, self.min_len, self.no_repeat, self.length_penalty = beam, max_len, min_len, no_repeat, length_penalty
+        self.generation = generation or GenerationConfig.from_pretrained(directory)
         self.row_of = {("iu:" + i): r for r, i in enumerate(self.memory.ids)}
 
     # lazily built collaborators: a text-only draft never loads the vision models
@@ -129,8 +130,7 @@ class DFFGDrafter:
         b = collate([example], self.vocab, self.net.config)
         with torch.inference_mode():
             fused = self.decoder.encode(b)
-            ids = beam_search(self.decoder, fused, self.allowed, beam=self.beam, max_len=self.max_len,
-                              min_len=self.min_len, no_repeat=self.no_repeat, length_penalty=self.length_penalty)
+            ids = beam_search(self.decoder, fused, self.allowed, self.generation)
         findings, impression = self.vocab.decode(ids)
         g = self.net.config.grid
         vis = fused.visual_gate[0].reshape(-1, g, g).numpy() if fused.visual_gate.shape[1] else np.zeros((0, g, g))

@@ -22,7 +22,7 @@ class LungUNetConfig:
     feature_dim: int = 512  # channels of the deepest encoder stage (conv5s)
 
 
-class DecoderBlock(nn.Module):
+class UpBlock(nn.Module):
     """conv-BN-ReLU twice, then (optionally) nearest x2 upsampling, as the weights were trained."""
 
     def __init__(self, cin: int, cmid: int, cout: int, upsample: bool = True) -> None:
@@ -51,12 +51,12 @@ class LungUNet(Pretrained):
         self.conv4s = nn.Conv2d(512, 512, 3, padding=1)
         self.conv5 = nn.Conv2d(512, 512, 3, padding=1)
         self.conv5s = nn.Conv2d(512, 512, 3, padding=1)
-        self.center = DecoderBlock(512, 512, 256)
-        self.dec5 = DecoderBlock(256 + 512, 512, 256)
-        self.dec4 = DecoderBlock(256 + 512, 512, 128)
-        self.dec3 = DecoderBlock(128 + 256, 256, 64)
-        self.dec2 = DecoderBlock(64 + 128, 128, 32)
-        self.dec1 = DecoderBlock(32 + 64, 64, 32, upsample=False)
+        self.center = UpBlock(512, 512, 256)
+        self.dec5 = UpBlock(256 + 512, 512, 256)
+        self.dec4 = UpBlock(256 + 512, 512, 128)
+        self.dec3 = UpBlock(128 + 256, 256, 64)
+        self.dec2 = UpBlock(64 + 128, 128, 32)
+        self.dec1 = UpBlock(32 + 64, 64, 32, upsample=False)
         self.out = nn.Conv2d(32, config.num_classes, 1)
 
     def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -46,9 +46,14 @@ class FusionOutput:
 
 def _gate_mlp(d_in: int, d: int) -> nn.Sequential:
     mlp = nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, 1))
-    nn.init.zeros_(mlp[2].weight)
-    nn.init.constant_(mlp[2].bias, 1.0)  # start mostly open (sigmoid(1) = 0.73)
+    _init_gate(mlp)
     return mlp
+
+
+def _init_gate(mlp: nn.Sequential) -> None:
+    """Every gate starts at the same value whatever its inputs, mostly open (sigmoid(1) = 0.73)."""
+    nn.init.zeros_(mlp[2].weight)
+    nn.init.constant_(mlp[2].bias, 1.0)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -66,6 +71,12 @@ class DynamicFusion(nn.Module):
         self.null = nn.Parameter(torch.zeros(1, 1, d))
         self.norm = nn.LayerNorm(d)
         self.mode = "dynamic"
+
+    def reset_gates(self) -> None:
+        """The gate heads' initialisation again (for a model whose weight initialisation visits every
+        Linear layer: `xr.decode.model.DFFGModel._init_weights`)."""
+        _init_gate(self.visual_gate)
+        _init_gate(self.text_gate)
 
     def forward(self, visual: torch.Tensor, visual_mask: torch.Tensor,
                 text: torch.Tensor, text_mask: torch.Tensor) -> FusionOutput:

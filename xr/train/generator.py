@@ -22,6 +22,7 @@ import torch
 from xr.data.case import Case
 from xr.data.iu_xray import load_iu
 from xr.decode.beam import beam_search, greedy
+from xr.decode.generation import GENERATION_CONFIG, GenerationConfig
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.processing import FRONTAL, LATERAL, Example, collate
 from xr.decode.vocab import Vocabulary
@@ -186,24 +187,26 @@ def cider(refs: dict[str, str], preds: dict[str, str]) -> float:
     return float(score)
 
 
-def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, beam: int = 1, batch: int = 64,
-             **kw) -> dict[str, str]:
+def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation: GenerationConfig,
+             batch: int = 64) -> dict[str, str]:
+    """Findings text per val study: batched greedy decoding when `generation.num_beams` is 1, else beam
+    search one study at a time."""
     model.eval()
     allowed = data.vocab.output_mask()
     out = {}
     for s in range(0, len(idx), batch):
         chunk = idx[s:s + batch]
         exs = [data.val_example(i, mode) for i in chunk]
-        if beam == 1:
+        if generation.num_beams == 1:
             b = collate(exs, data.vocab, model.config)
             with torch.inference_mode():
-                seqs = greedy(model, model.encode(b), allowed, **kw)
+                seqs = greedy(model, model.encode(b), allowed, generation)
         else:
             seqs = []
             for ex in exs:
                 b = collate([ex], data.vocab, model.config)
                 with torch.inference_mode():
-                    seqs.append(beam_search(model, model.encode(b), allowed, beam=beam, **kw))
+                    seqs.append(beam_search(model, model.encode(b), allowed, generation))
         for i, sq in zip(chunk, seqs, strict=False):
             out[data.val[i].id] = data.vocab.decode(sq)[0]
     return out
@@ -286,8 +289,8 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
         log(f"epoch {epoch} train_loss {loss:.3f}")
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, dtype=torch.float16)
-    for name in ("vocab.json", "retrieval.json", "retrieval.safetensors"):
-        if (base / name).resolve() != (out_dir / name).resolve():
+    for name in ("vocab.json", "retrieval.json", "retrieval.safetensors", GENERATION_CONFIG):
+        if (base / name).exists() and (base / name).resolve() != (out_dir / name).resolve():
             shutil.copyfile(base / name, out_dir / name)
     info = {"fine_tuned_from": str(base), "edits": Path(edits).name, "studies": len(data.train),
             "with_images": len(data.images), "epochs": epochs, "lr": lr, "seed": seed, "history": history}
@@ -302,8 +305,9 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
           prompt_prefix: bool = True) -> dict:
     """Train on IU `train`, select on IU `val` (greedy decoding every `eval_every` epochs; score = CIDEr in
     text mode + CIDEr with the oracle prompt, so that a model which ignores the prompt is not chosen),
-    save to `out_dir` (config.json, model.safetensors fp16, vocab.json, retrieval.*, history.json,
-    training_curve.png). The defaults reproduce the shipped model.
+    save to `out_dir` (config.json, model.safetensors fp16, generation_config.json (the defaults of
+    `GenerationConfig`), vocab.json, retrieval.*, history.json, training_curve.png). The defaults reproduce
+    the shipped model.
     `p_true_prompt` / `p_retrieved_prompt`: how often the training prompt is the (noisy) reference labels /
     the retrieved reports' labels (else none); `abnormal_repeat`: studies with a finding are seen this many
     times per epoch; `prompt_prefix`: the finding prompt also as the decoder's prefix."""
@@ -315,6 +319,7 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
     data = data or Data(root, k=k, log=log)
     config = DFFGConfig(vocab_size=len(data.vocab), d=d, n_layers=n_layers, k=k, prompt_prefix=prompt_prefix)
     model = DFFGModel(config)
+    generation = GenerationConfig()
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))
@@ -333,7 +338,7 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
         out_of_time = (time.time() - t0) / 60 > max_minutes
         if epoch % eval_every == 0 or epoch == epochs or out_of_time:
             for mode in ("text", "oracle"):
-                preds = generate(model, data, val_idx, mode, beam=1, max_len=100, min_len=12)
+                preds = generate(model, data, val_idx, mode, generation.replace(num_beams=1))
                 ce, _ = clinical_scores(refs, preds)
                 row[f"val_cider_{mode}"] = cider(refs, preds)
                 row[f"val_ce_f1_macro_{mode}"] = ce["macro"]["f1"]
@@ -346,6 +351,7 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
         if epoch - best_epoch >= patience * eval_every or out_of_time:
             log("early stop" if not out_of_time else "time budget reached")
             break
+    generation.save_pretrained(out_dir)
     data.vocab.save(out_dir / "vocab.json")
     data.memory.save(out_dir)
     (out_dir / "history.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch, "best_score": best,
@@ -355,11 +361,12 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
 
 
 def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("text", "oracle", "image"),
-                   ablation_modes=("text", "oracle"), beam: int = 3, data: Data | None = None, threads: int = 2,
-                   log=print) -> dict:
-    """Beam-search drafts for every val study in each mode, scored with `xr.evaluate.run.evaluate`, next
-    to the constant-report and nearest-text floors. Ablation: the fusion of the trained model switched to
-    fixed 0.5 gates, visual-only, text-only."""
+                   ablation_modes=("text", "oracle"), beam: int | None = None, data: Data | None = None,
+                   threads: int = 2, log=print) -> dict:
+    """Drafts for every val study in each mode, decoded as the model folder's generation config says (`beam`
+    overrides its beam width; 1: greedy), scored with `xr.evaluate.run.evaluate`, next to the constant-report
+    and nearest-text floors. Ablation: the fusion of the trained model switched to fixed 0.5 gates,
+    visual-only, text-only."""
     from xr.evaluate.baselines import baseline_predictions
     from xr.evaluate.run import evaluate
     torch.set_num_threads(threads)
@@ -367,35 +374,45 @@ def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("tex
     model = DFFGModel.from_pretrained(directory)
     results = {f"floor/{name}": evaluate("IU X-ray", "val", data.val, baseline_predictions(name, data.train, data.val),
                                          f"floor: {name} report") for name in ("constant", "nearest-text")}
-    kw = dict(beam=beam, max_len=100, min_len=12, no_repeat=3)
+    generation = decoding(directory, beam)
     for mode in modes:
         idx = list(range(len(data.val))) if mode != "image" else [i for i, c in enumerate(data.val) if c.id in data.images]
         if not idx:
             continue
         cases = [data.val[i] for i in idx]
         model.fusion.mode = "dynamic"
-        preds = generate(model, data, idx, mode, **kw)
+        preds = generate(model, data, idx, mode, generation)
         results[f"{mode}/dynamic"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode")
         if mode == "image":  # the same studies without their images, for comparison
-            preds = generate(model, data, idx, "text", **kw)
+            preds = generate(model, data, idx, "text", generation)
             results["image/without-images"] = evaluate("IU X-ray", "val", cases, preds, "DFFG same studies, text mode")
         if mode in ablation_modes:
             for fm in ("fixed", "visual", "text"):
                 model.fusion.mode = fm
-                preds = generate(model, data, idx, mode, **kw)
+                preds = generate(model, data, idx, mode, generation)
                 results[f"{mode}/{fm}"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode, fusion={fm}")
             model.fusion.mode = "dynamic"
         log(f"{mode} done")
     return results
 
 
-def write_evaluation(results: dict, directory: Path, beam: int) -> None:
-    """EVAL.json (every figure, no per-case rows) and EVAL.md (one table per set of studies)."""
+def decoding(directory: Path, beam: int | None = None) -> GenerationConfig:
+    """The generation config of the model in `directory`, with beam width `beam` where given."""
+    generation = GenerationConfig.from_pretrained(directory)
+    return generation if beam is None else generation.replace(num_beams=beam)
+
+
+def write_evaluation(results: dict, directory: Path, beam: int | None = None) -> None:
+    """EVAL.json (every figure, no per-case rows) and EVAL.md (one table per set of studies); `beam` as
+    given to `evaluate_modes`."""
     from xr.evaluate.run import to_markdown
     directory = Path(directory)
     (directory / "EVAL.json").write_text(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1) + "\n")
     groups: dict[int, list] = {}
     for r in results.values():
         groups.setdefault(r.studies, []).append(r)
-    text = f"Decoding: beam {beam}, no-repeat trigrams, 12..100 tokens. Written by `python -m xr eval-generator`.\n\n"
+    g = decoding(directory, beam)
+    n = g.no_repeat_ngram_size
+    text = (f"Decoding: beam {g.num_beams}, no-repeat {'trigrams' if n == 3 else f'{n}-grams'}, "
+            f"{g.min_new_tokens}..{g.max_new_tokens} tokens. Written by `python -m xr eval-generator`.\n\n")
     (directory / "EVAL.md").write_text(text + "\n".join(to_markdown(rs) for _, rs in sorted(groups.items(), reverse=True)))

@@ -107,9 +107,11 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
 
 
 def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int = 64) -> list[RefineExample]:
-    """Text-mode DFFG drafts of the first n studies of `split` ("train" or "val") of an
-    `xr.train.generator.Data`. Train studies retrieve from the other training reports (never their own)."""
+    """Text-mode DFFG drafts (greedy, with the shipped model's generation config) of the first n studies of
+    `split` ("train" or "val") of an `xr.train.generator.Data`. Train studies retrieve from the other
+    training reports (never their own)."""
     from xr.decode.beam import greedy
+    from xr.decode.generation import GenerationConfig
     from xr.decode.model import DFFGModel
     from xr.decode.processing import collate
     from xr.draft.dffg import DFFG_DIR
@@ -121,14 +123,14 @@ def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int
     cases: list[Case] = view.val[:n] if n else view.val
     model = model or DFFGModel.from_pretrained(DFFG_DIR)
     model.eval()
+    generation = GenerationConfig.from_pretrained(DFFG_DIR)
     allowed = data.vocab.output_mask()
     out = []
     for s in range(0, len(cases), batch):
         idx = list(range(s, min(s + batch, len(cases))))
         exs = [view.val_example(i, "text") for i in idx]
         with torch.inference_mode():
-            seqs = greedy(model, model.encode(collate(exs, data.vocab, model.config)), allowed,
-                          max_len=100, min_len=12, no_repeat=3)
+            seqs = greedy(model, model.encode(collate(exs, data.vocab, model.config)), allowed, generation)
         for i, ex, sq in zip(idx, exs, seqs, strict=False):
             c = cases[i]
             out.append(RefineExample(
