@@ -22,6 +22,7 @@ One `Attention` serves training (the whole sequence), incremental decoding (a ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, bias: torch.Tensor | None = None,
                 past: tuple[torch.Tensor, torch.Tensor] | None = None, causal: bool = False):
         if self.cross:
-            k, v = past if past is not None else self.keys_values(memory)
+            if past is None:
+                assert memory is not None, "cross-attention needs the memory or its cached keys/values"
+                past = self.keys_values(memory)
+            k, v = past
         else:
             k, v = self.keys_values(x)
             if past is not None:
@@ -251,6 +255,7 @@ class DFFGModel(Pretrained):
             i = torch.arange(P + T, device=x.device)
             allowed = (i[None, :] < P) | ((i[:, None] >= P) & (i[None, :] <= i[:, None]))
             mask = torch.where(allowed, 0.0, NEG).to(x.dtype).expand(B, 1, P + T, P + T).clone()
+            assert f.prefix_bias is not None  # set together with the prefix
             mask[:, 0, P:, :P] += f.prefix_bias[:, None, :]
         x, _ = self.blocks_forward(x, f.memory, mem_bias(f), mask, causal=mask is None)
         return self.ln_f(x[:, x.shape[1] - T:]) @ self.tok.weight.T
@@ -260,6 +265,7 @@ class DFFGModel(Pretrained):
         b.target (B, T) (<bos> ... <eos>, 0-padded) one word ahead."""
         f = self.encode(b)
         tgt = b.target
+        assert tgt is not None, "training batches carry their target"
         logits = self.decode(tgt[:, :-1], f)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=0,
                                label_smoothing=0.05)
@@ -290,7 +296,7 @@ class DFFGModel(Pretrained):
         itself unmasked), its self-attention keys/values. (`prefix_bias` is used by the words only: `step_bias`.)"""
         B, d, h = memory.shape[0], self.config.d, self.config.n_heads
         empty = memory.new_zeros(B, h, 0, d // h)
-        past = [(empty, empty, *blk.cross_attn.keys_values(memory)) for blk in self.blocks]
+        past = [(empty, empty, *cast(DecoderBlock, blk).cross_attn.keys_values(memory)) for blk in self.blocks]
         if prefix is not None:
             _, past = self.blocks_forward(prefix, None, bias[:, None, None, :], None, past)
         return self.cond_in(memory[:, :1]), past
@@ -311,7 +317,7 @@ def mem_bias(f: FusionOutput) -> torch.Tensor:
 
 def step_bias(f: FusionOutput, cached: int) -> torch.Tensor | None:
     """Self-attention bias of one new word given `cached` keys: the prefix bias, then 0 for the words."""
-    if f.prefix is None:
+    if f.prefix is None or f.prefix_bias is None:
         return None
     P = f.prefix_bias.shape[1]
     return torch.cat([f.prefix_bias, f.prefix_bias.new_zeros(f.prefix_bias.shape[0], cached - P + 1)], 1)[:, None, None, :]

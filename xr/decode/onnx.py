@@ -27,7 +27,7 @@ class OnnxGenerator:
         return FusionOutput(memory, bias, visual_gate, text_gate, prefix, prefix_bias)
 
     def start(self, f: FusionOutput) -> list[dict]:
-        inputs = [f.memory, f.bias] + ([f.prefix, f.prefix_bias] if f.prefix is not None else [])
+        inputs = [f.memory, f.bias] + ([f.prefix, f.prefix_bias] if f.prefix is not None and f.prefix_bias is not None else [])
         out = [torch.from_numpy(x) for x in self.graphs["start"](*(x.numpy() for x in inputs))]
         cond, per_layer = out[0], out[1:]
         return [dict(zip(CACHE, per_layer[4 * i: 4 * i + 4], strict=True), cond=cond) for i in range(self.config.n_layers)]

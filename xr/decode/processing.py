@@ -77,16 +77,19 @@ def collate(examples: list[Example], vocab: Vocabulary, config) -> DFFGInputs:
     view_present = torch.zeros(B, V, dtype=torch.bool)
     view_type = torch.zeros(B, V, dtype=torch.long)
     for i, e in enumerate(examples):
-        for j, (r, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
-            regions[i, j] = torch.from_numpy(np.asarray(r, np.float32).reshape(N, c.region_dim))
+        for j, (grid, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
+            regions[i, j] = torch.from_numpy(np.asarray(grid, np.float32).reshape(N, c.region_dim))
             view_present[i, j] = True
             view_type[i, j] = vt
     tgt = None
-    if examples[0].target is not None:
-        T = max(len(e.target) for e in examples)
+    targets = [e.target for e in examples]
+    if targets[0] is not None:
+        assert all(t is not None for t in targets), "a batch has targets for all its examples or for none"
+        T = max(len(t) for t in targets if t is not None)
         tgt = torch.zeros(B, T, dtype=torch.long)
-        for i, e in enumerate(examples):
-            tgt[i, :len(e.target)] = torch.tensor(e.target, dtype=torch.long)
+        for i, t in enumerate(targets):
+            if t is not None:
+                tgt[i, :len(t)] = torch.tensor(t, dtype=torch.long)
     return DFFGInputs(ind_ids=ind_ids, ind_emb=ind_emb, ind_present=ind_present, prompt=prompt,
                       prompt_present=prompt_present, ret_ids=ret_ids, regions=regions, view_present=view_present,
                       view_type=view_type, target=tgt)

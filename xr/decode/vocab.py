@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ class Vocabulary:
         self.output = list(output)  # may this token be generated?
 
     @classmethod
-    def build(cls, reports: list[str], inputs: list[str] = (), min_freq: int = 3) -> Vocabulary:
+    def build(cls, reports: Sequence[str], inputs: Sequence[str] = (), min_freq: int = 3) -> Vocabulary:
         out_counts = Counter(w for r in reports for w in words(r))
         in_counts = Counter(w for t in inputs for w in words(t))
         out_words = sorted(w for w, n in out_counts.items() if n >= min_freq)
@@ -78,7 +79,8 @@ class Vocabulary:
 
 
 def detokenize(tokens: list[str]) -> str:
-    sentences, cur = [], []
+    sentences: list[str] = []
+    cur: list[str] = []
     for t in tokens:
         if t.startswith("<"):
             continue

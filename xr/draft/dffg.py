@@ -32,6 +32,7 @@ from xr.normalize import informative
 from xr.onnx.runtime import describe
 from xr.result import DraftResult, ViewResult, rle
 from xr.retrieve.index import CaseIndex, study_case_id
+from xr.retrieve.library import Neighbour
 
 DFFG_DIR = ASSETS / "dffg"
 
@@ -140,7 +141,7 @@ class DFFGDrafter:
         """Finding prompt and retrievable training reports (row, similarity) from the image neighbours:
         the neighbours' labels, weighted by similarity; the finding head where it is shipped."""
         library = self.index.library
-        hits = {}
+        hits: dict[str, Neighbour] = {}
         for f in feats:
             for n in library.search_images(f.pooled, 30):
                 if n.case_id in exclude:
@@ -179,7 +180,9 @@ class DFFGDrafter:
             views.append(ViewResult(i, view, source, im.content_hash, [], measurements, rle(f.mask)))
         k = self.net.config.k
         q = self.index.embed_text([indication])[0] if informative(indication) else None
-        rows, prompt, notes = [], None, []
+        rows: list[tuple[int, float]] = []
+        prompt: np.ndarray | None = None
+        notes: list[str] = []
         if feats:
             prompt, rows = self._prompt_from_images(feats, view_types, exclude)
             rows = rows[:k]

@@ -52,8 +52,10 @@ def _gate_mlp(d_in: int, d: int) -> nn.Sequential:
 
 def _init_gate(mlp: nn.Sequential) -> None:
     """Every gate starts at the same value whatever its inputs, mostly open (sigmoid(1) = 0.73)."""
-    nn.init.zeros_(mlp[2].weight)
-    nn.init.constant_(mlp[2].bias, 1.0)
+    out = mlp[2]
+    assert isinstance(out, nn.Linear)
+    nn.init.zeros_(out.weight)
+    nn.init.constant_(out.bias, 1.0)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ from xr.refine.examples import RefineExample
 from xr.refine.prompt import training_ids
 from xr.report import compose_report
 
-LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+LORA: dict[str, Any] = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 # Only the top layers get adapters (12 of SmolLM2-135M's 30): backward stops there, which more than halves
 # a CPU training step.
 TOP_LAYERS = 12
@@ -83,7 +84,9 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
             loss = model(**_batch(tok, [examples[i] for i in order[s:s + batch_size]], max_len)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step(), sched.step(), opt.zero_grad()
+            opt.step()
+            sched.step()
+            opt.zero_grad()
             step += 1
             losses.append(loss.item())
             if step % 10 == 0:
