@@ -26,7 +26,8 @@ IU = SHARED / "data" / "iu_xray" / "images_openi"
 
 # Modules whose tests take minutes on a 2-core machine (they start the app, worker processes or Ray, or
 # train): `-m "not slow"` leaves them out of the fast loop; CI runs everything.
-SLOW_MODULES = {"test_app", "test_access", "test_batch", "test_start", "test_concurrency", "test_faults", "test_refiner", "test_onnx"}
+SLOW_MODULES = {"test_app", "test_access", "test_batch", "test_start", "test_concurrency", "test_faults", "test_refiner", "test_onnx",
+                "test_train_engine"}
 
 
 def pytest_collection_modifyitems(config, items):

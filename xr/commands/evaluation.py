@@ -51,7 +51,7 @@ def cmd_eval_findings(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_generator(directory: Path, data: Path, beam: int, threads: int, log) -> None:
+def evaluate_generator(directory: Path, data: Path, beam: int | None, threads: int, log) -> None:
     from xr.train.generator import evaluate_modes, write_evaluation
 
     results = evaluate_modes(directory=directory, root=data, beam=beam, threads=threads, log=log)
@@ -89,6 +89,6 @@ def register(sub) -> None:
                                               "writes EVAL.md and EVAL.json beside its weights")
     e.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images)")
     e.add_argument("--dir", default=None, help="model folder (default assets/dffg)")
-    e.add_argument("--beam", type=int, default=3)
+    e.add_argument("--beam", type=int, default=None, help="beam size (default: the model's generation_config.json)")
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(fn=cmd_eval_generator)

@@ -4,11 +4,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from xr.commands.common import vision_encoder
 from xr.commands.evaluation import evaluate_generator
 from xr.errors import UserError
+
+
+def _main_process() -> tuple[bool, Callable[[str], None]]:
+    """(whether this is the main process, its log): under torchrun only the main process logs and prints."""
+    from xr.train.engine import is_main_process
+
+    main = is_main_process()
+    return main, (lambda m: print(m, file=sys.stderr)) if main else (lambda m: None)
 
 
 def cmd_train_findings(args: argparse.Namespace) -> int:
@@ -25,19 +34,22 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.train.generator import finetune_from_edits, train
 
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    main, log = _main_process()
     if args.edits:
         if not args.out:
             raise UserError("--edits needs --out DIR (the shipped model is not overwritten)")
         info = finetune_from_edits(Path(args.edits), Path(args.out), base=Path(args.base or ASSETS / "dffg"),
                                    epochs=args.epochs or 3, threads=args.threads, log=log)
-        print(json.dumps(info, indent=2))
+        if main:
+            print(json.dumps(info, indent=2))
         return 0
     if not args.data:
         raise UserError("give --data IU_DIR (train from scratch) or --edits EDITS.jsonl --out DIR (fine-tune)")
     out = Path(args.out or ASSETS / "dffg")
     summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs or 20, lr=args.lr, d=args.d,
                     n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
+    if not main:
+        return 0
     print(json.dumps(summary, indent=2, default=str))
     if args.eval:
         evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
@@ -48,7 +60,7 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
     from xr.refine.refiner import REFINER_DIR
     from xr.train.refiner import read_edit_examples, train_lora
 
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    main, log = _main_process()
     if args.edits:
         if not args.out:
             raise UserError("--edits needs --out DIR (the shipped adapter is not overwritten)")
@@ -67,7 +79,8 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
                           max_minutes=args.max_minutes, log=log)
     else:
         raise UserError("give --data IU_DIR (train on IU train) or --edits EDITS.jsonl --out DIR (fine-tune)")
-    print(json.dumps(info, indent=2))
+    if main:
+        print(json.dumps(info, indent=2))
     return 0
 
 
@@ -91,7 +104,8 @@ def register(sub) -> None:
     g.add_argument("--threads", type=int, default=2)
     g.add_argument("--max-minutes", type=float, default=60.0)
     g.add_argument("--eval", action="store_true", help="then measure text/oracle/image modes and the ablation on val")
-    g.add_argument("--beam", type=int, default=3, help="beam size of the --eval drafts")
+    g.add_argument("--beam", type=int, default=None,
+                   help="beam size of the --eval drafts (default: the model's generation_config.json)")
     g.set_defaults(fn=cmd_train_generator)
 
     r = sub.add_parser("train-refiner", help="LoRA-train the small-LLM refiner on DFFG drafts of IU train, "

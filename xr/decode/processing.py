@@ -2,7 +2,7 @@
 a `DFFGInputs`), shared by training, drafting and the ONNX export."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,11 @@ class DFFGInputs:
     view_present: torch.Tensor  # (B, V) bool
     view_type: torch.Tensor  # (B, V) long, FRONTAL / LATERAL
     target: torch.Tensor | None = None  # (B, T) long, <bos> ... <eos>, 0-padded (training)
+
+    def to(self, device: torch.device | str) -> DFFGInputs:
+        """The batch on `device` (the model's: a GPU when training runs on one)."""
+        return replace(self, **{n: getattr(self, n).to(device) for n in ENCODE_INPUTS},
+                       target=None if self.target is None else self.target.to(device))
 
     def encode_inputs(self) -> tuple[torch.Tensor, ...]:
         """The tensors of `ENCODE_INPUTS`, in that order."""

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from tqdm import tqdm
 
 from xr.data.case import Case
 from xr.data.iu_xray import load_iu
@@ -35,6 +38,7 @@ from xr.findings import FINDINGS
 from xr.jsonl import read_jsonl
 from xr.normalize import informative, normalize
 from xr.report import split_sections
+from xr.train.engine import accelerator, agree, seed_everything, shard
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 
@@ -193,18 +197,19 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
     search one study at a time."""
     model.eval()
     allowed = data.vocab.output_mask()
+    device = next(model.parameters()).device
     out = {}
     for s in range(0, len(idx), batch):
         chunk = idx[s:s + batch]
         exs = [data.val_example(i, mode) for i in chunk]
         if generation.num_beams == 1:
-            b = collate(exs, data.vocab, model.config)
+            b = collate(exs, data.vocab, model.config).to(device)
             with torch.inference_mode():
                 seqs = greedy(model, model.encode(b), allowed, generation)
         else:
             seqs = []
             for ex in exs:
-                b = collate([ex], data.vocab, model.config)
+                b = collate([ex], data.vocab, model.config).to(device)
                 with torch.inference_mode():
                     seqs.append(beam_search(model, model.encode(b), allowed, generation))
         for i, sq in zip(chunk, seqs, strict=False):
@@ -213,48 +218,47 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
-    """Training loss and the val scores per epoch, each on its own min..max scale, drawn with PIL (no
-    matplotlib here)."""
-    from PIL import Image, ImageDraw
-    W, H, m = 720, 380, 50
-    im = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(im)
-    d.rectangle([m, m + 20, W - m, H - m], outline="black")
-    n = max(h["epoch"] for h in history)
+    """Training loss and the val scores per epoch (loss on the left axis, scores on the right)."""
+    import matplotlib
 
-    def series(key, colour, label, y0):
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, loss_ax = plt.subplots(figsize=(7.2, 3.8), dpi=100)
+    score_ax = loss_ax.twinx()
+    for ax, key, colour, label in [(loss_ax, "train_loss", "tab:blue", "train loss"),
+                                   (score_ax, "val_cider_text", "tab:red", "val CIDEr, text mode (greedy)"),
+                                   (score_ax, "val_cider_oracle", "tab:orange", "val CIDEr, oracle prompt (greedy)"),
+                                   (score_ax, "val_ce_f1_macro_oracle", "tab:green", "val CE-F1 macro, oracle prompt")]:
         pts = [(h["epoch"], h[key]) for h in history if key in h]
-        if not pts:
-            return
-        lo, hi = min(v for _, v in pts), max(v for _, v in pts)
-        hi = hi if hi > lo else lo + 1e-6
-        xy = [(m + (e - 1) / max(n - 1, 1) * (W - 2 * m), H - m - (v - lo) / (hi - lo) * (H - 2 * m - 20)) for e, v in pts]
-        if len(xy) > 1:
-            d.line(xy, fill=colour, width=2)
-        for x, y in xy:
-            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-        d.text((m + 5, y0), f"{label}: {lo:.3f} .. {hi:.3f}", fill=colour)
-
-    series("train_loss", "blue", "train loss", 4)
-    series("val_cider_text", "red", "val CIDEr, text mode (greedy)", 18)
-    series("val_cider_oracle", "darkorange", "val CIDEr, oracle prompt (greedy)", 32)
-    series("val_ce_f1_macro_oracle", "green", "val CE-F1 macro, oracle prompt", 46)
-    d.text((W // 2 - 30, H - m + 10), f"epoch 1 .. {n}", fill="black")
-    im.save(path)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss")
+    score_ax.set_ylabel("val score")
+    lines = loss_ax.get_legend_handles_labels(), score_ax.get_legend_handles_labels()
+    loss_ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
-def run_epoch(model: DFFGModel, data: Data, order: list[int], rng: random.Random, opt, sched, batch_size: int,
-              p_true: float, p_retrieved: float) -> float:
-    """One pass of teacher forcing over `order` (shuffled in place); the mean loss."""
+def run_epoch(model: torch.nn.Module, data: Data, order: list[int], rng: random.Random, opt, sched, batch_size: int,
+              p_true: float, p_retrieved: float, acc: Accelerator, epoch: int = 1) -> float:
+    """One pass of teacher forcing over this process's shard of `order` (shuffled in place, alike in every
+    process); the mean loss (of this process's batches)."""
     model.train()
     rng.shuffle(order)
+    mine = shard(order, acc)
+    config = acc.unwrap_model(model).config
     losses = []
-    for s in range(0, len(order), batch_size):
-        b = collate([data.train_example(i, rng, p_true, p_retrieved) for i in order[s:s + batch_size]], data.vocab,
-                    model.config)
+    for s in tqdm(range(0, len(mine), batch_size), desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
+                  disable=not acc.is_main_process, leave=False):
+        b = collate([data.train_example(i, rng, p_true, p_retrieved) for i in mine[s:s + batch_size]], data.vocab,
+                    config).to(acc.device)
         loss = model(b)
         opt.zero_grad()
-        loss.backward()
+        acc.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
@@ -272,29 +276,31 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
 
     from xr.config import settings
     torch.set_num_threads(threads)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+    rng = seed_everything(seed)
+    acc = accelerator()
     base, out_dir = Path(base), Path(out_dir)
-    model = DFFGModel.from_pretrained(base)
-    data = Data.from_edits(Path(edits), base, data_dir or settings().data_dir, k=model.config.k, log=log)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    net = DFFGModel.from_pretrained(base)
+    data = Data.from_edits(Path(edits), base, data_dir or settings().data_dir, k=net.config.k, log=log)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)  # constant: a few small steps
+    model = acc.prepare_model(net)
     history = []
     for epoch in range(1, epochs + 1):
-        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, 0.85, 0.1)
+        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, 0.85, 0.1, acc, epoch)
         history.append({"epoch": epoch, "train_loss": loss})
         log(f"epoch {epoch} train_loss {loss:.3f}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, dtype=torch.float16)
-    for name in ("vocab.json", "retrieval.json", "retrieval.safetensors", GENERATION_CONFIG):
-        if (base / name).exists() and (base / name).resolve() != (out_dir / name).resolve():
-            shutil.copyfile(base / name, out_dir / name)
     info = {"fine_tuned_from": str(base), "edits": Path(edits).name, "studies": len(data.train),
-            "with_images": len(data.images), "epochs": epochs, "lr": lr, "seed": seed, "history": history}
-    (out_dir / "finetune.json").write_text(json.dumps(info, indent=1) + "\n")
+            "with_images": len(data.images), "epochs": epochs, "lr": lr, "seed": seed, "history": history,
+            **({"processes": acc.num_processes} if acc.num_processes > 1 else {})}
+    if acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        net.save_pretrained(out_dir, dtype=torch.float16)
+        for name in ("vocab.json", "retrieval.json", "retrieval.safetensors", GENERATION_CONFIG):
+            if (base / name).exists() and (base / name).resolve() != (out_dir / name).resolve():
+                shutil.copyfile(base / name, out_dir / name)
+        (out_dir / "finetune.json").write_text(json.dumps(info, indent=1) + "\n")
+    acc.wait_for_everyone()
     return info
 
 
@@ -312,51 +318,54 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
     the retrieved reports' labels (else none); `abnormal_repeat`: studies with a finding are seen this many
     times per epoch; `prompt_prefix`: the finding prompt also as the decoder's prefix."""
     torch.set_num_threads(threads)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+    rng = seed_everything(seed)
+    acc = accelerator()
     data = data or Data(root, k=k, log=log)
     config = DFFGConfig(vocab_size=len(data.vocab), d=d, n_layers=n_layers, k=k, prompt_prefix=prompt_prefix)
-    model = DFFGModel(config)
+    net = DFFGModel(config)
     generation = GenerationConfig()
-    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    log(f"model: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))
     order += [i for i in order if data.train_labels[i][1:].any()] * (abnormal_repeat - 1)  # [0] is No Finding
     order += [i for i, c in enumerate(data.train) if c.id in data.images] * 5  # the few image studies, oversampled
-    steps_per_epoch = (len(order) + batch_size - 1) // batch_size
+    steps_per_epoch = (len(shard(order, acc)) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
     val_idx = list(range(len(data.val)))
     refs = {data.val[i].id: data.val[i].findings for i in val_idx}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    model = acc.prepare_model(net)
     best, best_epoch, history, t0 = -1.0, 0, [], time.time()
     for epoch in range(1, epochs + 1):
-        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, p_true_prompt, p_retrieved_prompt)
+        loss = run_epoch(model, data, order, rng, opt, sched, batch_size, p_true_prompt, p_retrieved_prompt, acc, epoch)
         row = {"epoch": epoch, "train_loss": loss, "minutes": (time.time() - t0) / 60}
-        out_of_time = (time.time() - t0) / 60 > max_minutes
-        if epoch % eval_every == 0 or epoch == epochs or out_of_time:
+        out_of_time = agree(acc, (time.time() - t0) / 60 > max_minutes)
+        if epoch % eval_every == 0 or epoch == epochs or out_of_time:  # every process alike: same model, same data
             for mode in ("text", "oracle"):
-                preds = generate(model, data, val_idx, mode, generation.replace(num_beams=1))
+                preds = generate(net, data, val_idx, mode, generation.replace(num_beams=1))
                 ce, _ = clinical_scores(refs, preds)
                 row[f"val_cider_{mode}"] = cider(refs, preds)
                 row[f"val_ce_f1_macro_{mode}"] = ce["macro"]["f1"]
             score = row["val_cider_text"] + row["val_cider_oracle"]
             if score > best:
                 best, best_epoch = score, epoch
-                model.save_pretrained(out_dir, dtype=torch.float16)
+                if acc.is_main_process:
+                    net.save_pretrained(out_dir, dtype=torch.float16)
         history.append(row)
         log(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if epoch - best_epoch >= patience * eval_every or out_of_time:
             log("early stop" if not out_of_time else "time budget reached")
             break
-    generation.save_pretrained(out_dir)
-    data.vocab.save(out_dir / "vocab.json")
-    data.memory.save(out_dir)
-    (out_dir / "history.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch, "best_score": best,
-                                                      "seed": seed, "minutes": (time.time() - t0) / 60}, indent=1) + "\n")
-    plot_curve(history, out_dir / "training_curve.png")
+    if acc.is_main_process:
+        generation.save_pretrained(out_dir)
+        data.vocab.save(out_dir / "vocab.json")
+        data.memory.save(out_dir)
+        (out_dir / "history.json").write_text(json.dumps(
+            {"history": history, "best_epoch": best_epoch, "best_score": best, "seed": seed,
+             "minutes": (time.time() - t0) / 60}, indent=1) + "\n")
+        plot_curve(history, out_dir / "training_curve.png")
+    acc.wait_for_everyone()
     return {"best_epoch": best_epoch, "best_score": best, "history": history, "minutes": (time.time() - t0) / 60}
 
 

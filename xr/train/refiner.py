@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from xr.jsonl import read_jsonl
 from xr.refine.examples import RefineExample
 from xr.refine.prompt import training_ids
 from xr.report import compose_report
+from xr.train.engine import accelerator, agree, seed_everything, shard
 
 LORA: dict[str, Any] = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 # Only the top layers get adapters (12 of SmolLM2-135M's 30): backward stops there, which more than halves
@@ -62,8 +62,8 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
 
     from xr.refine.base import load_base
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+    rng = seed_everything(seed)
+    acc = accelerator()
     model, tok = base or load_base()
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
@@ -71,41 +71,47 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
         n = model.config.num_hidden_layers
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", layers_to_transform=list(range(max(0, n - TOP_LAYERS), n)),
                                                  **LORA))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
+    net = model
+    net.train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    steps = epochs * ((len(shard(list(range(len(examples))), acc)) + batch_size - 1) // batch_size)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
+    model = acc.prepare_model(net)
     t0, step, losses, stopped = time.time(), 0, [], False
     for epoch in range(epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
-        for s in range(0, len(order), batch_size):
-            loss = model(**_batch(tok, [examples[i] for i in order[s:s + batch_size]], max_len)).loss
-            loss.backward()
+        mine = shard(order, acc)
+        for s in range(0, len(mine), batch_size):
+            batch = _batch(tok, [examples[i] for i in mine[s:s + batch_size]], max_len)
+            loss = model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
+            acc.backward(loss)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad()
             step += 1
             losses.append(loss.item())
-            if step % 10 == 0:
+            if step % 10 == 0 and acc.is_main_process:
                 log(f"epoch {epoch + 1} step {step}/{steps} loss {sum(losses[-10:]) / len(losses[-10:]):.3f} "
                     f"{time.time() - t0:.0f}s")
-            if time.time() - t0 > max_minutes * 60:
+            if agree(acc, time.time() - t0 > max_minutes * 60):
                 stopped = True
                 break
         if stopped:
             break
     out_dir = Path(out_dir)
-    model.peft_config["default"].base_model_name_or_path = BASE_NAME
-    model.save_pretrained(out_dir, save_embedding_layers=False)  # else peft looks the base up online
     info = {"examples": len(examples), "examples_seen": min(step * batch_size, epochs * len(examples)), "steps": step,
             "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_len": max_len, "lora": {**LORA, "top_layers": TOP_LAYERS},
             "continued_from": Path(init_adapter).name if init_adapter else None, "stopped_by_time_cap": stopped,
             "minutes": round((time.time() - t0) / 60, 2), "first_loss": round(losses[0], 4) if losses else None,
             "last_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4) if losses else None}
-    (out_dir / "train.json").write_text(json.dumps(info, indent=1) + "\n")
+    if acc.is_main_process:
+        net.peft_config["default"].base_model_name_or_path = BASE_NAME
+        net.save_pretrained(out_dir, save_embedding_layers=False)  # else peft looks the base up online
+        (out_dir / "train.json").write_text(json.dumps(info, indent=1) + "\n")
+    acc.wait_for_everyone()
     return info
 
 
