@@ -31,20 +31,15 @@ from xr.decode.processing import FRONTAL, LATERAL, Example, collate
 from xr.decode.vocab import Vocabulary
 from xr.draft.dffg import DFFG_DIR, ReportMemory
 from xr.encode.text import TextEmbedder
-from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
-from xr.jsonl import read_jsonl
 from xr.normalize import informative, normalize
 from xr.report import split_sections
+from xr.train.edits import EditsError, edit_lines
 from xr.train.engine import accelerator, agree, seed_everything, shard
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
-
-
-class EditsError(UserError):
-    """An edits export we cannot train on."""
 
 
 def labels_vector(text: str) -> np.ndarray:
@@ -65,18 +60,16 @@ def read_edits(path: Path, data_dir: Path) -> list[Case]:
     """The lines of an edits export as cases: FINDINGS / IMPRESSION of the target text (the approved
     report, or an annotator's correction), the indication, the stored images that still exist."""
     cases = []
-    for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
+    for n, item in edit_lines(path, ("target",)):
         try:
-            text, indication, images = item["target"], item.get("indication") or "", item.get("images") or []
-            paths = tuple(data_dir / im["path"] for im in images)
-            findings, impression = split_sections(text)
-        except (KeyError, TypeError, AttributeError):
-            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'target')") from None
+            paths = tuple(data_dir / im["path"] for im in item.get("images") or [])
+        except (KeyError, TypeError):
+            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (its images need 'path')") from None
+        findings, impression = split_sections(item["target"])
         if not (findings or impression):
             raise EditsError(f"{Path(path).name} line {n}: the target text is empty")
-        cases.append(Case(f"edit:{n}", "train", findings, impression, indication, tuple(p for p in paths if p.exists())))
-    if not cases:
-        raise EditsError(f"{Path(path).name} holds no approved or corrected studies")
+        cases.append(Case(f"edit:{n}", "train", findings, impression, item.get("indication") or "",
+                          tuple(p for p in paths if p.exists())))
     return cases
 
 

@@ -13,10 +13,10 @@ import torch
 
 from xr.data.case import Case
 from xr.findings import FINDINGS
-from xr.jsonl import read_jsonl
 from xr.refine.examples import RefineExample
 from xr.refine.prompt import training_ids
 from xr.report import compose_report
+from xr.train.edits import edit_lines
 from xr.train.engine import accelerator, agree, seed_everything, shard
 
 LORA: dict[str, Any] = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -28,21 +28,8 @@ BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # recorded in the adapter con
 
 def read_edit_examples(path: Path) -> list[RefineExample]:
     """`python -m xr export-edits` lines as examples: indication + draft -> target (approved or corrected) text."""
-    from xr.train.generator import EditsError
-
-    out = []
-    for n, item in read_jsonl(path, EditsError, "an export-edits JSON object"):
-        try:
-            ex = RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["target"],
-                               id=f"edit:{n}")
-        except (KeyError, TypeError, AttributeError):
-            raise EditsError(f"{Path(path).name} line {n}: not an export-edits line (needs 'draft' and 'target')") from None
-        if not ex.target.strip():
-            raise EditsError(f"{Path(path).name} line {n}: the target text is empty")
-        out.append(ex)
-    if not out:
-        raise EditsError(f"{Path(path).name} holds no approved or corrected studies")
-    return out
+    return [RefineExample(indication=item.get("indication") or "", draft=item["draft"], target=item["target"], id=f"edit:{n}")
+            for n, item in edit_lines(path, ("draft", "target"))]
 
 
 def _batch(tok, exs: list[RefineExample], max_len: int) -> dict:
