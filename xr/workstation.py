@@ -27,12 +27,12 @@ DRAFTERS = ("retrieval", "dffg")
 def make_drafter(s: Settings, index: CaseIndex):
     """Every drafter shares the workstation's similar-case index, so approvals show up in its drafts."""
     if s.drafter == "retrieval":
-        return RetrievalDrafter(index=index)
+        return RetrievalDrafter(index=index, s=s)
     if s.drafter == "dffg":
         from xr.draft.dffg import DFFGDrafter
 
         # a fine-tuned copy (train-generator --edits --out DIR), else the shipped generator
-        return DFFGDrafter(s.generator_dir, index=index) if s.generator_dir else DFFGDrafter(index=index)
+        return DFFGDrafter(s.generator_dir, index=index, s=s) if s.generator_dir else DFFGDrafter(index=index, s=s)
     raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{s.drafter}'")
 
 

@@ -1,7 +1,7 @@
 """`python -m xr bench-encoders` and `python -m xr bench`: encoder stages and a whole draft, timed."""
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +67,12 @@ def bench_draft(paths: list[str], backend: str, onnx: Path, repeats: int, refine
     import resource
     import tempfile
 
-    os.environ["XR_BACKEND"] = backend
-    os.environ["XR_ONNX_DIR"] = str(onnx)
-    os.environ["XR_DATA_DIR"] = tempfile.mkdtemp(prefix="xr-bench-")  # no database, no feature cache
+    from xr.config import settings
     from xr.workstation import Workstation
 
-    ws = Workstation()
+    scratch = Path(tempfile.mkdtemp(prefix="xr-bench-"))  # no database, no feature cache
+    ws = Workstation(replace(settings(), backend=backend, onnx_dir=onnx, data_dir=scratch,
+                             database_url=f"sqlite:///{scratch / 'xr.sqlite3'}"))
     ws.drafter.encoder.cache = None
     runs: list[dict] = []
     for i in range(repeats + 1):  # the first run warms up and is dropped

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xr.config import Settings
 from xr.decode.model import CACHE, mem_bias, step_bias
 from xr.decode.processing import DFFGInputs
 from xr.fuse import FusionOutput
@@ -47,11 +48,11 @@ class OnnxGenerator:
         return torch.from_numpy(out[0])
 
 
-def generator_for(net, weights: Path):
+def generator_for(net, weights: Path, s: Settings | None = None):
     """The model beam search should run, eager `net` or its current ONNX export, and (variant, provider)."""
     from xr.onnx.runtime import choose
 
-    choice = choose("generator", weights)
+    choice = choose("generator", weights, s=s)
     if choice.variant == "eager":
         return net, ("eager", None)
     onnx = OnnxGenerator(choice.files, net.config)

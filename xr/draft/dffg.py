@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from xr.config import ASSETS
+from xr.config import ASSETS, Settings, settings
 from xr.decode.beam import beam_search
 from xr.decode.generation import GenerationConfig
 from xr.decode.model import DFFGModel
@@ -91,10 +91,12 @@ class DFFGDrafter:
     version = "0.2.0"
 
     def __init__(self, directory: Path = DFFG_DIR, encoder=None, index=None, head=None,
-                 generation: GenerationConfig | None = None) -> None:
-        """`generation`: how to decode; by default the model folder's generation_config.json."""
+                 generation: GenerationConfig | None = None, s: Settings | None = None) -> None:
+        """`generation`: how to decode; by default the model folder's generation_config.json. `s`: the
+        settings of the entry point (backend, ONNX folder, feature cache), else read now."""
+        self.settings = s or settings()
         self.net = DFFGModel.from_pretrained(directory)
-        self.decoder, self.decoder_part = generator_for(self.net, directory / "model.safetensors")
+        self.decoder, self.decoder_part = generator_for(self.net, directory / "model.safetensors", self.settings)
         self.vocab = Vocabulary.load(directory / "vocab.json")
         self.memory = ReportMemory.load(directory)
         self.allowed = self.vocab.output_mask()
@@ -106,10 +108,9 @@ class DFFGDrafter:
     @property
     def encoder(self):
         if self._encoder is None:
-            from xr.config import settings
             from xr.encode.cache import FeatureCache
             from xr.encode.vision import VisionEncoder
-            self._encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+            self._encoder = VisionEncoder(cache=FeatureCache(self.settings.data_dir / "cache"), s=self.settings)
         return self._encoder
 
     @property

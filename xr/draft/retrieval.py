@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from xr.config import ASSETS, settings
+from xr.config import ASSETS, Settings, settings
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import FindingHead
 from xr.encode.vision import VisionEncoder
@@ -40,8 +40,9 @@ class RetrievalDrafter:
     version = "0.3.0"
 
     def __init__(self, encoder: VisionEncoder | None = None, index: CaseIndex | None = None,
-                 head: FindingHead | None = None, k: int = 15, temperature: float = 0.05) -> None:
-        self.encoder = encoder or VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+                 head: FindingHead | None = None, k: int = 15, temperature: float = 0.05, s: Settings | None = None) -> None:
+        s = s or settings()
+        self.encoder = encoder or VisionEncoder(cache=FeatureCache(s.data_dir / "cache"), s=s)
         self.index = index or CaseIndex()
         self.library = self.index.library
         self.head = head or FindingHead.from_pretrained(ASSETS / "finding_head")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xr.config import ASSETS
+from xr.config import ASSETS, Settings
 from xr.encode.cache import FeatureCache
 from xr.encode.lung_unet import LungUNet
 from xr.encode.lungs import MASK_SIZE, LungMeasurements, measure
@@ -42,13 +42,14 @@ def unet_transform() -> Compose:
 class VisionEncoder:
     name = ENCODER_NAME
 
-    def __init__(self, assets: Path = ASSETS, cache: FeatureCache | None = None) -> None:
+    def __init__(self, assets: Path = ASSETS, cache: FeatureCache | None = None, s: Settings | None = None) -> None:
         self.unet = LungUNet.from_pretrained(assets / "lung_unet")
         self.xception = Xception.from_pretrained(assets / "xception")
         # eager PyTorch or the ONNX graph `python -m xr export-onnx` made of the same weights (xr.onnx.runtime)
-        self.segment, unet_part = backed("lung_unet", assets / "lung_unet" / "model.safetensors", self.unet.segment_and_encode)
+        self.segment, unet_part = backed("lung_unet", assets / "lung_unet" / "model.safetensors",
+                                         self.unet.segment_and_encode, s)
         self.features, x_part = backed("xception", assets / "xception" / "model.safetensors",
-                                       lambda x: self.xception(grey_to_input(x)))
+                                       lambda x: self.xception(grey_to_input(x)), s)
         self.parts = {"lung_unet": unet_part, "xception": x_part}
         self.unet_input = unet_transform()
         self.xception_input = Resize(XCEPTION_SIZE)

@@ -61,12 +61,12 @@ class Choice:
     files: dict[str, Path]  # the variant's graph file(s) by role
 
 
-def choose(model: str, weights: Path, directory: Path | None = None) -> Choice:
+def choose(model: str, weights: Path, directory: Path | None = None, s: Settings | None = None) -> Choice:
     """The variant of `model` to run: the manifest's fastest, when its graph matches `weights`."""
-    backend = backend_setting()
+    backend = backend_setting(s)
     if backend == "eager":
         return Choice("eager", {})
-    directory = directory or onnx_dir()
+    directory = directory or onnx_dir(s)
     entry = read_manifest(directory)["models"].get(model)
     fresh = entry is not None and entry["source_sha256"] == source_digest(weights)
     if not fresh:
@@ -117,12 +117,12 @@ class Graph:
         return self.session.run(None, dict(zip(self.inputs, arrays, strict=False)))
 
 
-def backed(model: str, weights: Path, eager: Callable) -> tuple[Callable, tuple[str, str | None]]:
+def backed(model: str, weights: Path, eager: Callable, s: Settings | None = None) -> tuple[Callable, tuple[str, str | None]]:
     """`eager` (torch tensors in and out) or the ONNX graph `choose` picks, called the same way, and
     (variant, provider) to report."""
     import torch
 
-    choice = choose(model, weights)
+    choice = choose(model, weights, s=s)
     if choice.variant == "eager":
         return eager, ("eager", None)
     graph = Graph(choice.files["model"])
