@@ -12,6 +12,13 @@ from xr.commands.evaluation import evaluate_generator
 from xr.errors import UserError
 
 
+def _edits_out(args: argparse.Namespace, shipped: str) -> Path:
+    """Fine-tuning on edits writes a copy: the shipped weights are never overwritten."""
+    if not args.out:
+        raise UserError(f"--edits needs --out DIR (the shipped {shipped} is not overwritten)")
+    return Path(args.out)
+
+
 def _main_process() -> tuple[bool, Callable[[str], None]]:
     """(whether this is the main process, its log): under torchrun only the main process logs and prints."""
     from xr.train.engine import is_main_process
@@ -36,9 +43,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
     main, log = _main_process()
     if args.edits:
-        if not args.out:
-            raise UserError("--edits needs --out DIR (the shipped model is not overwritten)")
-        info = finetune_from_edits(Path(args.edits), Path(args.out), base=Path(args.base or ASSETS / "dffg"),
+        info = finetune_from_edits(Path(args.edits), _edits_out(args, "model"), base=Path(args.base or ASSETS / "dffg"),
                                    epochs=args.epochs or 3, threads=args.threads, log=log)
         if main:
             print(json.dumps(info, indent=2))
@@ -62,10 +67,9 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
 
     main, log = _main_process()
     if args.edits:
-        if not args.out:
-            raise UserError("--edits needs --out DIR (the shipped adapter is not overwritten)")
+        out = _edits_out(args, "adapter")
         examples = read_edit_examples(Path(args.edits))
-        info = train_lora(examples, Path(args.out), init_adapter=Path(args.base or REFINER_DIR), epochs=args.epochs or 3,
+        info = train_lora(examples, out, init_adapter=Path(args.base or REFINER_DIR), epochs=args.epochs or 3,
                           lr=args.lr or 2e-4, max_minutes=args.max_minutes, log=log)
     elif args.data:
         import torch

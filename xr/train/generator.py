@@ -192,7 +192,8 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
     allowed = data.vocab.output_mask()
     device = next(model.parameters()).device
     out = {}
-    for s in range(0, len(idx), batch):
+    for s in tqdm(range(0, len(idx), batch), desc=f"drafting val, {mode} mode", unit="batch", file=sys.stderr,
+                  leave=False, disable=None):  # a bar on a terminal, nothing in a log file
         chunk = idx[s:s + batch]
         exs = [data.val_example(i, mode) for i in chunk]
         if generation.num_beams == 1:
