@@ -8,14 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image as PILImage
 
 from xr import access, store
 from xr.config import Settings, settings
 from xr.draft.retrieval import RetrievalDrafter
-from xr.ingest import IngestedStudy, load_study
+from xr.ingest import IngestedStudy, load_study, read_pixels
 from xr.ingest.image import IngestedImage
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
@@ -110,7 +108,7 @@ class Workstation:
             raise store.StoreError(f"study {study_id} has no images")
         # A view the last draft read off the image is read again, not passed off as the header's.
         read = {v.get("content_hash") for v in (view.draft.views if view.draft else []) if v.get("view_source") == "image"}
-        images = [IngestedImage(pixels=np.asarray(PILImage.open(im.path).convert("L")), source_format="png",
+        images = [IngestedImage(pixels=read_pixels(im.path, self.settings), source_format="png",
                                 view="unknown" if im.content_hash in read else im.view) for im in view.images]
         return self._draft(IngestedStudy(key=view.key, images=images), view.indication, actor, progress, t0)
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.numpy import load_file
 from torch import nn
 
@@ -38,6 +37,7 @@ from xr.encode.transforms import Resize
 from xr.encode.vision import XCEPTION_SIZE, unet_transform
 from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
+from xr.ingest import read_pixels
 from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
 from xr.retrieve.library import embed
 
@@ -67,7 +67,7 @@ def calibration_images(library: Path = ASSETS / "case_library", n: int = 8) -> l
     """Chest X-rays every install has: the case library's thumbnails, spread over its cases."""
     thumbs = sorted((library / "thumbs").glob("*"))
     pick = thumbs[:: max(1, len(thumbs) // n)][:n]
-    return [np.asarray(Image.open(p).convert("L")) for p in pick]
+    return [read_pixels(p) for p in pick]
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:

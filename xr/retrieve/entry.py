@@ -8,11 +8,11 @@ writes it in the same transaction as the approval.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from xr import store
 from xr.config import Settings
 from xr.evaluate.labeler import label_report, positives
+from xr.ingest import read_pixels
 from xr.retrieve.text import report_text
 from xr.store import LibraryEntry
 
@@ -21,7 +21,7 @@ def make_entry(s: Settings, study_id: int, text: str, encoder, embed_text) -> Li
     """`encoder`: the drafter's VisionEncoder (its cache holds the drafted images' features);
     `embed_text`: texts -> (n, 384) embeddings."""
     images = store.study_images(s, study_id)
-    pixels = [np.asarray(Image.open(s.data_dir / path).convert("L")) for _, path in images]
+    pixels = [read_pixels(s.data_dir / path, s) for _, path in images]
     feats = encoder.encode(pixels, [h for h, _ in images])
     return LibraryEntry(encoder.name, np.stack([f.pooled for f in feats]).astype(np.float32),
                         embed_text([report_text(text)])[0], positives(label_report(text)))

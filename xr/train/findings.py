@@ -24,6 +24,7 @@ from xr.encode.finding_head import FindingHead, FindingHeadConfig, head_inputs
 from xr.encode.vision import ImageFeatures, VisionEncoder
 from xr.evaluate.classification import expected_calibration_error, roc_auc
 from xr.findings import FINDINGS
+from xr.train.engine import seed_everything
 
 MIN_POSITIVES = 5  # fewer training positives than this: the output is not trained, not guessed
 WEIGHT_DECAYS = (0.3, 1.0, 3.0)
@@ -55,7 +56,7 @@ def label_matrix(exs: list[Example], findings: list[str]) -> np.ndarray:
 
 def fit(x: np.ndarray, y: np.ndarray, findings: list[str], weight_decay: float, seed: int = 0,
         steps: int = 300) -> FindingHead:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     head = FindingHead(FindingHeadConfig(findings=findings, input_dim=x.shape[1]))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     head.mean.copy_(xt.mean(0))

@@ -34,6 +34,7 @@ from xr.encode.text import TextEmbedder
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
+from xr.ingest import read_pixels
 from xr.normalize import informative, normalize
 from xr.report import split_sections
 from xr.train.edits import EditsError, edit_lines
@@ -48,10 +49,9 @@ def labels_vector(text: str) -> np.ndarray:
 
 
 def image_features(case, encoder) -> tuple[list[np.ndarray], list[int]]:
-    from PIL import Image
     if not case.image_paths:
         return [], []
-    pix = [np.asarray(Image.open(p).convert("L")) for p in case.image_paths]
+    pix = [read_pixels(p) for p in case.image_paths]
     feats = encoder.encode(pix)
     return [f.regions for f in feats], [FRONTAL if f.measurements().looks_frontal else LATERAL for f in feats]
 

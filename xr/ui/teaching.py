@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
 from xr import store
 from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
+from xr.ingest import read_pixels
 from xr.report import compose_report, literal_markdown
 from xr.retrieve.library import has_report
 from xr.ui.common import PRIVATE, refusing, username
@@ -100,7 +99,7 @@ class Teaching:
                 self._drafts[case.id] = self.ws.draft([case.image], "", actor=None,
                                                       exclude=frozenset({case.id})).draft.to_json()
         d = self._drafts[case.id]
-        pixels = [np.asarray(Image.open(case.image).convert("L"))]
+        pixels = [read_pixels(case.image)]
         return views_of(pixels, d["views"], d["fusion_weights"]), d["report"]
 
     def _answer(self, case: TeachingCase, draft: str, guess: str) -> tuple:

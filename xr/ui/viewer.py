@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from xr.ingest import read_pixels
 from xr.result import unrle
 from xr.store import StudyView
 from xr.ui.common import PRIVATE
@@ -51,7 +52,7 @@ def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: 
 def stored_views(study: StudyView) -> list[View]:
     """Viewer views of a stored study (`store.study_view`): its images with its latest draft's overlays."""
     d = study.draft
-    pixels = [np.asarray(Image.open(im.path).convert("L")) for im in study.images]
+    pixels = [read_pixels(im.path) for im in study.images]
     return views_of(pixels, d.views if d else [], d.fusion_weights if d else {})
 
 
