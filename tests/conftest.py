@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +112,14 @@ def db_env(request, env, monkeypatch) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def workstation_factory():
-    """Models load once per session; each test gets its own Settings (and so its own database)."""
+def workstation_factory(tmp_path_factory):
+    """Models load once per session; each test gets its own Settings (and so its own database). The shared
+    drafter has settings of its own: a scratch data folder for its feature cache, no ONNX export (eager)."""
     from xr.workstation import Workstation
 
-    shared_ws = Workstation()
+    scratch = tmp_path_factory.mktemp("shared-models")
+    shared_ws = Workstation(replace(settings(), data_dir=scratch, onnx_dir=scratch / "onnx",
+                                    database_url=f"sqlite:///{scratch / 'xr.sqlite3'}"))
 
     def make(s: Settings) -> Workstation:
         ws = Workstation(s)

@@ -114,8 +114,8 @@ def disk(tmp_path) -> Iterator[Disk]:
 
 @pytest.fixture(scope="module")
 def encoder_off_the_disk(workstation_factory, tmp_path_factory):
-    """The shared drafter's feature cache is placed in the data directory of the first test to encode an
-    image; it must not be a tmpfs these tests fill up and unmount."""
+    """The shared drafter's encoder loaded before the tmpfs tests (its feature cache is in the shared
+    models' own scratch folder, conftest's workstation_factory: never on a tmpfs these tests fill up)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XR_DATA_DIR", str(tmp_path_factory.mktemp("warm")))
         mp.setenv("XR_SALT", "test-salt")

@@ -109,20 +109,23 @@ def test_generator_steps_and_beam_match_pytorch(use_onnx):
 
 
 def test_draft_on_onnx_says_so_and_matches_eager(use_onnx, env, monkeypatch):
+    from xr.config import settings
     from xr.workstation import Workstation
 
+    # Each Workstation is an entry point: it reads the settings (XR_BACKEND as the test sets it) once.
+
     paths = [IU / "CXR1002_IM-0004-1001.png", IU / "CXR1002_IM-0004-2001.png"]
-    onnx = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    onnx = Workstation(settings()).draft(paths, "chest pain", actor=None).draft
     assert "lung_unet onnx-fp32" in onnx.timings["backend"] and "generator onnx-fp32" in onnx.timings["backend"]
     assert "CPUExecutionProvider" in onnx.timings["backend"]
     monkeypatch.setenv("XR_BACKEND", "eager")
-    eager = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    eager = Workstation(settings()).draft(paths, "chest pain", actor=None).draft
     assert eager.timings["backend"].startswith("lung_unet eager")
     assert onnx.report == eager.report
     assert max(abs(onnx.findings[k] - eager.findings[k]) for k in eager.findings) < 1e-3
     assert [v.lung_mask for v in onnx.views] == [v.lung_mask for v in eager.views]
     monkeypatch.setenv("XR_BACKEND", "int8")
-    int8 = Workstation(env).draft(paths, "chest pain", actor=None).draft
+    int8 = Workstation(settings()).draft(paths, "chest pain", actor=None).draft
     assert "lung_unet onnx-int8" in int8.timings["backend"] and int8.report
 
 
