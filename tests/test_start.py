@@ -29,6 +29,8 @@ def test_installer_prints_each_step(tmp_path):
     shutil.copy(ROOT / "scripts" / "env.sh", tmp_path / "scripts" / "env.sh")
     for name in ("requirements.txt", "requirements-nodeps.txt"):
         (tmp_path / name).write_text("somepackage==1.0\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0  # pinned once, here\nsomepackage==1.0\n")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(STUB_PIP)
@@ -40,15 +42,16 @@ def test_installer_prints_each_step(tmp_path):
 
     r = install()
     assert r.returncode == 0, r.stderr
-    steps = re.findall(r"^\[(\d)/3 \d\d:\d\d:\d\d\] (.+)$", r.stderr, re.M)
-    assert [n for n, _ in steps] == ["1", "2", "3"], r.stderr
-    assert "torch" in steps[0][1] and "requirements.txt" in steps[1][1]
-    assert r.stderr.count("Collecting something (pip output)") == 3  # pip's lines reach the console
+    steps = re.findall(r"^\[(\d)/4 \d\d:\d\d:\d\d\] (.+)$", r.stderr, re.M)
+    assert [n for n, _ in steps] == ["1", "2", "3", "4"], r.stderr
+    assert "torch==2.13.0" in steps[0][1] and "requirements.txt" in steps[1][1] and "editable" in steps[3][1]
+    assert r.stderr.count("Collecting something (pip output)") == 4  # pip's lines reach the console
     assert re.search(r"^Installed in \d+ s$", r.stderr, re.M)
     calls = (python.parent / "calls").read_text().splitlines()
-    assert len(calls) == 3 and not any(" -q" in c for c in calls), calls
+    assert len(calls) == 4 and not any(" -q" in c for c in calls), calls
+    assert "torch==2.13.0" in calls[0] and "--no-deps -e" in calls[3]  # torch's pin read from requirements.txt
     again = install()  # installed: nothing to say
-    assert again.returncode == 0 and again.stderr == "" and len((python.parent / "calls").read_text().splitlines()) == 3
+    assert again.returncode == 0 and again.stderr == "" and len((python.parent / "calls").read_text().splitlines()) == 4
 
 
 TINY_EXPORT = """
