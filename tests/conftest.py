@@ -27,8 +27,9 @@ IU = SHARED / "data" / "iu_xray" / "images_openi"
 
 # Modules whose tests take minutes on a 2-core machine (they start the app, worker processes or Ray, or
 # train): `-m "not slow"` leaves them out of the fast loop; CI runs everything.
+# (measured: `--durations` of a whole CI run, 2026-12-01; tests/load alone is 15 minutes of the 39)
 SLOW_MODULES = {"test_app", "test_access", "test_batch", "test_start", "test_concurrency", "test_faults", "test_refiner", "test_onnx",
-                "test_train_engine"}
+                "test_train_engine", "test_bad_input", "test_evaluate", "test_cli"}
 
 
 def pytest_collection_modifyitems(config, items):
