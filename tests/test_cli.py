@@ -32,11 +32,16 @@ def test_draft_json_two_views(tmp_path, nih_pixels):
     assert out["report"].startswith("FINDINGS:") and "XXXX" not in out["report"]
     assert [v["view"] for v in out["views"]] == ["frontal", "lateral"]
     assert [v["view_source"] for v in out["views"]] == ["dicom", "dicom"]
-    assert 0.2 < out["views"][0]["measurements"]["ctr"] < 1.0 and out["views"][1]["measurements"] is None
+    assert 0.2 < out["views"][0]["measurements"]["lung_border_ratio"] < 1.0 and out["views"][1]["measurements"] is None
     from xr.result import unrle
 
     mask = unrle(out["views"][0]["lung_mask"])
-    assert mask.shape == (512, 512) and 0.15 < mask.mean() < 0.5
+    assert mask.shape == (256, 256) and 0.15 < mask.mean() < 0.5
+    evidence = out["views"][0]["evidence"]  # maps of the most probable findings, on the frontal view only
+    assert len(evidence) == 3 and "No Finding" not in evidence and out["views"][1]["evidence"] == {}
+    ranked = sorted((f for f in evidence), key=lambda f: -out["findings"][f])
+    assert list(evidence) == ranked and all(len(m) == 16 and max(map(max, m)) == 1.0 for m in evidence.values())
+    assert out["timings"]["eye"] == "the shipped finding head"
     assert out["model"] == "dffg" and set(out["findings"]) == set(FINDINGS)  # the default drafter
     assert set(out["fusion_weights"]) == {"0", "1"}
     assert 0.0 <= min(out["findings"].values()) and max(out["findings"].values()) <= 1.0

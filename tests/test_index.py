@@ -105,7 +105,7 @@ def test_restart_loads_approvals_and_backfill_adds_the_missing(drafted, env):
     assert stats["cases"] == {"iu": 2069, "nih": 497, "approved": 1}
     assert stats["with_images"] == {"iu": 4, "nih": 497, "approved": 1}
     assert stats["with_reports"] == {"iu": 2069, "approved": 1}
-    assert stats["image_index"] == {"type": "IndexFlatIP", "dim": 512, "vectors": 502}
+    assert stats["image_index"] == {"type": "IndexFlatIP", "dim": 728, "vectors": 502}
     assert stats["text_index"] == {"type": "IndexFlatIP", "dim": 384, "vectors": 2070}
 
     store.approve(env, result.study_id, "Amended without an entry.", RAD)  # a path that computed no embeddings

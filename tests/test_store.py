@@ -157,7 +157,7 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
     assert redrafted.study_id == pending and store.study_view(db_env, pending).status == "drafted"
     v = store.study_view(db_env, first.study_id)
-    assert v.draft.views[0]["lung_mask"]["size"] == [512, 512]  # overlays survive a reopen
+    assert v.draft.views[0]["lung_mask"]["size"] == [256, 256]  # overlays survive a reopen
     assert v.text == first.draft.report and v.approval is None
 
 

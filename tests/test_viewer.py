@@ -39,7 +39,7 @@ def test_render_zooms_into_the_clicked_region_with_overlays(nih_pixels):
     region, elsewhere = nih_pixels[top:bottom, left:right], nih_pixels[h // 2:, w // 2:]
     assert abs(zoomed[..., 0].mean() - region.mean()) < 2
     assert abs(region.mean() - elsewhere.mean()) > 10  # so the check above could fail
-    heat = np.asarray(render(view, "heatmap", 128, 255, False, 1, (0.5, 0.5))).astype(int)
+    heat = np.asarray(render(view, "fusion weights", 128, 255, False, 1, (0.5, 0.5))).astype(int)
     assert (heat[..., 0] - heat[..., 2]).mean() != 0  # coloured, not grey
     lungs = np.asarray(render(view, "lung mask", 128, 255, False, 1, (0.5, 0.5))).astype(int)
     assert (lungs[..., 1] > lungs[..., 0]).mean() > 0.05  # green fill over the mask
@@ -49,12 +49,17 @@ def test_views_hang_frontal_left_lateral_right_and_laterals_have_no_lung_mask(ni
     """Issue 16.8/16.9: the hanging protocol puts the frontal view first with the lateral beside it, and
     the lung mask (a frontal-film model) is not drawn on a lateral view."""
     mask = rle(np.ones((512, 512), bool))
+    evidence = {"Cardiomegaly": np.eye(16).tolist(), "Pleural Effusion": np.ones((16, 16)).tolist()}
     draft_views = [{"view": "lateral", "lung_mask": mask}, {"view": "frontal", "lung_mask": mask,
-                                                           "measurements": {"ctr": 0.45}}]
+                                                           "measurements": {"lung_border_ratio": 0.45}, "evidence": evidence}]
     lateral, frontal = nih_pixels[:, ::-1].copy(), nih_pixels
     views = views_of([lateral, frontal], draft_views, {"0": [[0.5]], "1": [[0.5]]})
     assert [v.view for v in views] == ["frontal", "lateral"]
-    assert views[0].mask == mask and views[1].mask is None and "CTR estimate 0.45" in views[0].caption
+    assert views[0].mask == mask and views[1].mask is None
+    assert "0.45" not in views[0].caption  # the lung-border heart-size estimate is not calibrated: not shown as a CTR
+    assert views[0].evidence == ("Cardiomegaly", evidence["Cardiomegaly"]) and views[1].evidence is None
+    shaded = np.asarray(render(views[0], "evidence", 128, 255, False, 1, (0.5, 0.5))).astype(int)
+    assert (shaded[..., 0] - shaded[..., 2]).std() > 5  # the diagonal map drawn, not a flat wash
     assert hanging(views, "1") == (views[0], views[1]) and hanging(views, "2") == (views[1], views[0])
     assert hanging(views[:1], "1") == (views[0], None)
     plain = np.asarray(render(views[1], "none", 128, 255, False, 1, (0.5, 0.5)))

@@ -18,7 +18,7 @@ from xr.config import ASSETS, ROOT
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import FindingHead
 from xr.encode.lungs import measure
-from xr.encode.vision import GRID, VisionEncoder
+from xr.encode.vision import EYE_CHANNELS, GRID, VisionEncoder
 from xr.evaluate.classification import expected_calibration_error, roc_auc
 from xr.result import rle, unrle
 from xr.train.findings import fit, is_validation
@@ -50,7 +50,7 @@ def test_frontal_and_lateral_from_the_image(shared, encoder):
     fm, lm = frontal.measurements(), lateral.measurements()
     assert fm.looks_frontal and not lm.looks_frontal
     assert 0.3 < fm.ctr < 0.9  # a measurable ratio on a real PA film
-    assert frontal.regions.shape == (GRID, GRID, 512) and frontal.xception.shape == (2048,)
+    assert frontal.regions.shape == (GRID, GRID, 512) and frontal.eye.shape == (GRID, GRID, EYE_CHANNELS)
 
 
 def test_feature_cache_round_trip_and_recovery(shared, tmp_path):
@@ -60,7 +60,7 @@ def test_feature_cache_round_trip_and_recovery(shared, tmp_path):
     files = list(tmp_path.rglob("abc123.safetensors"))
     assert len(files) == 1
     again = enc.encode([np.zeros_like(px)], ["abc123"])[0]  # a cache hit: the pixels are not looked at
-    np.testing.assert_array_equal(again.xception, first.xception)
+    np.testing.assert_array_equal(again.eye, first.eye)
     np.testing.assert_array_equal(again.mask, first.mask)
     files[0].write_bytes(b"truncated by a crash")
     recomputed = enc.encode([px], ["abc123"])[0]
@@ -82,11 +82,43 @@ def test_shipped_head_loads_and_predicts(shared, encoder):
     assert p.shape == (1, len(head.config.findings)) and (0 < p).all() and (p < 1).all()
 
 
+def test_evidence_maps_are_exact_depend_on_the_model_and_stay_in_the_lungs(shared, encoder):
+    """A map that did not depend on the weights (an edge detector, the mask) would pass for one; this
+    catches it: the same film under randomised weights gives another map. And being a class activation
+    map of a linear head, its raw regional shares add up to the logit's image part."""
+    f = encoder.encode([grey(NIH / "00000075_000.png")])[0]
+    head = FindingHead.from_pretrained(ASSETS / "finding_head")
+    maps = head.evidence(None, f, ["Cardiomegaly", "Pleural Effusion"])
+    lungs = f.lung_weights() > 0
+    for m in maps.values():
+        assert m.shape == (GRID, GRID) and m.max() == pytest.approx(1.0) and m[~lungs].max() == 0
+        assert (m[lungs] > 0).mean() > 0.1  # not a single hot cell
+    assert np.corrcoef(maps["Cardiomegaly"].ravel(), maps["Pleural Effusion"].ravel())[0, 1] < 0.95
+    randomised = FindingHead.from_pretrained(ASSETS / "finding_head")
+    with torch.no_grad():
+        randomised.linear.weight.normal_(generator=torch.Generator().manual_seed(0))
+    other = randomised.evidence(None, f, ["Cardiomegaly"])["Cardiomegaly"]
+    assert np.corrcoef(maps["Cardiomegaly"].ravel(), other.ravel())[0, 1] < 0.8
+
+    from xr.encode.finding_head import _Pooled, head_inputs, measurement_row
+    w = f.lung_weights()
+    spatial = torch.from_numpy((f.eye * (w * w.size)[..., None]).transpose(2, 0, 1).copy())[None]
+    module = _Pooled(head, torch.tensor([measurement_row(f)], dtype=torch.float32))
+    shares = torch.einsum("kc,chw->khw", module.fc.weight, spatial[0]) / w.size  # per region, raw
+    with torch.no_grad():
+        logit = head(torch.from_numpy(head_inputs([f])))[0]
+        image_part = head.linear.weight[:, :EYE_CHANNELS] @ head.standardise(torch.from_numpy(head_inputs([f])))[0, :EYE_CHANNELS]
+    j = head.findings.index("Cardiomegaly")
+    centre = (head.linear.weight[j, :EYE_CHANNELS] * head.scale[:EYE_CHANNELS] * head.mean[:EYE_CHANNELS] / head.std[:EYE_CHANNELS]).sum()
+    assert float(shares[j].sum() - centre) == pytest.approx(float(image_part[j]), abs=1e-3)
+    assert torch.isfinite(logit).all()
+
+
 def test_fit_learns_and_stays_calibrated():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 20)).astype(np.float32)
     y = (x[:, :1] + 0.5 * rng.normal(size=(400, 1)) > 1.3).astype(np.float32)  # ~10 % positives
-    head = fit(x, y, ["Cardiomegaly"], weight_decay=1e-3)
+    head = fit(x, y, ["Cardiomegaly"], weight_decay=1e-3, groups=[20])
     p = torch.sigmoid(head(torch.from_numpy(x))).detach().numpy()[:, 0]
     assert roc_auc(y[:, 0], p) > 0.9
     assert abs(p.mean() - y.mean()) < 0.05  # class weighting undone: probabilities near the base rate

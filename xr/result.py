@@ -28,8 +28,11 @@ class ViewResult:
     view_source: str  # "dicom" (ViewPosition) or "image" (read off the lung mask)
     content_hash: str
     fusion_weights: list[list[float]]  # grid over the image, 0..1: how much each region drove the draft
-    measurements: dict | None  # lung fraction, cardiothoracic ratio estimate (frontal views)
+    # frontal views: lung fraction, and the heart/thorax width ratio read off the lung borders, which the finding
+    # head uses; it reads lower than a measured cardiothoracic ratio and is not calibrated to one, so no view shows it
+    measurements: dict | None
     lung_mask: dict | None  # run-length encoded mask: {"size": [h, w], "counts": [zeros, ones, zeros, ...]}
+    evidence: dict[str, list[list[float]]] = field(default_factory=dict)  # finding -> map, most probable first
 
 
 @dataclass

@@ -57,7 +57,7 @@ class Actor:
 @dataclass(frozen=True)
 class LibraryEntry:
     image_encoder: str  # features from another encoder are not comparable, and are not searched
-    image_features: np.ndarray  # (views, 512) float32 pooled features, raw: centred at load on the library mean
+    image_features: np.ndarray  # (views, D) float32 pooled image features (D: the encoder's), raw: centred at load on the library mean
     text_embedding: np.ndarray  # (384,) float32 MiniLM of the report text
     labels: list[str]  # labeler positives on the approved text
 

@@ -166,7 +166,7 @@ def test_views_hang_side_by_side_with_keys_and_drag(open_page, live_app, screens
     expect(page.locator("#finding-probabilities .output-class")).to_have_count(0)
     page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("o")
-    expect(which.get_by_label("heatmap")).to_be_checked()
+    expect(which.get_by_label("evidence")).to_be_checked()
     page.keyboard.press("o")
     expect(which.get_by_label("none")).to_be_checked()
     page.keyboard.press("v")

@@ -12,18 +12,17 @@ from xr.machine import machine, percentiles
 
 def bench_encoders(pixels: np.ndarray, repeats: int = 10) -> dict:
     """Per-image time of each encoder stage, eager PyTorch, batch of one, on this machine."""
-    from xr.encode.vision import XCEPTION_SIZE, VisionEncoder
+    from xr.encode.vision import MIDDLE_BLOCKS, UNET_SIZE, XCEPTION_SIZE, VisionEncoder, batch
     from xr.encode.xception import grey_to_input
 
     enc = VisionEncoder()  # no cache: every run computes
-    unet_in = torch.from_numpy(enc.unet_input(pixels))[None, None]
-    x_in = grey_to_input(torch.from_numpy(enc.xception_input(pixels))[None, None])
-    small = torch.nn.functional.interpolate(unet_in, size=256, mode="bilinear")
+    unet_in = torch.from_numpy(batch(enc.unet_input, [pixels]))
+    x_in = grey_to_input(torch.from_numpy(batch(enc.xception_input, [pixels])))
     with torch.inference_mode():
         rows = {
-            "lung U-Net, mask + features (512x512)": percentiles(lambda: enc.unet.segment_and_encode(unet_in), repeats),
-            "lung U-Net, encoder only (256x256)": percentiles(lambda: enc.unet.encode(small), repeats),
-            f"Xception ({XCEPTION_SIZE}x{XCEPTION_SIZE})": percentiles(lambda: enc.xception(x_in), repeats),
+            f"lung U-Net, mask + features ({UNET_SIZE}x{UNET_SIZE})": percentiles(lambda: enc.unet.segment_and_encode(unet_in), repeats),
+            f"Xception to middle block {MIDDLE_BLOCKS} ({XCEPTION_SIZE}x{XCEPTION_SIZE})":
+                percentiles(lambda: enc.xception.forward_middle(x_in, MIDDLE_BLOCKS), repeats),
         }
     rows["whole VisionEncoder.encode (one image)"] = percentiles(lambda: enc.encode([pixels]), repeats)
     return {"machine": machine(), "stages": rows}

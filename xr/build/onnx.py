@@ -32,9 +32,8 @@ from xr.decode.onnx import OnnxGenerator
 from xr.decode.processing import ENCODE_INPUTS, DFFGInputs, Example, collate
 from xr.decode.vocab import BOS, Vocabulary
 from xr.draft.dffg import DFFG_DIR
+from xr.encode import vision
 from xr.encode.lung_unet import LungUNet
-from xr.encode.transforms import Resize
-from xr.encode.vision import XCEPTION_SIZE, unet_transform
 from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
 from xr.ingest import read_pixels
@@ -116,24 +115,22 @@ class _Segment(nn.Module):
 
 
 class _Features(nn.Module):
-    """Grey pixels 0..255 -> pooled Xception features, the input scaling inside the graph."""
+    """Grey pixels 0..255 -> Xception's middle-flow features (the eye's), the input scaling inside the graph."""
 
     def __init__(self, xception: Xception) -> None:
         super().__init__()
         self.xception = xception
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.xception(grey_to_input(pixels))
+        return self.xception.forward_middle(grey_to_input(pixels), vision.MIDDLE_BLOCKS)
 
 
 def unet_batch(images: list[np.ndarray]) -> np.ndarray:
-    t = unet_transform()
-    return np.stack([t(im) for im in images])[:, None].astype(np.float32)
+    return vision.batch(vision.unet_transform(), images)
 
 
 def xception_batch(images: list[np.ndarray]) -> np.ndarray:
-    r = Resize(XCEPTION_SIZE)
-    return np.stack([r(im) for im in images])[:, None].astype(np.float32)
+    return vision.batch(vision.xception_transform(), images)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,7 +149,7 @@ def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
     xception = Xception.from_pretrained(ASSETS / "xception")
     study = images[:2]  # time a two-view study, as a draft runs it
     entries = {}
-    for name, module, batch, outputs, int8 in (("lung_unet", _Segment(unet), unet_batch, ["logits", "deep"], True),
+    for name, module, batch, outputs, int8 in (("lung_unet", _Segment(unet), unet_batch, ["logits", "stage3", "deep"], True),
                                                ("xception", _Features(xception), xception_batch, ["features"], False)):
         variants = {"fp32": out / f"{name}.onnx"} | ({"int8": out / f"{name}.int8.onnx"} if int8 else {})
         _export(module, (torch.from_numpy(batch(images[:1])),), variants["fp32"], ["pixels"], outputs,
@@ -178,9 +175,10 @@ def _parity(name: str, ref: list[np.ndarray], got: list[np.ndarray]) -> dict:
     if name == "lung_unet":
         library = load_file(str(ASSETS / "case_library" / "image_embeddings.safetensors"))["mean"]  # as retrieval centres
         return {"mask_iou": mask_iou(ref[0].argmax(1).astype(bool), got[0].argmax(1).astype(bool)),
-                "features_max_abs": float(np.abs(ref[1] - got[1]).max()),
-                "embedding_cosine": cosine(embed(ref[1].mean((2, 3)), library), embed(got[1].mean((2, 3)), library))}
-    return {"features_max_abs": float(np.abs(ref[0] - got[0]).max()), "cosine": cosine(ref[0], got[0])}
+                "features_max_abs": float(max(np.abs(ref[1] - got[1]).max(), np.abs(ref[2] - got[2]).max())),
+                "embedding_cosine": cosine(embed(ref[2].mean((2, 3)), library), embed(got[2].mean((2, 3)), library))}
+    pooled = [r.mean((2, 3)) for r in (ref[0], got[0])]
+    return {"features_max_abs": float(np.abs(ref[0] - got[0]).max()), "cosine": cosine(*pooled)}
 
 
 # ---- generator ------------------------------------------------------------------------------------

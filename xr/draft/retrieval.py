@@ -17,9 +17,9 @@ from collections import Counter
 
 import numpy as np
 
-from xr.config import ASSETS, Settings, settings
+from xr.config import Settings, settings
 from xr.encode.cache import FeatureCache
-from xr.encode.finding_head import FindingHead
+from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
@@ -40,12 +40,12 @@ class RetrievalDrafter:
     version = "0.3.0"
 
     def __init__(self, encoder: VisionEncoder | None = None, index: CaseIndex | None = None,
-                 head: FindingHead | None = None, k: int = 15, temperature: float = 0.05, s: Settings | None = None) -> None:
+                 eye: Eye | None = None, k: int = 15, temperature: float = 0.05, s: Settings | None = None) -> None:
         s = s or settings()
         self.encoder = encoder or VisionEncoder(cache=FeatureCache(s.data_dir / "cache"), s=s)
         self.index = index or CaseIndex()
         self.library = self.index.library
-        self.head = head or FindingHead.from_pretrained(ASSETS / "finding_head")
+        self.eye = eye or eye_for(s)
         self.k, self.temperature = k, temperature
         reports = self.library.reports
         self.base_rate = self.library.report_labels.mean(0)
@@ -73,17 +73,19 @@ class RetrievalDrafter:
             heat = embed(f.regions, self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
             heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
             measurements = {"lung_fraction": round(m.lung_fraction, 4),
-                            "ctr": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
+                            "lung_border_ratio": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
             views.append(ViewResult(i, view, source, im.content_hash, np.round(heat, 3).tolist(), measurements,
                                     rle(f.mask)))
-        frontal = [f for f, v in zip(feats, views, strict=False) if v.view == "frontal"] or feats
-        head_probs = self.head.probabilities(frontal).mean(0)
+        read = read_frontal(self.eye, [im.pixels for im in study.images], feats, [v.view == "frontal" for v in views])
         probs = self.base_rate.copy()
-        for j, name in enumerate(self.head.config.findings):
-            probs[FINDINGS.index(name)] = head_probs[j]
+        for name, p in read.items():
+            probs[FINDINGS.index(name)] = p
         t2 = time.perf_counter()
 
-        findings = {name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.head.config.findings}
+        findings = {name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.eye.findings}
+        for v, im, f in zip(views, study.images, feats, strict=True):
+            if v.view == "frontal":
+                v.evidence = evidence_for(self.eye, findings, im.pixels, f)
         best = self._choose_report(probs, indication, exclude)
         t3 = time.perf_counter()
 
@@ -91,7 +93,8 @@ class RetrievalDrafter:
                                            findings, k=6, exclude={study_case_id(study.key), *exclude},
                                            views=[v.view for v in views])
         notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
-                 "probabilities. Heatmaps show which regions drove the image match."]
+                 "probabilities. Heatmaps show which regions drove the image match.",
+                 f"Finding probabilities from the frontal views by {self.eye.name}."]
         if not any(v.view == "frontal" for v in views):
             notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
         return DraftResult(
@@ -103,7 +106,7 @@ class RetrievalDrafter:
             model=self.model,
             model_version=self.version,
             timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3,
-                     "similar_ms": (time.perf_counter() - t3) * 1e3},
+                     "similar_ms": (time.perf_counter() - t3) * 1e3, "eye": self.eye.name},
             notes=notes,
         )
 

@@ -1,7 +1,8 @@
 """Lung-field segmentation U-Net with a VGG11 encoder (TernausNet layout), read top to bottom.
 
 Trained on chest X-rays (Montgomery + Shenzhen), so its encoder is our chest-X-ray-adapted feature
-extractor: `encode` stops at the deepest encoder stage, `forward` gives lung logits.
+extractor: `encode` stops at the deepest encoder stage, `forward` gives lung logits. Trained at 512 px;
+the product runs it at 256 px (xr.encode.vision), where its masks stay usable and it is 4x faster.
 """
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ class LungUNet(Pretrained):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.segment_and_encode(x)[0]
 
-    def segment_and_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lung logits (B,2,H,W) and the deepest encoder features (B,512,H/16,W/16) from one pass."""
+    def segment_and_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From one pass: lung logits (B,2,H,W), the third stage (B,256,H/4,W/4: local texture, which the
+        eye reads) and the deepest encoder features (B,512,H/16,W/16)."""
         s1, s2, s3, s4, s5 = self._stages(x)
         d = self.center(F.max_pool2d(s5, 2))
         d = self.dec5(torch.cat([d, s5], 1))
@@ -85,4 +87,4 @@ class LungUNet(Pretrained):
         d = self.dec3(torch.cat([d, s3], 1))
         d = self.dec2(torch.cat([d, s2], 1))
         d = self.dec1(torch.cat([d, s1], 1))
-        return self.out(d), s5
+        return self.out(d), s3, s5

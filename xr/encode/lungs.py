@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MASK_SIZE = 512  # the U-Net's training size; smaller inputs lose a tenth of the mask or more
-
 
 @dataclass(frozen=True)
 class LungMeasurements:

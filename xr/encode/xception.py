@@ -117,6 +117,14 @@ class Xception(Pretrained):
             x = F.relu(sepconv(x))
         return x
 
+    def forward_middle(self, x: torch.Tensor, blocks: int = 8) -> torch.Tensor:
+        """(B,3,H,W) -> (B,728,~H/16,~W/16) after the entry flow and the first `blocks` middle-flow blocks:
+        mid-level features, which transfer to radiographs better than the ImageNet-specific exit flow."""
+        x = self.block4(self.block3(self.block2(self.block1(x))))
+        for block in self.middle[:blocks]:
+            x = block(x)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) -> (B,2048) global-average-pooled features: the Keras `pooling="avg"` output."""
         return self.forward_features(x).mean((2, 3))

@@ -33,3 +33,13 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
         if sel.any():
             total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
     return float(total / max(len(y), 1))
+
+
+def bootstrap_auc(y: np.ndarray, scores: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile interval of the AUC over resamples of the films (None where it is undefined): with
+    a few dozen positives an AUC is uncertain by about +-0.1, and the interval says by how much."""
+    y, scores = np.asarray(y).astype(bool), np.asarray(scores)
+    rng = np.random.default_rng(seed)
+    aucs = [a for a in (roc_auc(y[i], scores[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(resamples)))
+            if a is not None]
+    return (float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))) if aucs else None

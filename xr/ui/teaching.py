@@ -1,4 +1,4 @@
-"""The educator's workspace: the case library by finding, each case's images with heatmap and lung mask,
+"""The educator's workspace: the case library by finding, each case's images with evidence map and lung mask,
 quiz mode (the report stays on the server until revealed), and the model's draft against the reference
 with per-case scores."""
 from __future__ import annotations

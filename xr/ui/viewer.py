@@ -1,8 +1,9 @@
 """The image viewer every workspace shares, laid out as a reading station's hanging protocol: the frontal
 view on the left and the lateral on the right, side by side at the height of the screen; window/level by
-dragging over the film (or the sliders), zoom by clicking where to look, and the fusion-weight heatmap or
-the lung mask on top. Keyboard: V next view, O overlay on/off (xr/ui/keys.js). Rendering runs on the
-server from the stored 8-bit pixels, so what a radiologist sees is what the models saw."""
+dragging over the film (or the sliders), zoom by clicking where to look, and on top the evidence map of
+the most probable finding, the fusion weights or the lung mask. Keyboard: V next view, O overlay on/off
+(xr/ui/keys.js). Rendering runs on the server from the stored 8-bit pixels, so what a radiologist sees is
+what the models saw."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from xr.store import StudyView
 from xr.ui.common import PRIVATE
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
-OVERLAYS = ("none", "heatmap", "lung mask")
+OVERLAYS = ("none", "evidence", "fusion weights", "lung mask")
+FLAT_FUSION = ("*Fusion weights: the generator's visual pathway was trained on 4 studies with images, so its "
+               "gates are almost the same everywhere (s.d. about 0.002) and this map says little.*")
 DISPLAY = 1024  # longest side of the picture sent to the browser
 HEIGHT = "calc(100vh - 150px)"  # a film is read at the height of the screen
 DEFAULT_WINDOW = (128, 255, False, 1)  # centre, width, invert, zoom
@@ -28,6 +31,7 @@ class View:
     pixels: np.ndarray  # uint8 HxW as stored
     caption: str
     grid: list[list[float]] | None = None  # fusion weights over the image's regions
+    evidence: tuple[str, list[list[float]]] | None = None  # (finding, map over the regions): the most probable
     mask: dict | None = None  # lung mask, run-length encoded; frontal views only
     view: str = "unknown"  # "frontal", "lateral" or "unknown"
 
@@ -41,11 +45,9 @@ def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: 
         v = draft_views[i] if i < len(draft_views) else {}
         kind = v.get("view", "unknown")
         caption = f"View {i + 1}: {kind}"
-        ctr = (v.get("measurements") or {}).get("ctr")
-        if ctr is not None:
-            caption += f" · CTR estimate {ctr:.2f} (from lung borders; reads lower than a measured CTR)"
-        out.append(View(px, caption, fusion_weights.get(str(i)), v.get("lung_mask") if kind != "lateral" else None,
-                        kind))
+        evidence = next(iter((v.get("evidence") or {}).items()), None)
+        out.append(View(px, caption, grid=fusion_weights.get(str(i)), evidence=evidence,
+                        mask=v.get("lung_mask") if kind != "lateral" else None, view=kind))
     return sorted(out, key=lambda v: {"frontal": 0, "lateral": 1}.get(v.view, 2))
 
 
@@ -60,8 +62,10 @@ def render(view: View, layer: str, centre: float, width: float, invert: bool, fa
            focus: tuple[float, float]) -> Image.Image:
     grey = window_level(view.pixels, centre, width, invert)
     side = max(grey.shape) if factor > 1 else DISPLAY  # zoomed: overlay at full resolution, then crop
-    if layer == "heatmap" and view.grid is not None:
+    if layer == "fusion weights" and view.grid is not None:
         picture = overlay(grey, view.grid, max_side=side)
+    elif layer == "evidence" and view.evidence is not None:
+        picture = overlay(grey, view.evidence[1], max_side=side)
     elif layer == "lung mask" and view.mask is not None:
         picture = mask_overlay(grey, unrle(view.mask), max_side=side)
     else:
@@ -97,7 +101,8 @@ class Viewer:
             with gr.Row():
                 self.which = gr.Radio([], label="View on the left (V: next)", scale=2)
                 self.layer = gr.Radio(list(OVERLAYS), value="none", label="Overlay (O: on/off)",
-                                      info="heatmap: fusion weight per region (red = high); lung mask: frontal only",
+                                      info="evidence: where the most probable finding's probability comes from (red = "
+                                           "most); fusion weights: image vs text per region; lung mask: frontal only",
                                       scale=3)
             with gr.Row(equal_height=True):
                 self.image = gr.Image(label=label, type="pil", interactive=False, height=HEIGHT,
@@ -158,6 +163,14 @@ class Viewer:
         caption = left.caption + (f"  \n{right.caption}" if right else "")
         if layer == "lung mask" and (left.mask is None or (right and right.mask is None)):
             caption += "  \n*No lung mask on a lateral view: the segmentation model reads frontal films only.*"
+        if layer == "evidence":
+            shown = [v.evidence for v in (left, right) if v is not None and v.evidence is not None]
+            caption += (f"  \n*Evidence for {shown[0][0]}: the regions of the lungs that raise the finding "
+                        "head's probability (a class activation map; the heart-size measurements add to it but have no "
+                        "place on the film).*" if shown else
+                        "  \n*No evidence map: it is drawn on frontal views, for the shipped finding head.*")
+        if layer == "fusion weights":
+            caption += "  \n" + FLAT_FUSION
         second = (gr.update(value=render(right, layer, centre, width, invert, factor, focus), visible=True)
                   if right else gr.update(value=None, visible=False))
         return render(left, layer, centre, width, invert, factor, focus), second, caption
@@ -180,8 +193,8 @@ class Viewer:
 
     @staticmethod
     def _toggle(views, layer):
-        """Overlay on/off: off if one is shown, else the heatmap."""
-        return gr.skip() if not views else ("none" if layer != "none" else "heatmap")
+        """Overlay on/off: off if one is shown, else the evidence map."""
+        return gr.skip() if not views else ("none" if layer != "none" else "evidence")
 
     def _click(self, views, which, layer, centre, width, invert, factor, focus, evt: gr.SelectData):
         return self._zoom_at(0, views, which, layer, centre, width, invert, factor, focus, evt)

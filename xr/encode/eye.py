@@ -1,0 +1,47 @@
+"""The eye: where a draft's finding probabilities come from. The user's own chest-X-ray DenseNet-121 when
+`XR_DENSENET_WEIGHTS` names one, else the shipped finding head over our image features. Both read the
+frontal views (what they were trained on) and every draft records which one it used."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from xr.config import ASSETS, Settings
+from xr.encode.vision import ImageFeatures
+
+
+class Eye(Protocol):
+    name: str
+    findings: list[str]  # its outputs, in our vocabulary
+
+    def read(self, pixels: list[np.ndarray], features: list[ImageFeatures]) -> np.ndarray:
+        """(N, len(findings)) probabilities for N films."""
+        ...
+
+    def evidence(self, pixels: np.ndarray, features: ImageFeatures, findings: list[str]) -> dict[str, np.ndarray]:
+        """(GRID, GRID) map per finding, 0..1: where on one film the probability of each comes from."""
+        ...
+
+
+def eye_for(s: Settings) -> Eye:
+    from xr.encode.densenet_eye import densenet_eye
+    from xr.encode.finding_head import FindingHead
+    return densenet_eye(s) or FindingHead.from_pretrained(ASSETS / "finding_head")
+
+
+EVIDENCE_FINDINGS = 3  # maps are drawn for the most probable findings (besides No Finding)
+
+
+def evidence_for(eye: Eye, probabilities: dict[str, float], pixels: np.ndarray, features: ImageFeatures) -> dict[str, list]:
+    """The evidence maps a draft keeps for one frontal view, most probable finding first, rounded for JSON."""
+    top = sorted((f for f in probabilities if f != "No Finding"), key=lambda f: -probabilities[f])[:EVIDENCE_FINDINGS]
+    maps = eye.evidence(pixels, features, top)
+    return {f: np.round(maps[f], 3).tolist() for f in top}
+
+
+def read_frontal(eye: Eye, pixels: list[np.ndarray], features: list[ImageFeatures], frontal: list[bool]) -> dict[str, float]:
+    """The eye's probabilities averaged over a study's frontal views (over every view when it has none)."""
+    chosen = [i for i, f in enumerate(frontal) if f] or list(range(len(pixels)))
+    p = eye.read([pixels[i] for i in chosen], [features[i] for i in chosen]).mean(0)
+    return {name: float(p[j]) for j, name in enumerate(eye.findings)}
