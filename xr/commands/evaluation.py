@@ -1,13 +1,18 @@
-"""`python -m xr eval`, `eval-findings` and `eval-generator`: the models measured on a dataset."""
+"""`python -m xr eval`, `eval-findings`, `eval-images` and `eval-generator`: the models measured on a dataset."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xr.commands.common import vision_encoder
 from xr.errors import UserError
+
+if TYPE_CHECKING:
+    from xr.data.nih import NIHImage
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -51,6 +56,74 @@ def cmd_eval_findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled_images(root: Path, split: str, limit: int | None) -> list[NIHImage]:
+    """The NIH-layout folder's images of one part, checked before any model loads (a bad folder fails fast)."""
+    from xr.data.nih import load_nih
+    from xr.train.findings import is_validation
+
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder")
+    if not (root / "labels.csv").is_file():
+        raise UserError(f"{root}: no labels.csv (expected the NIH ChestX-ray14 layout: labels.csv + images/)")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, not {limit}")
+    try:
+        images = load_nih(root)
+    except (KeyError, ValueError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{root / 'labels.csv'}: not a ChestX-ray14 label sheet ({str(e).splitlines()[0]})") from None
+    # the patient-disjoint parts the finding head was trained and validated on (as eval-findings)
+    images = [im for im in images if split == "all" or is_validation(f"nih:{im.patient_id}") == (split == "val")]
+    images = images[:limit] if limit is not None else images
+    if not images:
+        raise UserError(f"no {split} images in {root.name}")
+    missing = [im.image_id for im in images if not im.path.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} of the {len(images)} {split} images listed in labels.csv are not in "
+                        f"{root.name}/images (first: {missing[0]})")
+    return images
+
+
+def cmd_eval_images(args: argparse.Namespace) -> int:
+    """Draft every image with the app's own drafter and score what the reports state against the labels."""
+    from tqdm import tqdm
+
+    from xr.config import settings
+    from xr.evaluate.images import score_images, to_markdown
+    from xr.ingest import load_study
+    from xr.workstation import Workstation
+
+    root = Path(args.data)
+    images = _labelled_images(root, args.split, args.limit)
+    s = settings()
+    # The drafter without this install's approvals (no index sync): the shipped models, measured reproducibly.
+    drafter = Workstation(s).drafter
+    if args.head:  # another finding head as the eye, e.g. the held-out one the val figures are of
+        from xr.encode.finding_head import FindingHead
+        drafter.eye = FindingHead.from_pretrained(Path(args.head))
+    reports: list[str] = []
+    probabilities: list[dict[str, float]] = []
+    versions: list[tuple[str, str]] = []
+    eyes: list[str] = []
+    for im in tqdm(images, desc="drafting images", unit="image", file=sys.stderr):
+        # The shipped case library holds the NIH sample itself: the image may not retrieve its own labels.
+        own = frozenset({f"nih:{im.image_id.removesuffix('.png')}"})
+        try:
+            result = drafter.draft(load_study([im.path], s), "", exclude=own)
+        except UserError as e:  # an unreadable film: say which one
+            raise UserError(f"{im.image_id}: {e}") from None
+        reports.append(result.report)
+        probabilities.append(result.findings)
+        versions.append((result.model, result.model_version))
+        eyes.append(str(result.timings.get("eye", "")))
+    model, version = (" / ".join(dict.fromkeys(x)) for x in zip(*versions, strict=True))
+    eye = " / ".join(dict.fromkeys(e for e in eyes if e))
+    out = {"data": root.resolve().name, "split": args.split,
+           "drafter": {"model": model, "model_version": version, "eye": eye or None},
+           **score_images([im.labels for im in images], reports, probabilities)}
+    print(json.dumps(out) if args.json else to_markdown(out), end="\n" if args.json else "")
+    return 0
+
+
 def evaluate_generator(directory: Path, data: Path, beam: int | None, threads: int, log) -> None:
     from xr.train.generator import evaluate_modes, write_evaluation
 
@@ -81,9 +154,22 @@ def register(sub) -> None:
     ef.add_argument("--data", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
     ef.add_argument("--split", choices=("val", "train", "all"), default="val",
                     help="val/train: the patient-disjoint parts used in training; all: every image (another dataset)")
-    ef.add_argument("--head", default=None)
+    ef.add_argument("--head", default=None, metavar="DIR",
+                    help="finding head folder (default the shipped one, which was refit on every film of the shared "
+                         "sample: its val part is measured with assets/finding_head/holdout)")
     ef.add_argument("--json", action="store_true")
     ef.set_defaults(fn=cmd_eval_findings)
+
+    ei = sub.add_parser("eval-images", help="draft every image of a labelled NIH-layout folder with the default drafter "
+                                            "and score the findings the reports state (P/R/F1 per finding, two floors)")
+    ei.add_argument("--data", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    ei.add_argument("--split", choices=("val", "train", "all"), default="val",
+                    help="val/train: the patient-disjoint parts the finding head used; all: every image")
+    ei.add_argument("--limit", type=int, default=None, metavar="N", help="draft only the first N images of the part")
+    ei.add_argument("--head", default=None, metavar="DIR",
+                    help="a finding head folder as the eye (e.g. assets/finding_head/holdout: fit without the val part)")
+    ei.add_argument("--json", action="store_true", help="print one JSON object")
+    ei.set_defaults(fn=cmd_eval_images)
 
     e = sub.add_parser("eval-generator", help="measure a trained generator on IU val (modes, ablation, floors); "
                                               "writes EVAL.md and EVAL.json beside its weights")

@@ -6,6 +6,8 @@ over the observations with at least one positive reference, and say how many tho
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from xr.evaluate.labeler import POSITIVE, label_reports
@@ -22,25 +24,32 @@ def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def label_scores(y: np.ndarray, yhat: np.ndarray, names: Sequence[str]) -> dict:
+    """Per-observation precision, recall and F1 of boolean (cases, names) matrices, with micro and macro
+    averages: the one definition every table comparing stated findings with reference labels uses."""
+    y, yhat = np.asarray(y, dtype=bool).reshape(-1, len(names)), np.asarray(yhat, dtype=bool).reshape(-1, len(names))
+    tp, fp, fn = (y & yhat).sum(0), (~y & yhat).sum(0), (y & ~yhat).sum(0)
+    per_obs = {}
+    for j, name in enumerate(names):
+        p, r, f = _prf(tp[j], fp[j], fn[j])
+        per_obs[name] = {"precision": float(p), "recall": float(r), "f1": float(f), "positives": int(y[:, j].sum()),
+                         "predicted": int(yhat[:, j].sum())}
+    micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    present = [n for n in names if per_obs[n]["positives"] > 0]
+    macro = [float(np.mean([per_obs[n][k] for n in present])) if present else 0.0 for k in ("precision", "recall", "f1")]
+    return {
+        "micro": dict(zip(("precision", "recall", "f1"), map(float, micro), strict=True)),
+        "macro": dict(zip(("precision", "recall", "f1"), macro, strict=True)),
+        "macro_over": len(present),
+        "per_observation": per_obs,
+    }
+
+
 def clinical_scores(refs: dict[str, str], preds: dict[str, str]) -> tuple[dict, dict[str, dict]]:
     """(summary, per-case) for raw (not normalised) report texts keyed by case id."""
     ids = sorted(refs)
     y, yhat = label_matrix([refs[i] for i in ids]), label_matrix([preds[i] for i in ids])
-    tp, fp, fn = (y & yhat).sum(0), (~y & yhat).sum(0), (y & ~yhat).sum(0)
-    per_obs = {}
-    for j, name in enumerate(CHEXPERT):
-        p, r, f = _prf(tp[j], fp[j], fn[j])
-        per_obs[name] = {"precision": p, "recall": r, "f1": f, "positives": int(y[:, j].sum()),
-                         "predicted": int(yhat[:, j].sum())}
-    micro = _prf(tp.sum(), fp.sum(), fn.sum())
-    present = [n for n in CHEXPERT if per_obs[n]["positives"] > 0]
-    macro = [float(np.mean([per_obs[n][k] for n in present])) if present else 0.0 for k in ("precision", "recall", "f1")]
-    summary = {
-        "micro": dict(zip(("precision", "recall", "f1"), micro, strict=False)),
-        "macro": dict(zip(("precision", "recall", "f1"), macro, strict=False)),
-        "macro_over": len(present),
-        "per_observation": per_obs,
-    }
+    summary = label_scores(y, yhat, CHEXPERT)
     per_case = {}
     for k, i in enumerate(ids):
         t, f_, n = int((y[k] & yhat[k]).sum()), int((~y[k] & yhat[k]).sum()), int((y[k] & ~yhat[k]).sum())
