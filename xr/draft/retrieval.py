@@ -70,7 +70,7 @@ class RetrievalDrafter:
             sims = np.array([n.similarity for n in neighbours])
             w = np.exp((sims - sims.max()) / self.temperature)
             centre = (w / w.sum()) @ self.library.embeddings[[n.row for n in neighbours]]
-            heat = embed(f.regions, self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
+            heat = embed(f.search_regions(), self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
             heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
             measurements = {"lung_fraction": round(m.lung_fraction, 4),
                             "lung_border_ratio": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None

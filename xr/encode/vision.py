@@ -31,7 +31,8 @@ GRID = 16  # regions per side given to retrieval heatmaps, the generator and the
 UNET_SIZE = 256
 XCEPTION_SIZE = 299
 MIDDLE_BLOCKS = 7  # Xception middle-flow blocks run: the eye's features are the 7th block's output
-EYE_CHANNELS = 728 + 256  # Xception middle flow + U-Net stage 3
+XCEPTION_CHANNELS = 728  # the first channels of the eye's grid: the similar-case search's feature space too
+EYE_CHANNELS = XCEPTION_CHANNELS + 256  # Xception middle flow + U-Net stage 3
 ENCODER_NAME = "vision-v2"  # bump when any output below changes: it keys the feature cache
 
 
@@ -44,6 +45,10 @@ class ImageFeatures:
 
     def measurements(self) -> LungMeasurements:
         return measure(self.mask)
+
+    def search_regions(self) -> np.ndarray:
+        """(GRID, GRID, XCEPTION_CHANNELS): per region, the features whose lung average is `pooled`."""
+        return self.eye[..., :XCEPTION_CHANNELS]
 
     def lung_weights(self) -> np.ndarray:
         """(GRID, GRID) weights summing to 1: each region's share of the lungs (uniform where the mask found none)."""
@@ -119,5 +124,5 @@ class VisionEncoder:
         eye_np = eye.permute(0, 2, 3, 1).half().float().numpy()
         # retrieval by the eye's own features: a neighbour shares a finding with the query more often than by
         # the U-Net's deepest stage (leave-one-out on the NIH sample: p@1 0.30 against 0.21)
-        pooled = [np.einsum("hw,hwc->c", lung_weights(m), e[..., :728]) for m, e in zip(masks, eye_np, strict=True)]
+        pooled = [np.einsum("hw,hwc->c", lung_weights(m), e[..., :XCEPTION_CHANNELS]) for m, e in zip(masks, eye_np, strict=True)]
         return [ImageFeatures(p, r, e, m) for p, r, e, m in zip(pooled, regions, eye_np, masks, strict=True)]
