@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.transforms import CenterSpatialCrop, Compose, NormalizeIntensity, RepeatChannel, Resize, ScaleIntensityRange
+from monai.transforms import CenterSpatialCrop, Compose, EnsureType, NormalizeIntensity, RepeatChannel, Resize, ScaleIntensityRange
 from monai.visualize import GradCAM
 
 from xr.config import Settings
 from xr.encode.densenet import DenseNet121, densenet_from_env
-from xr.encode.vision import GRID
+from xr.encode.vision import GRID, batch
 from xr.findings import FINDINGS, NIH_TO_FINDING
 
 XRV_PATHOLOGIES = (  # torchxrayvision's default_pathologies: the output order of its 18-output models
@@ -42,7 +42,7 @@ def ours(label: str) -> str | None:
 class Release:
     name: str
     labels: tuple[str, ...]
-    transform: Compose  # (1, H, W) uint8 -> the model's input, channel first
+    transform: Compose  # (1, H, W) grey 0..255 -> the model's input, channel first
 
 
 def _square(img: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def _square(img: torch.Tensor) -> torch.Tensor:
 
 def torchxrayvision() -> Release:
     return Release("torchxrayvision DenseNet-121 (224 px, [-1024, 1024])", XRV_PATHOLOGIES, Compose([
-        _square, Resize((224, 224), mode="area"), ScaleIntensityRange(0, 255, -1024, 1024)]))
+        EnsureType(), _square, Resize((224, 224), mode="area"), ScaleIntensityRange(0, 255, -1024, 1024)]))
 
 
 def chexnet() -> Release:
@@ -87,16 +87,14 @@ class DenseNetEye:
     @torch.inference_mode()
     def read(self, pixels: list[np.ndarray], features: object = None) -> np.ndarray:
         """(N, len(findings)) probabilities for N grey uint8 films (it needs none of our features)."""
-        x = torch.stack([torch.as_tensor(self.release.transform(torch.from_numpy(np.ascontiguousarray(p))[None].float()))
-                         for p in pixels])
-        p = torch.sigmoid(self.model(x))  # (N, outputs)
+        p = torch.sigmoid(self.model(torch.from_numpy(batch(self.release.transform, pixels))))  # (N, outputs)
         spread = torch.where(self.assign[None], p[:, :, None], torch.zeros(()))  # (N, outputs, findings)
         return spread.amax(1).numpy()
 
     def evidence(self, pixels: np.ndarray, features: object, findings: list[str]) -> dict[str, np.ndarray]:
         """(GRID, GRID) Grad-CAM map per finding (MONAI), 0..1, on the model's last dense block, for the
         output that speaks loudest for it; on the model's own (cropped, resized) input frame."""
-        x = torch.as_tensor(self.release.transform(torch.from_numpy(np.ascontiguousarray(pixels))[None].float()))[None]
+        x = torch.from_numpy(batch(self.release.transform, [pixels]))
         with torch.no_grad():
             p = torch.sigmoid(self.model(x))[0]
         cam = GradCAM(self.model, target_layers="features.norm5")

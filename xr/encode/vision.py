@@ -72,7 +72,8 @@ def xception_transform() -> Compose:
 
 def batch(transform: Compose, images: list[np.ndarray]) -> np.ndarray:
     """(N, 1, S, S) float32 network input of N grey images."""
-    return np.stack([np.asarray(transform(np.ascontiguousarray(im)[None].astype(np.float32))) for im in images])
+    return np.stack([np.asarray(transform(np.ascontiguousarray(im)[None].astype(np.float32)), dtype=np.float32)
+                     for im in images])
 
 
 class VisionEncoder:
