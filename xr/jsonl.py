@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from xr.errors import UserError
+from xr.files import write_atomic
 
 
 def read_jsonl(path: Path, error: type[UserError], expected: str) -> list[tuple[int, dict]]:
@@ -26,3 +27,8 @@ def read_jsonl(path: Path, error: type[UserError], expected: str) -> list[tuple[
             raise error(f"{Path(path).name} line {n}: expected {expected}")
         out.append((n, item))
     return out
+
+
+def write_jsonl(path: Path, items: list[dict]) -> None:
+    """One JSON object a line, the whole file or nothing."""
+    write_atomic(Path(path), "".join(json.dumps(item) + "\n" for item in items).encode())

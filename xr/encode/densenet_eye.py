@@ -20,6 +20,7 @@ from xr.config import Settings
 from xr.encode.densenet import DenseNet121, densenet_from_env
 from xr.encode.vision import GRID, batch
 from xr.findings import FINDINGS, NIH_TO_FINDING
+from xr.thresholds import Thresholds
 
 XRV_PATHOLOGIES = (  # torchxrayvision's default_pathologies: the output order of its 18-output models
     "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis", "Effusion",
@@ -75,8 +76,9 @@ def release_of(model: DenseNet121) -> Release:
 class DenseNetEye:
     """The drafter's eye when the user has a chest-X-ray DenseNet-121: probabilities per film."""
 
-    def __init__(self, model: DenseNet121) -> None:
+    def __init__(self, model: DenseNet121, thresholds: Thresholds | None = None) -> None:
         self.model = model.eval()
+        self.thresholds = thresholds or Thresholds()
         self.release = release_of(model)
         self.name = self.release.name
         mapped = [ours(label) for label in self.release.labels]
@@ -108,5 +110,9 @@ class DenseNetEye:
 
 
 def densenet_eye(s: Settings) -> DenseNetEye | None:
+    """With the weights' folder's thresholds.json where the user chose thresholds for their model (same format
+    as the shipped head's), else 0.5 for every finding."""
     model = densenet_from_env(s)
-    return DenseNetEye(model) if model is not None else None
+    if model is None or s.densenet_weights is None:
+        return None
+    return DenseNetEye(model, Thresholds.load(s.densenet_weights.parent))

@@ -9,11 +9,21 @@ import numpy as np
 
 from xr.config import ASSETS, Settings
 from xr.encode.vision import ImageFeatures
+from xr.thresholds import Thresholds
 
 
 class Eye(Protocol):
     name: str
-    findings: list[str]  # its outputs, in our vocabulary
+
+    @property
+    def findings(self) -> list[str]:
+        """Its outputs, in our vocabulary."""
+        ...
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Per finding: from which probability a draft hedges or states it."""
+        ...
 
     def read(self, pixels: list[np.ndarray], features: list[ImageFeatures]) -> np.ndarray:
         """(N, len(findings)) probabilities for N films."""

@@ -21,6 +21,7 @@ from torch import nn
 
 from xr.encode.vision import EYE_CHANNELS, ImageFeatures
 from xr.modeling import Pretrained
+from xr.thresholds import Thresholds
 
 MEASUREMENTS = 5
 
@@ -70,6 +71,7 @@ class FindingHead(Pretrained):
     mean: torch.Tensor  # buffers, registered in __init__
     std: torch.Tensor
     scale: torch.Tensor
+    thresholds = Thresholds()  # replaced by the folder's own in from_pretrained
 
     def __init__(self, config: FindingHeadConfig) -> None:
         super().__init__(config)
@@ -79,6 +81,13 @@ class FindingHead(Pretrained):
         scale = torch.cat([torch.full((n,), s / n ** 0.5) for n, s in zip(config.groups, config.group_scales, strict=True)])
         self.register_buffer("scale", scale, persistent=False)
         self.linear = nn.Linear(dim, len(config.findings))
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype: torch.dtype = torch.float32) -> FindingHead:
+        """The weights, and the per-finding thresholds chosen beside them (train-findings) for the drafts' words."""
+        head = super().from_pretrained(directory, dtype)
+        head.thresholds = Thresholds.load(directory)
+        return head
 
     @property
     def findings(self) -> list[str]:

@@ -43,3 +43,30 @@ def bootstrap_auc(y: np.ndarray, scores: np.ndarray, resamples: int = 1000, seed
     aucs = [a for a in (roc_auc(y[i], scores[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(resamples)))
             if a is not None]
     return (float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))) if aucs else None
+
+
+STATE_SPECIFICITY = 0.9  # a finding is stated on at most a tenth of the films without it
+NEVER = 1.01  # a threshold no probability reaches
+
+
+def choose_cut(y: np.ndarray, p: np.ndarray, hedge: bool = True) -> tuple[float, float]:
+    """(hedge, state) thresholds for one finding from predictions the model did not fit.
+
+    A finding whose AUC interval reaches down to chance (0.5) is never stated: its probability still shows,
+    but no sentence is written from noise. Otherwise `state` is the best-F1 threshold among those that keep
+    specificity at least 0.9, so a weak finding is stated seldom, not on every film; with `hedge`, the
+    band from specificity 0.9 up to `state` is hedged (empty when the best F1 lies at 0.9 itself)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
+    ci = bootstrap_auc(y, p, resamples=200)
+    if ci is None or ci[0] <= 0.5:
+        return NEVER, NEVER
+    best, state, floor = 0.0, NEVER, NEVER  # floor: the lowest threshold that keeps specificity 0.9
+    for t in np.unique(p)[::-1]:
+        said = p >= t
+        if 1 - said[~y].mean() < STATE_SPECIFICITY:
+            break
+        floor = float(t)
+        f1 = 2 * (said & y).sum() / (said.sum() + y.sum())
+        if f1 > best:
+            best, state = f1, float(t)
+    return (min(floor, state) if hedge else state), state

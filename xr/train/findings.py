@@ -29,8 +29,9 @@ from xr.data.nih import load_nih
 from xr.encode.batch import encode_files
 from xr.encode.finding_head import FindingHead, FindingHeadConfig, head_inputs
 from xr.encode.vision import ImageFeatures, VisionEncoder
-from xr.evaluate.classification import bootstrap_auc, expected_calibration_error, roc_auc
+from xr.evaluate.classification import bootstrap_auc, choose_cut, expected_calibration_error, roc_auc
 from xr.findings import FINDINGS
+from xr.thresholds import Cut, Thresholds
 from xr.train.engine import seed_everything
 
 HOLDOUT = "holdout"  # beside the shipped head: the one fit on the training part only, which the val figures are of
@@ -142,9 +143,15 @@ def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncode
     y_val = label_matrix(val_exs, findings)
     with torch.no_grad():
         p_val = torch.sigmoid(held_out(torch.from_numpy(x_all[held]))).numpy()
+    thresholds = Thresholds({f: Cut(*(round(t, 4) for t in choose_cut(y[:, j], oof[best][:, j])))
+                             for j, f in enumerate(findings) if f != "No Finding"},
+                            f"out-of-fold probabilities of the {len(train_exs)}-film training part (5-fold, "
+                            f"patient-grouped), against its labels")
     held_out.save_pretrained(out / HOLDOUT)
+    thresholds.save(out / HOLDOUT)
     head = fit(x_all, label_matrix(exs, findings), findings, best)
     head.save_pretrained(out)
+    thresholds.save(out)
     info = {"trained_on": f"{len(exs)} images ({sum(e.source == 'iu' for e in exs)} IU X-ray train, the rest NIH "
                           f"ChestX-ray14 sample from {nih_root.name}): weight decay chosen by 5-fold patient-grouped "
                           f"cross-validation on the {len(train_exs)}-film training part, validation part "
@@ -154,7 +161,8 @@ def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncode
             "weight_decay": best, "cv_macro_auc": cv, "findings": findings,
             "cv": {"images": len(train_exs), "macro_auc": cv[best], "per_finding": per_finding(y, oof[best], findings)},
             "val": {"images": len(val_exs), "macro_auc": macro_auc(y_val, p_val), "per_finding": per_finding(y_val, p_val, findings)},
-            "not_trained": [f for f in FINDINGS if f not in findings]}
+            "not_trained": [f for f in FINDINGS if f not in findings],
+            "thresholds": {f: {"hedge": c.hedge, "state": c.state} for f, c in thresholds.cuts.items()}}
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
