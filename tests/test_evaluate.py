@@ -121,3 +121,71 @@ def test_eval_cli_bad_predictions(shared, tmp_path, content, reason):
     (tmp_path / "p.jsonl").write_text(content)
     r = run(["eval", "--data", str(SHARED / "data" / "iu_xray"), "--predictions", str(tmp_path / "p.jsonl")], tmp_path)
     assert r.returncode == 2 and reason in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_label_matched_floor_takes_the_closest_labels_in_the_commonest_words():
+    import numpy as np
+
+    from xr.evaluate.baselines import label_matched_predictions
+    train = [Case("t1", "train", "Mild cardiomegaly."), Case("t2", "train", "Lungs clear."),
+             Case("t3", "train", "Lungs clear."), Case("t4", "train", "Heart is enlarged.")]
+    labels = np.array([[1, 0], [0, 0], [0, 0], [1, 0]], np.float32)
+    cases = [Case("v1", "val", "x"), Case("v2", "val", "y"), Case("v3", "val", "z")]
+    asked = np.array([[0, 0], [1, 0], [1, 1]], np.float32)
+    assert label_matched_predictions(train, labels, cases, asked) == {
+        "v1": "Lungs clear.", "v2": "Mild cardiomegaly.", "v3": "Mild cardiomegaly."}  # nearest labels, then first
+
+
+def small_iu(tmp_path):
+    """An IU X-ray folder of 60 train, 3 val and 4 test studies (the test ones taken from the real val
+    split), with the Open-i reports: the layout a user with the full set has."""
+    iu = SHARED / "data" / "iu_xray"
+    ann = json.loads((iu / "annotation.json").read_text())
+    root = tmp_path / "iu"
+    root.mkdir()
+    test = [{**item, "split": "test"} for item in ann["val"][3:7]]
+    (root / "annotation.json").write_text(json.dumps({"train": ann["train"][:60], "val": ann["val"][:3], "test": test}))
+    (root / "reports").symlink_to(iu / "reports")
+    return root, [item["id"] for item in test]
+
+
+def test_eval_generator_measures_a_test_split_in_one_command(shared, tmp_path):
+    import shutil
+
+    root, test_ids = small_iu(tmp_path)
+    model = tmp_path / "dffg"
+    shutil.copytree(ROOT / "assets" / "dffg", model)
+    preds = tmp_path / "drafts.jsonl"
+    r = run(["eval-generator", "--data", str(root), "--dir", str(model), "--split", "test", "--predictions-out", str(preds),
+             "--json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"floor/constant", "floor/nearest-text", "floor/label-matched", "text/dynamic", "oracle/dynamic",
+            "oracle/generator-alone", "oracle/fixed"} <= set(out)
+    assert all(v["split"] == "test" and v["studies"] == 4 for v in out.values())
+    assert out["floor/label-matched"]["clinical"]["micro"]["f1"] > out["floor/constant"]["clinical"]["micro"]["f1"] - 1e-9
+    lines = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert sorted(x["id"] for x in lines) == sorted(test_ids) and {x["mode"] for x in lines} == {"text"}
+    md = (model / "EVAL-test.md").read_text()
+    assert "`test` split, 4 studies" in md and "faithful writer" in md and (model / "EVAL.md").read_text() == (
+        ROOT / "assets" / "dffg" / "EVAL.md").read_text()  # the val figures are left alone
+    again = run(["eval", "--data", str(root), "--split", "test", "--predictions", str(preds), "--json"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["nlg"]["CIDEr"] == pytest.approx(out["text/dynamic"]["nlg"]["CIDEr"])
+    bad = run(["eval-generator", "--data", str(root), "--dir", str(model), "--split", "nope"], tmp_path)
+    assert bad.returncode == 2 and "no nope studies" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_train_writer_chooses_its_words_and_thresholds_on_train(shared, tmp_path):
+    from xr.decode.wording import Wording, sentence_labels
+    from xr.thresholds import Thresholds
+
+    root, _ = small_iu(tmp_path)
+    r = run(["train-writer", "--data", str(root), "--dir", str(tmp_path / "w")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    w, t = Wording.load(tmp_path / "w"), Thresholds.load(tmp_path / "w")
+    assert sentence_labels(w.stated["Cardiomegaly"]) == {"Cardiomegaly": 1} and w.negatives
+    assert "leave-one-out on the 60 IU X-ray train studies" in t.chosen_on
+    assert all(c.hedge == c.state for c in t.cuts.values())  # retrieval's prompt is never hedged
+    bad = run(["train-writer", "--data", str(tmp_path)], tmp_path)
+    assert bad.returncode == 2 and "no annotation.json" in bad.stderr

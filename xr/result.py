@@ -46,6 +46,8 @@ class DraftResult:
     model_version: str
     timings: dict[str, float | str] = field(default_factory=dict)  # milliseconds per step; "backend": what ran
     notes: list[str] = field(default_factory=list)
+    stances: dict[str, str] = field(default_factory=dict)  # finding -> "stated", "hedged" or "not stated" in the text
+    hedged: list[str] = field(default_factory=list)  # the sentences that hedge a finding (the editor highlights them)
 
     @property
     def report(self) -> str:

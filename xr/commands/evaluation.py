@@ -124,19 +124,35 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_generator(directory: Path, data: Path, beam: int | None, threads: int, log) -> None:
-    from xr.train.generator import evaluate_modes, write_evaluation
+def evaluate_generator(directory: Path, data: Path, beam: int | None, threads: int, log, split: str = "val",
+                       predictions_out: Path | None = None, as_json: bool = False) -> None:
+    from xr.jsonl import write_jsonl
+    from xr.train.generator import evaluate_modes, predictions, write_evaluation
 
-    results = evaluate_modes(directory=directory, root=data, beam=beam, threads=threads, log=log)
-    write_evaluation(results, directory, beam)
-    print((directory / "EVAL.md").read_text())
+    results = evaluate_modes(directory=directory, root=data, beam=beam, threads=threads, split=split, log=log)
+    md = write_evaluation(results, directory, beam, split)
+    if predictions_out is not None:
+        write_jsonl(predictions_out, predictions(results))
+        log(f"wrote {len(results['text/dynamic'].per_case)} drafts to {predictions_out}")
+    print(json.dumps({k: r.to_json() for k, r in results.items()}) if as_json else md.read_text())
 
 
 def cmd_eval_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
+    from xr.data.layouts import load_cases
 
-    evaluate_generator(Path(args.dir or ASSETS / "dffg"), Path(args.data), args.beam, args.threads,
-                        lambda m: print(m, file=sys.stderr))
+    data = Path(args.data)
+    try:
+        dataset, cases = load_cases(data, args.split)
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        raise UserError(str(e).splitlines()[0]) from None
+    if not cases:
+        raise UserError(f"{data}: no {args.split} studies in this {dataset} folder")
+    out = Path(args.predictions_out) if args.predictions_out else None
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--predictions-out: no folder {out.parent}")
+    evaluate_generator(Path(args.dir or ASSETS / "dffg"), data, args.beam, args.threads,
+                       lambda m: print(m, file=sys.stderr), args.split, out, args.json)
     return 0
 
 
@@ -171,9 +187,14 @@ def register(sub) -> None:
     ei.add_argument("--json", action="store_true", help="print one JSON object")
     ei.set_defaults(fn=cmd_eval_images)
 
-    e = sub.add_parser("eval-generator", help="measure a trained generator on IU val (modes, ablation, floors); "
-                                              "writes EVAL.md and EVAL.json beside its weights")
-    e.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images)")
+    e = sub.add_parser("eval-generator", help="measure a trained generator with its faithful writer on a split (modes, "
+                                              "ablation, floors); writes EVAL.md / EVAL.json (EVAL-test.* for test) "
+                                              "beside its weights")
+    e.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/, images) or MIMIC-CXR-JPG root")
+    e.add_argument("--split", default="val", help="the studies measured: val (model selection) or test (held out)")
+    e.add_argument("--predictions-out", default=None, metavar="P.jsonl",
+                   help="also write each study's draft ({id, report, mode}: image mode where it has images, else text)")
+    e.add_argument("--json", action="store_true", help="print every figure as one JSON object instead of the tables")
     e.add_argument("--dir", default=None, help="model folder (default assets/dffg)")
     e.add_argument("--beam", type=int, default=None, help="beam size (default: the model's generation_config.json)")
     e.add_argument("--threads", type=int, default=2)

@@ -1,4 +1,4 @@
-"""`python -m xr train-findings`, `train-generator` and `train-refiner`."""
+"""`python -m xr train-findings`, `train-generator`, `train-writer` and `train-refiner`."""
 from __future__ import annotations
 
 import argparse
@@ -56,8 +56,45 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if not main:
         return 0
     print(json.dumps(summary, indent=2, default=str))
+    _train_writer(Path(args.data), out, log)
     if args.eval:
         evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
+    return 0
+
+
+def _train_writer(data: Path, out: Path, log: Callable[[str], None]) -> None:
+    from xr.train.generator import Data
+    from xr.train.writer import train_writer
+
+    wording, thresholds = train_writer(Data(data, log=log), out)
+    log(f"writer: {len(wording.negatives)} routine negative sentences, routine: {', '.join(wording.routine)}; "
+        f"thresholds {thresholds.chosen_on}")
+
+
+def cmd_train_writer(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+
+    if not (Path(args.data) / "annotation.json").is_file():
+        raise UserError(f"{args.data}: no annotation.json (expected an IU X-ray folder in the R2Gen layout)")
+    out = Path(args.dir or ASSETS / "dffg")
+    _train_writer(Path(args.data), out, lambda m: print(m, file=sys.stderr))
+    print(f"wrote {out / 'wording.json'} and {out / 'thresholds.json'}")
+    return 0
+
+
+def cmd_eval_refiner(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.train.generator import Data
+    from xr.train.refiner import evaluate_refiner, format_refiner_evaluation
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, not {args.limit}")
+    adapter = Path(args.dir or ASSETS / "refiner")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    result = evaluate_refiner(Data(Path(args.data), log=log, split=args.split), adapter, args.limit, log)
+    (adapter / "EVAL.json").write_text(json.dumps(result, indent=1) + "\n")
+    (adapter / "EVAL.md").write_text(format_refiner_evaluation(result))
+    print(json.dumps(result) if args.json else format_refiner_evaluation(result))
     return 0
 
 
@@ -111,6 +148,21 @@ def register(sub) -> None:
     g.add_argument("--beam", type=int, default=None,
                    help="beam size of the --eval drafts (default: the model's generation_config.json)")
     g.set_defaults(fn=cmd_train_generator)
+
+    w = sub.add_parser("train-writer", help="choose the faithful writer's wording and prompt thresholds on IU train "
+                                            "(writes wording.json and thresholds.json beside the generator)")
+    w.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/)")
+    w.add_argument("--dir", default=None, help="the generator's folder (default assets/dffg)")
+    w.set_defaults(fn=cmd_train_writer)
+
+    er = sub.add_parser("eval-refiner", help="score the drafter's drafts unrefined, refined (guarded) and unguarded on a "
+                                             "split; writes EVAL.md / EVAL.json beside the adapter")
+    er.add_argument("--data", required=True, help="IU X-ray folder (annotation.json, reports/)")
+    er.add_argument("--split", default="val")
+    er.add_argument("--dir", default=None, help="adapter folder (default assets/refiner)")
+    er.add_argument("--limit", type=int, default=None, metavar="N", help="the first N studies only")
+    er.add_argument("--json", action="store_true")
+    er.set_defaults(fn=cmd_eval_refiner)
 
     r = sub.add_parser("train-refiner", help="LoRA-train the small-LLM refiner on DFFG drafts of IU train, "
                                              "or continue it on exported edits")

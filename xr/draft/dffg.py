@@ -22,18 +22,23 @@ from safetensors.numpy import load_file, save_file
 
 from xr.config import ASSETS, Settings, settings
 from xr.decode.beam import beam_search
+from xr.decode.faithful import Written, contradictions, stance_prompt, write
 from xr.decode.generation import GenerationConfig
 from xr.decode.model import DFFGModel
 from xr.decode.onnx import generator_for
 from xr.decode.processing import FRONTAL, LATERAL, Example, collate
 from xr.decode.vocab import Vocabulary
+from xr.decode.wording import FILE as WORDING
+from xr.decode.wording import Wording
 from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
 from xr.findings import FINDINGS
 from xr.normalize import informative
 from xr.onnx.runtime import describe
+from xr.report import compose_report
 from xr.result import DraftResult, ViewResult, rle
 from xr.retrieve.index import CaseIndex, study_case_id
 from xr.retrieve.library import Neighbour
+from xr.thresholds import Stance, Thresholds
 
 DFFG_DIR = ASSETS / "dffg"
 
@@ -105,6 +110,10 @@ class DFFGDrafter:
         self._encoder, self._index, self._eye = encoder, index, eye
         self.generation = generation or GenerationConfig.from_pretrained(directory)
         self.row_of = {("iu:" + i): r for r, i in enumerate(self.memory.ids)}
+        # the faithful writer's words and the retrieval prompt's thresholds (train-writer); a copy of the model
+        # without its own words uses the shipped ones
+        self.wording = Wording.load(directory if (directory / WORDING).is_file() else DFFG_DIR)
+        self.thresholds = Thresholds.load(directory)
 
     # lazily built collaborators: a text-only draft never loads the vision models
     @property
@@ -142,6 +151,17 @@ class DFFGDrafter:
         g = self.net.config.grid
         vis = fused.visual_gate[0].reshape(-1, g, g).numpy() if fused.visual_gate.shape[1] else np.zeros((0, g, g))
         return findings, impression, vis, fused.text_gate[0].numpy()
+
+    def write(self, example: Example, probabilities: dict[str, float],
+              thresholds: Thresholds) -> tuple[Written, dict[str, Stance], np.ndarray]:
+        """(text, stances, visual gates): the probabilities become what the draft says of each finding
+        (stated, hedged, not stated, by the thresholds), the generator writes from that, and the faithful
+        writer makes the text say exactly that (xr.decode.faithful)."""
+        stances = thresholds.stances(probabilities)
+        assert example.prompt is not None  # every drafted example has one
+        example.prompt = stance_prompt(example.prompt, stances)
+        findings, impression, vis, _ = self.generate(example)
+        return write(findings, impression, stances, self.wording), stances, vis
 
     def _prompt_from_images(self, pixels, feats, view_types, exclude: frozenset[str]) -> tuple[np.ndarray, list[tuple[int, float]]]:
         """Finding prompt and retrievable training reports (row, similarity) from the image neighbours:
@@ -196,14 +216,16 @@ class DFFGDrafter:
             prompt = self.memory.prompt_from(rows)
             notes.append("No image: the finding prompt comes from the labels of the retrieved similar reports.")
         t2 = time.perf_counter()
+        probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         ex = Example(indication=indication if informative(indication) else "", indication_emb=q, prompt=prompt,
                      retrieved=[self.memory.findings[r] for r, _ in rows], regions=[f.regions for f in feats],
                      view_types=view_types)
-        findings, impression, vis_gates, _ = self.generate(ex)
+        thresholds = self.thresholds.merged(self.eye.thresholds, self.eye.findings) if feats else self.thresholds
+        written, stances, vis_gates = self.write(ex, probabilities, thresholds)
+        findings, impression = written.findings, written.impression
         t3 = time.perf_counter()
         for v, g in zip(views, vis_gates, strict=False):
             v.fusion_weights = np.round(g, 3).tolist()
-        probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         read = {f: probabilities[f] for f in self.eye.findings} if feats else {}
         for v, im, f in zip(views, images, feats, strict=True):
             if v.view == "frontal":
@@ -219,6 +241,12 @@ class DFFGDrafter:
                         "0 = from the text) is nearly flat: the visual pathway was trained on 4 studies with images.")
         if feats:
             notes.insert(1, f"Finding probabilities from the frontal views by {self.eye.name}.")
+        said = {st: [f for f, x in stances.items() if x is st] for st in (Stance.STATED, Stance.HEDGED)}
+        notes.append(f"Written from the finding probabilities: stated {', '.join(said[Stance.STATED]) or 'none'}; hedged "
+                     f"{', '.join(said[Stance.HEDGED]) or 'none'} (per-finding thresholds: "
+                     + ("the eye's for the findings it reads, the retrieval prompt's for the others)." if feats
+                        else "the retrieval prompt's)."))
+        notes += [f"Check against the finding panel: {c}." for c in contradictions(compose_report(findings, impression), stances)]
         return DraftResult(
             findings_text=findings,
             impression=impression,
@@ -231,4 +259,6 @@ class DFFGDrafter:
                      "backend": describe({**(self.encoder.parts if images else {}), "generator": self.decoder_part}),
                      **({"eye": self.eye.name} if feats else {})},
             notes=notes,
+            stances={f: st.value for f, st in stances.items()},
+            hedged=written.hedged,
         )

@@ -1,6 +1,8 @@
 """The floors every model must beat, each built from the training split only:
-constant (the most common training report), random (a random training report, seeded), and
-nearest-text (the report of the training case whose indication is most similar, TF-IDF cosine)."""
+constant (the most common training report), random (a random training report, seeded),
+nearest-text (the report of the training case whose indication is most similar, TF-IDF cosine), and
+label-matched (the training report whose labeler findings are the closest to the ones asked for: what a
+writer that only looks reports up by their findings would say)."""
 from __future__ import annotations
 
 import math
@@ -66,4 +68,18 @@ def baseline_predictions(name: str, train: list[Case], cases: list[Case], seed: 
     for c in cases:
         i, sim = index.nearest(c.indication) if _tokens(c.indication) else (0, 0.0)
         out[c.id] = with_indication[i].findings if sim > 0 else constant
+    return out
+
+
+def label_matched_predictions(train: list[Case], train_labels: np.ndarray, cases: list[Case],
+                              case_labels: np.ndarray) -> dict[str, str]:
+    """Per case, the training report whose labels differ from the case's in the fewest findings; among
+    those, the commonest text (the site's usual wording), then the first."""
+    counts = Counter(normalize(c.findings) for c in train)
+    rank = sorted(range(len(train)), key=lambda i: -counts[normalize(train[i].findings)])
+    ordered = train_labels[rank]
+    out = {}
+    for c, y in zip(cases, case_labels, strict=True):
+        distance = np.abs(ordered - y).sum(1)
+        out[c.id] = train[rank[int(np.argmin(distance))]].findings
     return out

@@ -1,6 +1,8 @@
 """Guardrails on the refiner's output: the de-identification mark can never be written, the length is
-bounded, and every finding the text states (or omits) is checked against the drafter's probabilities.
-Contradictions are returned as flags for the radiologist; the text itself is never changed silently."""
+bounded, a rewrite that states, hedges or drops a finding differently from the draft is refused (the
+refiner is there for wording, not for findings), and every finding the text states (or omits) is checked
+against the drafter's probabilities. What the guard did is returned as flags for the radiologist; the
+text is never changed silently."""
 from __future__ import annotations
 
 import re
@@ -8,7 +10,8 @@ import re
 import torch
 from transformers import LogitsProcessor
 
-from xr.evaluate.labeler import POSITIVE, label_report
+from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
+from xr.findings import FINDINGS
 
 MARK = "XXXX"
 LOW, HIGH = 0.2, 0.8
@@ -59,3 +62,17 @@ def finding_flags(text: str, probabilities: dict[str, float], low: float = LOW, 
         elif not stated and p > high:
             flags.append(f"{name}: probability {p:.2f}, but the refined text does not state it")
     return flags
+
+
+_READING = {POSITIVE: "states", UNCERTAIN: "hedges"}
+
+
+def finding_changes(draft: str, text: str) -> list[str]:
+    """One line per finding that the rewrite states, hedges or leaves out otherwise than the draft (labeler)."""
+    a, b = label_report(draft), label_report(text)
+    out = []
+    for f in FINDINGS:
+        was, now = _READING.get(a.get(f)), _READING.get(b.get(f))  # type: ignore[arg-type]
+        if f != "No Finding" and was != now:
+            out.append(f"{f}: the draft {was or 'does not state'} it, the rewrite {now or 'does not state'} it")
+    return out

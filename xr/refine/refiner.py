@@ -9,7 +9,7 @@ import torch
 
 from xr.config import ASSETS
 from xr.refine.examples import RefineExample
-from xr.refine.guard import MARK, NoMark, finding_flags
+from xr.refine.guard import MARK, NoMark, finding_changes, finding_flags
 from xr.refine.prompt import prompt_ids
 from xr.report import diff_text
 
@@ -26,6 +26,8 @@ class Refined:
     flags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
     model: str = ""
+    refused: bool = False  # the rewrite changed the findings: `text` is the draft
+    rewrite: str = ""  # what the refiner wrote, kept or refused
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,9 +69,14 @@ class Refiner:
         t = time.perf_counter()
         text = self.generate(ex)
         ms = (time.perf_counter() - t) * 1000
-        flags = []
+        flags, refused, rewrite = [], False, text
         if not text or MARK in text:  # cannot happen under NoMark; kept as the last line of defence
             flags.append("the refiner produced no usable text; the draft is kept")
             text = ex.draft
+        changes = finding_changes(ex.draft, text)
+        if changes:
+            flags.append("rewrite refused, the draft is kept: it changed the findings (" + "; ".join(changes) + ")")
+            text, refused = ex.draft, True
         flags += finding_flags(text, ex.findings)
-        return Refined(text, ex.draft, diff_text(ex.draft, text, "refined"), flags, {"refine_ms": round(ms, 1)}, self.name)
+        return Refined(text, ex.draft, diff_text(ex.draft, text, "refined"), flags, {"refine_ms": round(ms, 1)}, self.name,
+                       refused, rewrite)

@@ -23,20 +23,26 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from xr.data.case import Case
-from xr.data.iu_xray import load_iu
+from xr.data.layouts import load_cases
 from xr.decode.beam import beam_search, greedy
+from xr.decode.faithful import stance_prompt, write
 from xr.decode.generation import GENERATION_CONFIG, GenerationConfig
 from xr.decode.model import DFFGConfig, DFFGModel
 from xr.decode.processing import FRONTAL, LATERAL, Example, collate
 from xr.decode.vocab import Vocabulary
+from xr.decode.wording import FILE as WORDING
+from xr.decode.wording import Wording
 from xr.draft.dffg import DFFG_DIR, ReportMemory
 from xr.encode.text import TextEmbedder
+from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
 from xr.ingest import read_pixels
 from xr.normalize import informative, normalize
 from xr.report import split_sections
+from xr.thresholds import FILE as THRESHOLDS
+from xr.thresholds import Stance, Thresholds
 from xr.train.edits import EditsError, edit_lines
 from xr.train.engine import accelerator, agree, seed_everything, shard
 
@@ -77,10 +83,14 @@ class Data:
     """Everything training and evaluation need, computed once: vocabulary, retrieval memory, the
     MiniLM embeddings of every indication, labels, neighbours, image features."""
 
-    def __init__(self, root: Path = IU_ROOT, k: int = 3, log=print) -> None:
+    def __init__(self, root: Path = IU_ROOT, k: int = 3, log=print, split: str = "val") -> None:
+        """`split`: the studies measured (`val`, or `test` where the folder has it), kept as `self.val`."""
         t = time.time()
-        self.train = load_iu(root, "train")
-        self.val = load_iu(root, "val")
+        self.dataset, self.split = load_cases(root, "train")[0], split
+        self.train = load_cases(root, "train")[1]
+        self.val = load_cases(root, split)[1]
+        if not self.val:
+            raise UserError(f"{root}: no {split} studies")
         self.vocab = Vocabulary.build([c.findings + " " + c.impression for c in self.train],
                                       [c.indication for c in self.train], min_freq=3)
         emb = TextEmbedder()
@@ -106,7 +116,7 @@ class Data:
             enc = VisionEncoder()
             for c in with_images:
                 self.images[c.id] = image_features(c, enc)
-        log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} val, vocab {len(self.vocab)}, "
+        log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} {split}, vocab {len(self.vocab)}, "
             f"{len(self.images)} studies with images")
 
     @classmethod
@@ -116,6 +126,7 @@ class Data:
         images (under `data_dir`) as the views."""
         self = cls.__new__(cls)
         self.train, self.val = read_edits(path, data_dir), []
+        self.dataset, self.split = "approved studies", "train"
         self.vocab, self.memory, self.k = Vocabulary.load(base / "vocab.json"), ReportMemory.load(base), k
         self.embedder = TextEmbedder()
         self.train_q = self._embed(self.embedder, self.train)
@@ -185,17 +196,20 @@ def cider(refs: dict[str, str], preds: dict[str, str]) -> float:
 
 
 def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation: GenerationConfig,
-             batch: int = 64) -> dict[str, str]:
-    """Findings text per val study: batched greedy decoding when `generation.num_beams` is 1, else beam
-    search one study at a time."""
+             batch: int = 64, writer: tuple[Wording, Thresholds] | None = None) -> dict[str, str]:
+    """Findings text per evaluated study: batched greedy decoding when `generation.num_beams` is 1, else
+    beam search one study at a time. With a `writer` (the wording and the retrieval prompt's thresholds), as
+    the drafter does: the prompt becomes stances (the oracle's labels by 0.5), the generator writes from
+    them and the faithful writer makes the text say exactly that; without, the generator's own text."""
     model.eval()
     allowed = data.vocab.output_mask()
     device = next(model.parameters()).device
     out = {}
-    for s in tqdm(range(0, len(idx), batch), desc=f"drafting val, {mode} mode", unit="batch", file=sys.stderr,
+    for s in tqdm(range(0, len(idx), batch), desc=f"drafting {data.split}, {mode} mode", unit="batch", file=sys.stderr,
                   leave=False, disable=None):  # a bar on a terminal, nothing in a log file
         chunk = idx[s:s + batch]
         exs = [data.val_example(i, mode) for i in chunk]
+        stances = [as_drafted(ex, Thresholds() if mode == "oracle" else writer[1]) for ex in exs] if writer else []
         if generation.num_beams == 1:
             b = collate(exs, data.vocab, model.config).to(device)
             with torch.inference_mode():
@@ -206,9 +220,19 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
                 b = collate([ex], data.vocab, model.config).to(device)
                 with torch.inference_mode():
                     seqs.append(beam_search(model, model.encode(b), allowed, generation))
-        for i, sq in zip(chunk, seqs, strict=False):
-            out[data.val[i].id] = data.vocab.decode(sq)[0]
+        for k, (i, sq) in enumerate(zip(chunk, seqs, strict=False)):
+            findings, impression = data.vocab.decode(sq)
+            out[data.val[i].id] = write(findings, impression, stances[k], writer[0]).findings if writer else findings
     return out
+
+
+def as_drafted(ex: Example, thresholds: Thresholds) -> dict[str, Stance]:
+    """What the drafter does before decoding (xr.draft.dffg): the prompt's probabilities become stances by
+    the thresholds, and the prompt the generator reads says them. Returns the stances for the writer."""
+    assert ex.prompt is not None  # every evaluated example has one
+    stances = thresholds.stances({f: float(ex.prompt[j]) for j, f in enumerate(FINDINGS)})
+    ex.prompt = stance_prompt(ex.prompt, stances)
+    return stances
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
@@ -290,7 +314,7 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         net.save_pretrained(out_dir, dtype=torch.float16)
-        for name in ("vocab.json", "retrieval.json", "retrieval.safetensors", GENERATION_CONFIG):
+        for name in ("vocab.json", "retrieval.json", "retrieval.safetensors", GENERATION_CONFIG, WORDING, THRESHOLDS):
             if (base / name).exists() and (base / name).resolve() != (out_dir / name).resolve():
                 shutil.copyfile(base / name, out_dir / name)
         (out_dir / "finetune.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -365,18 +389,29 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
 
 def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("text", "oracle", "image"),
                    ablation_modes=("text", "oracle"), beam: int | None = None, data: Data | None = None,
-                   threads: int = 2, log=print) -> dict:
-    """Drafts for every val study in each mode, decoded as the model folder's generation config says (`beam`
-    overrides its beam width; 1: greedy), scored with `xr.evaluate.run.evaluate`, next to the constant-report
-    and nearest-text floors. Ablation: the fusion of the trained model switched to fixed 0.5 gates,
-    visual-only, text-only."""
-    from xr.evaluate.baselines import baseline_predictions
+                   threads: int = 2, split: str = "val", log=print) -> dict:
+    """Drafts for every study of `split` in each mode, decoded as the model folder's generation config says
+    (`beam` overrides its beam width; 1: greedy), written as the drafter writes them (generator + faithful
+    writer, xr.decode.faithful), scored with `xr.evaluate.run.evaluate`, next to three floors (the constant
+    report, the nearest-text report, the label-matched report with the oracle's findings) and to the
+    generator's own text without the writer. Ablation: the fusion switched to fixed 0.5 gates, visual-only,
+    text-only."""
+    from xr.evaluate.baselines import baseline_predictions, label_matched_predictions
     from xr.evaluate.run import evaluate
     torch.set_num_threads(threads)
-    data = data or Data(root, log=log)
+    data = data or Data(root, log=log, split=split)
+    data.vocab = Vocabulary.load(Path(directory) / "vocab.json")  # the model's own words, whatever the folder's train split gives
     model = DFFGModel.from_pretrained(directory)
-    results = {f"floor/{name}": evaluate("IU X-ray", "val", data.val, baseline_predictions(name, data.train, data.val),
-                                         f"floor: {name} report") for name in ("constant", "nearest-text")}
+    writer = (Wording.load(directory), Thresholds.load(directory))
+
+    def scored(cases, preds, source):
+        return evaluate(data.dataset, data.split, cases, preds, source)
+
+    results = {f"floor/{name}": scored(data.val, baseline_predictions(name, data.train, data.val), f"floor: {name} report")
+               for name in ("constant", "nearest-text")}
+    results["floor/label-matched"] = scored(data.val, label_matched_predictions(data.train, data.train_labels, data.val,
+                                                                                data.val_labels),
+                                            "floor: label-matched report (the oracle's findings)")
     generation = decoding(directory, beam)
     for mode in modes:
         idx = list(range(len(data.val))) if mode != "image" else [i for i, c in enumerate(data.val) if c.id in data.images]
@@ -384,19 +419,30 @@ def evaluate_modes(directory: Path = DFFG_DIR, root: Path = IU_ROOT, modes=("tex
             continue
         cases = [data.val[i] for i in idx]
         model.fusion.mode = "dynamic"
-        preds = generate(model, data, idx, mode, generation)
-        results[f"{mode}/dynamic"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode")
+        preds = generate(model, data, idx, mode, generation, writer=writer)
+        results[f"{mode}/dynamic"] = scored(cases, preds, f"DFFG {mode} mode")
         if mode == "image":  # the same studies without their images, for comparison
-            preds = generate(model, data, idx, "text", generation)
-            results["image/without-images"] = evaluate("IU X-ray", "val", cases, preds, "DFFG same studies, text mode")
+            preds = generate(model, data, idx, "text", generation, writer=writer)
+            results["image/without-images"] = scored(cases, preds, "DFFG same studies, text mode")
         if mode in ablation_modes:
+            preds = generate(model, data, idx, mode, generation)
+            results[f"{mode}/generator-alone"] = scored(cases, preds, f"DFFG {mode} mode, generator alone (no faithful writer)")
             for fm in ("fixed", "visual", "text"):
                 model.fusion.mode = fm
-                preds = generate(model, data, idx, mode, generation)
-                results[f"{mode}/{fm}"] = evaluate("IU X-ray", "val", cases, preds, f"DFFG {mode} mode, fusion={fm}")
+                preds = generate(model, data, idx, mode, generation, writer=writer)
+                results[f"{mode}/{fm}"] = scored(cases, preds, f"DFFG {mode} mode, fusion={fm}")
             model.fusion.mode = "dynamic"
         log(f"{mode} done")
     return results
+
+
+def predictions(results: dict) -> list[dict]:
+    """The drafts as the app would make them, one per study: image mode where the study has its images,
+    else text mode (`python -m xr eval --predictions` reads these lines)."""
+    by_id = {i: {"id": i, "report": c["prediction"], "mode": "text"} for i, c in results["text/dynamic"].per_case.items()}
+    if "image/dynamic" in results:
+        by_id.update({i: {"id": i, "report": c["prediction"], "mode": "image"} for i, c in results["image/dynamic"].per_case.items()})
+    return [by_id[i] for i in sorted(by_id)]
 
 
 def decoding(directory: Path, beam: int | None = None) -> GenerationConfig:
@@ -405,17 +451,21 @@ def decoding(directory: Path, beam: int | None = None) -> GenerationConfig:
     return generation if beam is None else generation.replace(num_beams=beam)
 
 
-def write_evaluation(results: dict, directory: Path, beam: int | None = None) -> None:
-    """EVAL.json (every figure, no per-case rows) and EVAL.md (one table per set of studies); `beam` as
-    given to `evaluate_modes`."""
+def write_evaluation(results: dict, directory: Path, beam: int | None = None, split: str = "val") -> Path:
+    """EVAL.json (every figure, no per-case rows) and EVAL.md (one table per set of studies), or
+    EVAL-<split>.* for another split than val; `beam` as given to `evaluate_modes`. Returns the .md path."""
     from xr.evaluate.run import to_markdown
     directory = Path(directory)
-    (directory / "EVAL.json").write_text(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1) + "\n")
+    stem = "EVAL" if split == "val" else f"EVAL-{split}"
+    (directory / f"{stem}.json").write_text(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1) + "\n")
     groups: dict[int, list] = {}
     for r in results.values():
         groups.setdefault(r.studies, []).append(r)
     g = decoding(directory, beam)
     n = g.no_repeat_ngram_size
     text = (f"Decoding: beam {g.num_beams}, no-repeat {'trigrams' if n == 3 else f'{n}-grams'}, "
-            f"{g.min_new_tokens}..{g.max_new_tokens} tokens. Written by `python -m xr eval-generator`.\n\n")
-    (directory / "EVAL.md").write_text(text + "\n".join(to_markdown(rs) for _, rs in sorted(groups.items(), reverse=True)))
+            f"{g.min_new_tokens}..{g.max_new_tokens} tokens; drafts written by the faithful writer from the finding "
+            f"prompt (oracle: the reference's labels) unless the row says otherwise. Written by `python -m xr eval-generator`.\n\n")
+    md = directory / f"{stem}.md"
+    md.write_text(text + "\n".join(to_markdown(rs) for _, rs in sorted(groups.items(), reverse=True)))
+    return md

@@ -102,15 +102,20 @@ def train_lora(examples: list[RefineExample], out_dir: Path, base=None, init_ada
     return info
 
 
-def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int = 64) -> list[RefineExample]:
+def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int = 64,
+                  writer=None) -> list[RefineExample]:
     """Text-mode DFFG drafts (greedy, with the shipped model's generation config) of the first n studies of
     `split` ("train" or "val") of an `xr.train.generator.Data`. Train studies retrieve from the other
-    training reports (never their own)."""
+    training reports (never their own). With a `writer` (wording, thresholds): the drafts as the drafter
+    writes them, through the faithful writer; without: the generator's own text (what the shipped adapter
+    was trained on)."""
     from xr.decode.beam import greedy
+    from xr.decode.faithful import write
     from xr.decode.generation import GenerationConfig
     from xr.decode.model import DFFGModel
     from xr.decode.processing import collate
     from xr.draft.dffg import DFFG_DIR
+    from xr.train.generator import as_drafted
 
     view = copy.copy(data)
     if split == "train":  # reuse val_example on train studies: their neighbours already exclude the case
@@ -125,12 +130,64 @@ def dffg_examples(data, split: str, n: int | None = None, model=None, batch: int
     for s in range(0, len(cases), batch):
         idx = list(range(s, min(s + batch, len(cases))))
         exs = [view.val_example(i, "text") for i in idx]
+        probabilities = [{f: round(float(p), 3) for f, p in zip(FINDINGS, ex.prompt, strict=False)} for ex in exs]
+        stances = [as_drafted(ex, writer[1]) for ex in exs] if writer else []
         with torch.inference_mode():
             seqs = greedy(model, model.encode(collate(exs, data.vocab, model.config)), allowed, generation)
-        for i, ex, sq in zip(idx, exs, seqs, strict=False):
+        for k, (i, ex, sq) in enumerate(zip(idx, exs, seqs, strict=False)):
             c = cases[i]
+            findings, impression = data.vocab.decode(sq)
+            if writer:
+                w = write(findings, impression, stances[k], writer[0])
+                findings, impression = w.findings, w.impression
             out.append(RefineExample(
-                indication=c.indication, draft=compose_report(*data.vocab.decode(sq)),
-                findings={f: round(float(p), 3) for f, p in zip(FINDINGS, ex.prompt, strict=False)},
+                indication=c.indication, draft=compose_report(findings, impression), findings=probabilities[k],
                 similar=list(ex.retrieved), target=compose_report(c.findings, c.impression), id=c.id))
     return out
+
+
+def evaluate_refiner(data, adapter: Path, n: int | None = None, progress=print) -> dict:
+    """The drafter's text-mode drafts (greedy, through the faithful writer) of the first n studies of the
+    evaluated split, scored unrefined, refined as the app does (a rewrite that changes the findings is
+    refused, the draft kept) and as the refiner wrote them before that guard; with the refusal count and
+    the latency per report."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from xr.decode.wording import Wording
+    from xr.draft.dffg import DFFG_DIR
+    from xr.evaluate.run import evaluate
+    from xr.refine.refiner import Refiner
+    from xr.report import split_sections
+    from xr.thresholds import Thresholds
+
+    exs = dffg_examples(data, "val", n, writer=(Wording.load(DFFG_DIR), Thresholds.load(DFFG_DIR)))
+    refiner = Refiner(adapter)
+    done = [refiner.refine(ex) for ex in tqdm(exs, desc="refining", unit="report", disable=None)]
+    cases = data.val[:len(exs)]
+
+    def scored(texts: list[str], source: str):
+        return evaluate(data.dataset, data.split, cases, {ex.id: split_sections(t)[0] for ex, t in zip(exs, texts, strict=True)},
+                        source).to_json()
+
+    ms = [r.timings["refine_ms"] for r in done]
+    return {"studies": len(exs), "adapter": refiner.name, "refused": sum(r.refused for r in done),
+            "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95))},
+            "rows": {"draft": scored([ex.draft for ex in exs], "DFFG text-mode draft (greedy, faithful writer), unrefined"),
+                     "refined": scored([r.text for r in done], "+ refiner, as the app shows it (changed findings refused)"),
+                     "unguarded": scored([r.rewrite for r in done], "+ refiner, every rewrite kept (no guard)")}}
+
+
+def format_refiner_evaluation(result: dict) -> str:
+    from xr.evaluate.run import METRICS
+
+    lines = [f"{result['rows']['draft']['dataset']} `{result['rows']['draft']['split']}`, {result['studies']} studies; "
+             f"refiner {result['adapter']}; references: FINDINGS. {result['refused']} rewrites refused by the guard "
+             f"(they changed the findings); latency p50 {result['latency_ms']['p50']:.0f} ms, "
+             f"p95 {result['latency_ms']['p95']:.0f} ms per report.", "",
+             "| source | " + " | ".join(METRICS) + " | CE-F1 (micro) | CE-F1 (macro) |", "|---" * (len(METRICS) + 3) + "|"]
+    for r in result["rows"].values():
+        vals = ["n/a" if r["nlg"][m] is None else f"{r['nlg'][m]:.3f}" for m in METRICS]
+        vals += [f"{r['clinical']['micro']['f1']:.3f}", f"{r['clinical']['macro']['f1']:.3f}"]
+        lines.append(f"| {r['source']} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
