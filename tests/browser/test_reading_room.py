@@ -206,3 +206,19 @@ def test_quiz_gives_nothing_away(open_page):
     expect(page.get_by_text("Quiz mode: read the images")).to_be_visible(timeout=DRAFT_WAIT)
     viewer = page.locator(".xr-viewer-group").filter(visible=True).first
     expect(viewer.get_by_label("none")).to_be_checked()
+
+
+def test_the_editor_says_what_the_text_states_and_marks_hedges(open_page, live_app):
+    """Issue 19: beside the editor, what the report on screen states (the labeler's reading), and each
+    hedged sentence marked for the radiologist to confirm or take out; it follows typing."""
+    _, _, _, dicom = live_app
+    page = open_page("radiologist")
+    draft(page, dicom)
+    says = page.locator("#text-says")
+    expect(says).to_contain_text("The report states:")
+    findings = page.get_by_label("Findings", exact=True)
+    findings.fill("Mild cardiomegaly. A small pleural effusion cannot be excluded. No pneumothorax.")
+    expect(says).to_contain_text("The report states: Cardiomegaly.")
+    expect(says).to_contain_text("Hedged, check it: A small pleural effusion cannot be excluded.")
+    findings.fill("Mild cardiomegaly. No pneumothorax.")
+    expect(says).not_to_contain_text("Hedged")

@@ -15,8 +15,19 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from xr import store
+from xr.decode.wording import sentence_labels
+from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
 from xr.refine.refiner import REFINE_BY_DEFAULT
-from xr.report import diff_text, draft_sentences, join_sections, literal_markdown, present_choices, split_sections, toggle_choice
+from xr.report import (
+    diff_text,
+    draft_sentences,
+    join_sections,
+    literal_markdown,
+    present_choices,
+    sentences,
+    split_sections,
+    toggle_choice,
+)
 from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -34,6 +45,20 @@ def worklist_rows(ws: Workstation, status: str, search: str) -> list[list]:
 
 def history_rows(ws: Workstation, study_id: int) -> list[list]:
     return [[h.at.replace("T", " "), h.event, h.by, h.text] for h in store.history(ws.settings, study_id)]
+
+
+def text_says(findings: str, impression: str) -> str:
+    """What the report on screen states and hedges, as the labeler reads it (the finding panel beside it
+    has the probabilities): each hedged sentence is listed, marked, for the radiologist to confirm or remove."""
+    text = join_sections(findings, impression)
+    if not (findings or impression).strip():
+        return ""
+    labels = label_report(text)
+    stated = [f for f, v in labels.items() if v == POSITIVE and f != "No Finding"]
+    lines = [f"**The report states:** {', '.join(stated) or 'no finding'}."]
+    hedged = [s for s in sentences(findings) + sentences(impression) if UNCERTAIN in sentence_labels(s).values()]
+    lines += [f"⚠ **Hedged, check it:** *{literal_markdown(s)}*" for s in dict.fromkeys(hedged)]
+    return "\n\n".join(lines)
 
 
 def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") -> tuple:
@@ -66,7 +91,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
     return (study_id, d.text if d else "", header, *viewer.show(stored_views(v)),
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
-            d.findings if d else {}, similar, similar_md, history_rows(ws, study_id),
+            text_says(findings, impression), d.findings if d else {}, similar, similar_md, history_rows(ws, study_id),
             diff_text(d.text, join_sections(findings, impression)) if d else "",
             gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
             gr.update(interactive=editable), gr.update(visible=False))
@@ -83,8 +108,9 @@ class Reporting:
                     self.files = gr.File(label="PNG, JPEG or DICOM images, or a zip", file_count="multiple",
                                          elem_id="study-files", height=110)
                     self.indication = gr.Textbox(label="Indication (optional)", placeholder="e.g. cough, fever")
-                    self.refine_cb = gr.Checkbox(label="Refine with the small LLM", value=REFINE_BY_DEFAULT,
-                                                 info="Shown beside the draft, not put in the report until you ask")
+                    self.refine_cb = gr.Checkbox(label="Refine with the small LLM (experimental)", value=REFINE_BY_DEFAULT,
+                                                 info="Shown beside the draft, not put in the report until you ask; a "
+                                                      "rewrite that changes the findings is refused")
                     with gr.Row():
                         self.draft_btn = gr.Button("Draft report", variant="primary", elem_id="draft-btn")
                         self.add_btn = gr.Button("Add to worklist")
@@ -117,6 +143,7 @@ class Reporting:
                     self.impression_box = gr.Textbox(label="Impression", lines=3, interactive=True)
                     self.sentences = gr.CheckboxGroup([], label="Draft sentences (untick to take one out of the report, "
                                                                 "tick to put it back)", elem_id="draft-sentences")
+                    self.says = gr.Markdown(elem_id="text-says")
                     self.signoff = gr.Checkbox(label="I have reviewed the images and this report, and sign it off",
                                                value=False)
                     with gr.Row():
@@ -149,7 +176,7 @@ class Reporting:
     @property
     def study_outputs(self) -> list:
         return [self.study_id, self.draft_text, self.header, *self.viewer.outputs, self.findings_box,
-                self.impression_box, self.sentences, self.findings, self.similar, self.similar_text, self.history,
+                self.impression_box, self.sentences, self.says, self.findings, self.similar, self.similar_text, self.history,
                 self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row]
 
     def _wire(self) -> None:
@@ -285,10 +312,10 @@ class Reporting:
         def follow(draft_text, findings, impression):
             """The text changed (typed, a sentence clicked, the refined text taken): diff and checkboxes follow."""
             if not draft_text:
-                return "", gr.skip()
+                return "", gr.skip(), text_says(findings, impression)
             choices = draft_sentences(draft_text)
             return (diff_text(draft_text, join_sections(findings, impression)),
-                    gr.update(value=present_choices(findings, impression, choices)))
+                    gr.update(value=present_choices(findings, impression, choices)), text_says(findings, impression))
 
         def use_refined(refined, findings, impression):
             return split_sections(refined) if refined else (findings, impression)
@@ -314,7 +341,7 @@ class Reporting:
         self.use_refined_btn.click(use_refined, [self.refined, *text], text, **PRIVATE)
         self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **PRIVATE)
         for box in text:
-            box.change(follow, [self.draft_text, *text], [self.diff, self.sentences], **PRIVATE)
+            box.change(follow, [self.draft_text, *text], [self.diff, self.sentences, self.says], **PRIVATE)
         self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **PRIVATE)
         self.amend_btn.click(amend, None, [*text, self.sentences, self.signoff, self.approve_btn, self.amend_btn],
                              **PRIVATE)
