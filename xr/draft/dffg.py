@@ -94,7 +94,7 @@ class ReportMemory:
 # ---- the drafter -------------------------------------------------------------------------------------
 class DFFGDrafter:
     model = "dffg"
-    version = "0.2.0"
+    version = "0.3.0"  # 0.3: the faithful writer (stances by per-finding thresholds)
 
     def __init__(self, directory: Path = DFFG_DIR, encoder=None, index=None, eye: Eye | None = None,
                  generation: GenerationConfig | None = None, s: Settings | None = None) -> None:
