@@ -138,14 +138,16 @@ def test_label_matched_floor_takes_the_closest_labels_in_the_commonest_words():
 
 def small_iu(tmp_path):
     """An IU X-ray folder of 60 train, 3 val and 4 test studies (the test ones taken from the real val
-    split), with the Open-i reports: the layout a user with the full set has."""
+    split, one with its frontal film), with the Open-i reports and images: the layout a user with the
+    full set has."""
     iu = SHARED / "data" / "iu_xray"
     ann = json.loads((iu / "annotation.json").read_text())
     root = tmp_path / "iu"
     root.mkdir()
-    test = [{**item, "split": "test"} for item in ann["val"][3:7]]
+    test = [{**item, "split": "test"} for item in ann["val"][3:6] + [ann["val"][184]]]  # the last has its film here
     (root / "annotation.json").write_text(json.dumps({"train": ann["train"][:60], "val": ann["val"][:3], "test": test}))
     (root / "reports").symlink_to(iu / "reports")
+    (root / "images_openi").symlink_to(iu / "images_openi")
     return root, [item["id"] for item in test]
 
 
@@ -162,10 +164,11 @@ def test_eval_generator_measures_a_test_split_in_one_command(shared, tmp_path):
     out = json.loads(r.stdout)
     assert {"floor/constant", "floor/nearest-text", "floor/label-matched", "text/dynamic", "oracle/dynamic",
             "oracle/generator-alone", "oracle/fixed"} <= set(out)
-    assert all(v["split"] == "test" and v["studies"] == 4 for v in out.values())
+    assert all(v["split"] == "test" and v["studies"] == (1 if k.startswith("image/") else 4) for k, v in out.items())
     assert out["floor/label-matched"]["clinical"]["micro"]["f1"] > out["floor/constant"]["clinical"]["micro"]["f1"] - 1e-9
-    lines = [json.loads(x) for x in preds.read_text().splitlines()]
-    assert sorted(x["id"] for x in lines) == sorted(test_ids) and {x["mode"] for x in lines} == {"text"}
+    lines = {x["id"]: x for x in map(json.loads, preds.read_text().splitlines())}
+    assert sorted(lines) == sorted(test_ids) and [x["mode"] for x in lines.values()].count("image") == 1
+    assert lines["CXR103_IM-0023"]["mode"] == "image" and out["image/dynamic"]["studies"] == 1  # drafted from its film
     md = (model / "EVAL-test.md").read_text()
     assert "`test` split, 4 studies" in md and "faithful writer" in md and (model / "EVAL.md").read_text() == (
         ROOT / "assets" / "dffg" / "EVAL.md").read_text()  # the val figures are left alone

@@ -22,6 +22,7 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
+from xr.config import ASSETS
 from xr.data.case import Case
 from xr.data.layouts import load_cases
 from xr.decode.beam import beam_search, greedy
@@ -54,11 +55,8 @@ def labels_vector(text: str) -> np.ndarray:
     return np.array([lab.get(f) == POSITIVE for f in FINDINGS], dtype=np.float32)
 
 
-def image_features(case, encoder) -> tuple[list[np.ndarray], list[int]]:
-    if not case.image_paths:
-        return [], []
-    pix = [read_pixels(p) for p in case.image_paths]
-    feats = encoder.encode(pix)
+def regions_and_views(feats) -> tuple[list[np.ndarray], list[int]]:
+    """The generator's visual input of a study: each view's regional grid, and whether it is frontal."""
     return [f.regions for f in feats], [FRONTAL if f.measurements().looks_frontal else LATERAL for f in feats]
 
 
@@ -110,12 +108,22 @@ class Data:
         self.train_nb = [self.memory.by_text(q, 2 * k, exclude=i) for i, q in enumerate(self.train_q)]
         self.val_nb = [self.memory.by_text(q, k) for q in self.val_q]
         self.images: dict[str, tuple[list, list]] = {}
+        self.eye_read: dict[str, dict[str, float]] = {}  # evaluated studies with images: the eye's probabilities
         with_images = [c for c in self.train + self.val if c.image_paths]
         if with_images:
+            from xr.encode.eye import read_frontal
+            from xr.encode.finding_head import FindingHead
             from xr.encode.vision import VisionEncoder
             enc = VisionEncoder()
+            self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")  # the drafter's eye, as shipped
+            evaluated = {c.id for c in self.val}
             for c in with_images:
-                self.images[c.id] = image_features(c, enc)
+                pixels = [read_pixels(p) for p in c.image_paths]
+                feats = enc.encode(pixels)
+                self.images[c.id] = regions_and_views(feats)
+                views = self.images[c.id][1]
+                if c.id in evaluated:
+                    self.eye_read[c.id] = read_frontal(self.eye, pixels, feats, [v == FRONTAL for v in views])
         log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} {split}, vocab {len(self.vocab)}, "
             f"{len(self.images)} studies with images")
 
@@ -136,7 +144,8 @@ class Data:
         if any(c.image_paths for c in self.train):
             from xr.encode.vision import VisionEncoder
             enc = VisionEncoder()
-            self.images = {c.id: image_features(c, enc) for c in self.train if c.image_paths}
+            self.images = {c.id: regions_and_views(enc.encode([read_pixels(p) for p in c.image_paths]))
+                           for c in self.train if c.image_paths}
         log(f"{len(self.train)} approved studies from {path.name}, {len(self.images)} with images")
         return self
 
@@ -176,7 +185,8 @@ class Data:
 
     def val_example(self, i: int, mode: str) -> Example:
         """mode: "text" (indication + retrieved reports, prompt from their labels), "oracle" (prompt =
-        the reference's labels), "image" (text inputs + the study's views)."""
+        the reference's labels), "image" (text inputs + the study's views, and the eye's probabilities over
+        the prompt for the findings it reads, as the drafter has them)."""
         c = self.val[i]
         rows = self.val_nb[i]
         ex = Example(retrieved=[self.memory.findings[r] for r, _ in rows])
@@ -185,6 +195,8 @@ class Data:
         ex.prompt = self.val_labels[i] if mode == "oracle" else self.memory.prompt_from(rows)
         if mode == "image" and c.id in self.images:
             ex.regions, ex.view_types = self.images[c.id]
+            for name, p in self.eye_read.get(c.id, {}).items():
+                ex.prompt[FINDINGS.index(name)] = p
         return ex
 
 
@@ -209,7 +221,7 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
                   leave=False, disable=None):  # a bar on a terminal, nothing in a log file
         chunk = idx[s:s + batch]
         exs = [data.val_example(i, mode) for i in chunk]
-        stances = [as_drafted(ex, Thresholds() if mode == "oracle" else writer[1]) for ex in exs] if writer else []
+        stances = [as_drafted(ex, thresholds_for(mode, data, writer[1])) for ex in exs] if writer else []
         if generation.num_beams == 1:
             b = collate(exs, data.vocab, model.config).to(device)
             with torch.inference_mode():
@@ -224,6 +236,14 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
             findings, impression = data.vocab.decode(sq)
             out[data.val[i].id] = write(findings, impression, stances[k], writer[0]).findings if writer else findings
     return out
+
+
+def thresholds_for(mode: str, data: Data, retrieval: Thresholds) -> Thresholds:
+    """The oracle's labels are 0 or 1 (0.5 splits them); image mode, as the drafter: the eye's thresholds for
+    the findings it reads, the retrieval prompt's for the others; text mode, the retrieval prompt's."""
+    if mode == "oracle":
+        return Thresholds()
+    return retrieval.merged(data.eye.thresholds, data.eye.findings) if mode == "image" else retrieval
 
 
 def as_drafted(ex: Example, thresholds: Thresholds) -> dict[str, Stance]:
