@@ -85,7 +85,8 @@ def _stated(text: str) -> dict[str, int | None]:
 
 def _once(sents: list[str]) -> list[str]:
     """The sentences less those that only repeat what an earlier one said ("Mild cardiomegaly. Cardiomegaly.")."""
-    out, said = [], set()
+    out: list[str] = []
+    said: set[tuple[str, int]] = set()
     for s in sents:
         lab = set(sentence_labels(s).items())
         if lab and lab <= said:
