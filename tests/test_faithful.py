@@ -74,6 +74,7 @@ def test_the_sites_sentences_say_one_thing_each(finding):
     assert sentence_labels(WORDING.stated[finding]) == {finding: POSITIVE}
     assert sentence_labels(WORDING.hedged[finding]) == {finding: UNCERTAIN}
     assert sentence_labels(WORDING.impression[finding]) == {finding: POSITIVE}
+    assert sentence_labels(WORDING.impression_hedged[finding]) == {finding: UNCERTAIN}
 
 
 def test_routine_negatives_only_rule_out():
@@ -103,6 +104,7 @@ def test_a_hedged_finding_is_hedged_and_listed_for_the_editor(finding):
     w = write(NORMAL, "No acute disease.", st, WORDING)
     assert label_report(w.findings)[finding] == UNCERTAIN and not positives(w.findings)
     assert WORDING.hedged[finding] in w.hedged and contradictions(f"{w.findings} {w.impression}", st) == []
+    assert w.impression.startswith(WORDING.impression_hedged[finding]) and WORDING.impression_hedged[finding] in w.hedged
 
 
 def test_what_the_prompt_rules_out_is_taken_out_and_the_routine_negatives_written():

@@ -32,7 +32,8 @@ def draft(page: Page, *files) -> None:
 
 
 def sentence_box(page: Page, choice: str):
-    return page.locator("#draft-sentences label").filter(has_text=choice[3:]).locator("input")
+    """The checkbox of one draft sentence in its section ("F: ..." or "I: ..."): the same words may stand in both."""
+    return page.locator("#draft-sentences").get_by_title(choice, exact=True)
 
 
 def approvals(s) -> list[tuple[int, str]]:
@@ -208,15 +209,15 @@ def test_quiz_gives_nothing_away(open_page):
     expect(viewer.get_by_label("none")).to_be_checked()
 
 
-def test_the_editor_says_what_the_text_states_and_marks_hedges(open_page, live_app):
+def test_the_editor_says_what_the_text_states_and_marks_hedges(open_page, live_app):  # live_app: the page's server
     """Issue 19: beside the editor, what the report on screen states (the labeler's reading), and each
     hedged sentence marked for the radiologist to confirm or take out; it follows typing."""
-    _, _, _, dicom = live_app
     page = open_page("radiologist")
-    draft(page, dicom)
+    draft(page, VIEWS / "p0023_00.png")  # a study of its own: the shared DICOM's may be signed by another test
     says = page.locator("#text-says")
     expect(says).to_contain_text("The report states:")
-    findings = page.get_by_label("Findings", exact=True)
+    findings, impression = page.get_by_label("Findings", exact=True), page.get_by_label("Impression", exact=True)
+    impression.fill("Mild cardiomegaly.")
     findings.fill("Mild cardiomegaly. A small pleural effusion cannot be excluded. No pneumothorax.")
     expect(says).to_contain_text("The report states: Cardiomegaly.")
     expect(says).to_contain_text("Hedged, check it: A small pleural effusion cannot be excluded.")

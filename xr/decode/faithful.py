@@ -126,8 +126,8 @@ def write(findings: str, impression: str, stances: dict[str, Stance], wording: W
     imp_said = _stated(" ".join(imp))
     lead = [wording.impression[f] for f, st in stances.items()
             if st is Stance.STATED and f in wording.impression and imp_said.get(f) != POSITIVE]
-    lead += [wording.hedged[f] for f, st in stances.items()
-             if st is Stance.HEDGED and f in wording.hedged and imp_said.get(f) != UNCERTAIN]
+    lead += [wording.impression_hedged[f] for f, st in stances.items()
+             if st is Stance.HEDGED and f in wording.impression_hedged and imp_said.get(f) != UNCERTAIN]
     imp = lead + imp
     if not imp:
         imp = [wording.normal_impression]

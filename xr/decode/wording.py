@@ -65,6 +65,12 @@ def stated_template(finding: str) -> str:
     return f"There is {phrase}."
 
 
+def hedged_impression(finding: str) -> str:
+    """"Possible small pleural effusion.": the impression's hedge, not the findings' sentence again."""
+    phrase = re.sub(r"^(?:a|an) ", "", PHRASES[finding])
+    return f"Possible {phrase}."
+
+
 def hedged_template(finding: str) -> str:
     if finding == "Support Devices":  # a device is seen or not; "cannot be excluded" would read oddly
         return "Possible support device."
@@ -83,6 +89,7 @@ class Wording:
     stated: dict[str, str]  # finding -> the sentence that states it
     hedged: dict[str, str]  # finding -> the sentence that hedges it
     impression: dict[str, str]  # finding -> the impression's sentence for it
+    impression_hedged: dict[str, str]  # finding -> the impression's hedge ("Possible small pleural effusion.")
     negatives: list[tuple[str, list[str]]]  # routine negative sentences, most used first, with the findings each rules out
     routine: list[str]  # findings whose absence the site's reports usually state
     order: dict[str, float]  # finding -> mean position of its sentences in the findings (0 first, 1 last)
@@ -127,7 +134,8 @@ class Wording:
                 negatives.append((s, sorted(lab, key=FINDINGS.index)))
         order = {f: float(sum(positions[f]) / len(positions[f])) if positions[f] else 0.5 for f in PHRASES}
         normal = [s for s, c in imp_uses.most_common(20) if _usable(s) and not sentence_labels(s)]
-        return cls(stated, {f: hedged_template(f) for f in PHRASES}, impression, negatives, routine, order,
+        return cls(stated, {f: hedged_template(f) for f in PHRASES}, impression, {f: hedged_impression(f) for f in PHRASES},
+                   negatives, routine, order,
                    normal[0] if normal else NORMAL_IMPRESSION)
 
     def save(self, directory: Path) -> None:
