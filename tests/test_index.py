@@ -55,7 +55,8 @@ def test_approved_study_is_found_first_by_its_own_image_and_text(drafted, env):
     first = ws.index.similar_cases([pooled], text, {"Pleural Effusion": 0.9}, k=3)[0]
     assert first.case_id == me and first.via == "image+report" and first.similarity == 1.0
     assert first.similarities["image"] > 0.99 and first.similarities["report"] > 0.99
-    assert first.thumb is None and first.report == text and first.shared_findings == ["Pleural Effusion"]
+    # the study's own film: its labels (what the approved text states, the edit's effusion among them) are the query's
+    assert first.thumb is None and first.report == text and first.shared_findings == json.loads(labels)
     assert ws.index.similar_cases([pooled], k=1)[0].case_id == me
 
     again = ws.draft([path], "cough", RAD)
