@@ -175,6 +175,8 @@ def test_drafts_of_films_agree_with_their_finding_panel(drafter, shared):
         assert contradictions(d.report, st) == []
         assert not any(n.startswith("Check against the finding panel") for n in d.notes)
         assert any(n.startswith("Written from the finding probabilities") for n in d.notes)
+        mute = next(n for n in d.notes if n.startswith("Never written from these probabilities"))
+        assert "Lung Lesion" in mute and "Cardiomegaly" not in mute  # the eye's chance-level findings, said so
 
 
 # ---- the refiner's guard ---------------------------------------------------------------------------
