@@ -10,11 +10,11 @@ from xr.config import ASSETS
 from xr.decode.faithful import contradictions, stance_prompt, write
 from xr.decode.processing import Example
 from xr.decode.wording import PARENCHYMA, Wording, sentence_labels
-from xr.evaluate.classification import NEVER, choose_cut
+from xr.evaluate.classification import choose_cut
 from xr.evaluate.labeler import NEGATIVE, POSITIVE, UNCERTAIN, label_report
 from xr.findings import FINDINGS
 from xr.refine.guard import finding_changes
-from xr.thresholds import Cut, Stance, Thresholds
+from xr.thresholds import NEVER, Cut, Stance, Thresholds
 
 NORMAL = "The heart is normal in size. The mediastinum is unremarkable. The lungs are clear."
 WORDING = Wording.load(ASSETS / "dffg")

@@ -25,6 +25,7 @@ class Cut:
     state: float  # at or above: stated (hedge <= state; equal means never hedged)
 
 
+NEVER = 1.01  # a threshold no probability reaches: the finding is never written from this model
 DEFAULT_CUT = Cut(0.5, 0.5)  # a probability with no chosen thresholds: stated from one half, never hedged
 FILE = "thresholds.json"
 
@@ -37,6 +38,10 @@ class Thresholds:
     def stance(self, finding: str, p: float) -> Stance:
         cut = self.cuts.get(finding, DEFAULT_CUT)
         return Stance.STATED if p >= cut.state else Stance.HEDGED if p >= cut.hedge else Stance.ABSENT
+
+    def never_written(self, findings) -> list[str]:
+        """Of `findings`, those no probability can make the draft state or hedge."""
+        return [f for f in findings if f in self.cuts and self.cuts[f].hedge >= NEVER]
 
     def stances(self, probabilities: dict[str, float]) -> dict[str, Stance]:
         return {f: self.stance(f, p) for f, p in probabilities.items() if f != "No Finding"}

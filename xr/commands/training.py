@@ -50,23 +50,26 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise UserError("give --data IU_DIR (train from scratch) or --edits EDITS.jsonl --out DIR (fine-tune)")
+    from xr.train.generator import Data
+
     out = Path(args.out or ASSETS / "dffg")
-    summary = train(root=Path(args.data), out_dir=out, epochs=args.epochs or 20, lr=args.lr, d=args.d,
+    data = Data(Path(args.data), log=log)  # one reading of the data for training and for the writer
+    summary = train(root=Path(args.data), out_dir=out, data=data, epochs=args.epochs or 20, lr=args.lr, d=args.d,
                     n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
     if not main:
         return 0
     print(json.dumps(summary, indent=2, default=str))
-    _train_writer(Path(args.data), out, log)
+    _train_writer(data, out, log)
     if args.eval:
         evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
     return 0
 
 
-def _train_writer(data: Path, out: Path, log: Callable[[str], None]) -> None:
-    from xr.train.generator import Data
+def _train_writer(data, out: Path, log: Callable[[str], None]) -> None:
+    """`data`: an xr.train.generator.Data of the training folder."""
     from xr.train.writer import train_writer
 
-    wording, thresholds = train_writer(Data(data, log=log), out)
+    wording, thresholds = train_writer(data, out)
     log(f"writer: {len(wording.negatives)} routine negative sentences, routine: {', '.join(wording.routine)}; "
         f"thresholds {thresholds.chosen_on}")
 
@@ -76,8 +79,11 @@ def cmd_train_writer(args: argparse.Namespace) -> int:
 
     if not (Path(args.data) / "annotation.json").is_file():
         raise UserError(f"{args.data}: no annotation.json (expected an IU X-ray folder in the R2Gen layout)")
+    from xr.train.generator import Data
+
     out = Path(args.dir or ASSETS / "dffg")
-    _train_writer(Path(args.data), out, lambda m: print(m, file=sys.stderr))
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    _train_writer(Data(Path(args.data), log=log), out, log)
     print(f"wrote {out / 'wording.json'} and {out / 'thresholds.json'}")
     return 0
 

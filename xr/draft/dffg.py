@@ -246,7 +246,7 @@ class DFFGDrafter:
                      f"{', '.join(said[Stance.HEDGED]) or 'none'} (per-finding thresholds: "
                      + ("the eye's for the findings it reads, the retrieval prompt's for the others)." if feats
                         else "the retrieval prompt's)."))
-        mute = [f for f in stances if thresholds.cuts.get(f) is not None and thresholds.cuts[f].state > 1]
+        mute = thresholds.never_written(stances)
         if mute:
             notes.append(f"Never written from these probabilities, shown on the panel only (not told from chance where "
                          f"their thresholds were chosen): {', '.join(mute)}.")

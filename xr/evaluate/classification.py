@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xr.thresholds import NEVER
+
 
 def roc_auc(y: np.ndarray, scores: np.ndarray) -> float | None:
     """None when only one class is present: an AUC is then undefined, not 0.5."""
@@ -46,7 +48,6 @@ def bootstrap_auc(y: np.ndarray, scores: np.ndarray, resamples: int = 1000, seed
 
 
 STATE_SPECIFICITY = 0.9  # a finding is stated on at most a tenth of the films without it
-NEVER = 1.01  # a threshold no probability reaches
 
 
 def choose_cut(y: np.ndarray, p: np.ndarray, hedge: bool = True) -> tuple[float, float]:

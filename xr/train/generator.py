@@ -84,8 +84,7 @@ class Data:
     def __init__(self, root: Path = IU_ROOT, k: int = 3, log=print, split: str = "val") -> None:
         """`split`: the studies measured (`val`, or `test` where the folder has it), kept as `self.val`."""
         t = time.time()
-        self.dataset, self.split = load_cases(root, "train")[0], split
-        self.train = load_cases(root, "train")[1]
+        (self.dataset, self.train), self.split = load_cases(root, "train"), split
         self.val = load_cases(root, split)[1]
         if not self.val:
             raise UserError(f"{root}: no {split} studies")
