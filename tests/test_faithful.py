@@ -44,6 +44,9 @@ def test_choose_cut_states_a_separable_finding_and_never_one_at_chance():
     assert choose_cut(y, noise) == (NEVER, NEVER)  # its AUC interval reaches 0.5: never written
     assert choose_cut(np.zeros(50, bool), noise[:50]) == (NEVER, NEVER)  # no positive to choose from
     assert choose_cut(y, good, hedge=False)[0] == state  # no hedge band
+    weak = np.where(y, rng.normal(0.55, 0.2, 400), rng.normal(0.45, 0.2, 400))  # above chance, mostly wrong when said
+    assert choose_cut(y, weak)[1] < NEVER and choose_cut(y, weak, min_precision=0.5) == (NEVER, NEVER)
+    assert choose_cut(y, good, min_precision=0.5) == (hedge, state)  # right most of the time: kept
 
 
 def test_thresholds_give_stances_and_round_trip(tmp_path):
