@@ -93,6 +93,33 @@ def test_amended_approval_keeps_both_and_exports_latest(drafted, db_env, tmp_pat
     assert [json.loads(x)["target"] for x in (tmp_path / "e.jsonl").read_text().splitlines()] == ["Amended text."]
 
 
+def test_approving_the_same_text_again_is_the_same_approval(drafted, db_env):
+    """Issue 21.4: a double click or a client's retry signs once; the report is not marked amended."""
+    _, result = drafted
+    sid = result.study_id
+    first = store.approve(db_env, sid, "Signed text.", RAD)
+    audits = count(db_env, "audit_events")
+    assert store.approve(db_env, sid, "Signed text.", RAD) == first
+    assert count(db_env, "approvals") == 1 and count(db_env, "audit_events") == audits
+    assert store.approve(db_env, sid, "Signed text, amended.", RAD) != first  # a real amendment still adds one
+    assert count(db_env, "approvals") == 2
+
+
+def test_a_signed_report_takes_no_correction(drafted, db_env):
+    """Issue 21.4: an annotator's correction of an approved study would become the text shown under the
+    radiologist's signature; it is refused, and a radiologist's edit (the start of an amendment) is not."""
+    _, result = drafted
+    sid = result.study_id
+    store.approve(db_env, sid, "Signed text.", RAD)
+    revisions = count(db_env, "revisions")
+    with pytest.raises(StoreError, match="is signed"):
+        store.save_revision(db_env, sid, "Signed text. Mild cardiomegaly.", Actor("ann", "annotator"), ["missed finding"])
+    with pytest.raises(StoreError, match="is signed"):
+        store.save_revision(db_env, sid, "Signed text. Mild cardiomegaly.", RAD, ["missed finding"])
+    assert count(db_env, "revisions") == revisions and store.study_view(db_env, sid).text == "Signed text."
+    assert store.save_revision(db_env, sid, "Signed text, to amend.", RAD) is not None
+
+
 def test_refusals_leave_nothing_behind(drafted, db_env):
     _, result = drafted
     before = {t: count(db_env, t) for t in ("revisions", "approvals", "audit_events", "users")}

@@ -28,8 +28,16 @@ def discard(path: Path) -> None:
         pass
 
 
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Temp file beside the target, fsync, rename. Raises WriteError (one line, file name only) on OSError;
+    """Temp file beside the target, fsync, rename, fsync of the folder. Raises WriteError (one line, file name only) on OSError;
     the temp file is removed whatever stops the write."""
     path = Path(path)
     tmp = None
@@ -42,6 +50,7 @@ def write_atomic(path: Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
+        _sync_folder(path.parent)  # the rename itself reaches the disk, not only the file's bytes
     except OSError as e:
         reason = e.strerror or str(e)
         raise WriteError(f"cannot write {path.name}: {reason}", reason) from None

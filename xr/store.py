@@ -114,7 +114,10 @@ def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
 def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Actor,
                  result: DraftResult | None = None) -> int:
     """Study, its images, the drafting result if there is one, stored as a Draft row (else the study waits
-    on the worklist as pending) and the audit events: all or nothing. Returns the study id."""
+    on the worklist as pending) and the audit events: all or nothing. Returns the study id. A synthetic
+    film (xr.generate) is refused: it must never pass for a patient's image or join the similar cases."""
+    if any(im.synthetic for im in study.images):
+        raise StoreError("a synthetic film (marked so by the generator) cannot be stored as a patient's study")
     created: list[Path] = []
     try:
         written = []
@@ -234,13 +237,17 @@ def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Seq
     with transaction(s.database_url) as session:
         study = _study(session, study_id)
         user = user_row(session, actor)
+        if study.status == StudyStatus.APPROVED and (tags or not access.allowed(user.role, "approve")):
+            raise StoreError(f"study {study_id} is signed: corrections are taken on drafts, not on signed reports")
         rev = _revise(session, study_id, text, user, list(tags))
         audit(session, user, "edit", study, revision=rev.id if rev else None)
         return rev.id if rev else None
 
 
 def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: LibraryEntry | None = None) -> int:
-    """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten.
+    """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten. Approving
+    the text of the study's latest approval again, with no edit since (a double click, a client's retry),
+    is that approval: no second row, and the report is not marked amended.
 
     With a library entry (computed from this text beforehand), the study joins the similar-case library in
     the same transaction, replacing its earlier entry. Without one, an earlier entry is removed: the
@@ -251,7 +258,10 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
         user = user_row(session, actor)
         if not access.allowed(user.role, "approve"):
             raise StoreError(f"role '{user.role}' cannot approve reports")
+        signed = session.scalar(select(Approval).where(Approval.study_id == study_id).order_by(Approval.id.desc()).limit(1))
         rev = _revise(session, study_id, text, user, [])
+        if signed is not None and signed.text == text and (rev.id if rev else None) == signed.revision_id:
+            return signed.id
         draft = _latest_draft(session, study_id)
         approval = Approval(study_id=study_id, draft_id=draft.id, revision_id=rev.id if rev else None,
                             user_id=user.id, text=text)

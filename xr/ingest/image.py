@@ -20,6 +20,9 @@ def view_from_position(position: str | None) -> str:
     return "unknown"
 
 
+SYNTHETIC_KEY = "xr-synthetic"  # the PNG text chunk our generator writes (xr.generate.synthetic): not a patient's film
+
+
 @dataclass(frozen=True)
 class IngestedImage:
     pixels: np.ndarray  # uint8, HxW, windowed for display; MONOCHROME1 already inverted
@@ -27,6 +30,7 @@ class IngestedImage:
     view: str = "unknown"  # "frontal", "lateral" or "unknown"
     pixel_spacing_mm: tuple[float, float] | None = None
     study_uid: str | None = field(default=None, repr=False)  # only ever hashed, never stored
+    synthetic: bool = False  # made by our generator (its PNG says so): never stored as a patient's study
 
     @property
     def content_hash(self) -> str:

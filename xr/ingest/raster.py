@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from xr.ingest.errors import IngestError, parser_boundary
-from xr.ingest.image import IngestedImage, to_uint8
+from xr.ingest.image import SYNTHETIC_KEY, IngestedImage, to_uint8
 
 MIN_SIDE = 64
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,7 +43,7 @@ def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedIm
             raise
         except (OSError, SyntaxError, ValueError) as e:
             raise IngestError(f"{name}: not a readable {fmt.upper()} image ({_short(e)})") from None
-    return IngestedImage(pixels=pixels, source_format=fmt)
+    return IngestedImage(pixels=pixels, source_format=fmt, synthetic=SYNTHETIC_KEY in getattr(im, "text", {}))
 
 
 def _short(e: Exception) -> str:
