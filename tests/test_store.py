@@ -120,6 +120,22 @@ def test_a_signed_report_takes_no_correction(drafted, db_env):
     assert store.save_revision(db_env, sid, "Signed text, to amend.", RAD) is not None
 
 
+def test_saving_and_signing_are_bound_to_the_text_the_page_saw(drafted, db_env):
+    """Issue 21.4: two radiologists on one study. B saves an edit after A opened the study; A's save and
+    A's sign-off, both made from the text A saw, are refused, and B's edit stays."""
+    _, result = drafted
+    sid = result.study_id
+    opened = store.study_view(db_env, sid).text  # what A's page shows
+    store.save_revision(db_env, sid, opened + " Small left effusion.", Actor("dr_b", "radiologist"), seen=opened)
+    with pytest.raises(StoreError, match="was changed by dr_b since you opened it"):
+        store.save_revision(db_env, sid, opened + " Mild cardiomegaly.", RAD, seen=opened)
+    with pytest.raises(StoreError, match="was changed by dr_b since you opened it"):
+        store.approve(db_env, sid, opened + " Mild cardiomegaly.", RAD, seen=opened)
+    assert count(db_env, "approvals") == 0 and store.study_view(db_env, sid).text == opened + " Small left effusion."
+    now = store.study_view(db_env, sid).text  # A opens it again: then A may sign
+    assert store.approve(db_env, sid, now, RAD, seen=now)
+
+
 def test_refusals_leave_nothing_behind(drafted, db_env):
     _, result = drafted
     before = {t: count(db_env, t) for t in ("revisions", "approvals", "audit_events", "users")}

@@ -195,13 +195,31 @@ def latest_draft(s: Settings, study_id: int) -> StoredDraft:
                            similar=[c.get("report", "") for c in (d.similar_cases or []) if c.get("report")])
 
 
-def _revise(session: Session, study_id: int, text: str, user: User, tags: list[str]) -> Revision | None:
-    """A revision row when the text differs from the last saved one; None when nothing changed."""
+def _last_revision(session: Session, study_id: int) -> tuple[Draft, Revision | None, str]:
+    """(latest draft, its latest revision or None, the study's current text)."""
     draft = _latest_draft(session, study_id)
     last = session.scalar(select(Revision).where(Revision.study_id == study_id).order_by(Revision.id.desc()).limit(1))
-    current = last.text if last and last.draft_id == draft.id else draft.text
+    if last is not None and last.draft_id != draft.id:
+        last = None
+    return draft, last, last.text if last else draft.text
+
+
+def _check_unchanged(session: Session, study_id: int, seen: str | None) -> None:
+    """Refuse when the study's text is no longer the one the caller's page last read or wrote (`seen`):
+    someone saved another text since, and signing or saving now would put this one over it unseen."""
+    if seen is None:
+        return
+    _, last, current = _last_revision(session, study_id)
+    if current.strip() != seen.strip():
+        who = f" by {last.user.name}" if last is not None else ""
+        raise StoreError(f"study {study_id} was changed{who} since you opened it: open it again to see the change")
+
+
+def _revise(session: Session, study_id: int, text: str, user: User, tags: list[str]) -> Revision | None:
+    """A revision row when the text differs from the last saved one; None when nothing changed."""
+    draft, last, current = _last_revision(session, study_id)
     if text == current and not tags:
-        return last if last and last.draft_id == draft.id else None
+        return last
     rev = Revision(study_id=study_id, draft_id=draft.id, user_id=user.id, text=text,
                    diff=diff_text(draft.text, text), tags=list(tags))
     session.add(rev)
@@ -228,8 +246,10 @@ def check_text(text: str) -> str:
     return text
 
 
-def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Sequence[str] = ()) -> int | None:
-    """A radiologist's edit, or an annotator's correction with its reason tags."""
+def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Sequence[str] = (),
+                  seen: str | None = None) -> int | None:
+    """A radiologist's edit, or an annotator's correction with its reason tags. With `seen` (the text the
+    caller's page last read or wrote), refused if the study's text has changed since."""
     text = check_text(text)
     unknown = sorted(set(tags) - set(REASON_TAGS))
     if unknown:
@@ -239,15 +259,19 @@ def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Seq
         user = user_row(session, actor)
         if study.status == StudyStatus.APPROVED and (tags or not access.allowed(user.role, "approve")):
             raise StoreError(f"study {study_id} is signed: corrections are taken on drafts, not on signed reports")
+        _check_unchanged(session, study_id, seen)
         rev = _revise(session, study_id, text, user, list(tags))
         audit(session, user, "edit", study, revision=rev.id if rev else None)
         return rev.id if rev else None
 
 
-def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: LibraryEntry | None = None) -> int:
+def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: LibraryEntry | None = None,
+            seen: str | None = None) -> int:
     """Approve the given text. Approving again (an amendment) adds a row: nothing is overwritten. Approving
     the text of the study's latest approval again, with no edit since (a double click, a client's retry),
-    is that approval: no second row, and the report is not marked amended.
+    is that approval: no second row, and the report is not marked amended. With `seen` (the text the
+    signer's page last read or wrote), refused if another text was saved since: nobody signs over an edit
+    they have not seen.
 
     With a library entry (computed from this text beforehand), the study joins the similar-case library in
     the same transaction, replacing its earlier entry. Without one, an earlier entry is removed: the
@@ -259,6 +283,7 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
         if not access.allowed(user.role, "approve"):
             raise StoreError(f"role '{user.role}' cannot approve reports")
         signed = session.scalar(select(Approval).where(Approval.study_id == study_id).order_by(Approval.id.desc()).limit(1))
+        _check_unchanged(session, study_id, seen)
         rev = _revise(session, study_id, text, user, [])
         if signed is not None and signed.text == text and (rev.id if rev else None) == signed.revision_id:
             return signed.id

@@ -1,5 +1,5 @@
 """The workstation's use cases, shared by the app, the CLI and the API: ingest -> draft -> store ->
-approve, the approved study joining the similar-case library."""
+approve, the approved study joining the similar-case library; and synthetic films, which join nothing."""
 from __future__ import annotations
 
 import threading
@@ -49,6 +49,8 @@ class Workstation:
         self._refiner = None
         self._lock = threading.Lock()
         self._refiner_lock = threading.Lock()  # its own: loading the LLM must not hold up drafting
+        self._film_maker = None
+        self._film_lock = threading.Lock()
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
 
     @property
@@ -74,6 +76,33 @@ class Workstation:
 
                 self._refiner = Refiner(self.settings.refiner_dir or REFINER_DIR)
             return self._refiner
+
+    @property
+    def film_maker(self):
+        with self._film_lock:  # loaded on first use: only the Generate workspace needs it
+            if self._film_maker is None:
+                from xr.config import ASSETS
+                from xr.generate.anytoany import FilmMaker
+
+                self._film_maker = FilmMaker.from_pretrained(ASSETS / "film_generator", ASSETS / "dffg")
+            return self._film_maker
+
+    def generate(self, views: Sequence[str], report: str = "", findings: Sequence[str] = (),
+                 frontal: str | Path | None = None, lateral: str | Path | None = None, seed: int = 0,
+                 progress=lambda fraction, desc: None):
+        """Synthetic films from a report, findings and/or the other view's file. Nothing is stored: the
+        films go back to the caller only, never into a study or the similar-case library."""
+        given = {}
+        for view, path in (("frontal", frontal), ("lateral", lateral)):
+            if path:
+                study = load_study([path], self.settings)
+                if len(study.images) != 1:
+                    raise store.StoreError(f"give one {view} film, not {len(study.images)} images")
+                given[view] = study.images[0].pixels
+        progress(0.05, "Loading the film generator")
+        maker = self.film_maker
+        return maker.make(views, report=report, findings=findings, frontal=given.get("frontal"),
+                          lateral=given.get("lateral"), seed=seed, progress=lambda f: progress(0.1 + 0.85 * f, "Sampling"))
 
     def actor(self, username: str | None, action: str) -> store.Actor:
         """The user behind a request, if their role may do `action` (xr.access); else AccessError."""
@@ -134,11 +163,11 @@ class Workstation:
         """Put a study on the worklist as pending, to be drafted when someone opens it."""
         return store.record_study(self.settings, load_study(paths, self.settings), indication.strip(), actor)
 
-    def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER) -> int:
+    def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER, seen: str | None = None) -> int:
         """Approve, the study joining the similar-case library in the same transaction. Its library entry
         (features from the cache, text embedding, labels) is computed first: a failed approval adds nothing,
-        and no model pass runs while the database is locked for writing."""
+        and no model pass runs while the database is locked for writing. `seen`: see store.approve."""
         entry = self.index.entry(self.settings, study_id, text, self.drafter.encoder)
-        approval = store.approve(self.settings, study_id, text, actor, library_entry=entry)
+        approval = store.approve(self.settings, study_id, text, actor, library_entry=entry, seen=seen)
         self.index.sync(self.settings)
         return approval

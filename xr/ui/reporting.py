@@ -88,7 +88,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
                            f"{literal_markdown(c['report'])}"
                            for c in (d.similar_cases if d else []))
     editable = v.approval is None
-    return (study_id, d.text if d else "", header, *viewer.show(stored_views(v)),
+    return (study_id, d.text if d else "", v.text, header, *viewer.show(stored_views(v)),
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
             text_says(findings, impression), d.findings if d else {}, similar, similar_md, history_rows(ws, study_id),
@@ -102,6 +102,7 @@ class Reporting:
         self.ws = ws
         with gr.Tab("Reporting", id="reporting", visible=False) as self.tab:
             self.study_id, self.draft_text, self.just_drafted = gr.State(None), gr.State(""), gr.State(None)
+            self.seen = gr.State("")  # the stored text as this page last read or wrote it: saves and sign-offs are bound to it
             with gr.Row(elem_classes="xr-reporting"):
                 with gr.Column(scale=1, min_width=320):
                     gr.Markdown("### New study")
@@ -175,7 +176,7 @@ class Reporting:
 
     @property
     def study_outputs(self) -> list:
-        return [self.study_id, self.draft_text, self.header, *self.viewer.outputs, self.findings_box,
+        return [self.study_id, self.draft_text, self.seen, self.header, *self.viewer.outputs, self.findings_box,
                 self.impression_box, self.sentences, self.says, self.findings, self.similar, self.similar_text, self.history,
                 self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row]
 
@@ -278,17 +279,18 @@ class Reporting:
                     f"**Checks** ({r['model']}, {r['timings']['refine_ms']:.0f} ms):\n{flags}", gr.update(open=True))
 
         @refusing()
-        def save(study_id, findings, impression, request: gr.Request):
+        def save(study_id, findings, impression, seen, request: gr.Request):
             actor = ws.actor(username(request), "edit")
-            rev = store.save_revision(ws.settings, need(study_id), join_sections(findings, impression), actor)
-            return ("No changes to save." if rev is None else "Saved your edits."), history_rows(ws, need(study_id))
+            text = join_sections(findings, impression)
+            rev = store.save_revision(ws.settings, need(study_id), text, actor, seen=seen)
+            return ("No changes to save." if rev is None else "Saved your edits."), history_rows(ws, need(study_id)), text
 
         @refusing()
-        def ui_approve(study_id, findings, impression, signed, status, search, request: gr.Request):
+        def ui_approve(study_id, findings, impression, signed, seen, status, search, request: gr.Request):
             actor = ws.actor(username(request), "approve")
             if not signed:
                 raise store.StoreError("tick the sign-off box to approve")
-            approval = ws.approve(need(study_id), join_sections(findings, impression), actor)
+            approval = ws.approve(need(study_id), join_sections(findings, impression), actor, seen=seen)
             return (*open_study(ws, self.viewer, study_id, f"Approved (approval #{approval})."),
                     worklist_rows(ws, status, search))
 
@@ -342,10 +344,10 @@ class Reporting:
         self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **PRIVATE)
         for box in text:
             box.change(follow, [self.draft_text, *text], [self.diff, self.sentences, self.says], **PRIVATE)
-        self.save_btn.click(save, [self.study_id, *text], [self.status, self.history], **PRIVATE)
+        self.save_btn.click(save, [self.study_id, *text, self.seen], [self.status, self.history, self.seen], **PRIVATE)
         self.amend_btn.click(amend, None, [*text, self.sentences, self.signoff, self.approve_btn, self.amend_btn],
                              **PRIVATE)
-        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, *filters], [*outputs, self.table],
+        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, self.seen, *filters], [*outputs, self.table],
                                **PRIVATE)
         self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **PRIVATE)
 
