@@ -17,6 +17,7 @@ from tests.conftest import NIH, free_port, write_dicom
 from xr import access
 from xr.cli import main
 from xr.config import ROOT, settings
+from xr.generate.synthetic import provenance_of
 
 USERS = {"dr.house": ("radiologist", "password-rad"), "ed.teach": ("educator", "password-edu"),
          "ann.note": ("annotator", "password-ann"), "root.admin": ("admin", "password-adm")}
@@ -66,6 +67,24 @@ def test_user_cli_adds_lists_and_refuses(db_env, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("new-password\n"))
     assert main(["user", "passwd", "dr.house", "--password-stdin"]) == 0
     assert access.login(db_env, "dr.house", "new-password") and not access.login(db_env, "dr.house", "s3cret-pass")
+
+
+def test_user_cli_disables_enables_and_changes_roles(db_env, monkeypatch, capsys):
+    """Issue 21.3: an administrator ends a user's access, or changes their role, without deleting them."""
+    access.add_user(db_env, "dr.house", "radiologist", "s3cret-pass")
+    assert access.whoami(db_env, "dr.house") == ("dr.house", "radiologist")
+    assert main(["user", "disable", "dr.house"]) == 0
+    assert not access.login(db_env, "dr.house", "s3cret-pass")  # the right password no longer logs in
+    with pytest.raises(access.AccessError, match="disabled"):
+        access.whoami(db_env, "dr.house")  # a session already open is refused at its next request
+    assert main(["user", "list"]) == 0 and capsys.readouterr().out.rstrip().endswith("\tdisabled")
+    assert main(["user", "enable", "dr.house"]) == 0 and access.login(db_env, "dr.house", "s3cret-pass")
+    assert main(["user", "role", "dr.house", "educator"]) == 0
+    assert access.whoami(db_env, "dr.house") == ("dr.house", "educator")
+    with pytest.raises(access.AccessError, match="an educator may not approve"):
+        access.require(db_env, "dr.house", "approve")
+    capsys.readouterr()
+    assert main(["user", "disable", "nobody"]) == 2 and "no user 'nobody'" in capsys.readouterr().err
 
 
 def test_login_attempts_are_audited_without_the_typed_name(db_env):
@@ -158,12 +177,17 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
         (ann, ("",), "/teaching", "an annotator may not use the teaching view"),
         (rad, (sid, "text", ["wording"]), "/correct", "a radiologist may not correct drafts"),
         (edu, (sid, "text", ["wording"]), "/correct", "an educator may not correct drafts"),
+        (ann, ("", ["Cardiomegaly"], None, None, ["frontal"], 0), "/generate",
+         "an annotator may not generate synthetic films"),
     ]
     for who, args, endpoint, message in refusals:
         with pytest.raises(Exception, match=message):
             who.predict(*args, api_name=endpoint)
     assert [r["id"] for r in rad.predict("drafted", "cough", api_name="/worklist")] == [sid]
     assert len(edu.predict("Cardiomegaly", api_name="/teaching")) > 0
+    files, made = edu.predict("", ["Pleural Effusion"], None, None, ["frontal"], 2, api_name="/generate")
+    assert made["findings"] == ["Pleural Effusion"] and made["seed"] == 2 and len(files) == 1
+    assert provenance_of(open(files[0], "rb").read())["given"] == ["report"]
     fixed = ann.predict(sid, drafted["report"] + " Mild cardiomegaly.", ["missed finding"], api_name="/correct")
     assert fixed["revision_id"] is not None
     assert rad.predict(sid, drafted["report"], api_name="/approve")["status"] == "approved"
@@ -534,9 +558,9 @@ def test_the_page_shows_each_role_only_what_it_may_see(secured_app, study):
     for name, (role, password) in USERS.items():
         msg = run_in_queue(login_session(url, name, password), url, browser_inputs(demo, enter, sid))
         assert msg["success"], msg
-        out = msg["output"]["data"]  # who, the three tabs (reporting, corrections, teaching), tabs, worklist
-        visible = [o["visible"] for o in out[1:4]]
-        assert visible == [access.allowed(role, r) for r in ("worklist", "correct", "teach")], (role, visible)
+        out = msg["output"]["data"]  # who, the four tabs (reporting, corrections, teaching, generate), tabs, worklist
+        visible = [o["visible"] for o in out[1:5]]
+        assert visible == [access.allowed(role, r) for r in ("worklist", "correct", "teach", "generate")], (role, visible)
         rows = [r[0] for r in out[-1]["data"]]
         assert (sid in rows if access.allowed(role, "worklist") else rows == []), (role, out[-1])
 

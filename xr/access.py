@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, tuple[frozenset[Role], str]] = {
     "export_report": (frozenset({Role.RADIOLOGIST}), "export reports"),
     "refine": (frozenset({Role.RADIOLOGIST}), "refine drafts"),
     "teach": (frozenset({Role.EDUCATOR}), "use the teaching view"),
+    "generate": (frozenset({Role.EDUCATOR, Role.RADIOLOGIST}), "generate synthetic films"),
     "correct": (frozenset({Role.ANNOTATOR}), "correct drafts"),
     "export_edits": (frozenset({Role.ANNOTATOR}), "export fine-tuning data"),
     "users": (frozenset(), "manage users"),
@@ -120,19 +121,47 @@ def set_password(s: Settings, name: str, password: str) -> None:
         session.add(AuditEvent(user_id=None, action="user", detail={"password": user.id}))
 
 
+def _named(session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name, User.password_hash.is_not(None)))
+    if user is None:
+        raise AccessError(f"no user '{name}'")
+    return user
+
+
+def set_disabled(s: Settings, name: str, disabled: bool) -> None:
+    """A disabled user cannot log in, and a session they already have is refused at its next request
+    (every request reads the user's row); nothing of theirs is deleted."""
+    with transaction(s.database_url) as session:
+        user = _named(session, name)
+        user.disabled = disabled
+        session.add(AuditEvent(user_id=None, action="user", detail={"disabled" if disabled else "enabled": user.id}))
+
+
+def set_role(s: Settings, name: str, role: str) -> None:
+    """Takes effect at the user's next request, in a session they already have too."""
+    if role not in ROLES:
+        raise AccessError(f"unknown role '{role}': one of {', '.join(ROLES)}")
+    with transaction(s.database_url) as session:
+        user = _named(session, name)
+        user.role = role
+        session.add(AuditEvent(user_id=None, action="user", detail={"role": user.id, "to": role}))
+
+
 @dataclass(frozen=True)
 class UserInfo:
     """A log-in user, as `python -m xr user list` shows it."""
     name: str
     role: Role
     created: str  # ISO time, seconds, UTC
+    disabled: bool = False
 
 
 def list_users(s: Settings) -> list[UserInfo]:
     """The log-in users by name (not the single-user mode's local user, which has no password)."""
     with transaction(s.database_url, read_only=True) as session:
         users = session.scalars(select(User).where(User.password_hash.is_not(None)).order_by(User.name))
-        return [UserInfo(name=u.name, role=Role(u.role), created=u.created_at.isoformat(timespec="seconds")) for u in users]
+        return [UserInfo(name=u.name, role=Role(u.role), created=u.created_at.isoformat(timespec="seconds"),
+                         disabled=u.disabled) for u in users]
 
 
 def has_users(s: Settings) -> bool:
@@ -148,6 +177,7 @@ def login(s: Settings, name: str, password: str) -> bool:
         user = session.scalar(select(User).where(User.name == (name or "").strip()))
         locked = user is not None and _recent_failures(session, user.id) >= LOCK_AFTER
         ok = verify_password(password or "", user.password_hash if user else None) and not locked
+        ok = ok and user is not None and not user.disabled  # after the hash: a disabled name takes as long
         detail = {"ok": ok, "locked": True} if locked else {"ok": ok}
         session.add(AuditEvent(user_id=user.id if user else None, action="login", detail=detail))
         return ok
@@ -171,6 +201,8 @@ def whoami(s: Settings, username: str | None) -> tuple[str, str]:
         user = session.scalar(select(User).where(User.name == username, User.password_hash.is_not(None)))
         if user is None:
             raise AccessError("log in first")
+        if user.disabled:
+            raise AccessError("this account is disabled: ask your administrator")
         return user.name, user.role
 
 

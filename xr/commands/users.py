@@ -1,4 +1,4 @@
-"""`python -m xr user add|passwd|list`: log-in users and their roles."""
+"""`python -m xr user add|passwd|disable|enable|role|list`: log-in users and their roles."""
 from __future__ import annotations
 
 import argparse
@@ -30,9 +30,15 @@ def cmd_user(args: argparse.Namespace) -> int:
     elif args.user_command == "passwd":
         access.set_password(s, args.name, _password(args))
         print(f"changed the password of {args.name}", file=sys.stderr)
+    elif args.user_command in ("disable", "enable"):
+        access.set_disabled(s, args.name, args.user_command == "disable")
+        print(f"{args.user_command}d {args.name}", file=sys.stderr)
+    elif args.user_command == "role":
+        access.set_role(s, args.name, args.role)
+        print(f"{args.name} is now {args.role}", file=sys.stderr)
     else:
         for u in access.list_users(s):
-            print(f"{u.name}\t{u.role}\t{u.created}")
+            print(f"{u.name}\t{u.role}\t{u.created}" + ("\tdisabled" if u.disabled else ""))
     return 0
 
 
@@ -50,4 +56,13 @@ def register(sub) -> None:
     for sp in (ua, up):
         sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin, one line")
         sp.set_defaults(fn=cmd_user)
+    for command, what in (("disable", "end a user's access (log-in and live sessions); nothing is deleted"),
+                          ("enable", "give a disabled user access again")):
+        p = uss.add_parser(command, help=what)
+        p.add_argument("name")
+        p.set_defaults(fn=cmd_user)
+    ur = uss.add_parser("role", help="change a user's role (takes effect at their next request)")
+    ur.add_argument("name")
+    ur.add_argument("role", choices=[role.value for role in ROLES])
+    ur.set_defaults(fn=cmd_user)
     uss.add_parser("list", help="users and roles").set_defaults(fn=cmd_user)
