@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,25 @@ def test_repeated_failed_log_ins_lock_the_account(db_env):
     assert access.login(db_env, "dr.cuddy", "password-cud")  # others are not affected
     last = [d for a, _, d in audit_of(db_env) if a == "login"][-2]
     assert last == {"ok": False, "locked": True}
+
+
+def test_a_lock_ends_on_time_whatever_is_tried_during_it(db_env):
+    """Issue 21.2: tries made while locked do not count again, so the lock ends LOCK_MINUTES after the
+    failures that caused it (before, one guess every few minutes kept an account locked for ever)."""
+    from sqlalchemy import update
+
+    access.add_user(db_env, "dr.house", "radiologist", "password-rad")
+    for _ in range(access.LOCK_AFTER):
+        assert not access.login(db_env, "dr.house", "guess")
+    with engine_for(db_env.database_url).begin() as c:  # those failures were made 10 minutes ago
+        c.execute(update(AuditEvent).values(at=datetime.now(UTC) - timedelta(minutes=10)))
+    for _ in range(access.LOCK_AFTER):  # as many tries during the lock: before, they alone re-locked it
+        assert not access.login(db_env, "dr.house", "guess")
+    assert not access.login(db_env, "dr.house", "password-rad")  # still locked
+    with engine_for(db_env.database_url).begin() as c:  # the causing failures leave the window
+        c.execute(update(AuditEvent).where(AuditEvent.at < datetime.now(UTC) - timedelta(minutes=5))
+                  .values(at=datetime.now(UTC) - timedelta(minutes=access.LOCK_MINUTES + 1)))
+    assert access.login(db_env, "dr.house", "password-rad")  # released on time
 
 
 def test_app_refuses_to_start_with_login_on_and_no_users(env, monkeypatch):

@@ -184,10 +184,13 @@ def login(s: Settings, name: str, password: str) -> bool:
 
 
 def _recent_failures(session, user_id: int) -> int:
+    """Failed log-ins of the last LOCK_MINUTES, not counting attempts made while locked: those would keep
+    an account locked for ever (one guess every few minutes), so a lock ends LOCK_MINUTES after the
+    failures that caused it."""
     since = datetime.now(UTC) - timedelta(minutes=LOCK_MINUTES)
     events = session.scalars(select(AuditEvent).where(AuditEvent.user_id == user_id, AuditEvent.action == "login",
                                                       AuditEvent.at >= since)).all()
-    return sum(not e.detail.get("ok") for e in events)
+    return sum(not e.detail.get("ok") and not e.detail.get("locked") for e in events)
 
 
 def whoami(s: Settings, username: str | None) -> tuple[str, str]:
