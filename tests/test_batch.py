@@ -217,3 +217,21 @@ def test_ray_cluster(tmp_path, shared, ray_head):
     assert [v["view"] for v in got["pair"]["draft"]["views"]] == ["frontal", "lateral"]
     assert got["pair"]["worker"] == got["zipped.zip"]["worker"] != f"{socket.gethostname()}:{run.pid}"
     assert "xr-batch-" not in out.read_text()  # the actor's temporary folder is not written
+
+
+def test_a_ray_worker_is_sent_pixels_not_files(tmp_path, nih_pixels):
+    """Issue 21.6: Ray's channel is not authenticated, so what crosses it is the study as the models see
+    it: pixels, view, pixel spacing; no DICOM header, file name or UID."""
+    import pickle
+
+    from tests.conftest import PATIENT, write_dicom
+    from xr.batch import find_studies
+
+    (tmp_path / "in" / "study-7").mkdir(parents=True)
+    write_dicom(tmp_path / "in" / "study-7" / "Doe_Jane.dcm", nih_pixels)
+    study = find_studies(tmp_path / "in")[0]
+    sent = pickle.dumps(study.pixels())
+    for value in (*PATIENT.values(), "Doe_Jane", "1.2.826.0.1.3680043.8.498.1"):
+        assert value.encode() not in sent, value
+    (pixels, view, spacing), = pickle.loads(sent)
+    assert pixels.shape == nih_pixels.shape and view == "frontal" and spacing == pytest.approx((0.143, 0.143))

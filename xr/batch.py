@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from xr.config import settings
 from xr.errors import UserError
-from xr.ingest.study import EXTENSIONS, _skipped
+from xr.ingest.image import IngestedImage
+from xr.ingest.study import EXTENSIONS, IngestedStudy, _skipped, load_study
 from xr.result import DraftResult
 
 INDICATION = "indication.txt"  # optional, inside a study folder
@@ -56,9 +59,10 @@ class Study:
     files: tuple[Path, ...]  # what the ingest is given: a folder's images, or one zip or image
     indication: str = ""
 
-    def payload(self) -> list[tuple[str, bytes]]:
-        """(relative name, bytes) of each file, for a worker that cannot read this machine's disk."""
-        return [(f.relative_to(self.base).as_posix(), f.read_bytes()) for f in self.files]
+    def pixels(self) -> list[tuple[np.ndarray, str, tuple[float, float] | None]]:
+        """The study read here, as a worker on another machine gets it: each image's display pixels, view
+        and pixel spacing. No file, DICOM header, file name or UID crosses Ray's (unauthenticated) wire."""
+        return [(im.pixels, im.view, im.pixel_spacing_mm) for im in load_study(list(self.files)).images]
 
 
 def find_studies(root: Path) -> list[Study]:
@@ -191,27 +195,24 @@ class Drafter:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def draft(self, study: Study) -> dict:
+        return self._record(study, lambda: self.workstation.draft(list(study.files), study.indication, actor=None))
+
+    def draft_pixels(self, name: str, images: list[tuple[np.ndarray, str, tuple[float, float] | None]],
+                     indication: str) -> dict:
+        """A study sent as pixels (`Study.pixels`): a Ray actor on another node reads no file."""
+        study = IngestedStudy(key="", images=[IngestedImage(pixels=p, source_format="png", view=v, pixel_spacing_mm=sp)
+                                              for p, v, sp in images])
+        return self._record(Study(name, Path(), ()), lambda: self.workstation.draft_ingested(study, indication))
+
+    def _record(self, study: Study, draft) -> dict:
         t0 = time.perf_counter()
         try:
-            drafted = self.workstation.draft(list(study.files), study.indication, actor=None)
-            record = {"study": study.name, "status": "ok", "draft": compact(drafted.draft)}
+            record = {"study": study.name, "status": "ok", "draft": compact(draft().draft)}
         except Exception as e:
             if not isinstance(e, UserError):  # a bug, not bad input: its traceback goes to stderr only
                 traceback.print_exc(file=sys.stderr)
             record = failed(study, reason(e, study.base))
         return record | {"worker": self.name, "elapsed_ms": round((time.perf_counter() - t0) * 1e3, 1)}
-
-    def draft_files(self, name: str, files: list[tuple[str, bytes]], indication: str) -> dict:
-        """A study sent as bytes (a Ray actor on another node cannot read IN_DIR), drafted from a private
-        temporary folder of this worker, removed after."""
-        with tempfile.TemporaryDirectory(prefix="xr-batch-") as tmp:
-            paths = []
-            for relative, data in files:
-                path = Path(tmp, relative)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-                paths.append(path)
-            return self.draft(Study(name, Path(tmp), tuple(paths), indication))
 
 
 _drafter: Drafter | None = None
@@ -284,14 +285,14 @@ def run_ray(todo: list[Study], write: Write, address: str, workers: int | None, 
             while idle and pending:
                 study = pending.popleft()
                 try:
-                    files = study.payload()
-                except OSError as e:
+                    images = study.pixels()
+                except (OSError, UserError) as e:
                     write(failed(study, reason(e, study.base)))
                     continue
                 worker = idle.pop()
                 # ray's ActorProxy types an actor's methods as the plain methods, without .remote
-                running[worker.draft_files.remote(  # type: ignore[attr-defined]
-                    study.name, files, study.indication)] = (worker, study)
+                running[worker.draft_pixels.remote(  # type: ignore[attr-defined]
+                    study.name, images, study.indication)] = (worker, study)
             if not running:
                 break
             [ref], _ = ray.wait(list(running), num_returns=1)

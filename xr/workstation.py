@@ -129,6 +129,10 @@ class Workstation:
         study = load_study(paths, self.settings)
         return self._draft(study, indication, actor, progress, t0, exclude)
 
+    def draft_ingested(self, study: IngestedStudy, indication: str = "", actor: store.Actor | None = None) -> Drafted:
+        """Draft a study already read into pixels (a batch worker elsewhere gets those, never the files)."""
+        return self._draft(study, indication, actor, lambda fraction, desc: None, time.perf_counter())
+
     def draft_stored(self, study_id: int, actor: store.Actor, progress=lambda fraction, desc: None) -> Drafted:
         """Draft (again) a study already on the worklist, from its stored images and their recorded views."""
         t0 = time.perf_counter()
