@@ -89,6 +89,8 @@ class Image(Base):
     pixel_spacing_mm: Mapped[float | None] = mapped_column(Float)
     source_format: Mapped[str] = mapped_column(String(8))
     storage_path: Mapped[str] = mapped_column(String(256))  # relative to the data directory
+    # BurnedInAnnotation YES: kept out of teaching and of the fine-tuning export unless asked for
+    burned_in: Mapped[bool] = mapped_column(default=False, server_default=false())
     study: Mapped[Study] = relationship(back_populates="images")
 
 

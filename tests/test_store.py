@@ -136,6 +136,28 @@ def test_saving_and_signing_are_bound_to_the_text_the_page_saw(drafted, db_env):
     assert store.approve(db_env, sid, now, RAD, seen=now)
 
 
+def test_burned_in_images_stay_out_of_teaching_and_the_export(tmp_path, db_env, nih_pixels, workstation_factory):
+    """Issue 21.6: an image whose header says text is burned into it (it may name the patient) is kept
+    out of the teaching view and of the fine-tuning export, unless the export is asked to include it."""
+    from pydicom import dcmread
+
+    ws = workstation_factory(db_env)
+    burned = write_dicom(tmp_path / "b.dcm", nih_pixels, study_uid="1.2.826.0.1.3680043.8.498.11")
+    ds = dcmread(burned)
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(burned)
+    b = ws.draft([burned], "cough", RAD)
+    c = ws.draft([write_dicom(tmp_path / "c.dcm", nih_pixels[::-1].copy(), study_uid="1.2.826.0.1.3680043.8.498.12")], "", RAD)
+    for r in (b, c):
+        ws.approve(r.study_id, r.draft.report, RAD)
+    assert [t.study_id for t in store.teaching_studies(db_env)] == [c.study_id]
+    for include, shown in ((False, 0), (True, 1)):
+        store.export_edits(db_env, tmp_path / "e.jsonl", include_burned_in=include)
+        line = next(json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()
+                    if json.loads(x)["study"] == b.study.key)
+        assert len(line["images"]) == shown and line["images_withheld"] == 1 - shown
+
+
 def test_refusals_leave_nothing_behind(drafted, db_env):
     _, result = drafted
     before = {t: count(db_env, t) for t in ("revisions", "approvals", "audit_events", "users")}

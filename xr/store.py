@@ -143,7 +143,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                     session.add(Image(study_id=row.id, position=pos, content_hash=im.content_hash, view=view,
                                       width=im.pixels.shape[1], height=im.pixels.shape[0],
                                       pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
-                                      source_format=im.source_format, storage_path=rel))
+                                      source_format=im.source_format, storage_path=rel, burned_in=im.burned_in))
             row.indication = indication or row.indication
             if result is not None:
                 d = result.to_json()
@@ -378,25 +378,29 @@ def history(s: Settings, study_id: int) -> list[HistoryEntry]:
                 for at, ev, by, text in sorted(rows, key=lambda r: r[0])]
 
 
-def export_edits(s: Settings, out: Path, actor: Actor | None = None) -> int:
+def export_edits(s: Settings, out: Path, actor: Actor | None = None, include_burned_in: bool = False) -> int:
     """One JSON line per approved or corrected study: the fine-tuning data. The target is the latest
     approval, else the latest tagged correction of the latest draft. The file is written to a temporary
     name and renamed inside the transaction that logs the export: a failed write leaves neither a
     truncated file nor an audit event behind, and a file written by a transaction whose commit then fails
-    (the database's disk full) is removed again, unless an earlier export had left one by that name."""
+    (the database's disk full) is removed again, unless an earlier export had left one by that name.
+    Images whose header says text is burned into the pixels are left out (`images_withheld` counts them)
+    unless `include_burned_in`: someone has checked them."""
 
     out = Path(out)
     with Provisional() as files, transaction(s.database_url) as session:
         latest = _latest_approvals()
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
-        lines = [_export_line(a.study, a.draft, a.text, "approval", a.user, a.approved_at) for a in approvals]
+        lines = [_export_line(a.study, a.draft, a.text, "approval", a.user, a.approved_at, include_burned_in)
+                 for a in approvals]
         approved = {a.study_id for a in approvals}
         for study in session.scalars(select(Study).where(Study.status == StudyStatus.DRAFTED).order_by(Study.id)):
             if study.id in approved or not study.drafts:
                 continue
             rev = _correction(study)
             if rev is not None:
-                lines.append(_export_line(study, study.drafts[-1], rev.text, "correction", rev.user, rev.created_at))
+                lines.append(_export_line(study, study.drafts[-1], rev.text, "correction", rev.user, rev.created_at,
+                                          include_burned_in))
         audit(session, user_row(session, actor) if actor else None, "export", None, studies=len(lines))
         session.flush()
         write_atomic(files.add(out), "".join(json.dumps(line) + "\n" for line in lines).encode())
@@ -410,10 +414,13 @@ def _correction(study: Study) -> Revision | None:
     return tagged[-1] if tagged else None
 
 
-def _export_line(study: Study, draft: Draft, text: str, source: str, user: User, at: datetime) -> dict[str, Any]:
+def _export_line(study: Study, draft: Draft, text: str, source: str, user: User, at: datetime,
+                 include_burned_in: bool = False) -> dict[str, Any]:
+    images = [i for i in study.images if include_burned_in or not i.burned_in]
     return {
         "study": study.key,
-        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in study.images],
+        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in images],
+        "images_withheld": len(study.images) - len(images),  # burned-in annotation: not exported unchecked
         "indication": draft.indication,
         "model": draft.model,
         "model_version": draft.model_version,
@@ -597,11 +604,13 @@ class TeachingStudy:
 
 
 def teaching_studies(s: Settings) -> list[TeachingStudy]:
-    """Approved studies of the similar-case library, as the teaching view lists them."""
+    """Approved studies of the similar-case library, as the teaching view lists them; not a study with an
+    image whose header says text is burned into its pixels (it may name the patient)."""
     first_image = (select(Image.storage_path).where(Image.study_id == LibraryCase.study_id)
                    .order_by(Image.position, Image.id).limit(1).scalar_subquery())
+    burned = select(Image.study_id).where(Image.burned_in.is_(True))
     with transaction(s.database_url, read_only=True) as session:  # columns, not objects: the library holds every approved study
         rows = session.execute(select(LibraryCase.study_id, LibraryCase.labels, LibraryCase.report, first_image)
-                               .order_by(LibraryCase.id))
+                               .where(LibraryCase.study_id.not_in(burned)).order_by(LibraryCase.id))
         return [TeachingStudy(study_id=study_id, labels=list(labels), report=report, image=str(s.data_dir / path))
                 for study_id, labels, report, path in rows if path is not None]

@@ -10,7 +10,7 @@ def cmd_export_edits(args: argparse.Namespace) -> int:
     from xr import store
     from xr.config import settings
 
-    n = store.export_edits(settings(), Path(args.out))
+    n = store.export_edits(settings(), Path(args.out), include_burned_in=args.include_burned_in)
     print(f"wrote {n} approved studies to {args.out}", file=sys.stderr)
     return 0
 
@@ -28,6 +28,8 @@ def cmd_export_report(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     e = sub.add_parser("export-edits", help="write approved studies as JSON lines for fine-tuning")
     e.add_argument("out")
+    e.add_argument("--include-burned-in", action="store_true",
+                   help="also export images whose DICOM header says text is burned in (check them first: it may name the patient)")
     e.set_defaults(fn=cmd_export_edits)
 
     er = sub.add_parser("export-report", help="an approved report as DICOM SR, FHIR R4 DiagnosticReport or text")

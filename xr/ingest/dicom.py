@@ -10,8 +10,9 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID
 
 from xr.ingest.errors import IngestError, parser_boundary
-from xr.ingest.image import IngestedImage, to_uint8, view_from_position
+from xr.ingest.image import IngestedImage, to_uint8
 from xr.ingest.raster import MIN_SIDE
+from xr.views import view_from_position
 
 DICM_OFFSET = 128
 
@@ -90,10 +91,11 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> IngestedImage:
         view=view_from_position(str(header["ViewPosition"] or "")),
         pixel_spacing_mm=_spacing(header["PixelSpacing"] or header["ImagerPixelSpacing"]),
         study_uid=str(header["StudyInstanceUID"]) if header["StudyInstanceUID"] else None,
+        burned_in=str(header["BurnedInAnnotation"] or "").strip().upper() == "YES",
     )
 
 
-HEADER = ("SOPClassUID", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
+HEADER = ("BurnedInAnnotation", "SOPClassUID", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
           "ViewPosition", "PixelSpacing", "ImagerPixelSpacing", "StudyInstanceUID")
 
 
