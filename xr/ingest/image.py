@@ -6,20 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FRONTAL_POSITIONS = {"PA", "AP", "PA/AP", "AP/PA", "FRONTAL"}
-LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "RLD", "LLD"}
-
-
-def view_from_position(position: str | None) -> str:
-    """Map DICOM ViewPosition onto the two views the models know; anything else is 'unknown'."""
-    p = (position or "").strip().upper()
-    if p in FRONTAL_POSITIONS:
-        return "frontal"
-    if p in LATERAL_POSITIONS:
-        return "lateral"
-    return "unknown"
-
-
 SYNTHETIC_KEY = "xr-synthetic"  # the PNG text chunk our generator writes (xr.generate.synthetic): not a patient's film
 
 
@@ -31,6 +17,7 @@ class IngestedImage:
     pixel_spacing_mm: tuple[float, float] | None = None
     study_uid: str | None = field(default=None, repr=False)  # only ever hashed, never stored
     synthetic: bool = False  # made by our generator (its PNG says so): never stored as a patient's study
+    burned_in: bool = False  # DICOM BurnedInAnnotation YES: text on the pixels may name the patient
 
     @property
     def content_hash(self) -> str:
