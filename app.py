@@ -13,19 +13,23 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a clinical tool phones nobody
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from db.session import engine_for  # noqa: E402
 from xr import access, store  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
 from xr.ui.common import guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
+from xr.ui.generation import Generation, make_films  # noqa: E402
+from xr.ui.network import HostAndOrigin  # noqa: E402
 from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
+from xr.ui.throttle import AddressBackoff, login_checker  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
-WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct"}  # tab -> the right it needs
+WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct", "generate": "generate"}  # tab -> right
 CSS = """
 .xr-viewer img { cursor: crosshair; touch-action: none; user-select: none; -webkit-user-drag: none; }
 .xr-viewer, .xr-viewer :fullscreen, .xr-viewer:fullscreen { background: #000 !important; }
@@ -44,8 +48,9 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             gr.Button("Log out", link="/logout", size="sm", visible=s.auth, scale=0)
         with gr.Tabs() as tabs:
             reporting = Reporting(ws)
-            workspaces: dict[str, Reporting | Corrections | Teaching] = {
-                "reporting": reporting, "corrections": Corrections(ws), "teaching": Teaching(ws)}
+            generation = Generation(ws)
+            workspaces: dict[str, Reporting | Corrections | Teaching | Generation] = {
+                "reporting": reporting, "corrections": Corrections(ws), "teaching": Teaching(ws), "generate": generation}
 
         def enter(request: gr.Request):
             """Show each user only the workspaces their role has (the handlers check again)."""
@@ -64,12 +69,12 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
 
         demo.load(enter, None, [who, *[w.tab for w in workspaces.values()], tabs, reporting.table],
                   api_visibility="private")
-        _api(ws, reporting)
+        _api(ws, reporting, generation)
     demo.queue(default_concurrency_limit=s.concurrency, max_size=s.queue_size)  # bounded: a full queue says so
     return demo
 
 
-def _api(ws: Workstation, reporting: Reporting) -> None:
+def _api(ws: Workstation, reporting: Reporting, generation: Generation) -> None:
     """Named endpoints with plain JSON in and out. Each checks the caller's role like the UI does."""
     s = ws.settings
 
@@ -122,16 +127,37 @@ def _api(ws: Workstation, reporting: Reporting) -> None:
         return [{"id": c.id, "labels": list(c.labels), "has_report": bool(c.reference)}
                 for c in teaching_cases(ws, finding or "")]
 
+    @guarded
+    def generate(report: str, findings: list[str], frontal, lateral, views: list[str], seed: float,
+                 request: gr.Request) -> tuple[list[str], dict]:
+        """Synthetic films (PNGs marked synthetic in pixels and metadata) and what they were made from."""
+        ws.actor(username(request), "generate")
+        _, _, files, provenance = make_films(ws, report, findings, frontal, lateral, views, seed)
+        return files, provenance
+
+    @guarded
+    def films_report(files, request: gr.Request) -> dict:
+        """A report drafted from films (real or synthetic) without storing anything: the films -> report
+        side of any-to-any generation."""
+        ws.actor(username(request), "generate")
+        with uploaded(files) as paths:
+            result = ws.draft(paths, "", actor=None)
+        return result.draft.to_json()
+
     with gr.Row(visible=False):
         study, text, other = gr.Number(label="study_id", precision=0), gr.Textbox(label="text"), gr.Textbox(label="x")
+        films_out = gr.File(file_count="multiple")
         tags = gr.JSON(label="tags")
         out, out_file = gr.JSON(), gr.File()
         for fn, inputs, output in ((draft, [reporting.files, reporting.indication], out),
                                    (save_draft, [study, text], out), (approve, [study, text], out),
                                    (refine, [study, text, reporting.indication], out), (worklist, [other, text], out),
                                    (export_report, [study, other], out_file), (correct, [study, text, tags], out),
-                                   (teaching, [other], out)):
+                                   (teaching, [other], out), (films_report, [reporting.files], out)):
             gr.Button(visible=False).click(fn, inputs, output, api_name=fn.__name__)
+        g = generation
+        gr.Button(visible=False).click(generate, [g.report, g.findings, g.frontal, g.lateral, g.views, g.seed],
+                                       [films_out, out], api_name="generate")
 
 
 def main() -> None:
@@ -162,6 +188,9 @@ def main() -> None:
     if s.auth and not access.has_users(s):
         sys.exit("error: log-in is on (XR_AUTH, or listening beyond localhost) and there are no users yet: "
                  "create one with `python -m xr user add NAME --role admin`")
+    if not s.allowed_hosts:
+        log.warning("listening on %s with no XR_ALLOWED_HOSTS: any Host header is answered (set the names "
+                    "users reach the app by, e.g. XR_ALLOWED_HOSTS=xr.hospital.example)", s.host)
     if not s.auth and s.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("single-user mode (XR_AUTH=off) while listening on %s: anyone who can reach it is admin", s.host)
     log.info("data directory %s; listening on %s:%d; log-in %s", s.data_dir, s.host, s.port, "on" if s.auth else "off")
@@ -202,8 +231,12 @@ def main() -> None:
 def launch(demo: gr.Blocks, s: Settings, **kwargs):
     """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
+    # Host and Origin, then the log-in backoff, are checked before Gradio sees a request (xr/ui/network.py,
+    # xr/ui/throttle.py)
+    kwargs.setdefault("app_kwargs", {"middleware": [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts),
+                                                    Middleware(AddressBackoff)]})
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
-    auth = (lambda name, password: access.login(s, name, password)) if s.auth else None
+    auth = login_checker(lambda name, password: access.login(s, name, password)) if s.auth else None
     return demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth,
                        auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                        **kwargs)

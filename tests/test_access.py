@@ -178,6 +178,69 @@ def test_api_without_log_in_is_refused(secured):
         Client(url, auth=("dr.house", "wrong-password"), verbose=False)
 
 
+def test_foreign_hosts_and_other_sites_pages_are_refused(secured):
+    """Issue 21.1: a Host the app does not serve (DNS rebinding) and a request from a page of another site
+    (Origin) are refused before Gradio sees them, logged in or not; the app's own pages pass."""
+    import httpx
+
+    url, _, _ = secured
+    own = url.rstrip("/")
+    with httpx.Client(timeout=30) as http:
+        assert http.get(url + "config", headers={"Host": "rebind.attacker.example"}).status_code == 400
+        assert http.get(url, headers={"Host": "rebind.attacker.example:7860"}).status_code == 400
+        for origin in ("https://evil.example", "http://127.0.0.1:1", "null"):
+            r = http.post(url + "gradio_api/call/worklist", json={"data": ["", ""]}, headers={"Origin": origin})
+            assert r.status_code == 403 and "other sites" in r.text, origin
+        r = http.post(url + "login", data={"username": "dr.house", "password": USERS["dr.house"][1]},
+                      headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403  # no log-in from another site's page either
+        assert http.get(url + "config", headers={"Origin": own}).status_code == 401  # own page: on to log-in
+        r = http.post(url + "login", data={"username": "dr.house", "password": USERS["dr.house"][1]}, headers={"Origin": own})
+        assert r.status_code == 200
+
+
+def test_bad_log_ins_neither_stall_the_app_nor_run_at_machine_speed(tmp_path, workstation_factory, monkeypatch):
+    """Issue 21.2: 50 bad log-ins at once leave an unrelated request as fast as idle (within 0.2 s): the
+    check runs off the event loop, at most two at a time, and an address that keeps failing must wait
+    (429) before any password is checked. An app of its own: the address's backoff would hold up the
+    other tests' log-ins."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from app import build_app, launch
+
+    monkeypatch.setenv("XR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XR_AUTH", "on")
+    s = settings()
+    access.add_user(s, "dr.house", "radiologist", "password-rad")
+    demo = build_app(workstation_factory(s))
+    port = free_port()
+    launch(demo, s, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with httpx.Client(timeout=60) as http:
+            def page() -> float:
+                t = time.perf_counter()
+                assert http.get(url + "config").status_code == 401
+                return time.perf_counter() - t
+
+            idle = sorted(page() for _ in range(7))[3]
+            with ThreadPoolExecutor(16) as pool:
+                storm = [pool.submit(httpx.post, url + "login", data={"username": "dr.house", "password": f"guess-{i}"},
+                                     timeout=120) for i in range(50)]
+                time.sleep(0.3)
+                during = sorted(page() for _ in range(7))[3]
+                codes = [f.result().status_code for f in storm]
+        assert during < idle + 0.2, (idle, during)
+        assert codes.count(429) >= 25 and set(codes) <= {400, 401, 429}  # most never reached a password check
+        r = httpx.post(url + "login", data={"username": "dr.house", "password": "password-rad"}, timeout=60)
+        assert r.status_code == 429 and "try again in" in r.text  # the address waits, right password or not
+    finally:
+        demo.close()
+
+
 def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     url, s, data = secured
     dcm = write_dicom(data / "pa.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.77")

@@ -132,7 +132,7 @@ def _folder(root, patient: int, with_image: bool = False):
 def test_bad_folders_are_one_line_errors(tmp_path, capsys, case):
     """Each is refused before a model loads (in-process: the checks, not the start-up, are under test)."""
     from xr.cli import main
-    from xr.train.findings import is_validation
+    from xr.data.split import is_validation
 
     train_patient = next(p for p in range(1, 1000) if not is_validation(f"nih:{p}"))
     val_patient = next(p for p in range(1, 1000) if is_validation(f"nih:{p}"))

@@ -15,13 +15,14 @@ from PIL import Image
 
 from tests.conftest import IU, NIH
 from xr.config import ASSETS, ROOT
+from xr.data.split import is_validation
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import FindingHead
 from xr.encode.lungs import measure
 from xr.encode.vision import EYE_CHANNELS, GRID, VisionEncoder
 from xr.evaluate.classification import expected_calibration_error, roc_auc
 from xr.result import rle, unrle
-from xr.train.findings import fit, is_validation
+from xr.train.findings import fit
 
 
 def grey(path) -> np.ndarray:

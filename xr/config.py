@@ -34,6 +34,7 @@ class Settings:
     densenet_weights: Path | None  # a torchxrayvision DenseNet-121 weights file for the optional backbone
     shared_dir: Path  # the public datasets (IU X-ray, NIH sample, ...): ../shared beside the checkout by default
     salt: str | None  # study-key salt; None: the per-installation file DATA_DIR/salt
+    allowed_hosts: frozenset[str]  # Host names the app answers (DNS rebinding); empty: any (a wildcard address)
     unset: frozenset[str]  # of XR_ORGANIZATION and XR_LOCAL_USER, those left at their placeholder (the app warns)
 
     @property
@@ -75,6 +76,18 @@ def _path(variable: str) -> Path | None:
     return Path(value) if value else None
 
 
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def _allowed_hosts(host: str) -> frozenset[str]:
+    """XR_ALLOWED_HOSTS (comma-separated names, e.g. `xr.hospital.example`), else the loopback names and
+    the address the app listens on; listening on a wildcard address with none set, any name (the app warns)."""
+    given = [h.strip().lower() for h in os.environ.get("XR_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    if given:
+        return frozenset(given)
+    return frozenset() if host in WILDCARD else frozenset({*LOOPBACK, host.lower()})
+
+
 def settings() -> Settings:
     """Every XR_* variable, read here and nowhere else (README, "Settings", lists them with defaults)."""
     host = os.environ.get("XR_HOST", "127.0.0.1")
@@ -102,6 +115,7 @@ def settings() -> Settings:
         densenet_weights=_path("XR_DENSENET_WEIGHTS"),
         shared_dir=Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")),
         salt=os.environ.get("XR_SALT"),
+        allowed_hosts=_allowed_hosts(host),
         unset=frozenset(v for v in ("XR_ORGANIZATION", "XR_LOCAL_USER") if v not in os.environ),
     )
 

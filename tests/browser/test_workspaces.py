@@ -15,7 +15,7 @@ from tests.browser.conftest import DRAFT_WAIT, USERS, WAIT, log_in, signed_in
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
 from playwright.sync_api import Page, expect  # noqa: E402
 
-WORKSPACES = ("Reporting", "Corrections", "Teaching")
+WORKSPACES = ("Reporting", "Corrections", "Teaching", "Generate")
 expect.set_options(timeout=WAIT)
 
 
@@ -65,7 +65,7 @@ def test_approval_needs_the_sign_off_box(open_page, live_app):
 def test_radiologist_drafts_edits_signs_off_and_exports(open_page, live_app, screenshots):
     _, s, _, dicom = live_app
     page = open_page("radiologist")
-    assert_only_tabs(page, ("Reporting",))
+    assert_only_tabs(page, ("Reporting", "Generate"))
 
     # Upload a DICOM, give the indication, draft.
     page.locator("#study-files input[type=file]").set_input_files(str(dicom))
@@ -150,7 +150,7 @@ def test_annotator_corrects_a_draft_with_a_reason(open_page, live_app, screensho
 
 def test_educator_browses_cases_and_takes_a_quiz(open_page, screenshots):
     page = open_page("educator")
-    assert_only_tabs(page, ("Teaching",))
+    assert_only_tabs(page, ("Teaching", "Generate"))
     page.get_by_role("tab", name="Teaching").click()
     count = page.locator("#teaching-count")
     expect(count).to_contain_text(re.compile(r"\d+ cases"))
@@ -177,6 +177,22 @@ def test_educator_browses_cases_and_takes_a_quiz(open_page, screenshots):
     expect(page.get_by_text("model draft", exact=True).filter(visible=True).first).to_be_visible()
     expect(page.get_by_text("your reading", exact=True).filter(visible=True).first).to_be_visible()
     page.screenshot(path=str(screenshots / "teaching.png"), full_page=True)
+
+
+def test_educator_generates_films_from_findings_and_drafts_a_report_from_them(open_page, screenshots):
+    page = open_page("educator")
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#generate-findings").get_by_label("Cardiomegaly", exact=True).check()
+    page.locator("#generate-go").click()
+    about = page.locator("#generated-about")
+    expect(about).to_contain_text("Synthetic frontal and lateral", timeout=DRAFT_WAIT)
+    expect(about).to_contain_text("findings: Cardiomegaly")
+    expect(about).to_contain_text("Report used (written from the ticked findings)")
+    expect(page.locator("#generated-films button:has(img)")).to_have_count(2)
+    page.locator("#generate-draft").click()
+    expect(page.locator("#generated-report textarea")).to_have_value(re.compile(r"^\(Drafted from SYNTHETIC films\.\)"),
+                                                                     timeout=DRAFT_WAIT)
+    page.screenshot(path=str(screenshots / "generate.png"), full_page=True)
 
 
 def test_educator_may_not_approve(open_page, live_app):

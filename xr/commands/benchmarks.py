@@ -1,4 +1,5 @@
-"""`python -m xr bench`, `bench-encoders`, `bench-retrieval` and `bench-worklist`: figures printed, nothing asserted."""
+"""`python -m xr bench`, `bench-encoders`, `bench-retrieval`, `bench-worklist` and `bench-generation`: figures printed,
+nothing asserted."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,14 @@ def cmd_bench_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_generation(args: argparse.Namespace) -> int:
+    from xr.bench.generation import bench_generation, format_generation
+
+    result = bench_generation(repeats=args.repeats, steps=args.steps)
+    print(json.dumps(result) if args.json else format_generation(result))
+    return 0
+
+
 def cmd_bench_worklist(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -65,6 +74,12 @@ def register(sub) -> None:
     bn.add_argument("--no-refine", action="store_true", help="skip the refiner (about 3 s a draft on a laptop CPU)")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(fn=cmd_bench)
+
+    bg = sub.add_parser("bench-generation", help="time synthetic films: 2 views from a report, the lateral from a frontal")
+    bg.add_argument("--repeats", type=int, default=5)
+    bg.add_argument("--steps", type=int, default=30)
+    bg.add_argument("--json", action="store_true")
+    bg.set_defaults(fn=cmd_bench_generation)
 
     br = sub.add_parser("bench-retrieval", help="exact vs IVF vs HNSW over synthetic embeddings: recall@10 and latency")
     br.add_argument("--vectors", type=int, default=1_000_000)

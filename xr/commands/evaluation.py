@@ -59,7 +59,7 @@ def cmd_eval_findings(args: argparse.Namespace) -> int:
 def _labelled_images(root: Path, split: str, limit: int | None) -> list[NIHImage]:
     """The NIH-layout folder's images of one part, checked before any model loads (a bad folder fails fast)."""
     from xr.data.nih import load_nih
-    from xr.train.findings import is_validation
+    from xr.data.split import is_validation
 
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")

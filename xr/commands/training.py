@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from xr.commands.common import vision_encoder
+from xr.commands.common import main_process, vision_encoder
 from xr.commands.evaluation import evaluate_generator
 from xr.errors import UserError
 
@@ -17,14 +17,6 @@ def _edits_out(args: argparse.Namespace, shipped: str) -> Path:
     if not args.out:
         raise UserError(f"--edits needs --out DIR (the shipped {shipped} is not overwritten)")
     return Path(args.out)
-
-
-def _main_process() -> tuple[bool, Callable[[str], None]]:
-    """(whether this is the main process, its log): under torchrun only the main process logs and prints."""
-    from xr.train.engine import is_main_process
-
-    main = is_main_process()
-    return main, (lambda m: print(m, file=sys.stderr)) if main else (lambda m: None)
 
 
 def cmd_train_findings(args: argparse.Namespace) -> int:
@@ -41,7 +33,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.train.generator import finetune_from_edits, train
 
-    main, log = _main_process()
+    main, log = main_process()
     if args.edits:
         info = finetune_from_edits(Path(args.edits), _edits_out(args, "model"), base=Path(args.base or ASSETS / "dffg"),
                                    epochs=args.epochs or 3, threads=args.threads, log=log)
@@ -108,7 +100,7 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
     from xr.refine.refiner import REFINER_DIR
     from xr.train.refiner import read_edit_examples, train_lora
 
-    main, log = _main_process()
+    main, log = main_process()
     if args.edits:
         out = _edits_out(args, "adapter")
         examples = read_edit_examples(Path(args.edits))

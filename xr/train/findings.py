@@ -26,6 +26,7 @@ import torch
 
 from xr.data.iu_xray import load_iu
 from xr.data.nih import load_nih
+from xr.data.split import is_validation
 from xr.encode.batch import encode_files
 from xr.encode.finding_head import FindingHead, FindingHeadConfig, head_inputs
 from xr.encode.vision import ImageFeatures, VisionEncoder
@@ -45,10 +46,6 @@ class Example:
     group: str  # patient (NIH) or study (IU): the unit kept on one side of the split
     labels: tuple[str, ...]
     source: str
-
-
-def is_validation(group: str, fraction: float = 0.3) -> bool:
-    return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
 def examples(nih_root: Path, iu_root: Path | None = None) -> list[Example]:

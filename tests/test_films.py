@@ -1,0 +1,227 @@
+"""The second system: films from a report, findings or the other view (the shipped generator), marked
+synthetic in pixels and metadata; its training stages and evaluation on tiny real data; the CLI."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import SHARED
+from tests.test_cli import run
+from xr.config import ASSETS
+from xr.data.films import load_films, pairs
+from xr.decode.wording import Wording
+from xr.generate.anytoany import FilmMaker, GenerationError, findings_vector, report_for
+from xr.generate.filmset import FilmSet
+from xr.generate.model import FilmGenerator, FilmGeneratorConfig
+from xr.generate.synthetic import MARK, png_bytes, provenance_of, watermark
+from xr.train.films import multi_prompt, train_films
+from xr.views import FRONTAL, LATERAL
+
+VIEWS_DIR = SHARED / "data" / "covid_cxr_views"
+NIH_DIR = SHARED / "data" / "nih_cxr14_sample"
+WORDING = Wording.load(ASSETS / "dffg")
+TINY = FilmGeneratorConfig(size=32, ae_channels=[16, 16, 16], unet_channels=[32, 32], unet_attention=[False, True],
+                           cond_dim=32)
+
+
+@pytest.fixture(scope="module")
+def maker() -> FilmMaker:
+    return FilmMaker.from_pretrained(ASSETS / "film_generator", ASSETS / "dffg")
+
+
+# ---- marking ----------------------------------------------------------------------------------------
+def test_a_generated_film_says_synthetic_in_its_pixels_and_its_metadata():
+    film = np.full((128, 128), 90, np.uint8)
+    marked = watermark(film)
+    band = marked[: 128 // 8]
+    assert (band == 255).sum() > 40 and (band == 0).sum() > 40  # white letters on a black band
+    assert (marked[40:-2, 2:-2] == film[40:-2, 2:-2]).all()  # the film below the band is untouched
+    png = png_bytes(film, {"model": "films 0.1.0", "seed": 7})
+    assert provenance_of(png) == {"model": "films 0.1.0", "seed": 7, "synthetic": True}
+    img = Image.open(io.BytesIO(png))
+    assert MARK in img.text["Description"] and (np.asarray(img) == marked).all()
+    plain = io.BytesIO()
+    Image.fromarray(film).save(plain, format="PNG")
+    assert provenance_of(plain.getvalue()) is None  # a real film carries no such mark
+
+
+# ---- the condition space -----------------------------------------------------------------------------
+def test_ticked_findings_become_the_sites_report_and_back():
+    names = FilmGeneratorConfig().findings
+    for ticked in ([], ["Cardiomegaly"], ["Pleural Effusion", "Support Devices"]):
+        report = report_for(ticked, WORDING)
+        assert "IMPRESSION:" in report
+        assert [n for n, x in zip(names, findings_vector(report, names), strict=True) if x] == sorted(ticked, key=names.index)
+
+
+def test_multi_prompt_draws_report_other_view_both_or_nothing():
+    """A patient with both views is made from its report, its other view or both; a film alone from its
+    report; now and then from nothing (for guidance)."""
+    n = 4
+    data = FilmSet(films=torch.zeros(n, 1, 8, 8, dtype=torch.uint8), view=torch.tensor([0, 1, 0, 0]),
+                   report=torch.zeros(n, 384), findings=torch.zeros(n, 16), partner=[1, 0, -1, -1],
+                   held_out=np.zeros(n, bool), groups=["a", "a", "b", "c"], reports=[""] * n)
+    latents = torch.randn(n, 4, 2, 2)
+    seen: dict[int, set] = {i: set() for i in range(n)}
+    rng = random.Random(0)
+    for _ in range(300):
+        c = multi_prompt(data, list(range(n)), latents, rng)
+        for i in range(n):
+            seen[i].add((bool(c.has_report[i]), bool(c.has_other[i])))
+        assert torch.equal(c.other[0], latents[1]) and torch.equal(c.other[1], latents[0])
+    assert seen[0] == seen[1] == {(True, False), (False, True), (True, True), (False, False)}
+    assert seen[2] == seen[3] == {(True, False), (False, False)}
+
+
+# ---- the shipped generator --------------------------------------------------------------------------
+def test_the_same_inputs_and_seed_give_the_same_films(maker):
+    a = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=3, steps=4)
+    b = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=3, steps=4)
+    c = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=4, steps=4)
+    size = maker.model.config.size
+    assert set(a.films) == {FRONTAL, LATERAL} and a.films[FRONTAL].shape == (size, size)
+    assert all(np.array_equal(a.films[v], b.films[v]) for v in a.films)
+    assert not np.array_equal(a.films[FRONTAL], c.films[FRONTAL])
+    assert a.provenance["seed"] == 3 and a.provenance["given"] == ["report"] and a.findings == ["Cardiomegaly"]
+    assert a.films[FRONTAL].std() > 5  # a picture, not a flat grey
+
+
+def test_one_view_makes_the_other_and_bad_requests_say_why(maker, nih_pixels):
+    made = maker.make([LATERAL], frontal=nih_pixels, seed=0, steps=3)
+    assert set(made.films) == {LATERAL} and made.given == ["frontal"] and made.report == ""
+    both = maker.make([LATERAL], report="Mild cardiomegaly.", frontal=nih_pixels, seed=0, steps=3)
+    assert both.given == ["report", "frontal"]
+    for kwargs, message in (({"views": [FRONTAL]}, "give a report, findings or a film"),
+                            ({"views": [FRONTAL], "frontal": nih_pixels}, "the frontal film is given"),
+                            ({"views": []}, "choose the view"),
+                            ({"views": ["oblique"], "findings": ["Cardiomegaly"]}, "unknown view"),
+                            ({"views": [FRONTAL], "findings": ["Broken heart"]}, "unknown finding")):
+        with pytest.raises(GenerationError, match=message):
+            maker.make(**kwargs, steps=2)
+
+
+def test_the_shipped_generator_has_its_card_and_provenance():
+    folder = ASSETS / "film_generator"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["latent_scale"] != 1.0  # set from the trained autoencoder's latents
+    card = (folder / "README.md").read_text()
+    for needed in ("held-out", "pairs", "minutes", "eval-generation", "synthetic"):
+        assert needed in card, needed
+    manifest = json.loads((ASSETS / "MANIFEST.json").read_text())
+    assert any(k.startswith("film_generator/model.safetensors") for k in json.dumps(manifest).split('"'))
+
+
+# ---- data, training, evaluation on tiny real data ----------------------------------------------------
+def tiny_views(tmp_path, patients: int = 8):
+    """A covid_cxr_views-layout folder with the first patients' films."""
+    with open(VIEWS_DIR / "views.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = sorted({r["patient"] for r in rows})[:patients]
+    out = tmp_path / "views"
+    (out / "images").mkdir(parents=True)
+    rows = [r for r in rows if r["patient"] in keep]
+    for r in rows:
+        shutil.copy(VIEWS_DIR / "images" / r["image"], out / "images" / r["image"])
+    with open(out / "views.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def test_films_keep_a_patient_on_one_side_and_pair_its_views(shared):
+    films = load_films(NIH_DIR, VIEWS_DIR)
+    by_group: dict[str, set] = {}
+    for f in films:
+        by_group.setdefault(f.group, set()).add(f.held_out)
+    assert all(len(sides) == 1 for sides in by_group.values())
+    assert 0.2 < np.mean([f.held_out for f in films]) < 0.4
+    ps = pairs(films)
+    assert len(ps) == 20 and all(a.view == FRONTAL and b.view == LATERAL and a.group == b.group for a, b in ps)
+
+
+def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
+    films = load_films(NIH_DIR, tiny_views(tmp_path))
+    films = [f for f in films if f.source != "nih"] + [f for f in films if f.source == "nih"][:24]
+    model = train_films(films, tmp_path / "m", WORDING, ae_minutes=0.05, minutes=0.05, ae_epochs=1, epochs=1,
+                        config=TINY, log=lambda m: None)
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert [h["stage"] for h in history["epochs"]] == ["autoencoder", "denoiser"]
+    assert history["films"]["train"] + history["films"]["held_out"] == len(films)
+    assert (tmp_path / "m" / "training_curve.png").stat().st_size > 1000
+    loaded = FilmGenerator.from_pretrained(tmp_path / "m")
+    assert loaded.config.latent_scale == pytest.approx(model.config.latent_scale, rel=1e-6)
+    made = FilmMaker(loaded, WORDING).make([FRONTAL], findings=["Pneumonia"], steps=2)
+    assert made.films[FRONTAL].shape == (32, 32)
+
+
+def test_eval_generation_prints_its_table_on_a_small_folder(shared, tmp_path):
+    r = run(["eval-generation", "--views", str(tiny_views(tmp_path, 20)), "--steps", "2", "--per-finding", "2", "--json"],
+            tmp_path / "data", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    n = out["films"]["held_out_frontal"]
+    assert n >= 2 and out["decoding"]["steps"] == 2
+    spaces = out["distribution"]
+    assert len(spaces) == 2 and all(set(s) == {"generated", "real (training films)", "blurred real"} for s in spaces.values())
+    assert all(np.isfinite(v["fd"]) and v["fd_interval"][0] <= v["fd_interval"][1] for s in spaces.values() for v in s.values())
+    assert 0 <= out["precision_recall"]["precision"] <= 1
+    assert "frontal -> lateral" in out["view_pairs"] and out["finding_consistency"]
+    r = run(["eval-generation", "--views", str(tmp_path / "nowhere")], tmp_path / "data")
+    assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+def test_generate_cli_writes_marked_pngs_from_findings_or_a_view(tmp_path, nih_pixels):
+    r = run(["generate", "--findings", "Cardiomegaly", "--out", str(tmp_path / "a"), "--seed", "5", "--steps", "3"],
+            tmp_path / "data")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out["films"]) == {"frontal", "lateral"} and out["seed"] == 5
+    for path in out["films"].values():
+        meta = provenance_of(open(path, "rb").read())
+        assert meta["synthetic"] and meta["seed"] == 5 and meta["findings"] == ["Cardiomegaly"]
+    Image.fromarray(nih_pixels).save(tmp_path / "f.png")
+    r = run(["generate", "--frontal", str(tmp_path / "f.png"), "--out", str(tmp_path / "b"), "--steps", "3"], tmp_path / "data")
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(r.stdout)["films"]) == ["lateral"]
+    r = run(["generate", "--findings", "Broken heart", "--out", str(tmp_path / "c")], tmp_path / "data")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "unknown finding" in r.stderr
+
+
+def test_a_synthetic_film_is_never_stored_as_a_patients_study(env, workstation_factory, tmp_path, nih_pixels):
+    from xr import store
+
+    ws = workstation_factory(env)
+    path = tmp_path / "synthetic_frontal.png"
+    path.write_bytes(png_bytes(np.asarray(Image.fromarray(nih_pixels).resize((128, 128))), {"model": "x", "seed": 0}))
+    with pytest.raises(store.StoreError, match="synthetic film"):
+        ws.draft([path], "cough")  # drafting for the worklist stores the study: refused
+    with pytest.raises(store.StoreError, match="synthetic film"):
+        ws.add_study([path], "cough", ws.actor(None, "draft"))
+    assert store.worklist(env, "", "") == []
+    assert ws.draft([path], "", actor=None).draft.report  # read and drafted, never stored
+
+
+def test_study_views_come_from_the_layouts_header_sheet_else_the_pixels(shared):
+    from xr.data.films import study_films
+
+    films = {f.path.name: f.view for f in study_films(SHARED / "data" / "iu_xray")}
+    assert films["CXR20_IM-0653-1002.png"] == LATERAL and films["CXR103_IM-0023-1001.png"] == FRONTAL
+    assert films["CXR14_IM-0256-2001.png"] is None  # not in the sheet: told from the pixels when trained on
+
+
+def test_bench_generation_prints_its_figures():
+    from xr.bench.generation import bench_generation, format_generation
+
+    r = bench_generation(repeats=1, steps=2)
+    text = format_generation(r)
+    assert "| report -> frontal + lateral |" in text and "| frontal -> lateral |" in text and r["machine"] in text
+    assert all(x["p50_ms"] > 0 for x in r["results"].values())

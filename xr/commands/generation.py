@@ -1,0 +1,144 @@
+"""`python -m xr train-films`, `eval-generation` and `generate`: the second system from a terminal."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from xr.commands.common import main_process
+from xr.errors import UserError
+
+SHIPPED = "film_generator"
+
+
+def _films(args: argparse.Namespace):
+    from xr.data.films import load_films
+
+    if not (args.nih or args.views or args.studies):
+        raise UserError("give at least one of --nih, --views, --studies")
+    films = load_films(*(Path(p) if p else None for p in (args.nih, args.views, args.studies)))
+    if not films:
+        raise UserError("no films found in the folders given")
+    return films
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
+    from xr.config import ASSETS
+
+    return Path(args.dir) if args.dir else ASSETS / SHIPPED
+
+
+def cmd_train_films(args: argparse.Namespace) -> int:
+    import torch
+
+    from xr.config import ASSETS
+    from xr.decode.wording import Wording
+    from xr.train.films import train_films
+
+    main, log = main_process()
+    torch.set_num_threads(args.threads)
+    train_films(_films(args), _model_dir(args), Wording.load(ASSETS / "dffg"), ae_minutes=args.ae_minutes,
+                minutes=args.minutes, ae_epochs=args.ae_epochs, epochs=args.epochs, batch=args.batch, seed=args.seed, log=log)
+    return 0
+
+
+def cmd_eval_generation(args: argparse.Namespace) -> int:
+    import torch
+
+    from xr.config import ASSETS
+    from xr.decode.wording import Wording
+    from xr.generate.evaluation import evaluate_generation, format_markdown
+    from xr.generate.filmset import prepare
+    from xr.generate.model import FilmGenerator
+
+    torch.set_num_threads(args.threads)
+    _, log = main_process()
+    directory = _model_dir(args)
+    model = FilmGenerator.from_pretrained(directory)
+    wording = Wording.load(ASSETS / "dffg")
+    result = evaluate_generation(model, prepare(_films(args), model.config, wording, log), wording, seed=args.seed,
+                                 steps=args.steps, guidance=args.guidance, per_finding=args.per_finding, log=log)
+    result["data"] = {k: Path(v).name for k, v in (("nih", args.nih), ("views", args.views), ("studies", args.studies)) if v}
+    if args.write:
+        (directory / "EVAL.json").write_text(json.dumps(result, indent=1) + "\n")
+        (directory / "EVAL.md").write_text(format_markdown(result))
+    print(json.dumps(result) if args.json else format_markdown(result))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from xr.config import ASSETS
+    from xr.generate.anytoany import FilmMaker
+    from xr.generate.synthetic import png_bytes
+    from xr.ingest import read_pixels
+
+    maker = FilmMaker.from_pretrained(_model_dir(args), ASSETS / "dffg")
+    given = {v: read_pixels(Path(p)) for v, p in (("frontal", args.frontal), ("lateral", args.lateral)) if p}
+    views = args.view or [v for v in ("frontal", "lateral") if v not in given]
+    if not views:
+        raise UserError("both views are given: draft the report from them with `python -m xr draft`")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = [0]
+
+    def progress(fraction: float) -> None:
+        if int(fraction * 10) > last[0]:
+            last[0] = int(fraction * 10)
+            print(f"sampling {fraction:.0%}", file=sys.stderr)
+
+    made = maker.make(views, report=args.report or "", findings=args.findings or [], frontal=given.get("frontal"),
+                      lateral=given.get("lateral"), seed=args.seed, steps=args.steps, guidance=args.guidance,
+                      progress=progress)
+    written = {}
+    for view, film in made.films.items():
+        path = out / f"synthetic_{view}_seed{made.seed}.png"
+        path.write_bytes(png_bytes(film, {**made.provenance, "view": view}))
+        written[view] = str(path)
+    print(json.dumps({"films": written, **made.provenance}, indent=1))
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nih", help="NIH ChestX-ray14 layout folder (labels.csv + images/): frontal films with labels")
+    p.add_argument("--views", help="covid_cxr_views layout folder (views.csv + images/): frontal/lateral pairs")
+    p.add_argument("--studies", help="IU X-ray or MIMIC-CXR-JPG folder: studies with reports and both views")
+    p.add_argument("--dir", default=None, help=f"model folder (default assets/{SHIPPED})")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train-films", help="train the film generator (autoencoder, then latent diffusion) on the "
+                                           "films outside the held-out patients")
+    _data_args(t)
+    t.add_argument("--ae-minutes", type=float, default=12.0, help="time budget of the autoencoder stage")
+    t.add_argument("--minutes", type=float, default=25.0, help="time budget of the diffusion stage")
+    t.add_argument("--ae-epochs", type=int, default=200)
+    t.add_argument("--epochs", type=int, default=1000)
+    t.add_argument("--batch", type=int, default=16)
+    t.set_defaults(fn=cmd_train_films)
+
+    e = sub.add_parser("eval-generation", help="generated vs held-out real films: FD/KID, precision/recall, "
+                                               "memorisation, finding consistency, frontal<->lateral")
+    _data_args(e)
+    e.add_argument("--steps", type=int, default=30)
+    e.add_argument("--guidance", type=float, default=3.0)
+    e.add_argument("--per-finding", type=int, default=16, help="films generated for each finding and for the normal report")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json beside the model")
+    e.set_defaults(fn=cmd_eval_generation)
+
+    g = sub.add_parser("generate", help="synthetic films from a report, findings or the other view (PNG, marked "
+                                        "synthetic in pixels and metadata)")
+    g.add_argument("--report", help="report text to generate from")
+    g.add_argument("--findings", nargs="+", metavar="FINDING", help="findings to show, e.g. Cardiomegaly 'Pleural Effusion'")
+    g.add_argument("--frontal", help="a frontal film (PNG/JPEG/DICOM): generate the lateral")
+    g.add_argument("--lateral", help="a lateral film: generate the frontal")
+    g.add_argument("--view", nargs="+", choices=["frontal", "lateral"], help="views to make (default: those not given)")
+    g.add_argument("--out", required=True, help="folder for the PNGs")
+    g.add_argument("--seed", type=int, default=0, help="the same inputs and seed give the same films")
+    g.add_argument("--steps", type=int, default=30)
+    g.add_argument("--guidance", type=float, default=3.0)
+    g.add_argument("--dir", default=None, help=f"model folder (default assets/{SHIPPED})")
+    g.set_defaults(fn=cmd_generate)

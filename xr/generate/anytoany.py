@@ -1,0 +1,123 @@
+"""Films from any subset of the others: a report (typed, or written from ticked findings), the other view,
+or both. The report side of "any to any" (films -> report) is the drafter's.
+
+A report reaches the generator as its MiniLM embedding and its findings by our labeler; ticked findings
+become the site's sentences for them first (the faithful writer's wording), so both routes meet in the
+same condition space the generator was trained on.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xr.decode.faithful import write
+from xr.decode.wording import Wording
+from xr.encode.text import TextEmbedder
+from xr.errors import UserError
+from xr.evaluate.labeler import POSITIVE, label_report
+from xr.generate.model import Condition, FilmGenerator
+from xr.generate.transforms import to_film
+from xr.report import join_sections
+from xr.thresholds import Stance
+from xr.views import FRONTAL, LATERAL, VIEWS
+
+
+class GenerationError(UserError):
+    """Nothing to generate from, or a view asked for that was given."""
+
+
+def report_for(findings: Sequence[str], wording: Wording) -> str:
+    """The site's report stating `findings` and, for every other finding it routinely rules out, the
+    negative: what a radiologist would have written for a film with just these findings."""
+    stances = {f: Stance.STATED if f in findings else Stance.ABSENT for f in wording.order}
+    written = write("", "", stances, wording)
+    return join_sections(written.findings, written.impression)
+
+
+def findings_vector(report: str, names: Sequence[str]) -> np.ndarray:
+    labels = label_report(report)
+    return np.array([labels.get(f) == POSITIVE for f in names], dtype=np.float32)
+
+
+@dataclass
+class Generated:
+    films: dict[str, np.ndarray]  # view -> uint8 (size, size), not yet watermarked
+    report: str  # the report the films were made from ("" when none)
+    findings: list[str]  # its findings by our labeler
+    given: list[str]  # which inputs were used: "report", "frontal", "lateral"
+    seed: int
+    steps: int
+    guidance: float
+    model: str
+    provenance: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.provenance = {"model": self.model, "seed": self.seed, "steps": self.steps, "guidance": self.guidance,
+                           "given": self.given, "report": self.report, "findings": self.findings}
+
+
+class FilmMaker:
+    def __init__(self, model: FilmGenerator, wording: Wording, embedder: TextEmbedder | None = None) -> None:
+        self.model, self.wording = model.eval(), wording
+        self._embedder = embedder
+
+    @classmethod
+    def from_pretrained(cls, directory: Path, wording_dir: Path) -> FilmMaker:
+        return cls(FilmGenerator.from_pretrained(directory), Wording.load(wording_dir))
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            self._embedder = TextEmbedder()
+        return self._embedder
+
+    def film(self, pixels: np.ndarray) -> torch.Tensor:
+        """(1, 1, size, size): one film as the autoencoder takes it."""
+        return torch.from_numpy(to_film(pixels, self.model.config.size))[None]
+
+    def condition(self, views: Sequence[str], report: str, other: dict[str, torch.Tensor]) -> Condition:
+        """One row per view to make; `other`: the given films' latents by view (each view made from the
+        other one's, where given)."""
+        c, n = self.model.config, len(views)
+        emb = self.embedder([report])[0] if report else np.zeros(c.text_dim, np.float32)
+        latent = torch.zeros(c.latent_channels, c.latent_size, c.latent_size)
+        others = [other.get(LATERAL if v == FRONTAL else FRONTAL) for v in views]
+        return Condition(
+            view=torch.tensor([VIEWS.index(v) for v in views]),
+            report=torch.from_numpy(np.repeat(emb[None], n, 0)),
+            findings=torch.from_numpy(np.repeat(findings_vector(report, c.findings)[None], n, 0)),
+            other=torch.stack([o if o is not None else latent for o in others]),
+            has_report=torch.full((n,), bool(report)),
+            has_other=torch.tensor([o is not None for o in others]))
+
+    def make(self, views: Sequence[str], report: str = "", findings: Sequence[str] = (),
+             frontal: np.ndarray | None = None, lateral: np.ndarray | None = None, seed: int = 0,
+             steps: int = 30, guidance: float = 3.0, progress: Callable[[float], None] = lambda f: None) -> Generated:
+        """`views` from the report (or, when it is empty, the report the ticked `findings` make) and the
+        other view's film where given. The same inputs and seed give the same films."""
+        views = list(dict.fromkeys(views))
+        given_films = {v: p for v, p in ((FRONTAL, frontal), (LATERAL, lateral)) if p is not None}
+        if not views:
+            raise GenerationError("choose the view(s) to generate: frontal, lateral or both")
+        if unknown := [v for v in views if v not in VIEWS]:
+            raise GenerationError(f"unknown view {unknown[0]!r}: frontal or lateral")
+        if both := [v for v in views if v in given_films]:
+            raise GenerationError(f"the {both[0]} film is given: ask for the other view, or draft the report from the films")
+        if unknown_findings := [f for f in findings if f not in self.model.config.findings]:
+            raise GenerationError(f"unknown finding {unknown_findings[0]!r}")
+        report = (report or "").strip() or (report_for(findings, self.wording) if findings else "")
+        if not report and not given_films:
+            raise GenerationError("give a report, findings or a film to generate from")
+        with torch.inference_mode():
+            latents = {v: self.model.encode(self.film(p))[0] for v, p in given_films.items()}
+        cond = self.condition(views, report, latents)
+        made = self.model.sample(cond, torch.Generator().manual_seed(int(seed)), steps=steps, guidance=guidance,
+                                 progress=progress)
+        films = {v: np.round(made[i, 0].numpy() * 255).astype(np.uint8) for i, v in enumerate(views)}
+        given = (["report"] if report else []) + list(given_films)
+        found = [f for f, x in zip(self.model.config.findings, cond.findings[0].tolist(), strict=True) if x and report]
+        return Generated(films, report, found, given, int(seed), steps, guidance, self.model.config.version)

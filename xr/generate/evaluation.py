@@ -1,0 +1,224 @@
+"""`python -m xr eval-generation`: generated films against held-out real ones, each figure beside what
+it should be read against.
+
+- **Distribution** (report -> frontal, one film per held-out frontal, from its report): Frechet distance
+  and KID in two feature spaces, ImageNet Xception (pooled exit flow) and our chest encoder (the eye's
+  lung-pooled features, fitted on the same NIH training films as the generator: flagged), against the
+  real-vs-real floor (as many training films) and a degraded baseline (those films blurred), all at the
+  same n, with bootstrap intervals; precision and recall of the generated set.
+- **Memorisation**: each generated film's distance to its nearest training film against each held-out
+  real film's distance to its nearest training film (Xception features).
+- **Finding consistency**: for each finding the eye writes, films generated for it against films
+  generated for the normal report, scored by the eye (AUC with its interval).
+- **Frontal -> lateral (and back)** on held-out patients with both views: the generated film's distance
+  to the true one against the mean training film of that view.
+
+Every film is scored as the generator makes it, at its size, before the "synthetic" mark is burned in.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from monai.transforms import GaussianSmooth
+from tqdm import tqdm
+
+from xr.config import ASSETS
+from xr.decode.wording import Wording
+from xr.encode.finding_head import FindingHead
+from xr.encode.vision import VisionEncoder, batch, xception_transform
+from xr.encode.xception import grey_to_input
+from xr.evaluate.classification import bootstrap_auc, roc_auc
+from xr.evaluate.generation import (
+    bootstrap_interval,
+    frechet_distance,
+    kernel_inception_distance,
+    memorisation,
+    nearest_distances,
+    precision_recall,
+)
+from xr.generate.anytoany import FilmMaker, report_for
+from xr.generate.filmset import FilmSet
+from xr.generate.model import Condition, FilmGenerator
+from xr.thresholds import NEVER
+from xr.views import FRONTAL, LATERAL, VIEWS
+
+BLUR_SIGMA = 2.0  # pixels at the generator's size: the degraded baseline
+
+
+def _uint8(films: torch.Tensor) -> list[np.ndarray]:
+    return [np.round(f[0].numpy() * 255).astype(np.uint8) for f in films]
+
+
+class Features:
+    """The two feature spaces, and the eye for finding consistency."""
+
+    def __init__(self) -> None:
+        self.vision = VisionEncoder()
+        self.xception = self.vision.xception
+        self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")
+
+    @torch.inference_mode()
+    def imagenet(self, films: list[np.ndarray]) -> np.ndarray:
+        out = [self.xception(grey_to_input(torch.from_numpy(batch(xception_transform(), films[s:s + 16])))).numpy()
+               for s in range(0, len(films), 16)]
+        return np.concatenate(out)
+
+    def chest(self, films: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(lung-pooled features, the eye's probabilities) of each film."""
+        feats = [f for s in range(0, len(films), 16) for f in self.vision.encode(films[s:s + 16])]
+        return np.stack([f.pooled for f in feats]), self.eye.read(films, feats)
+
+
+def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidance: float, size: int = 16) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    fields = ("view", "report", "findings", "other", "has_report", "has_other")
+    n = cond.view.shape[0]
+    for s in tqdm(range(0, n, size), desc="generating", unit="batch", file=sys.stderr, leave=False):
+        part = Condition(*(getattr(cond, k)[s:s + size] for k in fields))
+        out += _uint8(model.sample(part, torch.Generator().manual_seed(seed + s), steps=steps, guidance=guidance))
+    return out
+
+
+def _rows(model: FilmGenerator, data: FilmSet, idx: list[int], view: str, report: bool,
+          latents: torch.Tensor | None = None) -> Condition:
+    """Conditions for films of `view` made for the films `idx`: from their reports and/or (with `latents`)
+    their other views."""
+    c = model.config
+    other = (torch.stack([latents[data.partner[i]] for i in idx]) if latents is not None
+             else torch.zeros(len(idx), c.latent_channels, c.latent_size, c.latent_size))
+    return Condition(torch.full((len(idx),), VIEWS.index(view)), data.report[idx], data.findings[idx], other,
+                     torch.full((len(idx),), report), torch.full((len(idx),), latents is not None))
+
+
+def _set_scores(real: np.ndarray, fake: np.ndarray, resamples: int) -> dict:
+    kid, kid_sd = kernel_inception_distance(real, fake, subset_size=max(2, min(len(real), len(fake)) // 2))
+    return {"fd": frechet_distance(real, fake), "fd_interval": bootstrap_interval(frechet_distance, real, fake, resamples),
+            "kid": kid, "kid_sd": kid_sd}
+
+
+def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, seed: int = 0, steps: int = 30,
+                        guidance: float = 3.0, per_finding: int = 16, resamples: int = 200,
+                        log: Callable[[str], None] = print) -> dict:
+    """`per_finding`: films generated for each finding the eye writes, and for the normal report."""
+    model = model.eval()
+    feats = Features()
+    rng = np.random.default_rng(seed)
+    held = np.flatnonzero(data.held_out)
+    train = np.flatnonzero(~data.held_out)
+    frontal = data.view.numpy() == VIEWS.index(FRONTAL)
+    held_f, train_f = [int(i) for i in held if frontal[i]], [int(i) for i in train if frontal[i]]
+    if len(held_f) < 2:
+        from xr.errors import UserError
+        raise UserError(f"{len(held_f)} held-out frontal films: too few to measure")
+    n = len(held_f)
+    log(f"report -> frontal: {n} held-out frontal films, {n} generated from their reports, {n} training films as the floor")
+    generated = _sample(model, _rows(model, data, held_f, FRONTAL, True), seed, steps, guidance)
+    real = [data.films[i, 0].numpy() for i in held_f]
+    floor_idx = [int(i) for i in rng.choice(train_f, size=min(n, len(train_f)), replace=False)]
+    floor = [data.films[i, 0].numpy() for i in floor_idx]
+    blur = GaussianSmooth(sigma=BLUR_SIGMA)
+    blurred = [np.round(np.asarray(blur(f[None].astype(np.float32)))[0]).astype(np.uint8) for f in floor]
+    sets = {"generated": generated, "real (training films)": floor, "blurred real": blurred}
+    spaces: dict[str, dict] = {}
+    imagenet = {k: feats.imagenet(v) for k, v in {"held-out": real, **sets}.items()}
+    chest_out = {k: feats.chest(v) for k, v in {"held-out": real, **sets}.items()}
+    chest = {k: v[0] for k, v in chest_out.items()}
+    for space, x in (("ImageNet Xception", imagenet), ("chest encoder (fitted on the training films)", chest)):
+        spaces[space] = {k: _set_scores(x["held-out"], x[k], resamples) for k in sets}
+    precision, recall = precision_recall(imagenet["held-out"], imagenet["generated"])
+
+    train_films = [data.films[i, 0].numpy() for i in train_f]
+    train_feats = feats.imagenet(train_films)
+    memo = memorisation(nearest_distances(imagenet["generated"], train_feats),
+                        nearest_distances(imagenet["held-out"], train_feats))
+
+    consistency = _finding_consistency(model, feats, wording, per_finding, seed, steps, guidance)
+    pairs = _view_pairs(model, data, feats, seed, steps, guidance)
+    return {"films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
+            "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM"},
+            "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall}, "memorisation": memo,
+            "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version}
+
+
+def _finding_consistency(model: FilmGenerator, feats: Features, wording: Wording, per_finding: int, seed: int,
+                         steps: int, guidance: float) -> dict:
+    maker = FilmMaker(model, wording)
+    seen = [f for f in feats.eye.findings if f in model.config.findings and feats.eye.thresholds.cuts.get(f) is not None
+            and feats.eye.thresholds.cuts[f].state < NEVER]
+    films = {}
+    for f in ["", *seen]:
+        cond = maker.condition([FRONTAL] * per_finding, report_for([f] if f else [], wording), {})
+        films[f] = _sample(model, cond, seed + 1000, steps, guidance)
+    read = {f: feats.chest(v)[1] for f, v in films.items()}  # the eye's probabilities of every film
+    out = {}
+    for f in seen:
+        j = feats.eye.findings.index(f)
+        p = np.concatenate([read[f][:, j], read[""][:, j]])
+        y = np.r_[np.ones(per_finding, bool), np.zeros(per_finding, bool)]
+        out[f] = {"auc": roc_auc(y, p), "interval": bootstrap_auc(y, p, resamples=200), "films": per_finding}
+    return out
+
+
+def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int, steps: int, guidance: float) -> dict:
+    """Each held-out patient's one view made from the other; distances in pixels (RMSE, 0..1) and in
+    ImageNet features, against the mean training film of the target view."""
+    latents = torch.cat([model.encode(data.pixels(list(range(s, min(s + 64, len(data.groups))))))
+                         for s in range(0, len(data.groups), 64)])
+    out: dict = {"pairs": 0}
+    for target, source in ((LATERAL, FRONTAL), (FRONTAL, LATERAL)):
+        v = VIEWS.index(target)
+        idx = [int(i) for i in np.flatnonzero(data.held_out) if data.view[i] == v and data.partner[i] >= 0]
+        train_v = [int(i) for i in np.flatnonzero(~data.held_out) if data.view[i] == v]
+        if not idx or not train_v:
+            continue
+        made = _sample(model, _rows(model, data, idx, target, False, latents), seed + 2000, steps, guidance)
+        true = [data.films[i, 0].numpy() for i in idx]
+        mean = np.round(data.pixels(train_v).mean(0)[0].numpy() * 255).astype(np.uint8)
+        rmse = [float(np.sqrt(np.mean((m / 255 - t / 255) ** 2))) for m, t in zip(made, true, strict=True)]
+        base = [float(np.sqrt(np.mean((mean / 255 - t / 255) ** 2))) for t in true]
+        fm, ft, fb = feats.imagenet(made), feats.imagenet(true), feats.imagenet([mean])[0]
+        fdist = np.linalg.norm(fm - ft, axis=1)
+        bdist = np.linalg.norm(ft - fb, axis=1)
+        out[f"{source} -> {target}"] = {
+            "pairs": len(idx), "rmse": float(np.mean(rmse)), "mean_film_rmse": float(np.mean(base)),
+            "closer_than_mean_film_pixels": int(sum(r < b for r, b in zip(rmse, base, strict=True))),
+            "feature_distance": float(fdist.mean()), "mean_film_feature_distance": float(bdist.mean()),
+            "closer_than_mean_film_features": int((fdist < bdist).sum())}
+        out["pairs"] = max(out["pairs"], len(idx))
+    return out
+
+
+def format_markdown(r: dict) -> str:
+    f = r["films"]
+    d = r["decoding"]
+    lines = [f"Model `{r['model']}`; DDIM {d['steps']} steps, guidance {d['guidance']}, seed {d['seed']}. "
+             f"Report -> frontal on **{f['held_out_frontal']} held-out frontal films** (patients never trained on), "
+             f"one generated from each film's report; floor: as many training films.", "",
+             "| feature space | set vs held-out real | FD | FD 95 % interval (bootstrap) | KID ± sd (half-size subsets) |",
+             "|---|---|---:|---:|---:|"]
+    for space, rows in r["distribution"].items():
+        for name, s in rows.items():
+            lo, hi = s["fd_interval"]
+            lines.append(f"| {space} | {name} | {s['fd']:.1f} | {lo:.1f}-{hi:.1f} | {s['kid']:.3g} ± {s['kid_sd']:.2g} |")
+    pr, m = r["precision_recall"], r["memorisation"]
+    lines += ["", f"Precision {pr['precision']:.2f}, recall {pr['recall']:.2f} (ImageNet Xception, k = 3).", "",
+              f"Memorisation (ImageNet Xception): median distance to the nearest training film, generated "
+              f"{m['generated_median']:.1f} vs held-out real {m['heldout_median']:.1f}; generated films closer to a "
+              f"training film than any held-out real film is: {m['closer_than_any_heldout']}.", "",
+              "| finding (films generated for it vs for the normal report) | eye AUC | 95 % interval | films each |",
+              "|---|---:|---:|---:|"]
+    for name, c in r["finding_consistency"].items():
+        ci = c["interval"]
+        lines.append(f"| {name} | {c['auc']:.2f} | {'-' if ci is None else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {c['films']} |")
+    lines += ["", "| task (held-out patients) | pairs | RMSE | mean-film RMSE | closer (pixels) | feature dist. | "
+                  "mean-film feature dist. | closer (features) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for task, p in r["view_pairs"].items():
+        if task == "pairs":
+            continue
+        lines.append(f"| {task} | {p['pairs']} | {p['rmse']:.3f} | {p['mean_film_rmse']:.3f} | "
+                     f"{p['closer_than_mean_film_pixels']}/{p['pairs']} | {p['feature_distance']:.1f} | "
+                     f"{p['mean_film_feature_distance']:.1f} | {p['closer_than_mean_film_features']}/{p['pairs']} |")
+    return "\n".join(lines) + "\n"

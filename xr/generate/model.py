@@ -1,0 +1,139 @@
+"""The film generator, top to bottom: a KL autoencoder for grey films, a latent diffusion U-Net, and the
+condition space that ties the three modalities together. Networks and schedulers are MONAI's.
+
+The condition is a short sequence of tokens the U-Net cross-attends to:
+  [view to make] [report embedding] [report findings] [other view latent, one token per 2x2 patch]
+Each of report and other view may be absent (a learned "absent" token stands in), which is what lets one
+model take any subset of inputs: training draws which are present ("multi-prompt"), and drops them all
+now and then so that sampling can use classifier-free guidance.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from xr.findings import FINDINGS
+from xr.modeling import Pretrained
+from xr.views import VIEWS
+
+GENERATED_FINDINGS = [f for f in FINDINGS if f != "No Finding"]
+SCHEDULE: dict[str, Any] = {"schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}  # MONAI's LDM tutorials
+
+
+@dataclass
+class FilmGeneratorConfig:
+    size: int = 128  # films are square, grey, in [0, 1]
+    latent_channels: int = 4
+    ae_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])  # three halvings: 128 -> 16
+    unet_channels: list[int] = field(default_factory=lambda: [64, 128, 192])
+    unet_attention: list[bool] = field(default_factory=lambda: [False, True, True])
+    cond_dim: int = 128
+    text_dim: int = 384  # MiniLM (xr.encode.text)
+    findings: list[str] = field(default_factory=lambda: list(GENERATED_FINDINGS))
+    patch: int = 2  # the other view's latent, cut into patch x patch tokens
+    train_timesteps: int = 1000
+    latent_scale: float = 1.0  # 1 / std of the training latents, set after the autoencoder is trained
+    version: str = "films 0.1.0"
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // 2 ** (len(self.ae_channels) - 1)
+
+    @property
+    def other_tokens(self) -> int:
+        return (self.latent_size // self.patch) ** 2
+
+
+@dataclass
+class Condition:
+    """What a batch of films is made from. `report`/`findings` and `other` are zero where absent, and the
+    `has_` masks say so."""
+    view: torch.Tensor  # (B,) index into VIEWS: the film to make
+    report: torch.Tensor  # (B, text_dim) MiniLM embedding of the report
+    findings: torch.Tensor  # (B, findings) 0/1: the report's findings by our labeler, or ticked by a user
+    other: torch.Tensor  # (B, latent_channels, s, s) the other view's scaled latent
+    has_report: torch.Tensor  # (B,) bool
+    has_other: torch.Tensor  # (B,) bool
+
+    def without_inputs(self) -> Condition:
+        """The same films asked for with nothing given: the unconditional branch of guidance."""
+        none = torch.zeros_like(self.has_report)
+        return Condition(self.view, self.report, self.findings, self.other, none, none)
+
+
+class ConditionEncoder(nn.Module):
+    def __init__(self, c: FilmGeneratorConfig) -> None:
+        super().__init__()
+        d = c.cond_dim
+        self.patch = c.patch
+        self.view = nn.Embedding(len(VIEWS), d)
+        self.report = nn.Linear(c.text_dim, d)
+        self.findings = nn.Linear(len(c.findings), d)
+        self.other = nn.Linear(c.latent_channels * c.patch ** 2, d)
+        self.other_position = nn.Parameter(torch.randn(c.other_tokens, d) * 0.02)
+        self.absent = nn.Parameter(torch.randn(3, d) * 0.02)  # report, findings, other view
+
+    def forward(self, cond: Condition) -> torch.Tensor:
+        p = self.patch
+        report = torch.where(cond.has_report[:, None], self.report(cond.report), self.absent[0])
+        findings = torch.where(cond.has_report[:, None], self.findings(cond.findings), self.absent[1])
+        patches = nn.functional.pixel_unshuffle(cond.other, p).flatten(2).transpose(1, 2)  # (B, tokens, C*p*p)
+        other = torch.where(cond.has_other[:, None, None], self.other(patches) + self.other_position, self.absent[2])
+        return torch.cat([self.view(cond.view)[:, None], report[:, None], findings[:, None], other], 1)
+
+
+class FilmGenerator(Pretrained):
+    config_class = FilmGeneratorConfig
+
+    def __init__(self, config: FilmGeneratorConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.autoencoder = AutoencoderKL(
+            spatial_dims=2, in_channels=1, out_channels=1, channels=c.ae_channels, latent_channels=c.latent_channels,
+            num_res_blocks=1, attention_levels=[False] * len(c.ae_channels), norm_num_groups=16,
+            with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+        self.unet = DiffusionModelUNet(
+            spatial_dims=2, in_channels=c.latent_channels, out_channels=c.latent_channels, channels=c.unet_channels,
+            attention_levels=c.unet_attention, num_res_blocks=1, num_head_channels=32, with_conditioning=True,
+            cross_attention_dim=c.cond_dim)
+        self.condition = ConditionEncoder(c)
+
+    # ---- the autoencoder: films <-> scaled latents ----------------------------------------------------
+    def encode(self, films: torch.Tensor) -> torch.Tensor:
+        """(B, 1, size, size) in [0, 1] -> (B, C, s, s) latents, scaled to about unit variance."""
+        mu, _ = self.autoencoder.encode(films * 2 - 1)
+        return mu * self.config.latent_scale
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return ((self.autoencoder.decode(latents / self.config.latent_scale) + 1) / 2).clamp(0, 1)
+
+    # ---- the denoiser --------------------------------------------------------------------------------
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """The noise in `noisy` at timesteps `t`, given the condition."""
+        return self.unet(noisy, timesteps=t, context=self.condition(cond))
+
+    def noise_scheduler(self) -> DDPMScheduler:
+        return DDPMScheduler(num_train_timesteps=self.config.train_timesteps, **SCHEDULE)
+
+    @torch.inference_mode()
+    def sample(self, cond: Condition, generator: torch.Generator, steps: int = 30, guidance: float = 3.0,
+               progress: Callable[[float], None] = lambda fraction: None) -> torch.Tensor:
+        """Films for `cond` by DDIM, with classifier-free guidance: the prediction with the inputs is pushed
+        away from the prediction without them by `guidance`."""
+        c = self.config
+        scheduler = DDIMScheduler(num_train_timesteps=c.train_timesteps, clip_sample=False, **SCHEDULE)
+        scheduler.set_timesteps(steps)
+        b = cond.view.shape[0]
+        x = torch.randn((b, c.latent_channels, c.latent_size, c.latent_size), generator=generator)
+        context = torch.cat([self.condition(cond), self.condition(cond.without_inputs())])
+        for i, t in enumerate(scheduler.timesteps):
+            eps_in, eps_out = self.unet(torch.cat([x, x]), timesteps=torch.full((2 * b,), int(t)), context=context).chunk(2)
+            x, _ = scheduler.step(eps_out + guidance * (eps_in - eps_out), int(t), x)
+            progress((i + 1) / steps)
+        return self.decode(x)

@@ -1,0 +1,213 @@
+"""`python -m xr train-films`: the film generator (xr.generate.model) in two stages, on the training part
+only (the patients xr.data.split does not hold out):
+
+1. the autoencoder: L1 reconstruction plus a small KL term, with small random shifts, turns and zooms (the
+   recipe of MONAI's latent diffusion tutorials without their perceptual and adversarial losses, whose
+   networks need weights we cannot fetch here);
+2. the latent denoiser and the condition space, the autoencoder frozen. Multi-prompt, as in MedCoDi-M:
+   each example of a patient with both views is made from its report, from its other view or from both
+   (a third each); a film without its other view, from its report; and one example in ten from nothing,
+   so that sampling can use classifier-free guidance. A film without a report (NIH, covid_cxr_views) is
+   given the report the site would write for its labels (xr.generate.anytoany.report_for).
+
+Each stage stops at its time budget or epoch count; after every epoch the held-out films' loss (fixed
+noise and timesteps, so epochs compare) is logged and plotted. One command on a CPU, a GPU or several
+(xr.train.engine).
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import RandAffine
+from tqdm import tqdm
+
+from xr.data.films import Film
+from xr.decode.wording import Wording
+from xr.generate.filmset import FilmSet, prepare
+from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig
+from xr.train.engine import accelerator, seed_everything, shard
+
+P_NOTHING = 0.1  # examples made from no input: the unconditional branch of guidance
+KL_WEIGHT = 1e-6
+
+
+def multi_prompt(data: FilmSet, idx: list[int], latents: torch.Tensor, rng: random.Random) -> Condition:
+    """Each example's inputs drawn as MedCoDi-M's multi-prompt training draws them."""
+    has_report, has_other = [], []
+    for i in idx:
+        if rng.random() < P_NOTHING:
+            r, o = False, False
+        elif data.partner[i] >= 0:
+            r, o = [(True, False), (False, True), (True, True)][rng.randrange(3)]
+        else:
+            r, o = True, False
+        has_report.append(r)
+        has_other.append(o)
+    other = torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
+    return Condition(data.view[idx], data.report[idx], data.findings[idx], other, torch.tensor(has_report),
+                     torch.tensor(has_other))
+
+
+def given_everything(data: FilmSet, idx: list[int], latents: torch.Tensor) -> Condition:
+    """The held-out check's condition: the report, and the other view where the patient has it."""
+    other = torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
+    return Condition(data.view[idx], data.report[idx], data.findings[idx], other, torch.ones(len(idx), dtype=torch.bool),
+                     torch.tensor([data.partner[i] >= 0 for i in idx]))
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    return t.as_tensor() if isinstance(t, MetaTensor) else t
+
+
+def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc, train: list[int], batch: int,
+              minutes: float, epochs: int, rng: random.Random, loss_of: Callable[[list[int]], torch.Tensor],
+              held_out: Callable[[], tuple[str, float]], log, clip: float | None = None) -> list[dict]:
+    """Epochs of `loss_of(batch)` over this process's shard of `train` until the time budget or the epoch
+    count; after each epoch, the held-out check (name, value)."""
+    history, start = [], time.time()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = list(train)
+        rng.shuffle(order)
+        mine, losses = shard(order, acc), []
+        for s in tqdm(range(0, len(mine), batch), desc=f"{stage} epoch {epoch}", unit="batch", file=sys.stderr,
+                      leave=False, disable=not acc.is_main_process):
+            loss = loss_of(mine[s:s + batch])
+            opt.zero_grad()
+            acc.backward(loss)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            opt.step()
+            losses.append(loss.item())
+        net.eval()
+        with torch.no_grad():
+            key, value = held_out()
+        minutes_so_far = (time.time() - start) / 60
+        history.append({"stage": stage, "epoch": epoch, "train_loss": float(np.mean(losses)), key: value,
+                        "minutes": minutes_so_far})
+        log(f"{stage} epoch {epoch}: train loss {np.mean(losses):.4f}, {key.replace('_', ' ')} {value:.4f} "
+            f"({minutes_so_far:.1f} min)")
+        if minutes_so_far > minutes:
+            break
+    return history
+
+
+def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], held: list[int], minutes: float, epochs: int,
+                      batch: int, rng: random.Random, log) -> list[dict]:
+    acc = accelerator()
+    opt = torch.optim.Adam(model.autoencoder.parameters(), lr=1e-3)
+    ae, opt = acc.prepare(model.autoencoder, opt)
+    augment = RandAffine(prob=0.7, rotate_range=0.05, scale_range=0.06, translate_range=(5, 5), padding_mode="zeros")
+    augment.set_random_state(rng.randrange(2**31))
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        x = torch.stack([_plain(augment(data.pixels(i))) for i in idx]).to(acc.device) * 2 - 1
+        rec, mu, sigma = ae(x)
+        kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum((1, 2, 3)).mean()
+        return (rec - x).abs().mean() + KL_WEIGHT * kl
+
+    def held_out() -> tuple[str, float]:
+        x = data.pixels(held).to(acc.device) * 2 - 1
+        return "held_out_l1", float((acc.unwrap_model(ae).reconstruct(x) - x).abs().mean())
+
+    history = run_stage("autoencoder", ae, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log)
+    model.autoencoder = acc.unwrap_model(ae).cpu()
+    return history
+
+
+@torch.no_grad()
+def scaled_latents(model: FilmGenerator, data: FilmSet, batch: int = 64) -> torch.Tensor:
+    """Every film's latent (the posterior mean), and the scale that gives the training latents unit
+    variance set in the config (MONAI's LDM recipe)."""
+    model.eval()
+    mus = torch.cat([model.autoencoder.encode(data.pixels(list(range(s, min(s + batch, len(data.groups))))) * 2 - 1)[0]
+                     for s in range(0, len(data.groups), batch)])
+    model.config.latent_scale = float(1 / mus[~torch.from_numpy(data.held_out)].std())
+    return mus * model.config.latent_scale
+
+
+def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], held: list[int],
+                   minutes: float, epochs: int, batch: int, rng: random.Random, log) -> list[dict]:
+    acc = accelerator()
+    for p in model.autoencoder.parameters():
+        p.requires_grad_(False)
+    scheduler = model.noise_scheduler()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, weight_decay=1e-4)
+    net, opt = acc.prepare(model, opt)
+    fixed = torch.Generator().manual_seed(0)  # the held-out check's noise and timesteps, the same every epoch
+    held_noise = torch.randn(latents[held].shape, generator=fixed)
+    held_t = torch.randint(0, scheduler.num_train_timesteps, (len(held),), generator=fixed)
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        z = latents[idx]
+        noise = torch.randn_like(z)
+        t = torch.randint(0, scheduler.num_train_timesteps, (len(idx),))
+        cond = multi_prompt(data, idx, latents, rng)
+        return torch.nn.functional.mse_loss(net(scheduler.add_noise(z, noise, t), t, cond), noise)
+
+    def held_out() -> tuple[str, float]:
+        pred = acc.unwrap_model(net)(scheduler.add_noise(latents[held], held_noise, held_t), held_t,
+                                     given_everything(data, held, latents))
+        return "held_out_loss", float(torch.nn.functional.mse_loss(pred, held_noise))
+
+    return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log, clip=1.0)
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    """Each stage's training loss and held-out loss per epoch, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for ax, stage, held_key in ((axes[0], "autoencoder", "held_out_l1"), (axes[1], "denoiser", "held_out_loss")):
+        rows = [h for h in history if h["stage"] == stage]
+        for key, label in (("train_loss", "train"), (held_key, "held-out")):
+            ax.plot([h["epoch"] for h in rows], [h[key] for h in rows], marker=".", label=label)
+        ax.set_title(stage)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 12, minutes: float = 25,
+                ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0, config: FilmGeneratorConfig | None = None,
+                log: Callable[[str], None] = print) -> FilmGenerator:
+    """Both stages on `films` outside the held-out part; writes the model (fp16), history.json and
+    training_curve.png to `out`."""
+    rng = seed_everything(seed)
+    config = config or FilmGeneratorConfig()
+    t0 = time.time()
+    data = prepare(films, config, wording, log)
+    train = [i for i in range(len(data.groups)) if not data.held_out[i]]
+    held = [i for i in range(len(data.groups)) if data.held_out[i]]
+    if not train or not held:
+        from xr.errors import UserError
+        raise UserError(f"{len(train)} training and {len(held)} held-out films: both parts need films")
+    pairs = sum(1 for i in train if data.partner[i] >= 0 and data.view[i] == 0)
+    log(f"{len(train)} training films ({pairs} patients with both views), {len(held)} held out; "
+        f"read in {time.time() - t0:.0f} s")
+    model = FilmGenerator(config)
+    history = train_autoencoder(model, data, train, held, ae_minutes, ae_epochs, batch, rng, log)
+    latents = scaled_latents(model, data)
+    history += train_denoiser(model, data, latents, train, held, minutes, epochs, batch, rng, log)
+    model = model.cpu().eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, dtype=torch.float16)
+    summary = {"films": {"train": len(train), "held_out": len(held), "train_pairs": pairs},
+               "minutes": (time.time() - t0) / 60, "seed": seed, "epochs": history}
+    (out / "history.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot_curve(history, out / "training_curve.png")
+    log(f"trained in {(time.time() - t0) / 60:.1f} min; wrote {out}")
+    return model

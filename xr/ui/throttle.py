@@ -1,0 +1,67 @@
+"""Log-in attempts that cannot stall the app or be made at machine speed.
+
+- `login_checker`: Gradio awaits an async `auth`, so the check (scrypt and a database write) runs in a
+  worker thread, never on the event loop that serves every other request, and at most `GLOBAL` checks
+  run at once whatever arrives (the rest wait their turn without holding a thread).
+- `AddressBackoff` (ASGI middleware on `/login`): after `FREE` failed log-ins from one address, each
+  further attempt from it must wait twice as long as the last (1 s, 2 s, 4 s ... up to `CAP` s) and is
+  answered 429 before any password check until then; a successful log-in clears the address. The
+  per-account lock (xr.access) still applies on top.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+GLOBAL = 2  # log-in checks at once: each is a scrypt (32 MiB, ~0.1 s of a core)
+FREE = 3  # failed attempts from one address before it must wait
+CAP = 60.0  # seconds: the longest wait
+MAX_ADDRESSES = 10_000  # addresses remembered; the oldest are forgotten beyond that
+
+
+def login_checker(check: Callable[[str, str], bool]):
+    gate: asyncio.Semaphore | None = None
+
+    async def auth(name: str, password: str) -> bool:
+        nonlocal gate
+        gate = gate or asyncio.Semaphore(GLOBAL)  # made on the server's own event loop
+        async with gate:
+            return await asyncio.to_thread(check, name, password)
+    return auth
+
+
+class AddressBackoff:
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.clock = app, clock
+        self.failures: dict[str, tuple[int, float]] = {}  # address -> (failed attempts, not before)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
+            await self.app(scope, receive, send)
+            return
+        address = (scope.get("client") or ("?", 0))[0]
+        wait = self.failures.get(address, (0, 0.0))[1] - self.clock()
+        if wait > 0:
+            await PlainTextResponse(f"too many failed log-ins from this address: try again in {wait:.0f} s",
+                                    status_code=429, headers={"Retry-After": str(int(wait) + 1)})(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status and status[0] == 200:
+            self.failures.pop(address, None)
+        elif status and status[0] in (400, 401):
+            count = self.failures.get(address, (0, 0.0))[0] + 1  # read again: others may have failed meanwhile
+            delay = min(CAP, 2.0 ** (count - FREE - 1)) if count > FREE else 0.0
+            if len(self.failures) >= MAX_ADDRESSES:
+                self.failures.pop(next(iter(self.failures)))
+            self.failures[address] = (count, self.clock() + delay)
