@@ -7,6 +7,7 @@ is one line for the user, never a traceback."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,10 +81,24 @@ def database_exists(url: str) -> bool:
 
 def migrate(url: str, engine: Engine) -> None:
     """One migrator at a time: threads of this process by a lock, processes by the database (SQLite's
-    write lock, PostgreSQL's advisory lock); two at once deadlock creating the same tables."""
+    write lock, PostgreSQL's advisory lock); two at once deadlock creating the same tables. A SQLite
+    database that holds an older schema is first copied beside itself (`xr.sqlite3.before-0006`), by
+    the online backup API, so a failed or unwanted upgrade can be undone (PostgreSQL: `xr backup` first)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    if url.startswith("sqlite:///"):
+        with _migrating, engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current != head:
+            path = Path(url.removeprefix("sqlite:///"))
+            source, copy = sqlite3.connect(path), sqlite3.connect(path.with_name(f"{path.name}.before-{head}"))
+            try:
+                source.backup(copy)
+            finally:
+                source.close()
+                copy.close()
     with _migrating, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
