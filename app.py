@@ -3,6 +3,7 @@ educators, corrections for annotators), log-in when the app listens beyond this 
 API for gradio_client (README, "From a script"). Every handler asks xr.access first."""
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import os
@@ -17,7 +18,8 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from db.session import engine_for  # noqa: E402
 from xr import access, store  # noqa: E402
-from xr.config import Settings, settings  # noqa: E402
+from xr.config import Settings, settings, study_salt  # noqa: E402
+from xr.sessions import DatabaseSessions  # noqa: E402
 from xr.ui.common import guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
 from xr.ui.generation import Generation, make_films  # noqa: E402
@@ -229,7 +231,9 @@ def main() -> None:
 
 
 def launch(demo: gr.Blocks, s: Settings, **kwargs):
-    """Start serving, with log-in when the settings ask for it (the tests start the app this way too)."""
+    """Start serving, with log-in when the settings ask for it (the tests start the app this way too).
+    Log-in sessions live in the database (xr/sessions.py) under a cookie name every process of this
+    installation shares, so processes behind one load balancer know each other's log-ins."""
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Host and Origin, then the log-in backoff, are checked before Gradio sees a request (xr/ui/network.py,
     # xr/ui/throttle.py)
@@ -237,9 +241,13 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
                                                     Middleware(AddressBackoff)]})
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
     auth = login_checker(lambda name, password: access.login(s, name, password)) if s.auth else None
-    return demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth,
-                       auth_message="Log in with the account your administrator made (`python -m xr user add`).",
-                       **kwargs)
+    result = demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth, prevent_thread_lock=True,
+                         auth_message="Log in with the account your administrator made (`python -m xr user add`).",
+                         **{k: v for k, v in kwargs.items() if k != "prevent_thread_lock"})
+    app = demo.server_app
+    app.tokens = DatabaseSessions(s)  # type: ignore[assignment]  # Gradio only gets, sets, tests and deletes
+    app.cookie_id = hashlib.sha256(b"xr-session-cookie:" + study_salt(s)).hexdigest()[:32]
+    return result
 
 
 if __name__ == "__main__":

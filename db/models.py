@@ -140,6 +140,19 @@ class Approval(Base):
     user: Mapped[User] = relationship()
 
 
+class LoginSession(Base):
+    """A logged-in browser or client: kept here, not in one process's memory, so that every app process on
+    one database knows it, and a password change or `xr user disable` ends it everywhere. The token is
+    stored only as its SHA-256: whoever reads the database cannot use it."""
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    user: Mapped[User] = relationship()
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_study_at", "study_id", "at"),

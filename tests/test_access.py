@@ -241,6 +241,45 @@ def test_bad_log_ins_neither_stall_the_app_nor_run_at_machine_speed(tmp_path, wo
         demo.close()
 
 
+def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(tmp_path, workstation_factory, monkeypatch):
+    """Issue 21.3: two app processes on one database (two apps here, each with a memory of its own): a
+    log-in on one is known to the other; `xr user passwd` ends it on both; so does a session left idle."""
+    import httpx
+    from sqlalchemy import update
+
+    from app import build_app, launch
+    from db.models import LoginSession
+    from xr.sessions import IDLE
+
+    monkeypatch.setenv("XR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XR_AUTH", "on")
+    s = settings()
+    access.add_user(s, "dr.house", "radiologist", "password-rad")
+    apps, urls = [], []
+    try:
+        for _ in range(2):
+            demo = build_app(workstation_factory(s))
+            port = free_port()
+            launch(demo, s, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            apps.append(demo)
+            urls.append(f"http://127.0.0.1:{port}/")
+        one, other = urls
+        with httpx.Client(timeout=60) as http:  # its cookies go to both ports: a cookie names no port
+            assert http.post(one + "login", data={"username": "dr.house", "password": "password-rad"}).status_code == 200
+            assert http.get(other + "config").status_code == 200  # logged in on one, known to the other
+            assert http.get(other + "gradio_api/user").json() == "dr.house"
+            access.set_password(s, "dr.house", "password-new")
+            assert [http.get(u + "config").status_code for u in urls] == [401, 401]  # ended everywhere
+            assert http.post(other + "login", data={"username": "dr.house", "password": "password-new"}).status_code == 200
+            assert http.get(one + "config").status_code == 200
+            with engine_for(s.database_url).begin() as c:  # then nothing for longer than the idle limit
+                c.execute(update(LoginSession).values(last_seen=datetime.now(UTC) - IDLE - timedelta(minutes=1)))
+            assert [http.get(u + "config").status_code for u in urls] == [401, 401]
+    finally:
+        for demo in apps:
+            demo.close()
+
+
 def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     url, s, data = secured
     dcm = write_dicom(data / "pa.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.77")
@@ -299,6 +338,8 @@ ACTION_OF = {
     "app:_api.<locals>.export_report": "export_report",
     "app:_api.<locals>.correct": "correct",
     "app:_api.<locals>.teaching": "teach",
+    "app:_api.<locals>.generate": "generate",
+    "app:_api.<locals>.films_report": "generate",
     "xr.ui.reporting:Reporting._wire.<locals>.load": "worklist",
     "xr.ui.reporting:Reporting._wire.<locals>.find": "worklist",
     "xr.ui.reporting:Reporting._wire.<locals>.pick": "worklist",
@@ -319,6 +360,8 @@ ACTION_OF = {
     "xr.ui.teaching:Teaching._wire.<locals>.browse": "teach",
     "xr.ui.teaching:Teaching._wire.<locals>.pick": "teach",
     "xr.ui.teaching:Teaching._wire.<locals>.reveal": "teach",
+    "xr.ui.generation:Generation._wire.<locals>.ui_generate": "generate",
+    "xr.ui.generation:Generation._wire.<locals>.ui_films_report": "generate",
 }
 # Handlers that only touch the caller's own UI state: no right needed. (number of registrations, why);
 # the counts are exact, so another lambda in the same place does not slip through unchecked.

@@ -18,6 +18,7 @@ from db.models import AuditEvent, User
 from db.session import transaction
 from xr.config import Settings
 from xr.errors import UserError
+from xr.sessions import end_sessions
 
 
 class Role(StrEnum):
@@ -118,6 +119,7 @@ def set_password(s: Settings, name: str, password: str) -> None:
         if user is None:
             raise AccessError(f"no user '{name}'")
         user.password_hash = hash_password(password)
+        end_sessions(session, user.id)  # whoever logged in with the old password is logged out everywhere
         session.add(AuditEvent(user_id=None, action="user", detail={"password": user.id}))
 
 
@@ -134,6 +136,7 @@ def set_disabled(s: Settings, name: str, disabled: bool) -> None:
     with transaction(s.database_url) as session:
         user = _named(session, name)
         user.disabled = disabled
+        end_sessions(session, user.id)
         session.add(AuditEvent(user_id=None, action="user", detail={"disabled" if disabled else "enabled": user.id}))
 
 

@@ -82,14 +82,14 @@ class Generation:
         ws = self.ws
 
         @refusing()
-        def generate(report, findings, frontal, lateral, views, seed, request: gr.Request, progress=gr.Progress()):
+        def ui_generate(report, findings, frontal, lateral, views, seed, request: gr.Request, progress=gr.Progress()):
             ws.actor(username(request), "generate")
             gallery, about, files, _ = make_films(ws, report, findings, frontal, lateral, views, seed,
                                                   lambda f, desc: progress(f, desc=desc))
             return gallery, about, files, files, None, None
 
         @refusing()
-        def draft(frontal, lateral, made, request: gr.Request, progress=gr.Progress()):
+        def ui_films_report(frontal, lateral, made, request: gr.Request, progress=gr.Progress()):
             ws.actor(username(request), "generate")
             given = [f for f in (frontal, lateral) if f]
             if given:
@@ -102,7 +102,7 @@ class Generation:
             return "(Drafted from SYNTHETIC films.)\n" + result.draft.report, gr.skip(), gr.skip()
 
         inputs = [self.report, self.findings, self.frontal, self.lateral, self.views, self.seed]
-        self.go.click(generate, inputs, [self.gallery, self.about, self.files, self.made, self.frontal, self.lateral],
+        self.go.click(ui_generate, inputs, [self.gallery, self.about, self.files, self.made, self.frontal, self.lateral],
                       **PRIVATE)
-        self.draft_btn.click(draft, [self.frontal, self.lateral, self.made], [self.drafted, self.frontal, self.lateral],
+        self.draft_btn.click(ui_films_report, [self.frontal, self.lateral, self.made], [self.drafted, self.frontal, self.lateral],
                              **PRIVATE)
