@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from tests.browser.conftest import DRAFT_WAIT, WAIT
+from tests.browser.conftest import DRAFT_WAIT, USERS, WAIT
 from tests.conftest import write_dicom
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
@@ -91,6 +91,7 @@ def test_markup_in_file_name_indication_and_report_is_shown_as_text(open_page, l
     history = page.locator("#history")
     shows_literally(history, "<svg onload=window.__xss=8>", "<script>window.__xss=9</script>")
     page.get_by_label("I have reviewed the images and this report, and sign it off").check()
+    page.locator("#signoff-password input").fill(USERS["radiologist"][1])
     page.get_by_role("button", name="Approve and sign").click()
     expect(page.get_by_text("Approved (approval #")).to_be_visible(timeout=DRAFT_WAIT)
     expect(worklist).to_contain_text("approved")

@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import DRAFT_WAIT, WAIT
+from tests.browser.conftest import DRAFT_WAIT, USERS, WAIT
 from tests.conftest import SHARED
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
@@ -69,6 +69,7 @@ def test_what_is_signed_is_what_was_on_screen(open_page, live_app):
     expect(findings).not_to_have_value(re.compile(re.escape(gone[3:])))
     on_screen = join_sections(findings.input_value(), impression.input_value())
     page.get_by_label("I have reviewed the images and this report, and sign it off").check()
+    page.locator("#signoff-password input").fill(USERS["radiologist"][1])
     page.get_by_role("button", name=re.compile("Approve and sign")).click()
     expect(page.get_by_text("Approved (approval #")).to_be_visible(timeout=DRAFT_WAIT)
     study_id, signed = approvals(s)[-1]

@@ -46,7 +46,8 @@ def test_header_shows_the_name_in_bold(open_page):
 
 
 def test_approval_needs_the_sign_off_box(open_page, live_app):
-    """A study opened from the worklist cannot be approved before the sign-off box is ticked; the refusal
+    """A study opened from the worklist cannot be approved before the sign-off box is ticked, nor without
+    the signer's password typed again (issue 21.3: a session left open is not a signature); each refusal
     is a toast, and the report stays on screen to be signed off."""
     page = open_page("radiologist")
     page.locator("#worklist").get_by_text("fever", exact=True).filter(visible=True).first.click()
@@ -59,7 +60,10 @@ def test_approval_needs_the_sign_off_box(open_page, live_app):
     signoff = page.get_by_label("I have reviewed the images and this report, and sign it off")
     signoff.check(timeout=5_000)  # no error overlay over the editor: the refusal came before the approval
     expect(signoff).to_be_checked()
-    expect(heading).to_be_visible()
+    page.locator("#signoff-password input").fill("not-my-password")
+    page.get_by_role("button", name="Approve and sign").click()
+    expect(page.get_by_text("that is not your password").first).to_be_visible()
+    expect(heading).to_be_visible()  # still drafted: not signed
 
 
 def test_radiologist_drafts_edits_signs_off_and_exports(open_page, live_app, screenshots):
@@ -96,6 +100,7 @@ def test_radiologist_drafts_edits_signs_off_and_exports(open_page, live_app, scr
 
     # Sign off and approve (approving without the sign-off box: test_approval_needs_the_sign_off_box).
     page.get_by_label("I have reviewed the images and this report, and sign it off").check()
+    page.locator("#signoff-password input").fill(USERS["radiologist"][1])
     page.get_by_role("button", name="Approve and sign").click()
     expect(page.get_by_text("Approved (approval #")).to_be_visible(timeout=DRAFT_WAIT)
     expect(page.locator("#worklist")).to_contain_text("approved")

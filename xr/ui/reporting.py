@@ -14,7 +14,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from xr import store
+from xr import access, store
 from xr.decode.wording import sentence_labels
 from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
 from xr.refine.refiner import REFINE_BY_DEFAULT
@@ -147,6 +147,9 @@ class Reporting:
                     self.says = gr.Markdown(elem_id="text-says")
                     self.signoff = gr.Checkbox(label="I have reviewed the images and this report, and sign it off",
                                                value=False)
+                    # with log-in on, signing asks for the password again: a session left open is not a signature
+                    self.password = gr.Textbox(label="Your password, to sign", type="password", visible=ws.settings.auth,
+                                               elem_id="signoff-password", max_lines=1)
                     with gr.Row():
                         self.save_btn = gr.Button("Save draft")
                         self.amend_btn = gr.Button("Amend the signed report", visible=False)
@@ -286,13 +289,15 @@ class Reporting:
             return ("No changes to save." if rev is None else "Saved your edits."), history_rows(ws, need(study_id)), text
 
         @refusing()
-        def ui_approve(study_id, findings, impression, signed, seen, status, search, request: gr.Request):
+        def ui_approve(study_id, findings, impression, signed, password, seen, status, search, request: gr.Request):
             actor = ws.actor(username(request), "approve")
             if not signed:
                 raise store.StoreError("tick the sign-off box to approve")
+            if ws.settings.auth and not access.login(ws.settings, actor.name, password or ""):
+                raise access.AccessError("that is not your password (or the account is locked): not signed")
             approval = ws.approve(need(study_id), join_sections(findings, impression), actor, seen=seen)
             return (*open_study(ws, self.viewer, study_id, f"Approved (approval #{approval})."),
-                    worklist_rows(ws, status, search))
+                    worklist_rows(ws, status, search), "")
 
         @refusing()
         def export(study_id, fmt, request: gr.Request):
@@ -347,7 +352,8 @@ class Reporting:
         self.save_btn.click(save, [self.study_id, *text, self.seen], [self.status, self.history, self.seen], **PRIVATE)
         self.amend_btn.click(amend, None, [*text, self.sentences, self.signoff, self.approve_btn, self.amend_btn],
                              **PRIVATE)
-        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, self.seen, *filters], [*outputs, self.table],
+        self.approve_btn.click(ui_approve, [self.study_id, *text, self.signoff, self.password, self.seen, *filters],
+                               [*outputs, self.table, self.password],
                                **PRIVATE)
         self.export_btn.click(export, [self.study_id, self.export_fmt], self.export_file, **PRIVATE)
 
