@@ -31,6 +31,8 @@ def make_films(ws: Workstation, report: str, findings: list[str], frontal, later
     with ExitStack() as stack:
         paths = {v: stack.enter_context(uploaded(f))[0] for v, f in (("frontal", frontal), ("lateral", lateral)) if f}
         wanted = [v for v in (views or VIEW_CHOICES) if v not in paths]
+        if not wanted and paths:
+            raise store.StoreError("the films asked for are given: ask for the other view, or draft a report from the films")
         made = ws.generate(wanted, report or "", findings or [], paths.get("frontal"), paths.get("lateral"),
                            int(seed or 0), progress)
     out = Path(tempfile.mkdtemp(prefix="xr-synthetic-"))
