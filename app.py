@@ -3,7 +3,6 @@ educators, corrections for annotators), log-in when the app listens beyond this 
 API for gradio_client (README, "From a script"). Every handler asks xr.access first."""
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import os
@@ -18,8 +17,8 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from db.session import engine_for  # noqa: E402
 from xr import access, store  # noqa: E402
-from xr.config import Settings, settings, study_salt  # noqa: E402
-from xr.sessions import DatabaseSessions  # noqa: E402
+from xr.config import Settings, settings  # noqa: E402
+from xr.sessions import DatabaseSessions, EndOnLogout, cookie_name  # noqa: E402
 from xr.ui.common import guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
 from xr.ui.generation import Generation, make_films  # noqa: E402
@@ -237,16 +236,19 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Host and Origin, then the log-in backoff, are checked before Gradio sees a request (xr/ui/network.py,
     # xr/ui/throttle.py)
-    kwargs.setdefault("app_kwargs", {"middleware": [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts),
-                                                    Middleware(AddressBackoff)]})
+    sessions = DatabaseSessions(s)
+    middleware = [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts), Middleware(AddressBackoff),
+                  Middleware(EndOnLogout, sessions=sessions)]
+    app_kwargs = kwargs.pop("app_kwargs", {})
+    app_kwargs["middleware"] = middleware + list(app_kwargs.get("middleware", []))
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
     auth = login_checker(lambda name, password: access.login(s, name, password)) if s.auth else None
     result = demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth, prevent_thread_lock=True,
                          auth_message="Log in with the account your administrator made (`python -m xr user add`).",
-                         **{k: v for k, v in kwargs.items() if k != "prevent_thread_lock"})
+                         app_kwargs=app_kwargs, **{k: v for k, v in kwargs.items() if k != "prevent_thread_lock"})
     app = demo.server_app
-    app.tokens = DatabaseSessions(s)  # type: ignore[assignment]  # Gradio only gets, sets, tests and deletes
-    app.cookie_id = hashlib.sha256(b"xr-session-cookie:" + study_salt(s)).hexdigest()[:32]
+    app.tokens = sessions  # type: ignore[assignment]  # Gradio only gets, sets, tests and deletes
+    app.cookie_id = cookie_name(s)
     return result
 
 

@@ -93,7 +93,9 @@ def migrate(url: str, engine: Engine) -> None:
             current = MigrationContext.configure(conn).get_current_revision()
         if current is not None and current != head:
             path = Path(url.removeprefix("sqlite:///"))
-            source, copy = sqlite3.connect(path), sqlite3.connect(path.with_name(f"{path.name}.before-{head}"))
+            before = path.with_name(f"{path.name}.before-{head}")
+            os.close(os.open(before, os.O_WRONLY | os.O_CREAT, 0o600))  # the owner's only, like the database
+            source, copy = sqlite3.connect(path), sqlite3.connect(before)
             try:
                 source.backup(copy)
             finally:

@@ -49,7 +49,7 @@ def test_backup_wipe_restore_gives_the_same_database_and_files(approved, tmp_pat
     image = before["images"][0][1]
     with pytest.raises(BackupError, match="not empty"):
         backup(s, tmp_path / "bk")
-    with pytest.raises(BackupError, match="already holds studies"):
+    with pytest.raises(BackupError, match="target database is not empty"):
         restore(s, tmp_path / "bk")
 
     server = os.environ.get(POSTGRES_URL)

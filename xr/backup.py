@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, make_url, select
+from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 from db.models import Approval, Image, Study
 from db.session import database_exists, sqlalchemy_url, transaction
@@ -39,8 +40,17 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def _libpq(url: str) -> str:
-    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """(libpq URL without the password, the environment that carries it): a password on a command line
+    is shown to every user of the machine by `ps`."""
+    u = make_url(sqlalchemy_url(url)).set(drivername="postgresql")
+    env = {**os.environ, **({"PGPASSWORD": u.password} if u.password else {})}
+    return u.set(password=None).render_as_string(hide_password=False), env
+
+
+_COUNTS = {"studies": "SELECT count(*) FROM studies", "images": "SELECT count(*) FROM images",
+           "approvals": "SELECT count(*) FROM approvals"}
+_PATHS = "SELECT DISTINCT storage_path FROM images ORDER BY storage_path"
 
 
 def _sha256(path: Path) -> str:
@@ -51,19 +61,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _counts(s: Settings) -> dict[str, int]:
-    with transaction(s.database_url, read_only=True) as session:
-        return {name: session.scalar(select(func.count()).select_from(table)) or 0
-                for name, table in (("studies", Study), ("images", Image), ("approvals", Approval))}
-
-
-def _stored_paths(s: Settings) -> list[str]:
-    with transaction(s.database_url, read_only=True) as session:
-        return sorted(set(session.scalars(select(Image.storage_path))))
-
-
 def backup(s: Settings, out: Path) -> dict:
-    """Write the backup to `out` (a new folder); returns the manifest."""
+    """Write the backup to `out` (a new folder, readable by its owner only); returns the manifest. The
+    counts and the image list come from the same snapshot as the database copy, so a study drafted
+    meanwhile is either wholly in the backup or not at all."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"{out}: not empty; give a new folder")
@@ -71,24 +72,34 @@ def backup(s: Settings, out: Path) -> dict:
         raise BackupError(f"no database at {s.database_url}: nothing to back up")
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    counts, paths = _counts(s), _stored_paths(s)
-    missing = [p for p in paths if not (s.data_dir / p).is_file()]
-    if missing:
-        raise BackupError(f"{len(missing)} stored image(s) are missing from {s.data_dir}, e.g. {missing[0]}: "
-                          "the data directory is already damaged")
+    partial.mkdir(parents=True, mode=0o700)
     db_file = _sqlite_file(s.database_url)
     if db_file is not None:
         src, dst = sqlite3.connect(db_file), sqlite3.connect(partial / SQLITE_COPY)
         try:
             src.backup(dst)
+            counts = {k: dst.execute(q).fetchone()[0] for k, q in _COUNTS.items()}
+            paths = [p for (p,) in dst.execute(_PATHS)]
         finally:
             src.close()
             dst.close()
         database = SQLITE_COPY
     else:
-        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={partial / PG_DUMP}", _libpq(s.database_url)])
+        engine = create_engine(sqlalchemy_url(s.database_url), isolation_level="REPEATABLE READ", poolclass=NullPool)
+        with engine.connect() as conn:  # pg_dump reads the snapshot this transaction holds open
+            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            counts = {k: conn.execute(text(q)).scalar_one() for k, q in _COUNTS.items()}
+            paths = [p for (p,) in conn.execute(text(_PATHS))]
+            url, env = _libpq(s.database_url)
+            _run(["pg_dump", "--format=custom", "--no-owner", f"--snapshot={snapshot}", f"--file={partial / PG_DUMP}",
+                  url], env)
+        engine.dispose()
         database = PG_DUMP
+    missing = [p for p in paths if not (s.data_dir / p).is_file()]
+    if missing:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise BackupError(f"{len(missing)} stored image(s) are missing from {s.data_dir}, e.g. {missing[0]}: "
+                          "the data directory is already damaged")
     for rel in paths:
         (partial / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(s.data_dir / rel, partial / rel)
@@ -104,9 +115,9 @@ def backup(s: Settings, out: Path) -> dict:
     return manifest
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str], env: dict[str, str]) -> None:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     except FileNotFoundError:
         raise BackupError(f"{cmd[0]} not found: install the PostgreSQL client tools") from None
     if r.returncode:
@@ -118,6 +129,12 @@ def _read_manifest(src: Path) -> dict:
         manifest = json.loads((src / MANIFEST).read_text())
     except (OSError, ValueError):
         raise BackupError(f"{src}: no readable {MANIFEST}: not a backup made by `xr backup`") from None
+    names = list(manifest.get("files", {}))
+    strange = [r for r in names if r not in (SQLITE_COPY, PG_DUMP, "salt")
+               and not (r.startswith("images/") and ".." not in Path(r).parts and not Path(r).is_absolute())]
+    if strange or manifest.get("database") not in names:
+        raise BackupError(f"{src}: the manifest names {strange[0] if strange else 'no database'}: not a backup made by "
+                          "`xr backup`")
     bad = [rel for rel, digest in manifest["files"].items() if not (src / rel).is_file() or _sha256(src / rel) != digest]
     if bad:
         raise BackupError(f"{src}: {len(bad)} file(s) missing or changed since the backup, e.g. {bad[0]}: not restored")
@@ -129,8 +146,8 @@ def restore(s: Settings, src: Path, deep: bool = False) -> dict:
     against its recorded hash too). Returns what the check found."""
     src = Path(src)
     manifest = _read_manifest(src)
-    if database_exists(s.database_url) and _counts(s)["studies"]:
-        raise BackupError("the database already holds studies: restore into an empty data directory "
+    if not _empty(s):
+        raise BackupError("the target database is not empty: restore into an empty data directory "
                           "(or an empty PostgreSQL database)")
     db_file = _sqlite_file(s.database_url)
     if (manifest["database"] == SQLITE_COPY) != (db_file is not None):
@@ -145,7 +162,9 @@ def restore(s: Settings, src: Path, deep: bool = False) -> dict:
             source.close()
             target.close()
     else:
-        _run(["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={_libpq(s.database_url)}", str(src / PG_DUMP)])
+        url, env = _libpq(s.database_url)
+        _run(["pg_restore", "--single-transaction", "--exit-on-error", "--no-owner", f"--dbname={url}",
+              str(src / PG_DUMP)], env)
     for rel in manifest["files"]:
         if rel.startswith("images/"):
             write_atomic(s.data_dir / rel, (src / rel).read_bytes())
@@ -161,6 +180,33 @@ def restore(s: Settings, src: Path, deep: bool = False) -> dict:
     if found["counts"] != manifest["counts"]:
         raise BackupError(f"restored {found['counts']} but the backup recorded {manifest['counts']}")
     return found
+
+
+def _empty(s: Settings) -> bool:
+    """No table with a row in it (SQLite), no table at all (PostgreSQL); read without migrating, which
+    would create the current schema under the backup's."""
+    db_file = _sqlite_file(s.database_url)
+    if db_file is not None:
+        if not db_file.exists():
+            return True
+        con = sqlite3.connect(db_file)
+        try:
+            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            return all(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] == 0 for t in tables if t != "alembic_version")
+        finally:
+            con.close()
+    engine = create_engine(sqlalchemy_url(s.database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return not conn.execute(text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _counts(s: Settings) -> dict[str, int]:
+    with transaction(s.database_url, read_only=True) as session:
+        return {name: session.scalar(select(func.count()).select_from(table)) or 0
+                for name, table in (("studies", Study), ("images", Image), ("approvals", Approval))}
 
 
 def verify(s: Settings, deep: bool = False) -> dict:

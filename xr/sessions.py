@@ -5,14 +5,17 @@ a user's sessions (xr.access). Tokens are stored as their SHA-256 only.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, make_url, select, update
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.models import LoginSession, User
-from db.session import transaction
+from db.session import sqlalchemy_url, transaction
 from xr.config import Settings
 
 IDLE = timedelta(minutes=30)
@@ -41,20 +44,24 @@ class DatabaseSessions(MutableMapping[str, str]):
             session.add(LoginSession(token_hash=token_hash(token), user_id=user.id))
 
     def __getitem__(self, token: str) -> str:
+        """Read in a read-only transaction (Gradio asks on every request, on its event loop): a write
+        transaction only to end an expired session or, once a minute, to note that it is in use."""
         if not isinstance(token, str) or not token:
             raise KeyError(token)
         now = datetime.now(UTC).replace(tzinfo=None)  # stored times read back naive UTC (db.models.UTCDateTime)
-        name = None
-        with transaction(self.s.database_url) as session:
-            row = session.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash(token)))
-            if row is not None and (now - row.last_seen > IDLE or now - row.created_at > LIFETIME or row.user.disabled):
-                session.delete(row)  # over: gone for every process
-            elif row is not None:
-                if now - row.last_seen > TOUCH:
-                    row.last_seen = now
-                name = row.user.name
-        if name is None:
+        digest = token_hash(token)
+        with transaction(self.s.database_url, read_only=True) as session:
+            row = session.scalar(select(LoginSession).where(LoginSession.token_hash == digest))
+            if row is None:
+                raise KeyError(token)
+            over = now - row.last_seen > IDLE or now - row.created_at > LIFETIME or row.user.disabled
+            name, touch = row.user.name, now - row.last_seen > TOUCH
+        if over:
+            del self[token]  # over: gone for every process
             raise KeyError(token)
+        if touch:
+            with transaction(self.s.database_url) as session:
+                session.execute(update(LoginSession).where(LoginSession.token_hash == digest).values(last_seen=now))
         return name
 
     def get(self, token, default=None):
@@ -71,9 +78,37 @@ class DatabaseSessions(MutableMapping[str, str]):
             session.execute(delete(LoginSession).where(LoginSession.token_hash == token_hash(token)))
 
     def __iter__(self) -> Iterator[str]:
-        """Tokens are not kept, only their hashes: nothing to list (Gradio's "log out everywhere" then ends
-        this session only; `xr user passwd` ends them all)."""
+        """Tokens are not kept, only their hashes: nothing to list. Gradio's /logout looks for the caller's
+        tokens this way and so finds none: `EndOnLogout` ends the caller's session before it runs."""
         return iter(())
 
     def __len__(self) -> int:
         return 0
+
+
+def cookie_name(s: Settings) -> str:
+    """The part of the session cookie's name Gradio makes random per process: the same for every process on
+    one database, so they share log-ins. Not a secret (a cookie's name never is): derived from the
+    database URL without its password."""
+    safe = make_url(sqlalchemy_url(s.database_url)).render_as_string(hide_password=True)
+    return hashlib.sha256(b"xr-session-cookie:" + safe.encode()).hexdigest()[:32]
+
+
+class EndOnLogout:
+    """ASGI middleware: `GET /logout` ends the caller's session in the database before Gradio clears the
+    cookie, so a copy of the cookie is dead on the server too."""
+
+    def __init__(self, app: ASGIApp, sessions: DatabaseSessions) -> None:
+        self.app, self.sessions = app, sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") == "/logout":
+            cookies = SimpleCookie()
+            for key, value in scope["headers"]:
+                if key.lower() == b"cookie":
+                    cookies.load(value.decode("latin-1"))
+            name = cookie_name(self.sessions.s)
+            for key in (f"access-token-{name}", f"access-token-unsecure-{name}"):
+                if key in cookies:
+                    await asyncio.to_thread(self.sessions.__delitem__, cookies[key].value)
+        await self.app(scope, receive, send)

@@ -139,6 +139,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                 if im.content_hash in known:
                     if known[im.content_hash].view == "unknown":
                         known[im.content_hash].view = view
+                    known[im.content_hash].burned_in |= im.burned_in
                 else:
                     session.add(Image(study_id=row.id, position=pos, content_hash=im.content_hash, view=view,
                                       width=im.pixels.shape[1], height=im.pixels.shape[0],
@@ -255,7 +256,7 @@ def save_revision(s: Settings, study_id: int, text: str, actor: Actor, tags: Seq
     if unknown:
         raise StoreError(f"unknown reason tag '{unknown[0]}': one of {', '.join(REASON_TAGS)}")
     with transaction(s.database_url) as session:
-        study = _study(session, study_id)
+        study = _study(session, study_id, lock=True)  # a save and a sign-off of one study, one after the other
         user = user_row(session, actor)
         if study.status == StudyStatus.APPROVED and (tags or not access.allowed(user.role, "approve")):
             raise StoreError(f"study {study_id} is signed: corrections are taken on drafts, not on signed reports")
@@ -285,7 +286,8 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
         signed = session.scalar(select(Approval).where(Approval.study_id == study_id).order_by(Approval.id.desc()).limit(1))
         _check_unchanged(session, study_id, seen)
         rev = _revise(session, study_id, text, user, [])
-        if signed is not None and signed.text == text and (rev.id if rev else None) == signed.revision_id:
+        if (signed is not None and signed.text == text and signed.user_id == user.id
+                and (rev.id if rev else None) == signed.revision_id):
             return signed.id
         draft = _latest_draft(session, study_id)
         approval = Approval(study_id=study_id, draft_id=draft.id, revision_id=rev.id if rev else None,

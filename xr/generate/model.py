@@ -10,7 +10,7 @@ now and then so that sampling can use classifier-free guidance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -60,6 +60,9 @@ class Condition:
     other: torch.Tensor  # (B, latent_channels, s, s) the other view's scaled latent
     has_report: torch.Tensor  # (B,) bool
     has_other: torch.Tensor  # (B,) bool
+
+    def to(self, device) -> Condition:
+        return Condition(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     def without_inputs(self) -> Condition:
         """The same films asked for with nothing given: the unconditional branch of guidance."""

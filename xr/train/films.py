@@ -33,7 +33,7 @@ from xr.data.films import Film
 from xr.decode.wording import Wording
 from xr.generate.filmset import FilmSet, prepare
 from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig
-from xr.train.engine import accelerator, seed_everything, shard
+from xr.train.engine import accelerator, agree, seed_everything, shard
 
 P_NOTHING = 0.1  # examples made from no input: the unconditional branch of guidance
 KL_WEIGHT = 1e-6
@@ -95,7 +95,7 @@ def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc,
                         "minutes": minutes_so_far})
         log(f"{stage} epoch {epoch}: train loss {np.mean(losses):.4f}, {key.replace('_', ' ')} {value:.4f} "
             f"({minutes_so_far:.1f} min)")
-        if minutes_so_far > minutes:
+        if agree(acc, minutes_so_far > minutes):  # every process stops at the same epoch
             break
     return history
 
@@ -145,18 +145,19 @@ def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, t
     fixed = torch.Generator().manual_seed(0)  # the held-out check's noise and timesteps, the same every epoch
     held_noise = torch.randn(latents[held].shape, generator=fixed)
     held_t = torch.randint(0, scheduler.num_train_timesteps, (len(held),), generator=fixed)
+    dev = acc.device
 
     def loss_of(idx: list[int]) -> torch.Tensor:
         z = latents[idx]
         noise = torch.randn_like(z)
         t = torch.randint(0, scheduler.num_train_timesteps, (len(idx),))
-        cond = multi_prompt(data, idx, latents, rng)
-        return torch.nn.functional.mse_loss(net(scheduler.add_noise(z, noise, t), t, cond), noise)
+        cond = multi_prompt(data, idx, latents, rng).to(dev)
+        return torch.nn.functional.mse_loss(net(scheduler.add_noise(z, noise, t).to(dev), t.to(dev), cond), noise.to(dev))
 
     def held_out() -> tuple[str, float]:
-        pred = acc.unwrap_model(net)(scheduler.add_noise(latents[held], held_noise, held_t), held_t,
-                                     given_everything(data, held, latents))
-        return "held_out_loss", float(torch.nn.functional.mse_loss(pred, held_noise))
+        pred = acc.unwrap_model(net)(scheduler.add_noise(latents[held], held_noise, held_t).to(dev), held_t.to(dev),
+                                     given_everything(data, held, latents).to(dev))
+        return "held_out_loss", float(torch.nn.functional.mse_loss(pred, held_noise.to(dev)))
 
     return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log, clip=1.0)
 
