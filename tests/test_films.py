@@ -83,6 +83,8 @@ def test_multi_prompt_draws_report_other_view_both_or_nothing():
 
 # ---- the shipped generator --------------------------------------------------------------------------
 def test_the_same_inputs_and_seed_give_the_same_films(maker):
+    normal = maker.make([FRONTAL], findings=["No Finding"], seed=3, steps=4)
+    assert normal.findings == [] and "IMPRESSION" in normal.report  # the site's normal report
     a = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=3, steps=4)
     b = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=3, steps=4)
     c = maker.make([FRONTAL, LATERAL], findings=["Cardiomegaly"], seed=4, steps=4)
@@ -103,7 +105,8 @@ def test_one_view_makes_the_other_and_bad_requests_say_why(maker, nih_pixels):
                             ({"views": [FRONTAL], "frontal": nih_pixels}, "the frontal film is given"),
                             ({"views": []}, "choose the view"),
                             ({"views": ["oblique"], "findings": ["Cardiomegaly"]}, "unknown view"),
-                            ({"views": [FRONTAL], "findings": ["Broken heart"]}, "unknown finding")):
+                            ({"views": [FRONTAL], "findings": ["Broken heart"]}, "unknown finding"),
+                            ({"views": [FRONTAL], "findings": ["No Finding", "Cardiomegaly"]}, "cannot both")):
         with pytest.raises(GenerationError, match=message):
             maker.make(**kwargs, steps=2)
 
@@ -112,6 +115,9 @@ def test_the_shipped_generator_has_its_card_and_provenance():
     folder = ASSETS / "film_generator"
     config = json.loads((folder / "config.json").read_text())
     assert config["latent_scale"] != 1.0  # set from the trained autoencoder's latents
+    assert 0 < config["start_step"] < 1000  # chosen on the held-out films (xr.train.films.choose_start)
+    model = FilmGenerator.from_pretrained(folder)
+    assert model.mean_latent.abs().sum() > 0  # each view's mean training latent, where sampling starts
     card = (folder / "README.md").read_text()
     for needed in ("held-out", "pairs", "minutes", "eval-generation", "synthetic"):
         assert needed in card, needed
@@ -159,6 +165,7 @@ def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
     assert (tmp_path / "m" / "training_curve.png").stat().st_size > 1000
     loaded = FilmGenerator.from_pretrained(tmp_path / "m")
     assert loaded.config.latent_scale == pytest.approx(model.config.latent_scale, rel=1e-6)
+    assert loaded.config.start_step in range(100, 1000, 100) and loaded.mean_latent.abs().sum() > 0
     made = FilmMaker(loaded, WORDING).make([FRONTAL], findings=["Pneumonia"], steps=2)
     assert made.films[FRONTAL].shape == (32, 32)
 

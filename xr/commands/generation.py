@@ -132,7 +132,8 @@ def register(sub) -> None:
     g = sub.add_parser("generate", help="synthetic films from a report, findings or the other view (PNG, marked "
                                         "synthetic in pixels and metadata)")
     g.add_argument("--report", help="report text to generate from")
-    g.add_argument("--findings", nargs="+", metavar="FINDING", help="findings to show, e.g. Cardiomegaly 'Pleural Effusion'")
+    g.add_argument("--findings", nargs="+", metavar="FINDING",
+                   help="findings to show, e.g. Cardiomegaly 'Pleural Effusion' ('No Finding': a normal film)")
     g.add_argument("--frontal", help="a frontal film (PNG/JPEG/DICOM): generate the lateral")
     g.add_argument("--lateral", help="a lateral film: generate the frontal")
     g.add_argument("--view", nargs="+", choices=["frontal", "lateral"], help="views to make (default: those not given)")

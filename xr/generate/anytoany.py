@@ -25,6 +25,8 @@ from xr.report import join_sections
 from xr.thresholds import Stance
 from xr.views import FRONTAL, LATERAL, VIEWS
 
+NORMAL = "No Finding"  # asked for as a finding: the site's normal report
+
 
 class GenerationError(UserError):
     """Nothing to generate from, or a view asked for that was given."""
@@ -107,9 +109,12 @@ class FilmMaker:
             raise GenerationError(f"unknown view {unknown[0]!r}: frontal or lateral")
         if both := [v for v in views if v in given_films]:
             raise GenerationError(f"the {both[0]} film is given: ask for the other view, or draft the report from the films")
-        if unknown_findings := [f for f in findings if f not in self.model.config.findings]:
+        if unknown_findings := [f for f in findings if f not in self.model.config.findings and f != NORMAL]:
             raise GenerationError(f"unknown finding {unknown_findings[0]!r}")
-        report = (report or "").strip() or (report_for(findings, self.wording) if findings else "")
+        if NORMAL in findings and len(findings) > 1:
+            raise GenerationError(f"'{NORMAL}' and a finding cannot both be asked for")
+        shown = [f for f in findings if f != NORMAL]
+        report = (report or "").strip() or (report_for(shown, self.wording) if findings else "")
         if not report and not given_films:
             raise GenerationError("give a report, findings or a film to generate from")
         with torch.inference_mode():

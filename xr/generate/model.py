@@ -39,6 +39,7 @@ class FilmGeneratorConfig:
     patch: int = 2  # the other view's latent, cut into patch x patch tokens
     train_timesteps: int = 1000
     latent_scale: float = 1.0  # 1 / std of the training latents, set after the autoencoder is trained
+    start_step: int = 999  # sampling starts here, from the view's mean training latent noised to this step
     version: str = "films 0.1.0"
 
     @property
@@ -93,6 +94,7 @@ class ConditionEncoder(nn.Module):
 
 class FilmGenerator(Pretrained):
     config_class = FilmGeneratorConfig
+    mean_latent: torch.Tensor
 
     def __init__(self, config: FilmGeneratorConfig) -> None:
         super().__init__(config)
@@ -106,6 +108,8 @@ class FilmGenerator(Pretrained):
             attention_levels=c.unet_attention, num_res_blocks=1, num_head_channels=32, with_conditioning=True,
             cross_attention_dim=c.cond_dim)
         self.condition = ConditionEncoder(c)
+        # each view's mean training latent: where sampling starts (see `sample`), saved with the weights
+        self.register_buffer("mean_latent", torch.zeros(len(VIEWS), c.latent_channels, c.latent_size, c.latent_size))
 
     # ---- the autoencoder: films <-> scaled latents ----------------------------------------------------
     def encode(self, films: torch.Tensor) -> torch.Tensor:
@@ -128,15 +132,22 @@ class FilmGenerator(Pretrained):
     def sample(self, cond: Condition, generator: torch.Generator, steps: int = 30, guidance: float = 3.0,
                progress: Callable[[float], None] = lambda fraction: None) -> torch.Tensor:
         """Films for `cond` by DDIM, with classifier-free guidance: the prediction with the inputs is pushed
-        away from the prediction without them by `guidance`."""
+        away from the prediction without them by `guidance`.
+
+        Sampling starts at `start_step`, from the view's mean training latent noised to that step (a
+        truncated reverse process, as SDEdit starts from a guide image): trained on a few hundred films for
+        a few thousand steps, the model forms a film from pure noise no better than the mean film does
+        above that step (`xr.train.films.choose_start`), so the steps above it are not run."""
         c = self.config
         scheduler = DDIMScheduler(num_train_timesteps=c.train_timesteps, clip_sample=False, **SCHEDULE)
-        scheduler.set_timesteps(steps)
+        scheduler.set_timesteps(max(1, round(steps * c.train_timesteps / (c.start_step + 1))))
+        timesteps = [int(t) for t in scheduler.timesteps if t <= c.start_step][:steps]
         b = cond.view.shape[0]
-        x = torch.randn((b, c.latent_channels, c.latent_size, c.latent_size), generator=generator)
+        noise = torch.randn((b, c.latent_channels, c.latent_size, c.latent_size), generator=generator)
+        x = scheduler.add_noise(self.mean_latent[cond.view], noise, torch.full((b,), timesteps[0]))
         context = torch.cat([self.condition(cond), self.condition(cond.without_inputs())])
-        for i, t in enumerate(scheduler.timesteps):
-            eps_in, eps_out = self.unet(torch.cat([x, x]), timesteps=torch.full((2 * b,), int(t)), context=context).chunk(2)
-            x, _ = scheduler.step(eps_out + guidance * (eps_in - eps_out), int(t), x)
-            progress((i + 1) / steps)
+        for i, t in enumerate(timesteps):
+            eps_in, eps_out = self.unet(torch.cat([x, x]), timesteps=torch.full((2 * b,), t), context=context).chunk(2)
+            x, _ = scheduler.step(eps_out + guidance * (eps_in - eps_out), t, x)
+            progress((i + 1) / len(timesteps))
         return self.decode(x)

@@ -34,6 +34,7 @@ from xr.decode.wording import Wording
 from xr.generate.filmset import FilmSet, prepare
 from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig
 from xr.train.engine import accelerator, agree, seed_everything, shard
+from xr.views import VIEWS
 
 P_NOTHING = 0.1  # examples made from no input: the unconditional branch of guidance
 KL_WEIGHT = 1e-6
@@ -162,6 +163,30 @@ def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, t
     return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log, clip=1.0)
 
 
+@torch.no_grad()
+def choose_start(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, held: list[int]) -> int:
+    """Where sampling starts (FilmGenerator.sample): the highest step, of 100, 200 ... 900, at which the
+    denoiser's estimate of a held-out film's latent from its noised latent and its report is still closer
+    to the truth than the mean training latent of its view is; above it the model knows less than the mean.
+    Also stores each view's mean training latent in the model."""
+    train = torch.from_numpy(~data.held_out)
+    model.mean_latent.copy_(torch.stack([latents[train & (data.view == v)].mean(0) for v in range(len(VIEWS))]))
+    z, scheduler = latents[held], model.noise_scheduler()
+    baseline = (model.mean_latent[data.view[held]] - z).abs().mean()
+    cond = given_everything(data, held, latents).without_inputs()
+    cond = Condition(cond.view, cond.report, cond.findings, cond.other, torch.ones(len(held), dtype=torch.bool),
+                     cond.has_other)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    start = 100
+    for t in range(100, 1000, 100):
+        a = scheduler.alphas_cumprod[t]
+        noisy = scheduler.add_noise(z, noise, torch.full((len(held),), t))
+        estimate = (noisy - (1 - a).sqrt() * model(noisy, torch.full((len(held),), t), cond)) / a.sqrt()
+        if (estimate - z).abs().mean() < baseline:
+            start = t
+    return start
+
+
 def plot_curve(history: list[dict], path: Path) -> None:
     """Each stage's training loss and held-out loss per epoch, side by side."""
     import matplotlib
@@ -204,6 +229,8 @@ def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: floa
     latents = scaled_latents(model, data)
     history += train_denoiser(model, data, latents, train, held, minutes, epochs, batch, rng, log)
     model = model.cpu().eval()
+    model.config.start_step = choose_start(model, data, latents, held)
+    log(f"sampling starts at step {model.config.start_step} from the mean latent of the view")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, dtype=torch.float16)
     summary = {"films": {"train": len(train), "held_out": len(held), "train_pairs": pairs},

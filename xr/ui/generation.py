@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from xr import store
+from xr.generate.anytoany import NORMAL
 from xr.generate.model import GENERATED_FINDINGS
 from xr.generate.synthetic import png_bytes, watermark
 from xr.ui.common import PRIVATE, refusing, username
@@ -60,8 +61,8 @@ class Generation:
                 with gr.Column(scale=1, min_width=340):
                     self.report = gr.Textbox(label="Report to show (findings and impression)", lines=5,
                                              elem_id="generate-report")
-                    self.findings = gr.CheckboxGroup(GENERATED_FINDINGS, label="…or tick findings (used when the "
-                                                     "report is empty)", elem_id="generate-findings")
+                    self.findings = gr.CheckboxGroup([NORMAL, *GENERATED_FINDINGS], label="…or tick findings (used "
+                                                     "when the report is empty)", elem_id="generate-findings")
                     with gr.Row():
                         self.frontal = gr.File(label="Frontal film (optional): make the lateral", elem_id="generate-frontal")
                         self.lateral = gr.File(label="Lateral film (optional): make the frontal", elem_id="generate-lateral")
