@@ -457,6 +457,9 @@ def browser_inputs(demo, fn, sid: int, by_type: dict | None = None) -> dict:
     components = {c["id"]: c for c in demo.config["components"]}
     by_type = by_type or {}
     data = [by_type.get(components[b._id]["type"], components[b._id]["props"].get("value")) for b in fn.inputs]
+    for i, b in enumerate(fn.inputs):  # a single-file box takes one file, not a list of them
+        if components[b._id]["props"].get("file_count") == "single" and isinstance(data[i], list):
+            data[i] = data[i][0] if data[i] else None
     body = {"data": data, "fn_index": fn._id,
             "trigger_id": fn.targets[0][0] if fn.targets else None}
     target, event = fn.targets[0] if fn.targets else (None, None)

@@ -128,7 +128,8 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
     chest = {k: v[0] for k, v in chest_out.items()}
     for space, x in (("ImageNet Xception", imagenet), ("chest encoder (fitted on the training films)", chest)):
         spaces[space] = {k: _set_scores(x["held-out"], x[k], resamples) for k in sets}
-    precision, recall = precision_recall(imagenet["held-out"], imagenet["generated"])
+    k = min(3, n - 1)  # neighbours of the manifold balls: 3, fewer for a handful of films
+    precision, recall = precision_recall(imagenet["held-out"], imagenet["generated"], k=k)
 
     train_films = [data.films[i, 0].numpy() for i in train_f]
     train_feats = feats.imagenet(train_films)
@@ -139,7 +140,7 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
     pairs = _view_pairs(model, data, feats, seed, steps, guidance)
     return {"films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
             "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM"},
-            "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall}, "memorisation": memo,
+            "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall, "k": k}, "memorisation": memo,
             "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version}
 
 
@@ -204,7 +205,7 @@ def format_markdown(r: dict) -> str:
             lo, hi = s["fd_interval"]
             lines.append(f"| {space} | {name} | {s['fd']:.1f} | {lo:.1f}-{hi:.1f} | {s['kid']:.3g} ± {s['kid_sd']:.2g} |")
     pr, m = r["precision_recall"], r["memorisation"]
-    lines += ["", f"Precision {pr['precision']:.2f}, recall {pr['recall']:.2f} (ImageNet Xception, k = 3).", "",
+    lines += ["", f"Precision {pr['precision']:.2f}, recall {pr['recall']:.2f} (ImageNet Xception, k = {pr['k']}).", "",
               f"Memorisation (ImageNet Xception): median distance to the nearest training film, generated "
               f"{m['generated_median']:.1f} vs held-out real {m['heldout_median']:.1f}; generated films closer to a "
               f"training film than any held-out real film is: {m['closer_than_any_heldout']}.", "",
