@@ -84,6 +84,31 @@ def test_edit_approve_export(drafted, db_env, tmp_path):
     assert actions == ["ingest", "draft", "edit", "edit", "approve", "export"]
 
 
+def test_image_names_that_leave_are_keyed(drafted, db_env, tmp_path):
+    """Issue 21.6: an exported image is named by the HMAC of its pixel hash under the site's secret, never
+    by the bare hash anyone holding the film can compute; images stored under the bare hash (before this)
+    move to their keyed names, their bytes unchanged, the old names gone."""
+    from xr.config import keyed_hash
+
+    _, result = drafted
+    sid = result.study_id
+    store.approve(db_env, sid, result.draft.report, RAD)
+    ((row_id, bare, keyed),) = rows(db_env, select(ImageRow.id, ImageRow.content_hash, ImageRow.storage_path))
+    assert keyed == f"images/{keyed_hash(bare, db_env)[:2]}/{keyed_hash(bare, db_env)}.png" and bare not in keyed
+    png = (db_env.data_dir / keyed).read_bytes()
+    legacy = f"images/{bare[:2]}/{bare}.png"  # as a store before keyed names wrote it
+    (db_env.data_dir / legacy).parent.mkdir(parents=True, exist_ok=True)
+    (db_env.data_dir / keyed).rename(db_env.data_dir / legacy)
+    with transaction(db_env.database_url) as session:
+        session.execute(update(ImageRow).where(ImageRow.id == row_id).values(storage_path=legacy))
+    store.export_edits(db_env, tmp_path / "e.jsonl")
+    exported = (tmp_path / "e.jsonl").read_text()
+    assert bare not in exported and json.loads(exported)["images"][0]["path"] == keyed
+    assert (db_env.data_dir / keyed).read_bytes() == png and not (db_env.data_dir / legacy).exists()
+    assert rows(db_env, select(ImageRow.storage_path)) == [(keyed,)]
+    assert store.rename_images(db_env) == 0  # nothing left to move
+
+
 def test_amended_approval_keeps_both_and_exports_latest(drafted, db_env, tmp_path):
     _, result = drafted
     store.approve(db_env, result.study_id, "First text.", RAD)

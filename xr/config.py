@@ -1,6 +1,8 @@
 """Settings from the environment, read once, so every entry point (app, CLI, tests) agrees."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ class Settings:
     densenet_weights: Path | None  # a torchxrayvision DenseNet-121 weights file for the optional backbone
     shared_dir: Path  # the public datasets (IU X-ray, NIH sample, ...): ../shared beside the checkout by default
     salt: str | None  # study-key salt; None: the per-installation file DATA_DIR/salt
+    temp_dir: Path | None  # where the app makes its private folder for passing files; None: the system's
     allowed_hosts: frozenset[str]  # Host names the app answers (DNS rebinding); empty: any (a wildcard address)
     unset: frozenset[str]  # of XR_ORGANIZATION and XR_LOCAL_USER, those left at their placeholder (the app warns)
 
@@ -115,6 +118,7 @@ def settings() -> Settings:
         densenet_weights=_path("XR_DENSENET_WEIGHTS"),
         shared_dir=Path(os.environ.get("XR_SHARED", ROOT.parent / "shared")),
         salt=os.environ.get("XR_SALT"),
+        temp_dir=_path("XR_TEMP_DIR"),
         allowed_hosts=_allowed_hosts(host),
         unset=frozenset(v for v in ("XR_ORGANIZATION", "XR_LOCAL_USER") if v not in os.environ),
     )
@@ -141,3 +145,9 @@ def study_salt(s: Settings | None = None) -> bytes:
                 f.flush()
                 os.fsync(f.fileno())
     return path.read_text().strip().encode()
+
+
+def keyed_hash(value: str, s: Settings | None = None) -> str:
+    """HMAC-SHA256 under the site's secret: a name that may leave the machine (an image's in the fine-tuning
+    export) and that nobody holding the source (the film) can compute or link to it."""
+    return hmac.new(study_salt(s), value.encode(), hashlib.sha256).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 from safetensors.numpy import load, save
-from sqlalchemy import Select, case, delete, func, select
+from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from db.models import Approval, AuditEvent, Draft, Image, LibraryCase, Revision, Study, User, utcnow
 from db.session import transaction
 from xr import access
-from xr.config import Settings
+from xr.config import Settings, keyed_hash
 from xr.errors import UserError
 from xr.files import Provisional, WriteError, discard, write_atomic
 from xr.ingest import IngestedStudy
@@ -96,19 +97,26 @@ def audit(session: Session, user: User | None, action: str, study: Study | None 
                            study_id=study.id if study else None, detail=detail))
 
 
-def _write_png(directory: Path, content_hash: str, pixels) -> tuple[str, bool]:
+def image_path(s: Settings, content_hash: str) -> str:
+    """Where an image is kept, relative to the data dir: named by the keyed hash of its pixels (the bare
+    hash could be computed by anyone holding the film, and the name leaves with the fine-tuning export)."""
+    name = keyed_hash(content_hash, s)
+    return f"images/{name[:2]}/{name}.png"
+
+
+def _write_png(s: Settings, content_hash: str, pixels) -> tuple[str, bool]:
     """Returns (path relative to the data dir, created now?)."""
-    rel = Path("images") / content_hash[:2] / f"{content_hash}.png"
-    path = directory / rel
+    rel = image_path(s, content_hash)
+    path = s.data_dir / rel
     if path.exists():
-        return str(rel), False
+        return rel, False
     buf = io.BytesIO()
     PILImage.fromarray(pixels).save(buf, format="PNG")
     try:
         write_atomic(path, buf.getvalue())
     except WriteError as e:  # the file name is the image's content hash: nothing the user needs to read
         raise WriteError(f"cannot store the image: {e.reason}; nothing was saved", e.reason) from None
-    return str(rel), True
+    return rel, True
 
 
 def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Actor,
@@ -122,7 +130,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
     try:
         written = []
         for im in study.images:
-            rel, new = _write_png(s.data_dir, im.content_hash, im.pixels)
+            rel, new = _write_png(s, im.content_hash, im.pixels)
             written.append(rel)
             if new:
                 created.append(s.data_dir / rel)
@@ -390,6 +398,7 @@ def export_edits(s: Settings, out: Path, actor: Actor | None = None, include_bur
     unless `include_burned_in`: someone has checked them."""
 
     out = Path(out)
+    rename_images(s)  # the names that leave are the keyed ones
     with Provisional() as files, transaction(s.database_url) as session:
         latest = _latest_approvals()
         approvals = session.scalars(select(Approval).join(latest, Approval.id == latest.c.id).order_by(Approval.id)).all()
@@ -409,6 +418,29 @@ def export_edits(s: Settings, out: Path, actor: Actor | None = None, include_bur
     return len(lines)
 
 
+def rename_images(s: Settings) -> int:
+    """Images stored under their bare pixel hash (before names were keyed) take their keyed names: a link
+    under the new name, every row moved in one transaction, then the old name removed. Safe to run twice
+    or in two processes at once. Returns how many names moved."""
+    with transaction(s.database_url) as session:
+        rows = session.execute(select(Image.storage_path, Image.content_hash).distinct()).all()
+        moves = {old: image_path(s, h) for old, h in rows if old != image_path(s, h)}
+        for old, new in moves.items():
+            source, target = s.data_dir / old, s.data_dir / new
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(source, target)
+                except FileExistsError:
+                    pass  # another process moved it first
+                except OSError:  # a file system without hard links
+                    write_atomic(target, source.read_bytes())
+            session.execute(update(Image).where(Image.storage_path == old).values(storage_path=new))
+    for old in moves:
+        discard(s.data_dir / old)
+    return len(moves)
+
+
 def _correction(study: Study) -> Revision | None:
     """The latest tagged revision of the study's latest draft: an annotator's correction."""
     draft = study.drafts[-1]
@@ -421,7 +453,7 @@ def _export_line(study: Study, draft: Draft, text: str, source: str, user: User,
     images = [i for i in study.images if include_burned_in or not i.burned_in]
     return {
         "study": study.key,
-        "images": [{"content_hash": i.content_hash, "path": i.storage_path, "view": i.view} for i in images],
+        "images": [{"path": i.storage_path, "view": i.view} for i in images],  # keyed names (image_path)
         "images_withheld": len(study.images) - len(images),  # burned-in annotation: not exported unchecked
         "indication": draft.indication,
         "model": draft.model,
