@@ -7,8 +7,6 @@ import html
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a clinical tool phones nobody
 
@@ -19,13 +17,16 @@ from db.session import engine_for  # noqa: E402
 from xr import access, store  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
 from xr.sessions import DatabaseSessions, EndOnLogout, cookie_name  # noqa: E402
-from xr.ui.common import guarded, page_head, username  # noqa: E402
+from xr.ui.common import INGEST, guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
 from xr.ui.generation import Generation, make_films  # noqa: E402
 from xr.ui.network import HostAndOrigin  # noqa: E402
+from xr.ui.owners import Owners  # noqa: E402
 from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
+from xr.ui.tempfiles import OneTimeExports, export_folder, private_folder, use_private_folder  # noqa: E402
 from xr.ui.throttle import AddressBackoff, login_checker  # noqa: E402
+from xr.ui.uploads import UploadLimit  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
@@ -41,6 +42,7 @@ CSS = """
 def build_app(ws: Workstation | None = None) -> gr.Blocks:
     ws = ws or Workstation()
     s = ws.settings
+    use_private_folder(s)  # before the Blocks, which read it (xr/ui/tempfiles.py)
     # Files Gradio made for this app (uploads a failed action left, exports handed out) go after an hour.
     with gr.Blocks(title="XR drafting workstation", delete_cache=(3600, 3600)) as demo:
         with gr.Row():
@@ -91,9 +93,11 @@ def _api(ws: Workstation, reporting: Reporting, generation: Generation) -> None:
         return {"study_id": need(study_id), "revision_id": store.save_revision(s, need(study_id), text, actor)}
 
     @guarded
-    def approve(study_id: float, text: str, request: gr.Request) -> dict:
-        """An authenticated approval through the API is the caller's sign-off."""
+    def approve(study_id: float, text: str, request: gr.Request, password: str | None = None) -> dict:
+        """An approval through the API is the caller's sign-off: it asks for their password again, as the
+        UI does (a session cookie alone does not sign)."""
         actor = ws.actor(username(request), "approve")  # the right first, then the input
+        access.reauthenticate(s, actor.name, password or "")
         approval = ws.approve(need(study_id), text, actor)
         return {"study_id": need(study_id), "approval_id": approval, "status": store.StudyStatus.APPROVED.value}
 
@@ -113,7 +117,8 @@ def _api(ws: Workstation, reporting: Reporting, generation: Generation) -> None:
     @guarded
     def export_report(study_id: float, fmt: str, request: gr.Request) -> str:
         actor = ws.actor(username(request), "export_report")
-        return str(store.export_report(s, need(study_id), fmt or "sr", Path(tempfile.mkdtemp(prefix="xr-export-")), actor))
+        with export_folder(s) as folder:
+            return str(store.export_report(s, need(study_id), fmt or "sr", folder, actor))
 
     @guarded
     def correct(study_id: float, text: str, tags: list[str], request: gr.Request) -> dict:
@@ -147,18 +152,20 @@ def _api(ws: Workstation, reporting: Reporting, generation: Generation) -> None:
 
     with gr.Row(visible=False):
         study, text, other = gr.Number(label="study_id", precision=0), gr.Textbox(label="text"), gr.Textbox(label="x")
+        password = gr.Textbox(label="password", type="password")
         films_out = gr.File(file_count="multiple")
         tags = gr.JSON(label="tags")
         out, out_file = gr.JSON(), gr.File()
         for fn, inputs, output in ((draft, [reporting.files, reporting.indication], out),
-                                   (save_draft, [study, text], out), (approve, [study, text], out),
+                                   (save_draft, [study, text], out), (approve, [study, text, password], out),
                                    (refine, [study, text, reporting.indication], out), (worklist, [other, text], out),
                                    (export_report, [study, other], out_file), (correct, [study, text, tags], out),
                                    (teaching, [other], out), (films_report, [reporting.files], out)):
-            gr.Button(visible=False).click(fn, inputs, output, api_name=fn.__name__)
+            gr.Button(visible=False).click(fn, inputs, output, api_name=fn.__name__,
+                                           **(INGEST if fn in (draft, films_report) else {}))
         g = generation
         gr.Button(visible=False).click(generate, [g.report, g.findings, g.frontal, g.lateral, g.views, g.seed],
-                                       [films_out, out], api_name="generate")
+                                       [films_out, out], api_name="generate", **INGEST)
 
 
 def main() -> None:
@@ -236,9 +243,13 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     kwargs.setdefault("max_file_size", s.max_archive_bytes)  # refused before it is written to disk
     # Host and Origin, then the log-in backoff, are checked before Gradio sees a request (xr/ui/network.py,
     # xr/ui/throttle.py)
+    # then uploads against the limits, then whose page session or file a request names (xr/ui/uploads.py,
+    # xr/ui/owners.py); a downloaded export is deleted (xr/ui/tempfiles.py)
     sessions = DatabaseSessions(s)
     middleware = [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts), Middleware(AddressBackoff),
-                  Middleware(EndOnLogout, sessions=sessions)]
+                  Middleware(EndOnLogout, sessions=sessions), Middleware(UploadLimit, s=s, sessions=sessions),
+                  Middleware(Owners, sessions=sessions, folder=private_folder(s)),
+                  Middleware(OneTimeExports, folder=private_folder(s))]
     app_kwargs = kwargs.pop("app_kwargs", {})
     app_kwargs["middleware"] = middleware + list(app_kwargs.get("middleware", []))
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.

@@ -3,11 +3,13 @@ CLI, every API endpoint checked against the caller's role on the server, log-ins
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 from sqlalchemy import select
@@ -145,6 +147,7 @@ def secured_app(tmp_path_factory, workstation_factory):
         mp.setenv("XR_DATA_DIR", str(data / "data"))
         mp.setenv("XR_SALT", "test-salt")
         mp.setenv("XR_AUTH", "on")
+        mp.setenv("XR_MAX_FILE_MB", "2")  # the upload cap (32 MB + framing) within a test's reach
         s = settings()
         for name, (role, password) in USERS.items():
             access.add_user(s, name, role, password)
@@ -279,9 +282,10 @@ def test_bad_log_ins_neither_stall_the_app_nor_run_at_machine_speed(tmp_path, wo
         demo.close()
 
 
-def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(tmp_path, workstation_factory, monkeypatch):
-    """Issue 21.3: two app processes on one database (two apps here, each with a memory of its own): a
-    log-in on one is known to the other; `xr user passwd` ends it on both; so does a session left idle."""
+def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(db_env, workstation_factory, monkeypatch):
+    """Issue 21.3: two app processes on one database (two apps here, each with a memory of its own; SQLite
+    and PostgreSQL): a log-in on one is known to the other and acts there; `xr user passwd` or
+    `xr user disable` on one ends it on both; so does a session left idle."""
     import httpx
     from sqlalchemy import update
 
@@ -289,7 +293,6 @@ def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(tmp_path,
     from db.models import LoginSession
     from xr.sessions import IDLE
 
-    monkeypatch.setenv("XR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("XR_AUTH", "on")
     s = settings()
     access.add_user(s, "dr.house", "radiologist", "password-rad")
@@ -306,10 +309,17 @@ def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(tmp_path,
             assert http.post(one + "login", data={"username": "dr.house", "password": "password-rad"}).status_code == 200
             assert http.get(other + "config").status_code == 200  # logged in on one, known to the other
             assert http.get(other + "gradio_api/user").json() == "dr.house"
+            worklist = [next(fn for fn in a.fns.values() if key_of(fn) == "app:_api.<locals>.worklist") for a in apps]
+            assert run_in_queue(http, other, browser_inputs(apps[1], worklist[1], 0))["success"]  # acts there
             access.set_password(s, "dr.house", "password-new")
             assert [http.get(u + "config").status_code for u in urls] == [401, 401]  # ended everywhere
             assert http.post(other + "login", data={"username": "dr.house", "password": "password-new"}).status_code == 200
             assert http.get(one + "config").status_code == 200
+            access.set_disabled(s, "dr.house", True)  # `xr user disable`, run beside either process
+            assert [http.get(u + "config").status_code for u in urls] == [401, 401]
+            assert run_in_queue(http, one, browser_inputs(apps[0], worklist[0], 0)) == {"status": 401}
+            access.set_disabled(s, "dr.house", False)
+            assert http.post(one + "login", data={"username": "dr.house", "password": "password-new"}).status_code == 200
             with engine_for(s.database_url).begin() as c:  # then nothing for longer than the idle limit
                 c.execute(update(LoginSession).values(last_seen=datetime.now(UTC) - IDLE - timedelta(minutes=1)))
             assert [http.get(u + "config").status_code for u in urls] == [401, 401]
@@ -327,9 +337,9 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     sid = drafted["study_id"]
     refusals = [
         (edu, ([handle_file(str(dcm))], "x"), "/draft", "an educator may not draft studies"),
-        (ann, ([handle_file(str(dcm))], "x"), "/draft", "an annotator may not draft studies"),
-        (edu, (sid, "text"), "/approve", "an educator may not approve reports"),
-        (ann, (sid, "text"), "/approve", "an annotator may not approve reports"),
+        (ann, ([handle_file(str(dcm))], "x"), "/draft", "403 Forbidden.*upload"),  # refused at the upload
+        (edu, (sid, "text", "password-edu"), "/approve", "an educator may not approve reports"),
+        (ann, (sid, "text", "password-ann"), "/approve", "an annotator may not approve reports"),
         (ann, (sid, "text"), "/save_draft", "an annotator may not edit reports"),
         (edu, ("", ""), "/worklist", "an educator may not open the worklist"),
         (ann, (sid, "sr"), "/export_report", "an annotator may not export reports"),
@@ -350,7 +360,9 @@ def test_each_role_gets_only_its_endpoints(secured, nih_pixels):
     assert provenance_of(open(files[0], "rb").read())["given"] == ["report"]
     fixed = ann.predict(sid, drafted["report"] + " Mild cardiomegaly.", ["missed finding"], api_name="/correct")
     assert fixed["revision_id"] is not None
-    assert rad.predict(sid, drafted["report"], api_name="/approve")["status"] == "approved"
+    with pytest.raises(Exception, match="not your password"):  # a session alone does not sign
+        rad.predict(sid, drafted["report"], "password-edu", api_name="/approve")
+    assert rad.predict(sid, drafted["report"], "password-rad", api_name="/approve")["status"] == "approved"
     assert sid in [r["id"] for r in adm.predict("approved", "", api_name="/worklist")]  # admin: every workspace
     assert len(denied_rows(s)) - denied_before == len(refusals)
     actions = [a for a, _, _ in audit_of(s)]
@@ -507,14 +519,14 @@ def browser_inputs(demo, fn, sid: int, by_type: dict | None = None) -> dict:
     return body
 
 
-def run_in_queue(http, url: str, body: dict) -> dict:
-    """Join the queue like the browser (a fresh session each time) and read the SSE stream to the end of
-    the event: the 'process_completed' message with the event's toasts under 'logs', or {'status': code}
-    if the join itself was refused."""
+def run_in_queue(http, url: str, body: dict, session: str | None = None) -> dict:
+    """Join the queue like the browser (a fresh session each time, unless `session` names one) and read the
+    SSE stream to the end of the event: the 'process_completed' message with the event's toasts under
+    'logs', or {'status': code} if the join itself was refused."""
     import json
     import uuid
 
-    session = uuid.uuid4().hex[:11]
+    session = session or uuid.uuid4().hex[:11]
     r = http.post(url + "gradio_api/queue/join", json={**body, "session_hash": session})
     if r.status_code != 200:
         return {"status": r.status_code}
@@ -653,7 +665,7 @@ def test_no_route_and_no_handler_works_without_a_session(secured_app, study):
     assert after[1] == before[1], ("files changed without a session", set(after[1].items()) ^ set(before[1].items()))
     # The named ways in, one by one, for the record:
     assert anon.post(url + "gradio_api/upload", files={"files": ("x.png", b"x")}).status_code == 401
-    assert anon.get(url + f"gradio_api/file={uploaded}").status_code == 401
+    assert anon.get(url + f"gradio_api/file={uploaded}").status_code in (401, 403)  # 403: not a file made for it
     assert anon.get(url + f"gradio_api/file={stored}").status_code == 401
     for path in ("config", "gradio_api/info", "gradio_api/openapi.json", "gradio_api/queue/status"):
         assert anon.get(url + path).status_code == 401, path
@@ -682,15 +694,19 @@ def test_every_data_handler_refuses_roles_without_the_right(secured_app, study):
         for name in roles:
             role = USERS[name][0]
             valid = None  # an allowed role gets the page's defaults (so nothing is drafted or saved)
+            where = f"{key_of(fn)} (fn_index {fn._id}) as {role}"
             if not access.allowed(role, action):  # refused for the role, with inputs that would otherwise do
                 r = sessions[name].post(url + "gradio_api/upload", files={"files": ("pa.png", png)})
-                valid = {"file": [{"path": r.json()[0], "orig_name": "pa.png", "meta": {"_type": "gradio.FileData"}}],
-                         "number": sid, "json": ["wording"]}
+                if access.allowed(role, "upload"):
+                    file = [{"path": r.json()[0], "orig_name": "pa.png", "meta": {"_type": "gradio.FileData"}}]
+                else:  # a role that uploads nothing is refused at the upload itself
+                    assert r.status_code == 403, where
+                    file = None
+                valid = {"file": file, "number": sid, "json": ["wording"]}
             denied = denied_rows(s)
             msg = run_in_queue(sessions[name], url, browser_inputs(demo, fn, sid, valid))
             error = (msg.get("output") or {}).get("error") or ""
             toasts = [m["log"] for m in msg.get("logs", []) if m["level"] == "warning"]
-            where = f"{key_of(fn)} (fn_index {fn._id}) as {role}"
             if access.allowed(role, action):
                 assert "may not" not in error + " ".join(toasts) and denied_rows(s) == denied, where
                 allowed += 1
@@ -755,3 +771,76 @@ def test_log_out_ends_the_session(secured_app):
 def test_gradio_run_history_is_off(secured_app):
     _, _, _, demo = secured_app
     assert not any("run-history" in t for _, t, _ in routes_of(demo.server_app.routes))
+
+
+def test_a_page_session_belongs_to_the_user_who_opened_it(secured_app):
+    """Issue 21.7: Gradio keys a page's state by a session hash the browser makes up. Reused by another
+    user, it is refused on every route that takes one; its owner goes on using it."""
+    url, _, _, demo = secured_app
+    enter = next(fn for fn in demo.fns.values() if key_of(fn) == "app:build_app.<locals>.enter")
+    rad = login_session(url, "dr.house", "password-rad")
+    edu = login_session(url, "ed.teach", "password-edu")
+    session = "foreign-hash-1"
+    assert run_in_queue(rad, url, browser_inputs(demo, enter, 0), session)["success"]
+    assert run_in_queue(edu, url, browser_inputs(demo, enter, 0), session) == {"status": 403}
+    assert edu.get(url + "gradio_api/queue/data", params={"session_hash": session}).status_code == 403
+    assert edu.post(url + "gradio_api/cancel", json={"session_hash": session, "fn_index": 0,
+                                                     "event_id": "x"}).status_code == 403
+    with edu.stream("GET", url + f"gradio_api/heartbeat/{session}") as r:
+        assert r.status_code == 403
+    assert run_in_queue(rad, url, browser_inputs(demo, enter, 0), session)["success"]  # still its owner's
+
+
+def test_files_are_for_whom_they_were_made(secured_app, nih_pixels):
+    """Issue 21.7, 21.8: an upload or a file handed out opens only for its user, and cannot be sent back
+    as another user's input; an annotator (nothing to upload) cannot upload; one upload is at most a
+    study's worth, refused before a byte is written."""
+    url, s, data, demo = secured_app
+    folder = Path(os.environ["GRADIO_TEMP_DIR"])
+    dcm = write_dicom(data / "owned.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.79")
+    rad = login_session(url, "dr.house", "password-rad")
+    edu = login_session(url, "ed.teach", "password-edu")
+    ann = login_session(url, "ann.note", "password-ann")
+    with open(dcm, "rb") as f:
+        (path,) = rad.post(url + "gradio_api/upload", files={"files": ("owned.dcm", f)}).json()
+    assert Path(path).parent.parent == folder
+    assert edu.get(url + f"gradio_api/file={path}").status_code == 403
+    assert rad.get(url + f"gradio_api/file={path}").status_code == 200
+    films_report = next(fn for fn in demo.fns.values() if key_of(fn) == "app:_api.<locals>.films_report")
+    stolen = browser_inputs(demo, films_report, 0, {"file": [{"path": path, "meta": {"_type": "gradio.FileData"}}]})
+    assert run_in_queue(edu, url, stolen) == {"status": 403}
+    assert run_in_queue(rad, url, stolen)["success"]
+    with open(dcm, "rb") as f:
+        assert ann.post(url + "gradio_api/upload", files={"files": ("owned.dcm", f)}).status_code == 403
+    before = sorted(folder.rglob("*"))
+    big = io.BytesIO(bytes(s.max_archive_bytes + 2 * 2**20))
+    r = rad.post(url + "gradio_api/upload", files={"files": ("big.zip", big)})
+    assert r.status_code == 413 and "an upload is at most" in r.text
+    assert sorted(folder.rglob("*")) == before
+
+
+def test_exports_are_private_and_go_once_downloaded(secured_app, nih_pixels):
+    """Issue 21.6: Gradio's files live in a folder of this process, owner-only; an export is deleted with
+    its folder once downloaded."""
+    url, s, data, _ = secured_app
+    folder = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert folder.name.startswith("xr-") and folder.stat().st_mode & 0o777 == 0o700
+    rad = client(url, "dr.house")
+    dcm = write_dicom(data / "export.dcm", nih_pixels, view="PA", study_uid="1.2.826.0.1.80")
+    drafted = rad.predict([handle_file(str(dcm))], "cough", api_name="/draft")
+    sid = drafted["study_id"]
+    rad.predict(sid, drafted["report"], "password-rad", api_name="/approve")
+    got = Path(rad.predict(sid, "fhir", api_name="/export_report"))  # the client downloads it
+    assert got.stat().st_size > 0
+    assert not [p for p in folder.rglob(got.name)], "the export is still on the server after its download"
+    assert not [p for p in folder.glob("xr-export-*") if not any(p.iterdir())]  # none left by a refused export
+
+
+def test_every_ingest_waits_in_one_queue(secured_app):
+    """Issue 21.8: every event that takes uploaded files shares one concurrency limit, from the UI or the API."""
+    _, s, _, demo = secured_app
+    uploads = {b._id for b in demo.blocks.values() if isinstance(b, gr.File) and b.interactive is not False}
+    ingests = [fn for fn in demo.fns.values() if any(b._id in uploads for b in fn.inputs)]
+    assert len(ingests) >= 7  # draft and add (UI), draft, films_report, generate (API), generate, films -> report (UI)
+    assert {fn.concurrency_id for fn in ingests} == {"ingest"}
+    assert all(fn.concurrency_limit == "default" for fn in ingests) and demo._queue.default_concurrency_limit == s.concurrency

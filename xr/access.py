@@ -45,6 +45,8 @@ PERMISSIONS: dict[str, tuple[frozenset[Role], str]] = {
     "export_edits": (frozenset({Role.ANNOTATOR}), "export fine-tuning data"),
     "users": (frozenset(), "manage users"),
 }
+# Files come in only where a workspace takes them: drafting, and films to generate from (xr/ui/uploads.py)
+PERMISSIONS["upload"] = (PERMISSIONS["draft"][0] | PERMISSIONS["generate"][0], "upload files")
 LOCAL_USER_NAME = "local"  # single-user mode: the one person at this machine, allowed everything
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8
@@ -184,6 +186,13 @@ def login(s: Settings, name: str, password: str) -> bool:
         detail = {"ok": ok, "locked": True} if locked else {"ok": ok}
         session.add(AuditEvent(user_id=user.id if user else None, action="login", detail=detail))
         return ok
+
+
+def reauthenticate(s: Settings, name: str, password: str) -> None:
+    """A signature asks for the password again, whoever holds the session (a screen left unlocked, a
+    stolen cookie): AccessError unless it is right. Single-user mode has no passwords to ask for."""
+    if s.auth and not login(s, name, password or ""):
+        raise AccessError("that is not your password (or the account is locked): not signed")
 
 
 def _recent_failures(session, user_id: int) -> int:

@@ -94,6 +94,26 @@ def cookie_name(s: Settings) -> str:
     return hashlib.sha256(b"xr-session-cookie:" + safe.encode()).hexdigest()[:32]
 
 
+def session_token(scope: Scope, name: str) -> str | None:
+    """The log-in token of a request's cookie (Gradio's secure or plain variant), if it carries one."""
+    cookies: SimpleCookie = SimpleCookie()
+    for key, value in scope["headers"]:
+        if key.lower() == b"cookie":
+            cookies.load(value.decode("latin-1"))
+    for key in (f"access-token-{name}", f"access-token-unsecure-{name}"):
+        if key in cookies and cookies[key].value:
+            return cookies[key].value
+    return None
+
+
+def request_user(scope: Scope, sessions: DatabaseSessions) -> str | None:
+    """The logged-in user a request comes from (None: no live session). Looked up on the event loop, as
+    Gradio's own check does: awaiting a thread here would let two requests of one page overtake each other
+    (a sentence ticked, then text typed, would arrive typed first)."""
+    token = session_token(scope, cookie_name(sessions.s))
+    return None if token is None else sessions.get(token)
+
+
 class EndOnLogout:
     """ASGI middleware: `GET /logout` ends the caller's session in the database before Gradio clears the
     cookie, so a copy of the cookie is dead on the server too."""
@@ -103,12 +123,7 @@ class EndOnLogout:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].rstrip("/") == "/logout":
-            cookies = SimpleCookie()
-            for key, value in scope["headers"]:
-                if key.lower() == b"cookie":
-                    cookies.load(value.decode("latin-1"))
-            name = cookie_name(self.sessions.s)
-            for key in (f"access-token-{name}", f"access-token-unsecure-{name}"):
-                if key in cookies:
-                    await asyncio.to_thread(self.sessions.__delitem__, cookies[key].value)
+            token = session_token(scope, cookie_name(self.sessions.s))
+            if token is not None:
+                await asyncio.to_thread(self.sessions.__delitem__, token)
         await self.app(scope, receive, send)

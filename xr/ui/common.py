@@ -14,6 +14,9 @@ from xr.errors import UserError
 log = logging.getLogger("xr.app")
 # The workspaces' own events: not endpoints of the app's API (app.py declares those, each with a guard)
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+# Every event that reads uploaded files (and runs the models on them) waits in one queue: each kind having
+# its own limit, drafts, additions and film uploads from the UI and the API would run side by side.
+INGEST: dict[str, Any] = {"concurrency_id": "ingest"}
 
 
 def username(request: gr.Request | None) -> str | None:

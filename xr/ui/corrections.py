@@ -2,14 +2,12 @@
 with reason tags (they travel into the fine-tuning export), and the queue shows how far along it is."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from xr import store
 from xr.report import literal_markdown
 from xr.ui.common import PRIVATE, refusing, username
+from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
@@ -101,9 +99,9 @@ class Corrections:
         @refusing()
         def export(request: gr.Request):
             actor = ws.actor(username(request), "export_edits")
-            out = Path(tempfile.mkdtemp(prefix="xr-export-")) / "edits.jsonl"
-            n = store.export_edits(ws.settings, out, actor)
-            return str(out), f"Exported {n} studies."
+            with export_folder(ws.settings) as folder:
+                n = store.export_edits(ws.settings, folder / "edits.jsonl", actor)
+            return str(folder / "edits.jsonl"), f"Exported {n} studies."
 
         self.export_btn.click(export, None, [self.export_file, self.status], **PRIVATE)
         self.tab.select(start, None, self.outputs, **PRIVATE)

@@ -14,8 +14,9 @@ from xr import store
 from xr.generate.anytoany import NORMAL
 from xr.generate.model import GENERATED_FINDINGS
 from xr.generate.synthetic import png_bytes, watermark
-from xr.ui.common import PRIVATE, refusing, username
+from xr.ui.common import INGEST, PRIVATE, refusing, username
 from xr.ui.reporting import uploaded
+from xr.ui.tempfiles import private_folder
 from xr.workstation import Workstation
 
 VIEW_CHOICES = ["frontal", "lateral"]
@@ -36,7 +37,7 @@ def make_films(ws: Workstation, report: str, findings: list[str], frontal, later
             raise store.StoreError("the films asked for are given: ask for the other view, or draft a report from the films")
         made = ws.generate(wanted, report or "", findings or [], paths.get("frontal"), paths.get("lateral"),
                            int(seed or 0), progress)
-    out = Path(tempfile.mkdtemp(prefix="xr-synthetic-"))
+    out = Path(tempfile.mkdtemp(prefix="xr-synthetic-", dir=private_folder(ws.settings)))
     files, gallery = [], []
     for view, film in made.films.items():
         path = out / f"synthetic_{view}_seed{made.seed}.png"
@@ -106,6 +107,6 @@ class Generation:
 
         inputs = [self.report, self.findings, self.frontal, self.lateral, self.views, self.seed]
         self.go.click(ui_generate, inputs, [self.gallery, self.about, self.files, self.made, self.frontal, self.lateral],
-                      **PRIVATE)
+                      **PRIVATE, **INGEST)
         self.draft_btn.click(ui_films_report, [self.frontal, self.lateral, self.made], [self.drafted, self.frontal, self.lateral],
-                             **PRIVATE)
+                             **PRIVATE, **INGEST)

@@ -5,7 +5,6 @@ checkboxes show what it holds, and what is signed is what is on screen."""
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -28,7 +27,8 @@ from xr.report import (
     split_sections,
     toggle_choice,
 )
-from xr.ui.common import PRIVATE, refusing, username
+from xr.ui.common import INGEST, PRIVATE, refusing, username
+from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
@@ -293,8 +293,7 @@ class Reporting:
             actor = ws.actor(username(request), "approve")
             if not signed:
                 raise store.StoreError("tick the sign-off box to approve")
-            if ws.settings.auth and not access.login(ws.settings, actor.name, password or ""):
-                raise access.AccessError("that is not your password (or the account is locked): not signed")
+            access.reauthenticate(ws.settings, actor.name, password)
             approval = ws.approve(need(study_id), join_sections(findings, impression), actor, seen=seen)
             return (*open_study(ws, self.viewer, study_id, f"Approved (approval #{approval})."),
                     worklist_rows(ws, status, search), "")
@@ -302,8 +301,8 @@ class Reporting:
         @refusing()
         def export(study_id, fmt, request: gr.Request):
             actor = ws.actor(username(request), "export_report")
-            return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt],
-                                           Path(tempfile.mkdtemp(prefix="xr-export-")), actor))
+            with export_folder(ws.settings) as folder:
+                return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt], folder, actor))
 
         def amend():
             """Unlock a signed report for an amendment (approving it again is the amendment)."""
@@ -336,7 +335,7 @@ class Reporting:
         self.prev_btn.click(stepper(-1), [*filters, self.study_id], outputs, **PRIVATE)
         refine_out = [self.refined, self.refined_diff, self.refined_flags, self.refined_box]
         self.draft_btn.click(ui_draft, [self.files, self.indication], [*outputs, self.just_drafted, self.files],
-                             **PRIVATE).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
+                             **PRIVATE, **INGEST).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
                                              **PRIVATE).then(load, filters, self.table, **PRIVATE)
         self.redraft_btn.click(redraft, [self.study_id, *text], outputs, **PRIVATE).then(
             load, filters, self.table, **PRIVATE)
@@ -344,7 +343,7 @@ class Reporting:
             load, filters, self.table, **PRIVATE)
         self.keep_btn.click(keep_edits, None, self.confirm_row, **PRIVATE)
         self.add_btn.click(add, [self.files, self.indication, *filters], [self.header, self.table, self.files],
-                           **PRIVATE)
+                           **PRIVATE, **INGEST)
         self.use_refined_btn.click(use_refined, [self.refined, *text], text, **PRIVATE)
         self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **PRIVATE)
         for box in text:
@@ -362,10 +361,10 @@ class Reporting:
 def uploaded(files) -> Iterator[list[str]]:
     """The uploads' paths, each deleted once the action is over, whatever its outcome: Gradio keeps an
     upload under the name the user gave it, and a DICOM's name and header may identify the patient. What
-    stays is what the store keeps: pixels under their content hash, no header."""
-    if not files:
-        raise store.StoreError("upload one or more images (PNG, JPEG, DICOM) or a zip of them")
-    paths = [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
+    stays is what the store keeps: pixels under their content hash, no header. None given: no paths (the
+    handler checks the caller's right first; the ingest then says nothing was given)."""
+    files = files if isinstance(files, list) else [files] if files else []
+    paths = [f if isinstance(f, str) else f.name for f in files]
     cache = Path(get_upload_folder()).resolve()
     ours = [p for p in (Path(p).resolve() for p in paths) if cache in p.parents]  # never the user's own files
     if not all(p.exists() for p in ours):
