@@ -20,7 +20,7 @@ from xr.sessions import DatabaseSessions, EndOnLogout, cookie_name  # noqa: E402
 from xr.ui.common import INGEST, guarded, page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
 from xr.ui.generation import Generation, make_films  # noqa: E402
-from xr.ui.network import HostAndOrigin  # noqa: E402
+from xr.ui.network import HostAndOrigin, SameAccount  # noqa: E402
 from xr.ui.owners import Owners  # noqa: E402
 from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
 from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
@@ -246,7 +246,8 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     # then uploads against the limits, then whose page session or file a request names (xr/ui/uploads.py,
     # xr/ui/owners.py); a downloaded export is deleted (xr/ui/tempfiles.py)
     sessions = DatabaseSessions(s)
-    middleware = [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts), Middleware(AddressBackoff),
+    middleware = [] if s.auth else [Middleware(SameAccount)]  # single-user mode: this account only
+    middleware += [Middleware(HostAndOrigin, allowed_hosts=s.allowed_hosts), Middleware(AddressBackoff),
                   Middleware(EndOnLogout, sessions=sessions), Middleware(UploadLimit, s=s, sessions=sessions),
                   Middleware(Owners, sessions=sessions, folder=private_folder(s)),
                   Middleware(OneTimeExports, folder=private_folder(s))]

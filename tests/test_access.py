@@ -844,3 +844,39 @@ def test_every_ingest_waits_in_one_queue(secured_app):
     assert len(ingests) >= 7  # draft and add (UI), draft, films_report, generate (API), generate, films -> report (UI)
     assert {fn.concurrency_id for fn in ingests} == {"ingest"}
     assert all(fn.concurrency_limit == "default" for fn in ingests) and demo._queue.default_concurrency_limit == s.concurrency
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not Path("/proc/net/tcp").exists(),
+                    reason="needs root (to connect as another account) and Linux's socket table")
+def test_single_user_mode_answers_only_the_account_that_started_it(tmp_path, workstation_factory, monkeypatch):
+    """Issue 21.1: with no log-in every caller is admin, so another account on the same machine reaching
+    127.0.0.1 must not be one: refused (403); the app's own account is answered."""
+    import socket
+
+    import httpx
+
+    from app import build_app, launch
+
+    monkeypatch.setenv("XR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XR_AUTH", "off")
+    s = settings()
+    demo = build_app(workstation_factory(s))
+    port = free_port()
+    launch(demo, s, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=60).status_code == 200
+        pid = os.fork()
+        if pid == 0:  # the child: another account (nobody), asking the same thing
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+                    c.sendall(f"GET /config HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                    status = c.recv(64).split(b" ")[1]
+                os._exit(0 if status == b"403" else 1)
+            except BaseException:
+                os._exit(2)
+        _, code = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(code) == 0, "another account was answered (or could not ask)"
+    finally:
+        demo.close()
