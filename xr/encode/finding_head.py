@@ -24,6 +24,7 @@ from xr.modeling import Pretrained
 from xr.thresholds import Thresholds
 
 MEASUREMENTS = 5
+HOLDOUT = "holdout"  # beside the shipped head: the one fit on the training part only, which the val figures are of
 
 
 @dataclass

@@ -28,14 +28,13 @@ from xr.data.iu_xray import load_iu
 from xr.data.nih import load_nih
 from xr.data.split import is_validation
 from xr.encode.batch import encode_files
-from xr.encode.finding_head import FindingHead, FindingHeadConfig, head_inputs
+from xr.encode.finding_head import HOLDOUT, FindingHead, FindingHeadConfig, head_inputs
 from xr.encode.vision import ImageFeatures, VisionEncoder
 from xr.evaluate.classification import bootstrap_auc, choose_cut, expected_calibration_error, roc_auc
 from xr.findings import FINDINGS
 from xr.thresholds import Cut, Thresholds
 from xr.train.engine import seed_everything
 
-HOLDOUT = "holdout"  # beside the shipped head: the one fit on the training part only, which the val figures are of
 MIN_POSITIVES = 5  # fewer training positives than this: the output is not trained, not guessed
 WEIGHT_DECAYS = (0.03, 0.1, 0.3, 1.0)  # L2 on the weights per training film; chosen by cross-validation
 
