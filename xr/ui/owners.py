@@ -20,10 +20,12 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xr.sessions import DatabaseSessions, request_user
+from xr.ui.tempfiles import fetched_file
 
 log = logging.getLogger("xr.app")
 MAX_BODY = 16 * 2**20  # a JSON request body read whole to find its session hash; an event's data is far less
@@ -50,7 +52,7 @@ class Owners:
             await self.app(scope, receive, send)  # the page's scripts and styles: nobody's
             return
         body = b""
-        if scope["method"] == "POST" and _header(scope, b"content-type").startswith(b"application/json"):
+        if scope["method"] == "POST" and Headers(scope=scope).get("content-type", "").lower().startswith("application/json"):
             read = await _read(receive)
             if read is None:
                 await PlainTextResponse("request too large", status_code=413)(scope, receive, send)
@@ -73,8 +75,8 @@ class Owners:
             if len(self.owner) > REMEMBERED:
                 self.owner.popitem(last=False)
         shown = self.shown.get(user, OrderedDict[str, None]())
-        fetched = scope["path"].split("/file=", 1)[1] if "/file=" in scope["path"] else ""
-        named = [os.path.abspath(fetched)] if fetched else []
+        fetched = fetched_file(scope)
+        named = [fetched] if fetched else []
         named += self._files_in(body.decode("utf-8", "replace"))
         if any(p.startswith(self.folder + os.sep) and p not in shown and unquote(p) not in shown for p in named):
             return "this file was not made for you"
@@ -110,10 +112,6 @@ class Owners:
             shown.move_to_end(p)
         while len(shown) > REMEMBERED:
             shown.popitem(last=False)
-
-
-def _header(scope: Scope, name: bytes) -> bytes:
-    return next((v for k, v in scope["headers"] if k.lower() == name), b"").lower()
 
 
 def _session_hash(scope: Scope, body: bytes) -> str | None:

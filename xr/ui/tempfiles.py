@@ -52,6 +52,13 @@ def export_folder(s: Settings) -> Iterator[Path]:
         raise
 
 
+def fetched_file(scope: Scope) -> str:
+    """The file a request's `/file=` route names, as an absolute path; "" for any other request."""
+    if scope["type"] != "http" or "/file=" not in scope["path"]:
+        return ""
+    return os.path.abspath(scope["path"].split("/file=", 1)[1])
+
+
 class OneTimeExports:
     """ASGI middleware: a file in an export folder, once downloaded whole (200, last bytes read), is
     deleted with its folder; a partial (range) download leaves it for the rest."""
@@ -60,9 +67,7 @@ class OneTimeExports:
         self.app, self.exports = app, str(folder / EXPORT_PREFIX)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fetch = scope["type"] == "http" and scope["method"] == "GET" and "/file=" in scope["path"]
-        path = scope["path"].split("/file=", 1)[1] if fetch else ""
-        path = os.path.abspath(path) if path else ""
+        path = fetched_file(scope) if scope.get("method") == "GET" else ""
         if not path.startswith(self.exports):
             await self.app(scope, receive, send)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +36,7 @@ class UploadLimit:
         await self.app(scope, self._counting(receive), send)
 
     async def _refusal(self, scope: Scope) -> tuple[int, str] | None:
-        length = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), b"")
+        length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.cap:
             return 413, (f"an upload is at most {self.s.max_archive_bytes / 2**20:.0f} MB "
                          f"({self.s.max_images} files of {self.s.max_file_bytes / 2**20:.0f} MB)")
