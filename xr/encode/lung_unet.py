@@ -60,19 +60,21 @@ class LungUNet(Pretrained):
         self.dec1 = UpBlock(32 + 64, 64, 32, upsample=False)
         self.out = nn.Conv2d(32, config.num_classes, 1)
 
-    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        pool = lambda t: F.max_pool2d(t, 2)  # noqa: E731
-        x = F.relu(self.init_conv(x))
-        s1 = F.relu(self.conv1(x))
-        s2 = F.relu(self.conv2(pool(s1)))
-        s3 = F.relu(self.conv3s(F.relu(self.conv3(pool(s2)))))
-        s4 = F.relu(self.conv4s(F.relu(self.conv4(pool(s3)))))
-        s5 = F.relu(self.conv5s(F.relu(self.conv5(pool(s4)))))
-        return [s1, s2, s3, s4, s5]
+    def stages(self, x: torch.Tensor, depth: int = 5) -> list[torch.Tensor]:
+        """The VGG encoder's first `depth` stages (each at half the size of the one before)."""
+        blocks = [(self.conv1,), (self.conv2,), (self.conv3, self.conv3s), (self.conv4, self.conv4s),
+                  (self.conv5, self.conv5s)]
+        x, out = F.relu(self.init_conv(x)), []
+        for i, convs in enumerate(blocks[:depth]):
+            x = F.max_pool2d(x, 2) if i else x
+            for conv in convs:
+                x = F.relu(conv(x))
+            out.append(x)
+        return out
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) image scaled to x/255 - 0.5 -> (B,512,H/16,W/16) deepest encoder features."""
-        return self._stages(x)[-1]
+        return self.stages(x)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.segment_and_encode(x)[0]
@@ -80,7 +82,7 @@ class LungUNet(Pretrained):
     def segment_and_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """From one pass: lung logits (B,2,H,W), the third stage (B,256,H/4,W/4: local texture, which the
         eye reads) and the deepest encoder features (B,512,H/16,W/16)."""
-        s1, s2, s3, s4, s5 = self._stages(x)
+        s1, s2, s3, s4, s5 = self.stages(x)
         d = self.center(F.max_pool2d(s5, 2))
         d = self.dec5(torch.cat([d, s5], 1))
         d = self.dec4(torch.cat([d, s4], 1))
