@@ -112,8 +112,8 @@ def register(sub) -> None:
     t = sub.add_parser("train-films", help="train the film generator (autoencoder, then latent diffusion) on the "
                                            "films outside the held-out patients")
     _data_args(t)
-    t.add_argument("--ae-minutes", type=float, default=12.0, help="time budget of the autoencoder stage")
-    t.add_argument("--minutes", type=float, default=25.0, help="time budget of the diffusion stage")
+    t.add_argument("--ae-minutes", type=float, default=10.0, help="time budget of the autoencoder stage")
+    t.add_argument("--minutes", type=float, default=30.0, help="time budget of the diffusion stage")
     t.add_argument("--ae-epochs", type=int, default=200)
     t.add_argument("--epochs", type=int, default=1000)
     t.add_argument("--batch", type=int, default=16)

@@ -1,8 +1,13 @@
 """The film generator, top to bottom: a KL autoencoder for grey films, a latent diffusion U-Net, and the
 condition space that ties the three modalities together. Networks and schedulers are MONAI's.
 
-The condition is a short sequence of tokens the U-Net cross-attends to:
-  [view to make] [report embedding] [report findings] [other view latent, one token per 2x2 patch]
+The condition reaches the U-Net two ways:
+- a sequence of tokens it cross-attends to:
+  [view to make] [report embedding] [report findings] [other view latent, one token per 4x4 patch];
+- the view, report and findings summed into one vector added to the timestep embedding of every block,
+  as a class label would be. Through cross-attention alone the report was one token among 67, and the
+  first model learned to ignore it (its held-out loss was the same with the report, another patient's
+  report, or none).
 Each of report and other view may be absent (a learned "absent" token stands in), which is what lets one
 model take any subset of inputs: training draws which are present ("multi-prompt"), and drops them all
 now and then so that sampling can use classifier-free guidance.
@@ -30,17 +35,19 @@ SCHEDULE: dict[str, Any] = {"schedule": "scaled_linear_beta", "beta_start": 0.00
 class FilmGeneratorConfig:
     size: int = 128  # films are square, grey, in [0, 1]
     latent_channels: int = 4
-    ae_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])  # three halvings: 128 -> 16
+    # two halvings: 128 -> 32. Three (to 16, LDM's usual factor 8) lost the ribs: trained here for minutes,
+    # its reconstructions of the validation frontals were at Xception FD 88-94 from them, two halvings' at 54
+    ae_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     unet_channels: list[int] = field(default_factory=lambda: [64, 128, 192])
     unet_attention: list[bool] = field(default_factory=lambda: [False, True, True])
     cond_dim: int = 128
     text_dim: int = 384  # MiniLM (xr.encode.text)
     findings: list[str] = field(default_factory=lambda: list(GENERATED_FINDINGS))
-    patch: int = 2  # the other view's latent, cut into patch x patch tokens
+    patch: int = 4  # the other view's latent, cut into patch x patch tokens (8 x 8 of them)
     train_timesteps: int = 1000
     latent_scale: float = 1.0  # 1 / std of the training latents, set after the autoencoder is trained
     start_step: int = 999  # sampling starts here, from the view's mean training latent noised to this step
-    version: str = "films 0.1.0"
+    version: str = "films 0.2.0"
 
     @property
     def latent_size(self) -> int:
@@ -82,14 +89,18 @@ class ConditionEncoder(nn.Module):
         self.other = nn.Linear(c.latent_channels * c.patch ** 2, d)
         self.other_position = nn.Parameter(torch.randn(c.other_tokens, d) * 0.02)
         self.absent = nn.Parameter(torch.randn(3, d) * 0.02)  # report, findings, other view
+        self.norm = nn.LayerNorm(d)
 
-    def forward(self, cond: Condition) -> torch.Tensor:
+    def forward(self, cond: Condition) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (B, 3 + other_tokens, d), global vector (B, d))."""
         p = self.patch
+        view = self.view(cond.view)
         report = torch.where(cond.has_report[:, None], self.report(cond.report), self.absent[0])
         findings = torch.where(cond.has_report[:, None], self.findings(cond.findings), self.absent[1])
         patches = nn.functional.pixel_unshuffle(cond.other, p).flatten(2).transpose(1, 2)  # (B, tokens, C*p*p)
         other = torch.where(cond.has_other[:, None, None], self.other(patches) + self.other_position, self.absent[2])
-        return torch.cat([self.view(cond.view)[:, None], report[:, None], findings[:, None], other], 1)
+        tokens = torch.cat([view[:, None], report[:, None], findings[:, None], other], 1)
+        return self.norm(tokens), view + report + findings
 
 
 class FilmGenerator(Pretrained):
@@ -106,7 +117,12 @@ class FilmGenerator(Pretrained):
         self.unet = DiffusionModelUNet(
             spatial_dims=2, in_channels=c.latent_channels, out_channels=c.latent_channels, channels=c.unet_channels,
             attention_levels=c.unet_attention, num_res_blocks=1, num_head_channels=32, with_conditioning=True,
-            cross_attention_dim=c.cond_dim)
+            cross_attention_dim=c.cond_dim, num_class_embeds=1)
+        # MONAI's class embedding is a lookup of one label; ours maps the global condition vector to the
+        # same place (the forward pass adds `class_embedding(class_labels)` to the timestep embedding)
+        width = c.unet_channels[0] * 4
+        self.unet.class_embedding = nn.Sequential(  # type: ignore[assignment]  # typed as the Embedding it replaces
+            nn.Linear(c.cond_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.condition = ConditionEncoder(c)
         # each view's mean training latent: where sampling starts (see `sample`), saved with the weights
         self.register_buffer("mean_latent", torch.zeros(len(VIEWS), c.latent_channels, c.latent_size, c.latent_size))
@@ -123,7 +139,8 @@ class FilmGenerator(Pretrained):
     # ---- the denoiser --------------------------------------------------------------------------------
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         """The noise in `noisy` at timesteps `t`, given the condition."""
-        return self.unet(noisy, timesteps=t, context=self.condition(cond))
+        tokens, vector = self.condition(cond)
+        return self.unet(noisy, timesteps=t, context=tokens, class_labels=vector)
 
     def noise_scheduler(self) -> DDPMScheduler:
         return DDPMScheduler(num_train_timesteps=self.config.train_timesteps, **SCHEDULE)
@@ -145,9 +162,11 @@ class FilmGenerator(Pretrained):
         b = cond.view.shape[0]
         noise = torch.randn((b, c.latent_channels, c.latent_size, c.latent_size), generator=generator)
         x = scheduler.add_noise(self.mean_latent[cond.view], noise, torch.full((b,), timesteps[0]))
-        context = torch.cat([self.condition(cond), self.condition(cond.without_inputs())])
+        (tokens, vector), (tokens0, vector0) = self.condition(cond), self.condition(cond.without_inputs())
+        context, labels = torch.cat([tokens, tokens0]), torch.cat([vector, vector0])
         for i, t in enumerate(timesteps):
-            eps_in, eps_out = self.unet(torch.cat([x, x]), timesteps=torch.full((2 * b,), t), context=context).chunk(2)
+            eps_in, eps_out = self.unet(torch.cat([x, x]), timesteps=torch.full((2 * b,), t), context=context,
+                                        class_labels=labels).chunk(2)
             x, _ = scheduler.step(eps_out + guidance * (eps_in - eps_out), t, x)
             progress((i + 1) / len(timesteps))
         return self.decode(x)

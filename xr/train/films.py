@@ -1,18 +1,23 @@
 """`python -m xr train-films`: the film generator (xr.generate.model) in two stages, on the training part
 only (the patients xr.data.split does not hold out):
 
-1. the autoencoder: L1 reconstruction plus a small KL term, with small random shifts, turns and zooms (the
-   recipe of MONAI's latent diffusion tutorials without their perceptual and adversarial losses, whose
-   networks need weights we cannot fetch here);
+1. the autoencoder: L1 reconstruction, a small KL term and a perceptual term, with small random shifts,
+   turns and zooms (the recipe of MONAI's latent diffusion tutorials without their adversarial loss). Their
+   perceptual network needs weights we cannot fetch here, so the perceptual term compares the films in
+   the first two stages of our lung U-Net's VGG encoder (`ChestPerceptual`). On L1 alone the films came
+   back so blurred that the autoencoder's own reconstructions were further from real films in Xception
+   features than the generator's aim;
 2. the latent denoiser and the condition space, the autoencoder frozen. Multi-prompt, as in MedCoDi-M:
    each example of a patient with both views is made from its report, from its other view or from both
    (a third each); a film without its other view, from its report; and one example in ten from nothing,
    so that sampling can use classifier-free guidance. A film without a report (NIH, covid_cxr_views) is
    given the report the site would write for its labels (xr.generate.anytoany.report_for).
 
-Each stage stops at its time budget or epoch count; after every epoch the held-out films' loss (fixed
-noise and timesteps, so epochs compare) is logged and plotted. One command on a CPU, a GPU or several
-(xr.train.engine).
+Three parts, by a hash of the patient: the held-out part (xr.data.split, 30 %) that only eval-generation
+reads; a validation part (the next 10 %) for training's own checks, the loss curves and where sampling
+starts (`choose_start`); the rest trains. Each stage stops at its time budget or epoch count; after every
+epoch the validation films' loss (fixed noise and timesteps, so epochs compare) is logged and plotted. One
+command on a CPU, a GPU or several (xr.train.engine).
 """
 from __future__ import annotations
 
@@ -29,8 +34,11 @@ from monai.data import MetaTensor
 from monai.transforms import RandAffine
 from tqdm import tqdm
 
+from xr.config import ASSETS
 from xr.data.films import Film
+from xr.data.split import is_validation
 from xr.decode.wording import Wording
+from xr.encode.lung_unet import LungUNet
 from xr.generate.filmset import FilmSet, prepare
 from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig
 from xr.train.engine import accelerator, agree, seed_everything, shard
@@ -38,6 +46,26 @@ from xr.views import VIEWS
 
 P_NOTHING = 0.1  # examples made from no input: the unconditional branch of guidance
 KL_WEIGHT = 1e-6
+PERCEPTUAL_WEIGHT = 1.0  # taming-transformers' and MONAI's 2-D LDM tutorial's weight beside L1
+VALIDATION_UPTO = 0.4  # patients hashed below this but not held out (xr.data.split: below 0.3) validate
+
+
+class ChestPerceptual(torch.nn.Module):
+    """LPIPS's measure without its learned layer weights: each stage's features unit-normalised over
+    channels, squared differences averaged, stages summed. The stages are the lung U-Net's first two,
+    trained on chest films (the chest encoder's feature space, which eval-generation also measures, is
+    the third stage on: not these)."""
+
+    def __init__(self, depth: int = 2) -> None:
+        super().__init__()
+        self.unet = LungUNet.from_pretrained(ASSETS / "lung_unet").eval().requires_grad_(False)
+        self.depth = depth
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a, b: (B, 1, H, W) in [-1, 1], the U-Net's input scale."""
+        unit = lambda f: f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)  # noqa: E731
+        return sum(((unit(fa) - unit(fb)) ** 2).sum(1).mean() for fa, fb in
+                   zip(self.unet.stages(a, self.depth), self.unet.stages(b, self.depth), strict=True))
 
 
 def multi_prompt(data: FilmSet, idx: list[int], latents: torch.Tensor, rng: random.Random) -> Condition:
@@ -58,7 +86,7 @@ def multi_prompt(data: FilmSet, idx: list[int], latents: torch.Tensor, rng: rand
 
 
 def given_everything(data: FilmSet, idx: list[int], latents: torch.Tensor) -> Condition:
-    """The held-out check's condition: the report, and the other view where the patient has it."""
+    """The validation check's condition: the report, and the other view where the patient has it."""
     other = torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
     return Condition(data.view[idx], data.report[idx], data.findings[idx], other, torch.ones(len(idx), dtype=torch.bool),
                      torch.tensor([data.partner[i] >= 0 for i in idx]))
@@ -70,9 +98,9 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
 
 def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc, train: list[int], batch: int,
               minutes: float, epochs: int, rng: random.Random, loss_of: Callable[[list[int]], torch.Tensor],
-              held_out: Callable[[], tuple[str, float]], log, clip: float | None = None) -> list[dict]:
+              check: Callable[[], tuple[str, float]], log, clip: float | None = None) -> list[dict]:
     """Epochs of `loss_of(batch)` over this process's shard of `train` until the time budget or the epoch
-    count; after each epoch, the held-out check (name, value)."""
+    count; after each epoch, the validation check (name, value)."""
     history, start = [], time.time()
     for epoch in range(1, epochs + 1):
         net.train()
@@ -90,7 +118,7 @@ def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc,
             losses.append(loss.item())
         net.eval()
         with torch.no_grad():
-            key, value = held_out()
+            key, value = check()
         minutes_so_far = (time.time() - start) / 60
         history.append({"stage": stage, "epoch": epoch, "train_loss": float(np.mean(losses)), key: value,
                         "minutes": minutes_so_far})
@@ -101,41 +129,42 @@ def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc,
     return history
 
 
-def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], held: list[int], minutes: float, epochs: int,
+def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], val: list[int], minutes: float, epochs: int,
                       batch: int, rng: random.Random, log) -> list[dict]:
     acc = accelerator()
     opt = torch.optim.Adam(model.autoencoder.parameters(), lr=1e-3)
     ae, opt = acc.prepare(model.autoencoder, opt)
     augment = RandAffine(prob=0.7, rotate_range=0.05, scale_range=0.06, translate_range=(5, 5), padding_mode="zeros")
     augment.set_random_state(rng.randrange(2**31))
+    perceptual = ChestPerceptual().to(acc.device)
 
     def loss_of(idx: list[int]) -> torch.Tensor:
         x = torch.stack([_plain(augment(data.pixels(i))) for i in idx]).to(acc.device) * 2 - 1
         rec, mu, sigma = ae(x)
         kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).sum((1, 2, 3)).mean()
-        return (rec - x).abs().mean() + KL_WEIGHT * kl
+        return (rec - x).abs().mean() + KL_WEIGHT * kl + PERCEPTUAL_WEIGHT * perceptual(rec, x)
 
-    def held_out() -> tuple[str, float]:
-        x = data.pixels(held).to(acc.device) * 2 - 1
-        return "held_out_l1", float((acc.unwrap_model(ae).reconstruct(x) - x).abs().mean())
+    def check() -> tuple[str, float]:
+        x = data.pixels(val).to(acc.device) * 2 - 1
+        return "validation_l1", float((acc.unwrap_model(ae).reconstruct(x) - x).abs().mean())
 
-    history = run_stage("autoencoder", ae, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log)
+    history = run_stage("autoencoder", ae, opt, acc, train, batch, minutes, epochs, rng, loss_of, check, log)
     model.autoencoder = acc.unwrap_model(ae).cpu()
     return history
 
 
 @torch.no_grad()
-def scaled_latents(model: FilmGenerator, data: FilmSet, batch: int = 64) -> torch.Tensor:
+def scaled_latents(model: FilmGenerator, data: FilmSet, train: list[int], batch: int = 64) -> torch.Tensor:
     """Every film's latent (the posterior mean), and the scale that gives the training latents unit
     variance set in the config (MONAI's LDM recipe)."""
     model.eval()
     mus = torch.cat([model.autoencoder.encode(data.pixels(list(range(s, min(s + batch, len(data.groups))))) * 2 - 1)[0]
                      for s in range(0, len(data.groups), batch)])
-    model.config.latent_scale = float(1 / mus[~torch.from_numpy(data.held_out)].std())
+    model.config.latent_scale = float(1 / mus[train].std())
     return mus * model.config.latent_scale
 
 
-def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], held: list[int],
+def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], val: list[int],
                    minutes: float, epochs: int, batch: int, rng: random.Random, log) -> list[dict]:
     acc = accelerator()
     for p in model.autoencoder.parameters():
@@ -143,9 +172,9 @@ def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, t
     scheduler = model.noise_scheduler()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, weight_decay=1e-4)
     net, opt = acc.prepare(model, opt)
-    fixed = torch.Generator().manual_seed(0)  # the held-out check's noise and timesteps, the same every epoch
-    held_noise = torch.randn(latents[held].shape, generator=fixed)
-    held_t = torch.randint(0, scheduler.num_train_timesteps, (len(held),), generator=fixed)
+    fixed = torch.Generator().manual_seed(0)  # the validation check's noise and timesteps, the same every epoch
+    val_noise = torch.randn(latents[val].shape, generator=fixed)
+    val_t = torch.randint(0, scheduler.num_train_timesteps, (len(val),), generator=fixed)
     dev = acc.device
 
     def loss_of(idx: list[int]) -> torch.Tensor:
@@ -155,49 +184,49 @@ def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, t
         cond = multi_prompt(data, idx, latents, rng).to(dev)
         return torch.nn.functional.mse_loss(net(scheduler.add_noise(z, noise, t).to(dev), t.to(dev), cond), noise.to(dev))
 
-    def held_out() -> tuple[str, float]:
-        pred = acc.unwrap_model(net)(scheduler.add_noise(latents[held], held_noise, held_t).to(dev), held_t.to(dev),
-                                     given_everything(data, held, latents).to(dev))
-        return "held_out_loss", float(torch.nn.functional.mse_loss(pred, held_noise.to(dev)))
+    def check() -> tuple[str, float]:
+        pred = acc.unwrap_model(net)(scheduler.add_noise(latents[val], val_noise, val_t).to(dev), val_t.to(dev),
+                                     given_everything(data, val, latents).to(dev))
+        return "validation_loss", float(torch.nn.functional.mse_loss(pred, val_noise.to(dev)))
 
-    return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, held_out, log, clip=1.0)
+    return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, check, log, clip=1.0)
 
 
 @torch.no_grad()
-def choose_start(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, held: list[int]) -> int:
+def choose_start(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], val: list[int]) -> int:
     """Where sampling starts (FilmGenerator.sample): the highest step, of 100, 200 ... 900, at which the
-    denoiser's estimate of a held-out film's latent from its noised latent and its report is still closer
+    denoiser's estimate of a validation film's latent from its noised latent and its report is still closer
     to the truth than the mean training latent of its view is; above it the model knows less than the mean.
     Also stores each view's mean training latent in the model."""
-    train = torch.from_numpy(~data.held_out)
-    model.mean_latent.copy_(torch.stack([latents[train & (data.view == v)].mean(0) for v in range(len(VIEWS))]))
-    z, scheduler = latents[held], model.noise_scheduler()
-    baseline = (model.mean_latent[data.view[held]] - z).abs().mean()
-    cond = given_everything(data, held, latents).without_inputs()
-    cond = Condition(cond.view, cond.report, cond.findings, cond.other, torch.ones(len(held), dtype=torch.bool),
+    views = data.view[train]
+    model.mean_latent.copy_(torch.stack([latents[train][views == v].mean(0) for v in range(len(VIEWS))]))
+    z, scheduler = latents[val], model.noise_scheduler()
+    baseline = (model.mean_latent[data.view[val]] - z).abs().mean()
+    cond = given_everything(data, val, latents).without_inputs()
+    cond = Condition(cond.view, cond.report, cond.findings, cond.other, torch.ones(len(val), dtype=torch.bool),
                      cond.has_other)
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
     start = 100
     for t in range(100, 1000, 100):
         a = scheduler.alphas_cumprod[t]
-        noisy = scheduler.add_noise(z, noise, torch.full((len(held),), t))
-        estimate = (noisy - (1 - a).sqrt() * model(noisy, torch.full((len(held),), t), cond)) / a.sqrt()
+        noisy = scheduler.add_noise(z, noise, torch.full((len(val),), t))
+        estimate = (noisy - (1 - a).sqrt() * model(noisy, torch.full((len(val),), t), cond)) / a.sqrt()
         if (estimate - z).abs().mean() < baseline:
             start = t
     return start
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
-    """Each stage's training loss and held-out loss per epoch, side by side."""
+    """Each stage's training loss and validation loss per epoch, side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    for ax, stage, held_key in ((axes[0], "autoencoder", "held_out_l1"), (axes[1], "denoiser", "held_out_loss")):
+    for ax, stage, val_key in ((axes[0], "autoencoder", "validation_l1"), (axes[1], "denoiser", "validation_loss")):
         rows = [h for h in history if h["stage"] == stage]
-        for key, label in (("train_loss", "train"), (held_key, "held-out")):
+        for key, label in (("train_loss", "training loss, every term"), (val_key, val_key.replace("_", " ").replace("l1", "L1"))):
             ax.plot([h["epoch"] for h in rows], [h[key] for h in rows], marker=".", label=label)
         ax.set_title(stage)
         ax.set_xlabel("epoch")
@@ -207,33 +236,35 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 12, minutes: float = 25,
+def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 10, minutes: float = 30,
                 ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0, config: FilmGeneratorConfig | None = None,
                 log: Callable[[str], None] = print) -> FilmGenerator:
-    """Both stages on `films` outside the held-out part; writes the model (fp16), history.json and
-    training_curve.png to `out`."""
+    """Both stages on `films` outside the held-out and validation parts; writes the model (fp16),
+    history.json and training_curve.png to `out`."""
     rng = seed_everything(seed)
     config = config or FilmGeneratorConfig()
     t0 = time.time()
     data = prepare(films, config, wording, log)
-    train = [i for i in range(len(data.groups)) if not data.held_out[i]]
-    held = [i for i in range(len(data.groups)) if data.held_out[i]]
-    if not train or not held:
+    validates = [not data.held_out[i] and is_validation(g, VALIDATION_UPTO) for i, g in enumerate(data.groups)]
+    train = [i for i in range(len(data.groups)) if not data.held_out[i] and not validates[i]]
+    val = [i for i in range(len(data.groups)) if validates[i]]
+    if not train or not val:
         from xr.errors import UserError
-        raise UserError(f"{len(train)} training and {len(held)} held-out films: both parts need films")
+        raise UserError(f"{len(train)} training and {len(val)} validation films: both parts need films")
     pairs = sum(1 for i in train if data.partner[i] >= 0 and data.view[i] == 0)
-    log(f"{len(train)} training films ({pairs} patients with both views), {len(held)} held out; "
-        f"read in {time.time() - t0:.0f} s")
+    log(f"{len(train)} training films ({pairs} patients with both views), {len(val)} validate, "
+        f"{int(data.held_out.sum())} held out for eval-generation; read in {time.time() - t0:.0f} s")
     model = FilmGenerator(config)
-    history = train_autoencoder(model, data, train, held, ae_minutes, ae_epochs, batch, rng, log)
-    latents = scaled_latents(model, data)
-    history += train_denoiser(model, data, latents, train, held, minutes, epochs, batch, rng, log)
+    history = train_autoencoder(model, data, train, val, ae_minutes, ae_epochs, batch, rng, log)
+    latents = scaled_latents(model, data, train)
+    history += train_denoiser(model, data, latents, train, val, minutes, epochs, batch, rng, log)
     model = model.cpu().eval()
-    model.config.start_step = choose_start(model, data, latents, held)
+    model.config.start_step = choose_start(model, data, latents, train, val)
     log(f"sampling starts at step {model.config.start_step} from the mean latent of the view")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, dtype=torch.float16)
-    summary = {"films": {"train": len(train), "held_out": len(held), "train_pairs": pairs},
+    summary = {"films": {"train": len(train), "validation": len(val), "held_out": int(data.held_out.sum()),
+                         "train_pairs": pairs},
                "minutes": (time.time() - t0) / 60, "seed": seed, "epochs": history}
     (out / "history.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_curve(history, out / "training_curve.png")
