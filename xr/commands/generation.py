@@ -110,7 +110,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     t = sub.add_parser("train-films", help="train the film generator (autoencoder, then latent diffusion) on the "
-                                           "films outside the held-out patients")
+                                           "films outside the held-out and validation patients")
     _data_args(t)
     t.add_argument("--ae-minutes", type=float, default=10.0, help="time budget of the autoencoder stage")
     t.add_argument("--minutes", type=float, default=30.0, help="time budget of the diffusion stage")

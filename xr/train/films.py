@@ -62,7 +62,9 @@ class ChestPerceptual(torch.nn.Module):
         self.depth = depth
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a, b: (B, 1, H, W) in [-1, 1], the U-Net's input scale."""
+        """a, b: (B, 1, H, W) in [-1, 1], the autoencoder's scale. That is twice the range the U-Net was
+        trained on (x/255 - 0.5), and the shipped weights were trained with it so: features unit-normalised
+        per pixel still compare structure. Halve the input at the next retraining."""
         unit = lambda f: f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)  # noqa: E731
         return sum(((unit(fa) - unit(fb)) ** 2).sum(1).mean() for fa, fb in
                    zip(self.unet.stages(a, self.depth), self.unet.stages(b, self.depth), strict=True))
