@@ -4,9 +4,8 @@ only (the patients xr.data.split does not hold out):
 1. the autoencoder: L1 reconstruction, a small KL term and a perceptual term, with small random shifts,
    turns and zooms (the recipe of MONAI's latent diffusion tutorials without their adversarial loss). Their
    perceptual network needs weights we cannot fetch here, so the perceptual term compares the films in
-   the first two stages of our lung U-Net's VGG encoder (`ChestPerceptual`). On L1 alone the films came
-   back so blurred that the autoencoder's own reconstructions were further from real films in Xception
-   features than the generator's aim;
+   the first two stages of our lung U-Net's VGG encoder (`ChestPerceptual`). It was not compared with L1
+   alone here: what brought the ribs back was the larger latent (xr.generate.model's `ae_channels`);
 2. the latent denoiser and the condition space, the autoencoder frozen. Multi-prompt, as in MedCoDi-M:
    each example of a patient with both views is made from its report, from its other view or from both
    (a third each); a film without its other view, from its report; and one example in ten from nothing,
@@ -70,6 +69,11 @@ class ChestPerceptual(torch.nn.Module):
                    zip(self.unet.stages(a, self.depth), self.unet.stages(b, self.depth), strict=True))
 
 
+def _other_views(data: FilmSet, idx: list[int], latents: torch.Tensor) -> torch.Tensor:
+    """Each film's other view's latent, zeros where the patient has none."""
+    return torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
+
+
 def multi_prompt(data: FilmSet, idx: list[int], latents: torch.Tensor, rng: random.Random) -> Condition:
     """Each example's inputs drawn as MedCoDi-M's multi-prompt training draws them."""
     has_report, has_other = [], []
@@ -82,14 +86,14 @@ def multi_prompt(data: FilmSet, idx: list[int], latents: torch.Tensor, rng: rand
             r, o = True, False
         has_report.append(r)
         has_other.append(o)
-    other = torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
+    other = _other_views(data, idx, latents)
     return Condition(data.view[idx], data.report[idx], data.findings[idx], other, torch.tensor(has_report),
                      torch.tensor(has_other))
 
 
 def given_everything(data: FilmSet, idx: list[int], latents: torch.Tensor) -> Condition:
     """The validation check's condition: the report, and the other view where the patient has it."""
-    other = torch.stack([latents[data.partner[i]] if data.partner[i] >= 0 else torch.zeros_like(latents[0]) for i in idx])
+    other = _other_views(data, idx, latents)
     return Condition(data.view[idx], data.report[idx], data.findings[idx], other, torch.ones(len(idx), dtype=torch.bool),
                      torch.tensor([data.partner[i] >= 0 for i in idx]))
 
@@ -226,9 +230,10 @@ def plot_curve(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    for ax, stage, val_key in ((axes[0], "autoencoder", "validation_l1"), (axes[1], "denoiser", "validation_loss")):
+    for ax, stage, val_key, val_label in ((axes[0], "autoencoder", "validation_l1", "validation L1"),
+                                          (axes[1], "denoiser", "validation_loss", "validation loss")):
         rows = [h for h in history if h["stage"] == stage]
-        for key, label in (("train_loss", "training loss, every term"), (val_key, val_key.replace("_", " ").replace("l1", "L1"))):
+        for key, label in (("train_loss", "training loss, every term"), (val_key, val_label)):
             ax.plot([h["epoch"] for h in rows], [h[key] for h in rows], marker=".", label=label)
         ax.set_title(stage)
         ax.set_xlabel("epoch")
