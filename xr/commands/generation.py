@@ -29,6 +29,12 @@ def _model_dir(args: argparse.Namespace) -> Path:
     return Path(args.dir) if args.dir else ASSETS / SHIPPED
 
 
+def _guidance(args: argparse.Namespace) -> float:
+    from xr.generate.model import GUIDANCE
+
+    return GUIDANCE if args.guidance is None else args.guidance
+
+
 def cmd_train_films(args: argparse.Namespace) -> int:
     import torch
 
@@ -58,7 +64,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     model = FilmGenerator.from_pretrained(directory)
     wording = Wording.load(ASSETS / "dffg")
     result = evaluate_generation(model, prepare(_films(args), model.config, wording, log), wording, seed=args.seed,
-                                 steps=args.steps, guidance=args.guidance, per_finding=args.per_finding, log=log)
+                                 steps=args.steps, guidance=_guidance(args), per_finding=args.per_finding, log=log)
     result["data"] = {k: Path(v).name for k, v in (("nih", args.nih), ("views", args.views), ("studies", args.studies)) if v}
     if args.write:
         (directory / "EVAL.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -88,7 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"sampling {fraction:.0%}", file=sys.stderr)
 
     made = maker.make(views, report=args.report or "", findings=args.findings or [], frontal=given.get("frontal"),
-                      lateral=given.get("lateral"), seed=args.seed, steps=args.steps, guidance=args.guidance,
+                      lateral=given.get("lateral"), seed=args.seed, steps=args.steps, guidance=_guidance(args),
                       progress=progress)
     written = {}
     for view, film in made.films.items():
@@ -112,8 +118,8 @@ def register(sub) -> None:
     t = sub.add_parser("train-films", help="train the film generator (autoencoder, then latent diffusion) on the "
                                            "films outside the held-out and validation patients")
     _data_args(t)
-    t.add_argument("--ae-minutes", type=float, default=10.0, help="time budget of the autoencoder stage")
-    t.add_argument("--minutes", type=float, default=30.0, help="time budget of the diffusion stage")
+    t.add_argument("--ae-minutes", type=float, default=20.0, help="time budget of the autoencoder stage")
+    t.add_argument("--minutes", type=float, default=24.0, help="time budget of the diffusion stage")
     t.add_argument("--ae-epochs", type=int, default=200)
     t.add_argument("--epochs", type=int, default=1000)
     t.add_argument("--batch", type=int, default=16)
@@ -123,7 +129,7 @@ def register(sub) -> None:
                                                "memorisation, finding consistency, frontal<->lateral")
     _data_args(e)
     e.add_argument("--steps", type=int, default=30)
-    e.add_argument("--guidance", type=float, default=3.0)
+    e.add_argument("--guidance", type=float, help="classifier-free guidance (default: xr.generate.model.GUIDANCE, 5)")
     e.add_argument("--per-finding", type=int, default=16, help="films generated for each finding and for the normal report")
     e.add_argument("--json", action="store_true")
     e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json beside the model")
@@ -140,6 +146,6 @@ def register(sub) -> None:
     g.add_argument("--out", required=True, help="folder for the PNGs")
     g.add_argument("--seed", type=int, default=0, help="the same inputs and seed give the same films")
     g.add_argument("--steps", type=int, default=30)
-    g.add_argument("--guidance", type=float, default=3.0)
+    g.add_argument("--guidance", type=float, help="classifier-free guidance (default: xr.generate.model.GUIDANCE, 5)")
     g.add_argument("--dir", default=None, help=f"model folder (default assets/{SHIPPED})")
     g.set_defaults(fn=cmd_generate)

@@ -19,7 +19,7 @@ from xr.decode.wording import Wording
 from xr.encode.text import TextEmbedder
 from xr.errors import UserError
 from xr.evaluate.labeler import POSITIVE, label_report
-from xr.generate.model import Condition, FilmGenerator
+from xr.generate.model import GUIDANCE, Condition, FilmGenerator
 from xr.generate.transforms import to_film
 from xr.report import join_sections
 from xr.thresholds import Stance
@@ -98,7 +98,7 @@ class FilmMaker:
 
     def make(self, views: Sequence[str], report: str = "", findings: Sequence[str] = (),
              frontal: np.ndarray | None = None, lateral: np.ndarray | None = None, seed: int = 0,
-             steps: int = 30, guidance: float = 3.0, progress: Callable[[float], None] = lambda f: None) -> Generated:
+             steps: int = 30, guidance: float = GUIDANCE, progress: Callable[[float], None] = lambda f: None) -> Generated:
         """`views` from the report (or, when it is empty, the report the ticked `findings` make) and the
         other view's film where given. The same inputs and seed give the same films."""
         views = list(dict.fromkeys(views))

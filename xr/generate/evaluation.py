@@ -42,7 +42,7 @@ from xr.evaluate.generation import (
 )
 from xr.generate.anytoany import FilmMaker, report_for
 from xr.generate.filmset import FilmSet
-from xr.generate.model import Condition, FilmGenerator
+from xr.generate.model import GUIDANCE, Condition, FilmGenerator
 from xr.thresholds import NEVER
 from xr.views import FRONTAL, LATERAL, VIEWS
 
@@ -104,7 +104,7 @@ def _set_scores(real: np.ndarray, fake: np.ndarray, resamples: int) -> dict:
 
 
 def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, seed: int = 0, steps: int = 30,
-                        guidance: float = 3.0, per_finding: int = 16, resamples: int = 200,
+                        guidance: float = GUIDANCE, per_finding: int = 16, resamples: int = 200,
                         log: Callable[[str], None] = print) -> dict:
     """`per_finding`: films generated for each finding the eye writes, and for the normal report."""
     model = model.eval()

@@ -5,7 +5,12 @@ only (the patients xr.data.split does not hold out):
    turns and zooms (the recipe of MONAI's latent diffusion tutorials without their adversarial loss). Their
    perceptual network needs weights we cannot fetch here, so the perceptual term compares the films in
    the first two stages of our lung U-Net's VGG encoder (`ChestPerceptual`). It was not compared with L1
-   alone here: what brought the ribs back was the larger latent (xr.generate.model's `ae_channels`);
+   alone here: what brought the ribs back was the larger latent (xr.generate.model's `ae_channels`).
+   Time is what this stage lacks most: continuing films 0.2.0's 10-minute autoencoder 8 more minutes
+   took its reconstructions of the validation frontals from Xception FD 64.5 to 32.5 (at lr 1e-4: 47.0;
+   with MONAI's patch discriminator at the tutorial's weight 0.01, lr 1e-4: 47.8, so no adversarial
+   term), hence 20 of the default 44 minutes (0.2.0's denoiser's validation loss was flat after 21 of
+   its 30);
 2. the latent denoiser and the condition space, the autoencoder frozen. Multi-prompt, as in MedCoDi-M:
    each example of a patient with both views is made from its report, from its other view or from both
    (a third each); a film without its other view, from its report; and one example in ten from nothing,
@@ -62,8 +67,8 @@ class ChestPerceptual(torch.nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a, b: (B, 1, H, W) in [-1, 1], the autoencoder's scale. That is twice the range the U-Net was
-        trained on (x/255 - 0.5), and the shipped weights were trained with it so: features unit-normalised
-        per pixel still compare structure. Halve the input at the next retraining."""
+        trained on (x/255 - 0.5); features unit-normalised per pixel still compare structure, and every
+        setting of this stage was chosen with it so (halving it is untried)."""
         unit = lambda f: f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)  # noqa: E731
         return sum(((unit(fa) - unit(fb)) ** 2).sum(1).mean() for fa, fb in
                    zip(self.unet.stages(a, self.depth), self.unet.stages(b, self.depth), strict=True))
@@ -243,7 +248,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 10, minutes: float = 30,
+def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 20, minutes: float = 24,
                 ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0, config: FilmGeneratorConfig | None = None,
                 log: Callable[[str], None] = print) -> FilmGenerator:
     """Both stages on `films` outside the held-out and validation parts; writes the model (fp16),
