@@ -259,9 +259,19 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
                          auth_message="Log in with the account your administrator made (`python -m xr user add`).",
                          app_kwargs=app_kwargs, **{k: v for k, v in kwargs.items() if k != "prevent_thread_lock"})
     app = demo.server_app
+    outermost(app, {HostAndOrigin, SameAccount})
     app.tokens = sessions  # type: ignore[assignment]  # Gradio only gets, sets, tests and deletes
     app.cookie_id = cookie_name(s)
     return result
+
+
+def outermost(app, classes: set[type]) -> None:
+    """Put the network checks outside every middleware Gradio adds itself: its CORS middleware is added
+    after ours and so wraps them, and would answer a foreign page's preflight (OPTIONS) before the Host
+    and Origin rules ran. The stack is rebuilt at the next request."""
+    ours = [m for m in app.user_middleware if m.cls in classes]
+    app.user_middleware = ours + [m for m in app.user_middleware if m.cls not in classes]
+    app.middleware_stack = None
 
 
 if __name__ == "__main__":

@@ -234,6 +234,14 @@ def test_foreign_hosts_and_other_sites_pages_are_refused(secured):
         for origin in ("https://evil.example", "http://127.0.0.1:1", "null"):
             r = http.post(url + "gradio_api/call/worklist", json={"data": ["", ""]}, headers={"Origin": origin})
             assert r.status_code == 403 and "other sites" in r.text, origin
+        # issue 31: a browser's preflight is held to the same rules, before Gradio's CORS middleware answers it
+        preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type"}
+        for host in ({}, {"Host": "evil.example"}):
+            r = http.options(url + "gradio_api/call/worklist", headers={**preflight, **host})
+            assert r.status_code in (400, 403) and "access-control-allow-origin" not in r.headers, (host, r.headers)
+        r = http.options(url + "gradio_api/call/worklist", headers={**preflight, "Origin": own})
+        assert r.status_code == 200  # the app's own page may still ask
         r = http.post(url + "login", data={"username": "dr.house", "password": USERS["dr.house"][1]},
                       headers={"Origin": "https://evil.example"})
         assert r.status_code == 403  # no log-in from another site's page either
