@@ -40,7 +40,7 @@ def site(monkeypatch):
 def report() -> ApprovedReport:
     return ApprovedReport(
         study_key="ab" * 32, approval_id=7, findings=FINDINGS, impression=IMPRESSION, approved_by="dr_house",
-        approved_at=datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC), amended=False, model="fusion-gen",
+        approved_at=datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC), predecessor_id=None, version=1, model="fusion-gen",
         model_version="2024.03", indication="Cough for two weeks", views=("frontal", "lateral"))
 
 
@@ -100,8 +100,8 @@ def test_settings_refuse_names_an_export_cannot_hold(monkeypatch, variable, valu
 def test_sr_uids_shared_by_study_not_by_approval(tmp_path, report):
     first = dcmread(write_sr(report, tmp_path / "a.dcm"))
     dciodvfy(tmp_path / "a.dcm")
-    amended = dcmread(write_sr(dataclasses.replace(report, approval_id=8, amended=True), tmp_path / "b.dcm"))
-    dciodvfy(tmp_path / "b.dcm")
+    amended = dcmread(write_sr(dataclasses.replace(report, approval_id=8, predecessor_id=7, version=2), tmp_path / "b.dcm"))
+    assert dciodvfy(tmp_path / "b.dcm") == [NO_PATIENT_ID]
     again = dcmread(write_sr(report, tmp_path / "c.dcm"))
     assert first.StudyInstanceUID == amended.StudyInstanceUID
     assert first.SOPInstanceUID != amended.SOPInstanceUID
@@ -152,10 +152,27 @@ def test_fhir_missing_required_field_fails(report, field):
         DiagnosticReport.model_validate(d)
 
 
+def test_sr_amendment_names_its_predecessor(tmp_path, report):
+    """Issue 31: an amended SR references the one it replaces (Predecessor Documents Sequence), which
+    passes dciodvfy; the first SR has none."""
+    first = dcmread(write_sr(report, tmp_path / "a.dcm"))
+    assert "PredecessorDocumentsSequence" not in first
+    path = write_sr(dataclasses.replace(report, approval_id=9, predecessor_id=7, version=2), tmp_path / "b.dcm")
+    assert dciodvfy(path) == [NO_PATIENT_ID]
+    ref = dcmread(path).PredecessorDocumentsSequence[0]
+    assert ref.StudyInstanceUID == first.StudyInstanceUID
+    assert ref.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    sop = ref.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert (sop.ReferencedSOPClassUID, sop.ReferencedSOPInstanceUID) == (first.SOPClassUID, first.SOPInstanceUID)
+
+
 def test_fhir_amended(report):
-    d = to_fhir(dataclasses.replace(report, approval_id=8, amended=True))
-    assert d["status"] == "amended"
-    assert d["id"] != to_fhir(report)["id"]
+    """Issue 31: the amendment is the same resource (same id) in a new version, status amended."""
+    first = to_fhir(report)
+    d = to_fhir(dataclasses.replace(report, approval_id=8, predecessor_id=7, version=2))
+    assert (first["status"], first["meta"]["versionId"]) == ("final", "1")
+    assert (d["status"], d["meta"]["versionId"]) == ("amended", "2")
+    assert d["id"] == first["id"]
     DiagnosticReport.model_validate(d)
 
 
@@ -165,7 +182,7 @@ def test_text(tmp_path, report):
     assert f"FINDINGS: {FINDINGS}\n\nIMPRESSION: {IMPRESSION}" in text
     assert "Approved by dr_house on 2024-03-05 14:07 UTC\n" in text
     assert text.endswith("Drafted with fusion-gen 2024.03; read and corrected by the approving radiologist.\n")
-    assert "(amended)" in to_text(dataclasses.replace(report, amended=True))
+    assert "(amended)" in to_text(dataclasses.replace(report, predecessor_id=6, version=2))
     assert write_text(report, tmp_path / "r.txt").read_text("utf-8") == text
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
+from pydicom import dcmread
 from sqlalchemy import select, text, update
 
 from db.models import AuditEvent, Draft, Revision, Study
@@ -112,8 +113,15 @@ def test_image_names_that_leave_are_keyed(drafted, db_env, tmp_path):
 def test_amended_approval_keeps_both_and_exports_latest(drafted, db_env, tmp_path):
     _, result = drafted
     store.approve(db_env, result.study_id, "First text.", RAD)
+    signed = dcmread(store.export_report(db_env, result.study_id, "sr", tmp_path, RAD))
     store.approve(db_env, result.study_id, "Amended text.", RAD)
     assert count(db_env, "approvals") == 2
+    # issue 31: the amendment's exports name what they replace
+    sr = dcmread(store.export_report(db_env, result.study_id, "sr", tmp_path, RAD))
+    ref = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == signed.SOPInstanceUID != sr.SOPInstanceUID
+    fhir = json.loads(store.export_report(db_env, result.study_id, "fhir", tmp_path, RAD).read_text())
+    assert (fhir["status"], fhir["meta"]["versionId"], fhir["id"]) == ("amended", "2", result.study.key[:32])
     store.export_edits(db_env, tmp_path / "e.jsonl")
     assert [json.loads(x)["target"] for x in (tmp_path / "e.jsonl").read_text().splitlines()] == ["Amended text."]
 

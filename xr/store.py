@@ -618,7 +618,9 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
         a = study.approvals[-1]
         findings, impression = split_sections(a.text)
         report = ApprovedReport(study_key=study.key, approval_id=a.id, findings=findings, impression=impression,
-                                approved_by=a.user.name, approved_at=_utc(a.approved_at), amended=len(study.approvals) > 1,
+                                approved_by=a.user.name, approved_at=_utc(a.approved_at),
+                                predecessor_id=study.approvals[-2].id if len(study.approvals) > 1 else None,
+                                version=len(study.approvals),
                                 model=a.draft.model, model_version=a.draft.model_version,
                                 indication=a.draft.indication, views=tuple(i.view for i in study.images))
         user = user_row(session, actor)

@@ -20,7 +20,8 @@ class ApprovedReport:
     impression: str
     approved_by: str  # staff user name of the radiologist who signed it off ('local' in single-user mode)
     approved_at: datetime  # UTC
-    amended: bool  # replaces an earlier approval of the same study
+    predecessor_id: int | None  # the approval this one amends (the study's previous one), None for the first
+    version: int  # 1 for the first approval of the study, 2 for its first amendment, ...
     model: str
     model_version: str
     indication: str
@@ -33,6 +34,10 @@ class ApprovedReport:
             raise ValueError("study_key must be the 64-hex-digit salted study hash")
         if self.approved_at.utcoffset() != timedelta(0):
             raise ValueError("approved_at must be timezone-aware UTC")
+
+    @property
+    def amended(self) -> bool:
+        return self.predecessor_id is not None
 
     @property
     def text(self) -> str:

@@ -16,8 +16,9 @@ STUDY_KEY_SYSTEM = "urn:xr:study-key"
 
 
 def resource_id(r: ApprovedReport) -> str:
-    # FHIR ids are [A-Za-z0-9\-\.]{1,64}: half the key (128 bits) leaves room for the approval id.
-    return f"{r.study_key[:32]}-{r.approval_id}"
+    """One id per study: an amendment is a new version of the same resource, not a second report.
+    (FHIR ids are [A-Za-z0-9\\-\\.]{1,64}; half the key is 128 bits.)"""
+    return r.study_key[:32]
 
 
 def _narrative(r: ApprovedReport) -> str:
@@ -35,6 +36,7 @@ def to_fhir(r: ApprovedReport, s: Settings | None = None) -> dict:
     resource = {
         "resourceType": "DiagnosticReport",
         "id": resource_id(r),
+        "meta": {"versionId": str(r.version)},
         "text": {"status": "generated", "div": _narrative(r)},
         "identifier": [{"system": STUDY_KEY_SYSTEM, "value": r.study_key}],
         "status": "amended" if r.amended else "final",

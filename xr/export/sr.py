@@ -74,11 +74,30 @@ def _section(heading: tuple[str, str, str], concept: tuple[str, str, str], text:
     return section
 
 
+def _uids(study_key: str, approval_id: int) -> tuple[str, str]:
+    """(series, instance) UIDs of one approval's SR: derived, so an amendment can name its predecessor's."""
+    return (generate_uid(entropy_srcs=["xr-sr-series", study_key, str(approval_id)]),
+            generate_uid(entropy_srcs=["xr-sr-instance", study_key, str(approval_id)]))
+
+
+def _predecessor(study_uid: str, study_key: str, approval_id: int) -> Sequence:
+    """The Predecessor Documents Sequence (a Hierarchical SOP Instance Reference) naming the SR replaced."""
+    series, instance = _uids(study_key, approval_id)
+    sop = Dataset()
+    sop.ReferencedSOPClassUID, sop.ReferencedSOPInstanceUID = BASIC_TEXT_SR, instance
+    ref_series = Dataset()
+    ref_series.SeriesInstanceUID = series
+    ref_series.ReferencedSOPSequence = Sequence([sop])
+    ref_study = Dataset()
+    ref_study.StudyInstanceUID = study_uid
+    ref_study.ReferencedSeriesSequence = Sequence([ref_series])
+    return Sequence([ref_study])
+
+
 def to_dicom_sr(r: ApprovedReport, s: Settings | None = None) -> Dataset:
     s = s or settings()
     study_uid = generate_uid(entropy_srcs=["xr-study", r.study_key])
-    series_uid = generate_uid(entropy_srcs=["xr-sr-series", r.study_key, str(r.approval_id)])
-    sop_uid = generate_uid(entropy_srcs=["xr-sr-instance", r.study_key, str(r.approval_id)])
+    series_uid, sop_uid = _uids(r.study_key, r.approval_id)
     date, time = r.approved_at.strftime("%Y%m%d"), r.approved_at.strftime("%H%M%S")
 
     meta = FileMetaDataset()
@@ -116,8 +135,9 @@ def to_dicom_sr(r: ApprovedReport, s: Settings | None = None) -> Dataset:
     observer.VerifyingOrganization = s.organization  # type 1: empty fails dciodvfy
     observer.VerifyingObserverIdentificationCodeSequence = Sequence()
     ds.VerifyingObserverSequence = Sequence([observer])
-    # An amendment is a new instance in the same study; it stays FINAL. No PredecessorDocumentsSequence:
-    # the replaced approval's id is not known here, so its instance UID cannot be derived.
+    # An amendment is a new instance in the same study that names the one it replaces; it stays FINAL.
+    if r.predecessor_id is not None:
+        ds.PredecessorDocumentsSequence = _predecessor(study_uid, r.study_key, r.predecessor_id)
     ds.PreliminaryFlag = "FINAL"
     ds.PerformedProcedureCodeSequence = Sequence()
 
