@@ -7,7 +7,17 @@ import pytest
 
 from tests.conftest import NIH
 from tests.test_cli import run
-from xr.evaluate.images import NORMAL_REPORT, SCORED, THRESHOLD, eye_labels, score_images, stated, to_markdown
+from xr.evaluate.images import (
+    NORMAL_REPORT,
+    SCORED,
+    THRESHOLD,
+    eye_labels,
+    score_images,
+    score_statements,
+    stated,
+    statements_markdown,
+    to_markdown,
+)
 
 NIH_FOLDER = NIH.parent
 CARDIO = "The heart is enlarged. The lungs are clear."
@@ -91,6 +101,23 @@ def test_markdown_rows_and_caption():
         assert part in caption
 
 
+def test_statements_scored_per_stance_against_the_labels():
+    """Issue 31: eval-images scores what the drafts recorded: precision of present and possible, NPV of absent."""
+    truth = [{"Cardiomegaly"}, {"Cardiomegaly"}, {"No Finding"}, {"No Finding"}, {"Pneumothorax"}]
+    stances = [{"Cardiomegaly": "present"}, {"Cardiomegaly": "possible"}, {"Cardiomegaly": "present"},
+               {"Cardiomegaly": "absent", "Pneumothorax": "absent"}, {"Pneumothorax": "absent"}]
+    rows = score_statements(truth, stances)
+    c = rows["Cardiomegaly"]
+    assert (c["present"]["right"], c["present"]["said"], c["present"]["share"]) == (1, 2, 0.5)
+    assert (c["possible"]["right"], c["possible"]["said"]) == (1, 1)
+    assert (c["absent"]["right"], c["absent"]["said"], c["not_assessed"]) == (1, 1, 1)
+    p = rows["Pneumothorax"]
+    assert (p["absent"]["right"], p["absent"]["said"], p["positives"], p["not_assessed"]) == (1, 2, 1, 3)
+    table = statements_markdown(rows)
+    assert "| Cardiomegaly | 2 | 1/2 = 0.50 (0.09–0.91) (0.8) | 1/1 = 1.00" in table
+    assert "| Pneumothorax | 1 | – (0.9) | – | 1/2 = 0.50" in table
+
+
 @pytest.mark.skipif(not NIH.is_dir(), reason="the NIH sample is not beside the checkout")
 def test_cli_drafts_three_images(tmp_path):
     r = run(["eval-images", "--data", str(NIH_FOLDER), "--split", "all", "--limit", "3", "--json"], tmp_path, timeout=240)
@@ -109,6 +136,10 @@ def test_cli_drafts_three_images(tmp_path):
     assert out["constant"]["per_observation"]["No Finding"]["predicted"] == 3
     positives = [{f: v["positives"] for f, v in out[name]["per_observation"].items()} for name in ("drafts", "constant", "eye_labels")]
     assert positives[0] == positives[1] == positives[2] and sum(positives[0].values()) >= 3
+    statements = out["statements"]
+    assert set(statements) == set(SCORED) - {"No Finding"}
+    for row in statements.values():  # every film has one stance per finding
+        assert sum(row[s]["said"] for s in ("present", "possible", "absent")) + row["not_assessed"] == 3
 
 
 def test_cli_missing_folder_is_one_line(tmp_path):

@@ -14,7 +14,7 @@ from xr.evaluate.classification import choose_cut
 from xr.evaluate.labeler import NEGATIVE, POSITIVE, UNCERTAIN, label_report
 from xr.findings import FINDINGS
 from xr.refine.guard import finding_changes
-from xr.thresholds import NEVER, Cut, Stance, Thresholds
+from xr.thresholds import NEVER, Stance, Thresholds
 
 NORMAL = "The heart is normal in size. The mediastinum is unremarkable. The lungs are clear."
 WORDING = Wording.load(ASSETS / "dffg")
@@ -36,39 +36,23 @@ def test_choose_cut_states_a_separable_finding_and_never_one_at_chance():
     rng = np.random.default_rng(0)
     y = rng.random(400) < 0.2
     good = np.where(y, rng.normal(0.7, 0.1, 400), rng.normal(0.3, 0.1, 400))
-    hedge, state = choose_cut(y, good)
-    assert hedge <= state < NEVER
+    state = choose_cut(y, good)
+    assert state < NEVER
     said = good >= state
     assert 1 - said[~y].mean() >= 0.9 and said[y].mean() > 0.8  # specificity kept, most positives found
     noise = rng.random(400)
-    assert choose_cut(y, noise) == (NEVER, NEVER)  # its AUC interval reaches 0.5: never written
-    assert choose_cut(np.zeros(50, bool), noise[:50]) == (NEVER, NEVER)  # no positive to choose from
-    assert choose_cut(y, good, hedge=False)[0] == state  # no hedge band
+    assert choose_cut(y, noise) == NEVER  # its AUC interval reaches 0.5: never written
+    assert choose_cut(np.zeros(50, bool), noise[:50]) == NEVER  # no positive to choose from
     weak = np.where(y, rng.normal(0.55, 0.2, 400), rng.normal(0.45, 0.2, 400))  # above chance, mostly wrong when said
-    assert choose_cut(y, weak)[1] < NEVER and choose_cut(y, weak, min_precision=0.5) == (NEVER, NEVER)
-    assert choose_cut(y, good, min_precision=0.5) == (hedge, state)  # right most of the time: kept
-
-
-def test_thresholds_give_stances_and_round_trip(tmp_path):
-    t = Thresholds({"Cardiomegaly": Cut(0.2, 0.4)}, "a test")
-    assert [t.stance("Cardiomegaly", p) for p in (0.1, 0.2, 0.39, 0.4)] == [Stance.ABSENT, Stance.HEDGED, Stance.HEDGED,
-                                                                             Stance.STATED]
-    assert t.stance("Edema", 0.49) is Stance.ABSENT and t.stance("Edema", 0.5) is Stance.STATED  # the 0.5 default
-    t.save(tmp_path)
-    assert Thresholds.load(tmp_path) == t
-    assert Thresholds.load(tmp_path / "none").cuts == {}  # a folder without thresholds: the default
-    merged = Thresholds({"Edema": Cut(0.3, 0.3)}, "retrieval").merged(t, ["Cardiomegaly"])
-    assert merged.cuts == {"Edema": Cut(0.3, 0.3), "Cardiomegaly": Cut(0.2, 0.4)}
+    assert choose_cut(y, weak) < NEVER and choose_cut(y, weak, min_precision=0.5) == NEVER
+    assert choose_cut(y, good, min_precision=0.5) == state  # right most of the time: kept
 
 
 def test_shipped_thresholds_say_what_they_were_chosen_on():
     for folder in (ASSETS / "dffg", ASSETS / "finding_head", ASSETS / "finding_head" / "holdout"):
         t = Thresholds.load(folder)
         assert t.cuts and ("out-of-fold" in t.chosen_on or "leave-one-out" in t.chosen_on)
-        assert all(0 <= c.hedge <= c.state <= NEVER for c in t.cuts.values())
-    eye = Thresholds.load(ASSETS / "finding_head")
-    # what the eye cannot tell from chance in cross-validation (assets/finding_head/README.md) it never writes
-    assert eye.cuts["Lung Lesion"].state == NEVER and eye.cuts["Cardiomegaly"].state < NEVER
+        assert all(0 <= c.absent and c.possible <= c.present <= NEVER for c in t.cuts.values())
 
 
 # ---- wording ---------------------------------------------------------------------------------------
@@ -90,7 +74,7 @@ def test_routine_negatives_only_rule_out():
 # ---- the faithful edit -----------------------------------------------------------------------------
 @pytest.mark.parametrize("finding", WRITTEN)
 def test_a_stated_finding_is_written_and_nothing_else(finding):
-    st = stances(**{finding.replace(" ", "_"): Stance.STATED})
+    st = stances(**{finding.replace(" ", "_"): Stance.PRESENT})
     w = write(NORMAL, "No acute cardiopulmonary abnormality.", st, WORDING)
     text = f"{w.findings} {w.impression}"
     assert positives(w.findings) == {finding} and positives(w.impression) == {finding}
@@ -103,7 +87,7 @@ def test_a_stated_finding_is_written_and_nothing_else(finding):
 
 @pytest.mark.parametrize("finding", WRITTEN)
 def test_a_hedged_finding_is_hedged_and_listed_for_the_editor(finding):
-    st = stances(**{finding.replace(" ", "_"): Stance.HEDGED})
+    st = stances(**{finding.replace(" ", "_"): Stance.POSSIBLE})
     w = write(NORMAL, "No acute disease.", st, WORDING)
     assert label_report(w.findings)[finding] == UNCERTAIN and not positives(w.findings)
     assert WORDING.hedged[finding] in w.hedged and contradictions(f"{w.findings} {w.impression}", st) == []
@@ -112,7 +96,7 @@ def test_a_hedged_finding_is_hedged_and_listed_for_the_editor(finding):
 
 def test_what_the_prompt_rules_out_is_taken_out_and_the_routine_negatives_written():
     draft = "Mild cardiomegaly. There is a small right pleural effusion. No pneumothorax."
-    w = write(draft, "Cardiomegaly and effusion.", stances(Cardiomegaly=Stance.STATED), WORDING)
+    w = write(draft, "Cardiomegaly and effusion.", stances(Cardiomegaly=Stance.PRESENT), WORDING)
     assert positives(w.findings) == {"Cardiomegaly"} and "effusion" not in w.impression.replace("No pleural effusion", "")
     said = label_report(w.findings)
     assert said["Pleural Effusion"] == NEGATIVE and said["Pneumothorax"] == NEGATIVE and said["Lung Opacity"] == NEGATIVE
@@ -123,23 +107,56 @@ def test_what_the_prompt_rules_out_is_taken_out_and_the_routine_negatives_writte
 
 def test_each_finding_is_said_once():
     draft = "Mild cardiomegaly. Cardiomegaly. The lungs are clear. No pneumothorax or pleural effusion. No pleural effusion."
-    w = write(draft, "Cardiomegaly. Mild cardiomegaly.", stances(Cardiomegaly=Stance.STATED), WORDING)
+    w = write(draft, "Cardiomegaly. Mild cardiomegaly.", stances(Cardiomegaly=Stance.PRESENT), WORDING)
     assert w.findings == ("Mild cardiomegaly. The mediastinum is unremarkable. The lungs are clear. "
                           "No pneumothorax or pleural effusion.")  # the routine mediastinum added, the repeats gone
     assert w.impression == "Cardiomegaly."
 
 
 def test_the_panel_check_names_each_disagreement():
-    st = stances(Cardiomegaly=Stance.STATED, Pleural_Effusion=Stance.HEDGED)
-    found = contradictions("The heart is normal in size. There is a large pneumothorax.", st)
-    assert found == ["Cardiomegaly: stated on the panel, but the text rules it out",
-                     "Pneumothorax: not stated on the panel, but the text states it",
-                     "Pleural Effusion: hedged on the panel, but the text does not mention it"]
+    st = stances(Cardiomegaly=Stance.PRESENT, Pleural_Effusion=Stance.POSSIBLE, Edema=Stance.NOT_ASSESSED)
+    found = contradictions("The heart is normal in size. There is a large pneumothorax. No pulmonary edema.", st)
+    assert found == ["Cardiomegaly: present on the panel, but the text rules it out",
+                     "Edema: not assessed on the panel, but the text rules it out",
+                     "Pneumothorax: absent on the panel, but the text states it",
+                     "Pleural Effusion: possible on the panel, but the text does not mention it"]
+
+
+def test_what_the_eye_did_not_assess_is_neither_denied_nor_mentioned():
+    """Issue 31: a finding not assessed gets no routine negative ("No pneumothorax") and no sentence of the
+    generator's that mentions it; the film is not cleared ("No acute ...") unless every finding was
+    looked at and is absent."""
+    st = stances(Pneumothorax=Stance.NOT_ASSESSED, Lung_Opacity=Stance.NOT_ASSESSED)
+    w = write("The heart is normal in size. The lungs are clear. No pneumothorax or pleural effusion.",
+              "No acute cardiopulmonary abnormality.", st, WORDING)
+    said = label_report(f"{w.findings} {w.impression}")
+    assert said["Pneumothorax"] is None and said["Lung Opacity"] is None
+    assert said["Cardiomegaly"] == NEGATIVE and said["Pleural Effusion"] == NEGATIVE  # assessed and absent: denied
+    assert "No acute" not in w.impression and w.impression == ""  # nothing to clear the film with
+    assert contradictions(f"{w.findings} {w.impression}", st) == []
+    everything = write(NORMAL, "", stances(), WORDING)
+    assert everything.impression == WORDING.normal_impression  # all looked at, all absent
+
+
+def test_wording_a_radiologist_would_sign():
+    """Issue 31: no comparison without a prior, no repeated word, "there is" agreeing with its noun, and no
+    finding denied twice."""
+    draft = ("The mediastinum is stable. There is focal focal airspace disease. There is mild degenerative changes "
+             "of the spine. No pleural effusion. No pneumothorax or pleural effusion.")
+    st = stances(Lung_Opacity=Stance.PRESENT)
+    w = write(draft, "Unchanged appearance of the chest.", st, WORDING)
+    assert "stable" not in w.findings and "Unchanged" not in w.impression
+    assert "focal focal" not in w.findings and "There is focal airspace disease." in w.findings
+    assert "There are mild degenerative changes of the spine." in w.findings
+    said = [s for s in w.findings.split(". ") if "effusion" in s.lower()]
+    assert len(said) == 1, w.findings  # effusion denied once
+    with_prior = write(draft, "", st, WORDING, prior=True)
+    assert "The mediastinum is stable." in with_prior.findings
 
 
 def test_the_generator_reads_the_stances_not_the_calibrated_probabilities():
     prompt = np.full(len(FINDINGS), 0.3, np.float32)
-    out = stance_prompt(prompt, stances(Cardiomegaly=Stance.STATED, Edema=Stance.HEDGED))
+    out = stance_prompt(prompt, stances(Cardiomegaly=Stance.PRESENT, Edema=Stance.POSSIBLE))
     assert out[FINDINGS.index("Cardiomegaly")] == 1.0 and out[FINDINGS.index("Edema")] == 0.5
     assert out[FINDINGS.index("Pneumothorax")] == 0.0 and out[FINDINGS.index("No Finding")] == 0.0
     assert stance_prompt(prompt, stances())[FINDINGS.index("No Finding")] == 1.0
@@ -161,7 +178,7 @@ def test_shipped_drafter_states_each_finding_it_is_given(drafter, finding):
         probabilities = {f: (p if f == finding else 0.0) for f in FINDINGS}
         ex = Example(indication="", prompt=np.array([probabilities[f] for f in FINDINGS], np.float32),
                      retrieved=[drafter.memory.findings[r] for r, _ in rows])
-        written, st, _ = drafter.write(ex, probabilities, Thresholds())
+        written, st, _ = drafter.write(ex, probabilities, Thresholds.uniform(0.5, FINDINGS, "a test"))
         assert positives(written.findings) == want
         assert contradictions(f"{written.findings} {written.impression}", st) == []
 
@@ -173,13 +190,15 @@ def test_drafts_of_films_agree_with_their_finding_panel(drafter, shared):
     for name in ("00000100_000.png", "00000353_000.png", "00000442_000.png"):
         d = drafter.draft(load_study([nih / name]), "")
         st = {f: S(v) for f, v in d.stances.items()}
-        thresholds = drafter.thresholds.merged(drafter.eye.thresholds, drafter.eye.findings)
-        assert st == thresholds.stances(d.findings)  # the stances are the panel's probabilities by the thresholds
+        assert st == drafter.eye.thresholds.stances(d.findings)  # the panel's probabilities by the eye's policy
+        assert set(st) == set(FINDINGS) - {"No Finding"}  # every finding has a stance, not the top few
         assert contradictions(d.report, st) == []
         assert not any(n.startswith("Check against the finding panel") for n in d.notes)
-        assert any(n.startswith("Written from the finding probabilities") for n in d.notes)
-        mute = next(n for n in d.notes if n.startswith("Never written from these probabilities"))
-        assert "Lung Lesion" in mute and "Cardiomegaly" not in mute  # the eye's chance-level findings, said so
+        said = label_report(d.report)
+        for f, s in st.items():  # issue 31: nothing said of what the eye does not assess
+            if s is S.NOT_ASSESSED:
+                assert said[f] is None, (name, f)
+        assert d.cuts["Support Devices"] == "no cut: not told from chance"  # the eye has no output for it
 
 
 # ---- the refiner's guard ---------------------------------------------------------------------------

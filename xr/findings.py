@@ -18,6 +18,19 @@ NIH_TO_FINDING = {
     "Emphysema": "Emphysema", "Fibrosis": "Fibrosis", "Hernia": "Hernia",
 }
 
+# How common each finding is in the whole NIH ChestX-ray14 sheet (Data_Entry_2017: 112,120 films of 30,805
+# patients; Wang et al., CVPR 2017), mapped onto our vocabulary: the hospital population the shared films were
+# drawn from, whose folders here are enriched (one for pneumonia, one for rare findings). The statement policy
+# checks its floors at this prevalence as well as at the folders' own. Lung Lesion is Mass plus Nodule (an
+# upper bound: a film with both counts twice).
+NIH_PREVALENCE = {
+    "No Finding": 60361 / 112120, "Atelectasis": 11559 / 112120, "Cardiomegaly": 2776 / 112120,
+    "Pleural Effusion": 13317 / 112120, "Lung Opacity": 19894 / 112120, "Lung Lesion": (5782 + 6331) / 112120,
+    "Pneumonia": 1431 / 112120, "Pneumothorax": 5302 / 112120, "Consolidation": 4667 / 112120,
+    "Edema": 2303 / 112120, "Emphysema": 2516 / 112120, "Fibrosis": 1686 / 112120,
+    "Pleural Other": 3385 / 112120, "Hernia": 227 / 112120,
+}
+
 # IU X-ray MeSH <major> terms are a head and qualifiers ("Cardiac Shadow/enlarged/mild"). Heads absent
 # here (calcified granuloma, degenerative spine, scars in the lung...) are incidental: they neither add a
 # finding nor rule out No Finding. The qualifier rules below were set by reading the train split's

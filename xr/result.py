@@ -46,12 +46,19 @@ class DraftResult:
     model_version: str
     timings: dict[str, float | str] = field(default_factory=dict)  # milliseconds per step; "backend": what ran
     notes: list[str] = field(default_factory=list)
-    stances: dict[str, str] = field(default_factory=dict)  # finding -> "stated", "hedged" or "not stated" in the text
+    # finding -> "present", "possible", "absent" or "not assessed" (xr.thresholds.Stance): what the text says of it
+    stances: dict[str, str] = field(default_factory=dict)
+    cuts: dict[str, str] = field(default_factory=dict)  # finding -> the statement policy's cut behind its stance
     hedged: list[str] = field(default_factory=list)  # the sentences that hedge a finding (the editor highlights them)
 
     @property
     def report(self) -> str:
         return compose_report(self.findings_text, self.impression)
+
+    @property
+    def statements(self) -> dict[str, dict[str, str]]:
+        """Finding -> its stance and the cut behind it, as the draft row keeps them."""
+        return {f: {"stance": st, "cut": self.cuts.get(f, "")} for f, st in self.stances.items()}
 
     def to_json(self) -> dict:
         d = asdict(self)

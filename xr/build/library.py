@@ -22,6 +22,7 @@ from xr.data.iu_xray import load_reports, load_split
 from xr.data.nih import load_nih
 from xr.encode.batch import encode_files
 from xr.encode.cache import FeatureCache
+from xr.encode.view_head import view_of
 from xr.encode.vision import VisionEncoder
 from xr.findings import complete
 from xr.ingest import read_pixels
@@ -68,7 +69,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
     feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
     pooled_views = [f.pooled for f in feats]
-    images = [(ci, p, t, v if v != "unknown" else ("frontal" if f.measurements().looks_frontal else "lateral"), pos)
+    images = [(ci, p, t, view_of(v, f)[0], pos)
               for (ci, p, t, v, pos), f in zip(images, feats, strict=False)]
     for _, p, thumb, *_ in images:
         _thumb(p, out / "thumbs" / thumb)

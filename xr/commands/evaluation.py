@@ -88,12 +88,12 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from xr.config import settings
-    from xr.evaluate.images import score_images, to_markdown
+    from xr.evaluate.images import score_images, score_statements, statements_markdown, to_markdown
     from xr.ingest import load_study
     from xr.workstation import Workstation
 
-    root = Path(args.data)
-    images = _labelled_images(root, args.split, args.limit)
+    roots = [Path(d) for d in args.data]
+    images = [im for root in roots for im in _labelled_images(root, args.split, args.limit)][:args.limit]
     s = settings()
     # The drafter without this install's approvals (no index sync): the shipped models, measured reproducibly.
     drafter = Workstation(s).drafter
@@ -102,6 +102,7 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
         drafter.eye = FindingHead.from_pretrained(Path(args.head))
     reports: list[str] = []
     probabilities: list[dict[str, float]] = []
+    stances: list[dict[str, str]] = []
     versions: list[tuple[str, str]] = []
     eyes: list[str] = []
     for im in tqdm(images, desc="drafting images", unit="image", file=sys.stderr):
@@ -113,14 +114,17 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
             raise UserError(f"{im.image_id}: {e}") from None
         reports.append(result.report)
         probabilities.append(result.findings)
+        stances.append(result.stances)
         versions.append((result.model, result.model_version))
         eyes.append(str(result.timings.get("eye", "")))
     model, version = (" / ".join(dict.fromkeys(x)) for x in zip(*versions, strict=True))
     eye = " / ".join(dict.fromkeys(e for e in eyes if e))
-    out = {"data": root.resolve().name, "split": args.split,
+    out = {"data": " + ".join(root.resolve().name for root in roots), "split": args.split,
            "drafter": {"model": model, "model_version": version, "eye": eye or None},
-           **score_images([im.labels for im in images], reports, probabilities)}
-    print(json.dumps(out) if args.json else to_markdown(out), end="\n" if args.json else "")
+           **score_images([im.labels for im in images], reports, probabilities),
+           "statements": score_statements([im.labels for im in images], stances)}
+    print(json.dumps(out) if args.json else to_markdown(out) + "\n" + statements_markdown(out["statements"]),
+          end="\n" if args.json else "")
     return 0
 
 
@@ -178,7 +182,8 @@ def register(sub) -> None:
 
     ei = sub.add_parser("eval-images", help="draft every image of a labelled NIH-layout folder with the default drafter "
                                             "and score the findings the reports state (P/R/F1 per finding, two floors)")
-    ei.add_argument("--data", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    ei.add_argument("--data", required=True, action="append",
+                    help="NIH ChestX-ray14 layout folder: labels.csv + images/ (repeat for several)")
     ei.add_argument("--split", choices=("val", "train", "all"), default="val",
                     help="val/train: the patient-disjoint parts the finding head used; all: every image")
     ei.add_argument("--limit", type=int, default=None, metavar="N", help="draft only the first N images of the part")

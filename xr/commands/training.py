@@ -23,8 +23,19 @@ def cmd_train_findings(args: argparse.Namespace) -> int:
     from xr.config import ASSETS
     from xr.train.findings import train
 
-    info = train(Path(args.nih), Path(args.iu) if args.iu else None, Path(args.out or ASSETS / "finding_head"),
+    info = train([Path(n) for n in args.nih], Path(args.iu) if args.iu else None, Path(args.out or ASSETS / "finding_head"),
                  vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_train_views(args: argparse.Namespace) -> int:
+    from xr.encode.view_head import VIEW_HEAD_DIR
+    from xr.train.views import train
+
+    info = train([Path(n) for n in args.nih or []], Path(args.views) if args.views else None,
+                 Path(args.studies) if args.studies else None, Path(args.out or VIEW_HEAD_DIR), vision_encoder(),
+                 progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(info, indent=2))
     return 0
 
@@ -125,10 +136,18 @@ def cmd_train_refiner(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     t = sub.add_parser("train-findings", help="train the finding head (reproduces assets/finding_head)")
-    t.add_argument("--nih", required=True, help="NIH ChestX-ray14 layout folder: labels.csv + images/")
+    t.add_argument("--nih", required=True, action="append",
+                   help="NIH ChestX-ray14 layout folder: labels.csv + images/ (repeat for several)")
     t.add_argument("--iu", help="IU X-ray folder: its train-split images with report labels are added")
     t.add_argument("--out", default=None)
     t.set_defaults(fn=cmd_train_findings)
+
+    v = sub.add_parser("train-views", help="train the view head, frontal or lateral (reproduces assets/view_head)")
+    v.add_argument("--nih", action="append", help="NIH ChestX-ray14 layout folder, all frontal (repeat for several)")
+    v.add_argument("--views", help="covid_cxr_views folder: views.csv + images/ (frontal and lateral)")
+    v.add_argument("--studies", help="IU X-ray or MIMIC-CXR-JPG folder whose header sheet names each film's view")
+    v.add_argument("--out", default=None)
+    v.set_defaults(fn=cmd_train_views)
 
     g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
     g.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/, images)")

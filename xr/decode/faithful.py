@@ -3,9 +3,11 @@
 The generator writes fluent text but may leave out a finding it was told, or keep the normal template's
 "the lungs are clear" beside it. Each sentence is read with the labeler: one that states a finding the
 prompt does not hold, hedges one it states, or rules out one it holds is taken out; each finding then
-missing gets the site's sentence for it (xr.decode.wording) at its usual place, hedged findings get the
-hedged sentence, and the routine negatives for the absent findings are written as the site writes them.
-What remains is checked once more (`contradictions`): the drafter shows any left to the reader.
+missing gets the site's sentence for it (xr.decode.wording) at its usual place, possible findings get the
+hedged sentence, and the routine negatives for the absent findings are written as the site writes them;
+a finding not assessed is not mentioned at all. A study without a prior keeps no comparison word
+("stable", "unchanged"), a repeated word is said once and "there is" agrees with its noun. What remains
+is checked once more (`contradictions`): the drafter shows any left to the reader.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xr.decode.wording import PARENCHYMA, Wording, sentence_labels
+from xr.decode.wording import COMPARISON, PARENCHYMA, Wording, sentence_labels
 from xr.evaluate.labeler import NEGATIVE, POSITIVE, UNCERTAIN, label_report
 from xr.findings import FINDINGS
 from xr.report import sentences
@@ -24,20 +26,41 @@ from xr.thresholds import Stance
 _ALL_CLEAR = re.compile(r"\b(?:no (?:\w+ ){0,2}(?:acute|active)|normal (?:chest|study|exam\w*|radiograph\w*)|"
                         r"negative (?:chest|study|exam\w*)|no (?:radiographic )?evidence of (?:acute|active))\b", re.I)
 # What the labeler must read in the text for each stance.
-_READ_AS: dict[Stance, set[int | None]] = {Stance.STATED: {POSITIVE}, Stance.HEDGED: {UNCERTAIN}, Stance.ABSENT: {NEGATIVE, None}}
-
-
-PROMPT_OF = {Stance.STATED: 1.0, Stance.HEDGED: 0.5, Stance.ABSENT: 0.0}
+_READ_AS: dict[Stance, set[int | None]] = {Stance.PRESENT: {POSITIVE}, Stance.POSSIBLE: {UNCERTAIN},
+                                           Stance.ABSENT: {NEGATIVE, None}, Stance.NOT_ASSESSED: {None}}
+PROMPT_OF = {Stance.PRESENT: 1.0, Stance.POSSIBLE: 0.5, Stance.ABSENT: 0.0, Stance.NOT_ASSESSED: 0.0}
+_NOT_CARDIOPULMONARY = {"Support Devices", "Fracture"}
+_REPEATED = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.I)
+# "There is mild degenerative changes": the plural nouns the site's reports put after "there is/are".
+_PLURAL = re.compile(r"\b(?:changes|opacities|effusions|nodules|calcifications|granulomas|densities|markings|"
+                     r"infiltrates|deformities|fractures|clips|wires|sutures|lesions|scars|osteophytes)\b", re.I)
+_THERE_IS = re.compile(r"\b([Tt]here) (is|are) ([^.,;:]*)")
+_PHRASE_END = re.compile(r"\s+(?:of|in|at|on|with|within|along|without|and|or|which|that|to|from|overlying|projecting)\b")
 
 
 def stance_prompt(prompt: np.ndarray, stances: dict[str, Stance]) -> np.ndarray:
-    """The generator's finding prompt as the draft will word it: 1 stated, 0.5 hedged, 0 not stated, as
+    """The generator's finding prompt as the draft will word it: 1 present, 0.5 possible, 0 otherwise, as
     it was trained (true labels near 1 and 0), instead of calibrated probabilities it would read as absent."""
     out = prompt.astype(np.float32).copy()
     for f, st in stances.items():
         out[FINDINGS.index(f)] = PROMPT_OF[st]
     out[FINDINGS.index("No Finding")] = float(not _abnormal(stances))
     return out
+
+
+def _said_something(s: str) -> str:
+    """One sentence made readable: a word said twice in a row once ("focal focal"), "there is" agreeing
+    with a plural noun ("There is mild degenerative changes") and "there are" with a singular one."""
+    s = _REPEATED.sub(r"\1", s)
+
+    def agree(m: re.Match) -> str:
+        words = [w.lower() for w in _PHRASE_END.split(m.group(3), 1)[0].split()]  # up to the noun's first complement
+        if m.group(2) == "is" and words and _PLURAL.fullmatch(words[-1]):
+            return f"{m.group(1)} are {m.group(3)}"
+        if m.group(2) == "are" and words[:1] in (["a"], ["an"]) and words[1:2] not in (["few"], ["number"], ["couple"]):
+            return f"{m.group(1)} is {m.group(3)}"
+        return m.group(0)
+    return _THERE_IS.sub(agree, s)
 
 
 @dataclass(frozen=True)
@@ -48,20 +71,24 @@ class Written:
 
 
 def _abnormal(stances: dict[str, Stance]) -> bool:
-    return any(s is not Stance.ABSENT for f, s in stances.items() if f != "Support Devices")
+    """Something is stated or hedged (a device does not count)."""
+    return any(s in (Stance.PRESENT, Stance.POSSIBLE) for f, s in stances.items() if f != "Support Devices")
+
+
+def _all_clear(stances: dict[str, Stance]) -> bool:
+    """Every cardiopulmonary finding was looked at and is absent: only then may a sentence clear the film."""
+    return all(s is Stance.ABSENT for f, s in stances.items() if f not in _NOT_CARDIOPULMONARY)
 
 
 def _agrees(sentence: str, stances: dict[str, Stance]) -> bool:
     """True when nothing the sentence says goes against the prompt."""
     lab = sentence_labels(sentence)
     for f, v in lab.items():
-        st = stances.get(f, Stance.ABSENT)
-        if (v == POSITIVE and st is not Stance.STATED) or (v == UNCERTAIN and st is not Stance.HEDGED) \
-                or (v == NEGATIVE and st is not Stance.ABSENT):
+        if v not in _READ_AS[stances.get(f, Stance.NOT_ASSESSED)]:
             return False
-    if lab.get("Lung Opacity") == NEGATIVE and any(stances.get(f, Stance.ABSENT) is not Stance.ABSENT for f in PARENCHYMA):
-        return False  # "the lungs are clear" beside atelectasis or a nodule
-    return not (_ALL_CLEAR.search(sentence) and _abnormal(stances))
+    if lab.get("Lung Opacity") == NEGATIVE and any(stances.get(f) is not Stance.ABSENT for f in PARENCHYMA):
+        return False  # "the lungs are clear" beside atelectasis, or where a nodule was not looked for
+    return not (_ALL_CLEAR.search(sentence) and not _all_clear(stances))
 
 
 def _place(kept: list[str], new: list[tuple[float, str]], order: dict[str, float]) -> list[str]:
@@ -84,37 +111,46 @@ def _stated(text: str) -> dict[str, int | None]:
 
 
 def _once(sents: list[str]) -> list[str]:
-    """The sentences less those that only repeat what an earlier one said ("Mild cardiomegaly. Cardiomegaly.")."""
+    """The sentences less those that only repeat what an earlier one said ("Mild cardiomegaly. Cardiomegaly.")
+    or what another sentence says and more ("No pleural effusion." beside "No pneumothorax or pleural effusion.")."""
+    labs = [set(sentence_labels(s).items()) for s in sents]
     out: list[str] = []
     said: set[tuple[str, int]] = set()
-    for s in sents:
-        lab = set(sentence_labels(s).items())
-        if lab and lab <= said:
+    for s, lab in zip(sents, labs, strict=True):
+        if lab and (lab <= said or any(lab < other for other in labs)):
             continue
         said |= lab
         out.append(s)
     return out
 
 
-def write(findings: str, impression: str, stances: dict[str, Stance], wording: Wording) -> Written:
-    """The draft's sections, edited to state the STATED findings, hedge the HEDGED ones and state no other,
-    each once."""
-    kept = _once([s for s in sentences(findings) if _agrees(s, stances)])
+def _keep(text: str, stances: dict[str, Stance], prior: bool) -> list[str]:
+    """The generated sentences that agree with the stances, made readable, each finding said once; without
+    a prior study, none that compares (\"stable\", \"unchanged\", \"again\")."""
+    return _once([_said_something(s) for s in sentences(text)
+                  if _agrees(s, stances) and (prior or not COMPARISON.search(s))])
+
+
+def write(findings: str, impression: str, stances: dict[str, Stance], wording: Wording, prior: bool = False) -> Written:
+    """The draft's sections, edited to state the present findings, hedge the possible ones, deny only the
+    absent ones and mention no other, each once. `prior`: the study has a prior to compare with."""
+    kept = _keep(findings, stances, prior)
     said = _stated(" ".join(kept))
     new: list[tuple[float, str]] = []
     for f, st in stances.items():
         if f in wording.stated and said.get(f) not in _READ_AS[st]:
-            if st is Stance.STATED:
+            if st is Stance.PRESENT:
                 new.append((wording.order[f], wording.stated[f]))
-            elif st is Stance.HEDGED:
+            elif st is Stance.POSSIBLE:
                 new.append((wording.order[f], wording.hedged[f]))
     # routine negatives for absent findings the text does not yet rule out ("the lungs are clear" rules out
-    # every finding of the lung itself), each time the sentence that rules out the most, the site's commonest
+    # every finding of the lung itself), each time the sentence that rules out the most, the site's commonest;
+    # never one that denies again what is already denied
     ruled_out = {f for f, v in said.items() if v == NEGATIVE} | (PARENCHYMA if said.get("Lung Opacity") == NEGATIVE else set())
-    missing = {f for f in wording.routine if stances.get(f, Stance.ABSENT) is Stance.ABSENT} - ruled_out
+    missing = {f for f in wording.routine if stances.get(f) is Stance.ABSENT} - ruled_out
     while missing:
         fits = [(len(missing & set(fs)), -i, s, fs) for i, (s, fs) in enumerate(wording.negatives)
-                if set(fs) & missing and set(fs) <= missing | ruled_out and _agrees(s, stances)]
+                if set(fs) <= missing and _agrees(s, stances)]
         if not fits:
             break
         _, _, s, rules_out = max(fits)
@@ -122,14 +158,14 @@ def write(findings: str, impression: str, stances: dict[str, Stance], wording: W
         missing -= set(rules_out)
     body = _place(kept, new, wording.order)
 
-    imp = _once([s for s in sentences(impression) if _agrees(s, stances)])
+    imp = _keep(impression, stances, prior)
     imp_said = _stated(" ".join(imp))
     lead = [wording.impression[f] for f, st in stances.items()
-            if st is Stance.STATED and f in wording.impression and imp_said.get(f) != POSITIVE]
+            if st is Stance.PRESENT and f in wording.impression and imp_said.get(f) != POSITIVE]
     lead += [wording.impression_hedged[f] for f, st in stances.items()
-             if st is Stance.HEDGED and f in wording.impression_hedged and imp_said.get(f) != UNCERTAIN]
+             if st is Stance.POSSIBLE and f in wording.impression_hedged and imp_said.get(f) != UNCERTAIN]
     imp = lead + imp
-    if not imp:
+    if not imp and _all_clear(stances):  # otherwise the impression is the reader's: nothing was cleared
         imp = [wording.normal_impression]
     hedged = list(dict.fromkeys(s for s in body + imp if UNCERTAIN in sentence_labels(s).values()))
     return Written(" ".join(body), " ".join(imp), hedged)

@@ -47,8 +47,10 @@ PHRASES = {
 # Findings of the lung itself: a draft that states one of them may not also say the lungs are clear.
 PARENCHYMA = frozenset({"Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
                         "Emphysema", "Fibrosis"})
-_COMPARISON = re.compile(r"\b(?:stable|unchanged|again|prior|previous\w*|compar\w*|redemonstrat\w*|interval|persist\w*|"
-                         r"increas\w*|decreas\w*|new|newly|improv\w*|wors\w*|resolv\w*|since|xxxx|now|remain\w*)\b", re.I)
+# Words that compare with an earlier study: a draft without a prior may not use them.
+COMPARISON = re.compile(r"\b(?:stable|unchanged|again|prior|previous\w*|compar\w*|redemonstrat\w*|interval|persist\w*|"
+                        r"increas\w*|decreas\w*|new|newly|improv\w*|wors\w*|resolv\w*|since|now|remain\w*)\b", re.I)
+_DEIDENTIFIED = re.compile(r"\bxxxx\b", re.I)
 # Where: a draft written from finding probabilities does not know the side or the lobe.
 _PLACE = re.compile(r"\b(?:right|left|bilateral\w*|both|lobes?|lingula\w*|ap(?:ex|ices|ical)|bases?|basilar|bibasilar|"
                     r"upper|lower|middle|mid|hilar|perihilar|retrocardiac)\b", re.I)
@@ -79,7 +81,8 @@ def hedged_template(finding: str) -> str:
 
 
 def _usable(sentence: str) -> bool:
-    return len(sentence.split()) <= MAX_WORDS and not _COMPARISON.search(sentence) and not _PLACE.search(sentence) \
+    return len(sentence.split()) <= MAX_WORDS and not COMPARISON.search(sentence) and not _DEIDENTIFIED.search(sentence) \
+        and not _PLACE.search(sentence) \
         and sentence.endswith(".") \
         and not sentence.endswith("..") and not sentence[0].isdigit()
 

@@ -31,6 +31,7 @@ from xr.decode.vocab import Vocabulary
 from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
 from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
+from xr.encode.view_head import view_of
 from xr.findings import FINDINGS
 from xr.normalize import informative
 from xr.onnx.runtime import describe
@@ -94,7 +95,7 @@ class ReportMemory:
 # ---- the drafter -------------------------------------------------------------------------------------
 class DFFGDrafter:
     model = "dffg"
-    version = "0.3.0"  # 0.3: the faithful writer (stances by per-finding thresholds)
+    version = "0.4.0"  # 0.3: the faithful writer; 0.4: the statement policy (xr.thresholds)
 
     def __init__(self, directory: Path = DFFG_DIR, encoder=None, index=None, eye: Eye | None = None,
                  generation: GenerationConfig | None = None, s: Settings | None = None) -> None:
@@ -155,8 +156,8 @@ class DFFGDrafter:
     def write(self, example: Example, probabilities: dict[str, float],
               thresholds: Thresholds) -> tuple[Written, dict[str, Stance], np.ndarray]:
         """(text, stances, visual gates): the probabilities become what the draft says of each finding
-        (stated, hedged, not stated, by the thresholds), the generator writes from that, and the faithful
-        writer makes the text say exactly that (xr.decode.faithful)."""
+        (present, possible, absent or not assessed, by the statement policy), the generator writes from
+        that, and the faithful writer makes the text say exactly that (xr.decode.faithful)."""
         stances = thresholds.stances(probabilities)
         assert example.prompt is not None  # every drafted example has one
         example.prompt = stance_prompt(example.prompt, stances)
@@ -195,8 +196,7 @@ class DFFGDrafter:
         views, view_types = [], []
         for i, (im, f) in enumerate(zip(images, feats, strict=False)):
             m = f.measurements()
-            view, source = (im.view, "dicom") if im.view != "unknown" else (
-                "frontal" if m.looks_frontal else "lateral", "image")
+            view, source = view_of(im.view, f)
             view_types.append(FRONTAL if view == "frontal" else LATERAL)
             measurements = {"lung_fraction": round(m.lung_fraction, 4),
                             "lung_border_ratio": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
@@ -220,7 +220,9 @@ class DFFGDrafter:
         ex = Example(indication=indication if informative(indication) else "", indication_emb=q, prompt=prompt,
                      retrieved=[self.memory.findings[r] for r, _ in rows], regions=[f.regions for f in feats],
                      view_types=view_types)
-        thresholds = self.thresholds.merged(self.eye.thresholds, self.eye.findings) if feats else self.thresholds
+        # from films, the eye's statement policy alone: a finding it has no cut for is not assessed; without
+        # films (text mode: the evaluation of reports, not a clinical draft), the retrieval prompt's template
+        thresholds = self.eye.thresholds if feats else self.thresholds
         written, stances, vis_gates = self.write(ex, probabilities, thresholds)
         findings, impression = written.findings, written.impression
         t3 = time.perf_counter()
@@ -235,21 +237,22 @@ class DFFGDrafter:
                                            probabilities, k=6, exclude={*exclude, *([study_case_id(key)] if key else [])},
                                            views=[v.view for v in views])
         t4 = time.perf_counter()
-        notes.insert(0, "DFFG draft: generated from the views (when present), the indication, the finding prompt and "
-                        "similar past reports. Evidence maps show where in the lungs the most probable findings' "
-                        "probabilities come from. The fusion-weight map (per-region gate, 1 = drawn from the image, "
-                        "0 = from the text) is nearly flat: the visual pathway was trained on 4 studies with images.")
+        if feats and not (findings or impression):
+            notes.insert(0, "Nothing is written: on this film the eye backs no statement the site's reports make (a "
+                            "finding present or possible, or its routine negative) at the policy's floors. Every "
+                            "finding is on the panel with what the eye read of it.")
+        if not feats:
+            notes.insert(0, "No film was read: a text-mode draft (for evaluating reports), written on the site's "
+                            "template, not a clinical draft.")
+        notes.append("DFFG draft: generated from the views (when present), the indication, the finding prompt and "
+                     "similar past reports. Evidence maps show where in the lungs the most probable findings' "
+                     "probabilities come from. The fusion-weight map (per-region gate, 1 = drawn from the image, "
+                     "0 = from the text) is nearly flat: the visual pathway was trained on 4 studies with images.")
         if feats:
-            notes.insert(1, f"Finding probabilities from the frontal views by {self.eye.name}.")
-        said = {st: [f for f, x in stances.items() if x is st] for st in (Stance.STATED, Stance.HEDGED)}
-        notes.append(f"Written from the finding probabilities: stated {', '.join(said[Stance.STATED]) or 'none'}; hedged "
-                     f"{', '.join(said[Stance.HEDGED]) or 'none'} (per-finding thresholds: "
-                     + ("the eye's for the findings it reads, the retrieval prompt's for the others)." if feats
-                        else "the retrieval prompt's)."))
-        mute = thresholds.never_written(stances)
-        if mute:
-            notes.append(f"Never written from these probabilities, shown on the panel only (not told from chance where "
-                         f"their thresholds were chosen): {', '.join(mute)}.")
+            notes.append(f"Finding probabilities from the frontal views by {self.eye.name}; what the draft says of each "
+                         f"finding by its statement policy ({thresholds.chosen_on}).")
+        said = {st: [f for f, x in stances.items() if x is st] for st in Stance}
+        notes.append("; ".join(f"{st.value}: {', '.join(said[st]) or 'none'}" for st in Stance) + ".")
         notes += [f"Check against the finding panel: {c}." for c in contradictions(compose_report(findings, impression), stances)]
         return DraftResult(
             findings_text=findings,
@@ -264,5 +267,6 @@ class DFFGDrafter:
                      **({"eye": self.eye.name} if feats else {})},
             notes=notes,
             stances={f: st.value for f, st in stances.items()},
+            cuts={f: thresholds.describe(f) for f in stances},
             hedged=written.hedged,
         )

@@ -3,7 +3,9 @@
 Finding probabilities come from the finding head on the frontal views (it was trained on frontal
 films); findings it was not trained for get the report library's base rate. The report is the library
 report whose findings are most probable under them (ties broken by the indication and by how typical
-its wording is). Nothing is written by hand here: every sentence comes from a real past report.
+its wording is), then held to the eye's statement policy by the faithful writer (xr.decode.faithful): a
+sentence of the past report that says more than the eye backs is taken out, and the site's sentence
+stands for what the eye does back.
 
 Similar cases come from the CaseIndex (shipped library plus approved studies) queried with the views and
 the draft text. The draft text, not the indication: on IU val a report's findings text retrieves cases
@@ -17,9 +19,12 @@ from collections import Counter
 
 import numpy as np
 
-from xr.config import Settings, settings
+from xr.config import ASSETS, Settings, settings
+from xr.decode.faithful import write
+from xr.decode.wording import Wording
 from xr.encode.cache import FeatureCache
 from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
+from xr.encode.view_head import view_of
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
@@ -37,7 +42,7 @@ def words(text: str) -> set[str]:
 
 class RetrievalDrafter:
     model = "retrieval-knn"
-    version = "0.3.0"
+    version = "0.4.0"  # 0.4: held to the eye's statement policy
 
     def __init__(self, encoder: VisionEncoder | None = None, index: CaseIndex | None = None,
                  eye: Eye | None = None, k: int = 15, temperature: float = 0.05, s: Settings | None = None) -> None:
@@ -54,6 +59,7 @@ class RetrievalDrafter:
         typ = np.array([np.mean([df[w] for w in words(r["findings"] + " " + r["impression"])] or [0]) for r in reports])
         self.typicality = typ / max(typ.max(), 1.0)
         self.placeholder = np.array(["XXXX" in (r["findings"] + r["impression"]) for r in reports])
+        self.wording = Wording.load(ASSETS / "dffg")  # the site's words, read off its reports (train-writer)
 
     def draft(self, study: IngestedStudy, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
         """`exclude`: library cases the draft may not use (a teaching case drafted from its own film)."""
@@ -64,8 +70,7 @@ class RetrievalDrafter:
         views = []
         for i, (im, f) in enumerate(zip(study.images, feats, strict=False)):
             m = f.measurements()
-            view, source = (im.view, "dicom") if im.view != "unknown" else (
-                "frontal" if m.looks_frontal else "lateral", "image")
+            view, source = view_of(im.view, f)
             neighbours = self.library.search_images(f.pooled, self.k)
             sims = np.array([n.similarity for n in neighbours])
             w = np.exp((sims - sims.max()) / self.temperature)
@@ -87,19 +92,21 @@ class RetrievalDrafter:
             if v.view == "frontal":
                 v.evidence = evidence_for(self.eye, findings, im.pixels, f)
         best = self._choose_report(probs, indication, exclude)
+        stances = self.eye.thresholds.stances({f: float(probs[j]) for j, f in enumerate(FINDINGS)})
+        written = write(best["findings"], best["impression"], stances, self.wording)
         t3 = time.perf_counter()
 
-        similar = self.index.similar_cases([f.pooled for f in feats], case_text(best["findings"], best["impression"]),
+        similar = self.index.similar_cases([f.pooled for f in feats], case_text(written.findings, written.impression),
                                            findings, k=6, exclude={study_case_id(study.key), *exclude},
                                            views=[v.view for v in views])
         notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
-                 "probabilities. Heatmaps show which regions drove the image match.",
+                 "probabilities, less what the eye does not back. Heatmaps show which regions drove the image match.",
                  f"Finding probabilities from the frontal views by {self.eye.name}."]
         if not any(v.view == "frontal" for v in views):
             notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
         return DraftResult(
-            findings_text=best["findings"],
-            impression=best["impression"],
+            findings_text=written.findings,
+            impression=written.impression,
             findings=findings,
             views=views,
             similar_cases=similar,
@@ -108,6 +115,9 @@ class RetrievalDrafter:
             timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1) * 1e3, "decode_ms": (t3 - t2) * 1e3,
                      "similar_ms": (time.perf_counter() - t3) * 1e3, "eye": self.eye.name},
             notes=notes,
+            stances={f: st.value for f, st in stances.items()},
+            cuts={f: self.eye.thresholds.describe(f) for f in stances},
+            hedged=written.hedged,
         )
 
     def _choose_report(self, probs: np.ndarray, indication: str, exclude: frozenset[str]) -> dict:

@@ -50,29 +50,28 @@ def bootstrap_auc(y: np.ndarray, scores: np.ndarray, resamples: int = 1000, seed
 STATE_SPECIFICITY = 0.9  # a finding is stated on at most a tenth of the films without it
 
 
-def choose_cut(y: np.ndarray, p: np.ndarray, hedge: bool = True, min_precision: float = 0.0) -> tuple[float, float]:
-    """(hedge, state) thresholds for one finding from predictions the model did not fit.
+def choose_cut(y: np.ndarray, p: np.ndarray, min_precision: float = 0.0) -> float:
+    """The threshold from which a source that cannot hedge (the retrieval prompt of text mode) states a
+    finding, from predictions it did not fit.
 
     A finding whose AUC interval reaches down to chance (0.5) is never stated: its probability still shows,
-    but no sentence is written from noise. Otherwise `state` is the best-F1 threshold among those that keep
-    specificity at least 0.9, so a weak finding is stated seldom, not on every film; with `hedge`, the
-    band from specificity 0.9 up to `state` is hedged (empty when the best F1 lies at 0.9 itself). With
-    `min_precision`, a finding whose statements at that threshold are right less often than that is never
-    stated either: for a source that cannot hedge, a sentence more often wrong than right does harm."""
+    but no sentence is written from noise. Otherwise the best-F1 threshold among those that keep
+    specificity at least 0.9, so a weak finding is stated seldom, not on every film. With `min_precision`,
+    a finding whose statements at that threshold are right less often than that is never stated either.
+    (Drafts from films follow the statement policy of xr.thresholds instead.)"""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
     ci = bootstrap_auc(y, p, resamples=200)
     if ci is None or ci[0] <= 0.5:
-        return NEVER, NEVER
-    best, state, floor = 0.0, NEVER, NEVER  # floor: the lowest threshold that keeps specificity 0.9
+        return NEVER
+    best, state = 0.0, NEVER
     for t in np.unique(p)[::-1]:
         said = p >= t
         if 1 - said[~y].mean() < STATE_SPECIFICITY:
             break
-        floor = float(t)
         f1 = 2 * (said & y).sum() / (said.sum() + y.sum())
         if f1 > best:
             best, state = f1, float(t)
     said = p >= state
     if said.any() and (said & y).sum() / said.sum() < min_precision:
-        return NEVER, NEVER
-    return (min(floor, state) if hedge else state), state
+        return NEVER
+    return state

@@ -6,6 +6,11 @@ image (what writing nothing costs), and the draft's own finding probabilities th
 perfect writer would reach from what the drafter saw), so a gap between drafts and eye labels is the
 writer's and a gap between eye labels and the truth is the eye's.
 
+Beside the text, the stances the drafts recorded (xr.thresholds) are scored per finding: the precision
+of their "present" statements and "possible" hedges, the negative predictive value of their "absent"
+negatives, and how many films a finding was not assessed on, so the statement policy's floors can be
+checked on any labelled folder.
+
 Only the findings the NIH ChestX-ray14 labels can name are scored: a sheet without support devices,
 fractures or a widened mediastinum would count every such true statement as a false positive.
 """
@@ -18,6 +23,7 @@ import numpy as np
 from xr.evaluate.clinical import label_scores
 from xr.evaluate.labeler import label_report, positives
 from xr.findings import FINDINGS, NIH_TO_FINDING
+from xr.thresholds import Stance, floor_of, wilson
 
 # The constant floor: no fixed report exists in xr.evaluate.baselines (its constant is the commonest
 # training report of a split with texts, which an image folder has not), so this one is written out.
@@ -60,6 +66,47 @@ def score_images(truth: Sequence[Iterable[str]], reports: Sequence[str], probabi
     }
     return {"images": len(truth), "findings": list(findings), "threshold": threshold, "constant_report": NORMAL_REPORT,
             **{name: label_scores(y, _matrix(sets, findings), findings) for name, sets in predicted.items()}}
+
+
+def _share(k: int, n: int) -> dict:
+    return {"said": n, "right": k, "share": k / n if n else None, "ci95": wilson(k, n) if n else None}
+
+
+def score_statements(truth: Sequence[Iterable[str]], stances: Sequence[Mapping[str, str]],
+                     findings: Sequence[str] = SCORED) -> dict[str, dict]:
+    """Per finding: precision of the drafts' present and possible stances, negative predictive value of
+    their absent ones (each with its Wilson interval), and the films it was not assessed on."""
+    sets = [set(t) for t in truth]
+    out = {}
+    for f in findings:
+        if f == "No Finding":
+            continue
+        y = np.array([f in s for s in sets], dtype=bool)
+        st = np.array([s.get(f, Stance.NOT_ASSESSED.value) for s in stances])
+        row: dict = {"positives": int(y.sum()), "not_assessed": int((st == Stance.NOT_ASSESSED.value).sum())}
+        for stance in (Stance.PRESENT, Stance.POSSIBLE):
+            sel = st == stance.value
+            row[stance.value] = _share(int(y[sel].sum()), int(sel.sum()))
+        sel = st == Stance.ABSENT.value
+        row[Stance.ABSENT.value] = _share(int((~y[sel]).sum()), int(sel.sum()))
+        out[f] = row
+    return out
+
+
+def statements_markdown(rows: dict[str, dict]) -> str:
+    def cell(d: dict) -> str:
+        if not d["said"]:
+            return "–"
+        lo, hi = d["ci95"]
+        return f"{d['right']}/{d['said']} = {d['share']:.2f} ({lo:.2f}–{hi:.2f})"
+    lines = ["| finding | positives | present: precision (floor) | possible: precision | absent: NPV | not assessed |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for f, r in rows.items():
+        lines.append(f"| {f} | {r['positives']} | {cell(r['present'])} ({floor_of(f):.1f}) | {cell(r['possible'])} | "
+                     f"{cell(r['absent'])} | {r['not_assessed']} |")
+    return "\n".join(lines + ["", "What the drafts recorded of each finding, against the labels: right/said with the "
+                                   "95 % Wilson interval; floors: present 0.8 (0.9 critical), possible 0.4, absent NPV "
+                                   "0.98; – : never said."]) + "\n"
 
 
 def _cell(value: float, defined: bool) -> str:

@@ -35,7 +35,7 @@ class GenerationError(UserError):
 def report_for(findings: Sequence[str], wording: Wording) -> str:
     """The site's report stating `findings` and, for every other finding it routinely rules out, the
     negative: what a radiologist would have written for a film with just these findings."""
-    stances = {f: Stance.STATED if f in findings else Stance.ABSENT for f in wording.order}
+    stances = {f: Stance.PRESENT if f in findings else Stance.ABSENT for f in wording.order}
     written = write("", "", stances, wording)
     return join_sections(written.findings, written.impression)
 

@@ -43,7 +43,7 @@ from xr.evaluate.generation import (
 from xr.generate.anytoany import FilmMaker, report_for
 from xr.generate.filmset import FilmSet
 from xr.generate.model import GUIDANCE, Condition, FilmGenerator
-from xr.thresholds import NEVER
+from xr.thresholds import Cut
 from xr.views import FRONTAL, LATERAL, VIEWS
 
 BLUR_SIGMA = 2.0  # pixels at the generator's size: the degraded baseline
@@ -155,8 +155,8 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
 def _finding_consistency(model: FilmGenerator, feats: Features, wording: Wording, per_finding: int, seed: int,
                          steps: int, guidance: float) -> dict:
     maker = FilmMaker(model, wording)
-    seen = [f for f in feats.eye.findings if f in model.config.findings and feats.eye.thresholds.cuts.get(f) is not None
-            and feats.eye.thresholds.cuts[f].state < NEVER]
+    # the findings the eye reads: its statement policy says anything at all of them (its AUC interval excludes chance)
+    seen = [f for f in feats.eye.findings if f in model.config.findings and feats.eye.thresholds.cuts.get(f, Cut()) != Cut()]
     films = {}
     for f in ["", *seen]:
         cond = maker.condition([FRONTAL] * per_finding, report_for([f] if f else [], wording), {})

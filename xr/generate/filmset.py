@@ -14,6 +14,7 @@ from tqdm import tqdm
 from xr.data.films import Film
 from xr.decode.wording import Wording
 from xr.encode.text import TextEmbedder
+from xr.encode.view_head import view_of
 from xr.generate.anytoany import findings_vector, report_for
 from xr.generate.model import FilmGeneratorConfig
 from xr.generate.transforms import to_film
@@ -38,15 +39,14 @@ class FilmSet:
 
 
 def tell_views(films: list[Film], log: Callable[[str], None]) -> list[Film]:
-    """Films whose layout does not say their view get the drafter's answer: two lungs side by side."""
+    """Films whose layout does not say their view get the drafter's answer (the view head)."""
     unknown = [i for i, f in enumerate(films) if f.view is None]
     if not unknown:
         return films
     from xr.encode.vision import VisionEncoder
     enc, out = VisionEncoder(), list(films)
     for i in tqdm(unknown, desc="telling views", unit="film", file=sys.stderr):
-        looks_frontal = enc.encode([read_pixels(films[i].path)])[0].measurements().looks_frontal
-        out[i] = films[i].seen_as(FRONTAL if looks_frontal else LATERAL)
+        out[i] = films[i].seen_as(view_of("unknown", enc.encode([read_pixels(films[i].path)])[0])[0])
     log(f"views told from the pixels for {len(unknown)} films")
     return out
 

@@ -1,7 +1,7 @@
 """Train and evaluate the finding head: `python -m xr train-findings` / `python -m xr eval-findings`.
 
-Data: a folder in the NIH ChestX-ray14 layout (labels.csv + images/), labels mapped onto our finding
-vocabulary, plus IU X-ray train-split images whose reports give labels, when present. The validation
+Data: one or more folders in the NIH ChestX-ray14 layout (labels.csv + images/), labels mapped onto our
+finding vocabulary, plus IU X-ray train-split images whose reports give labels, when present. The validation
 part is patient-disjoint (chosen by a hash of the patient id, so it is the same on every run and
 machine). Class imbalance: positives are up-weighted by neg/pos in the loss, then each output's bias
 is shifted back by log(neg/pos) so the probabilities stay calibrated to the true base rates.
@@ -12,17 +12,23 @@ the training part; and only then is the shipped head refit on every film with th
 hundred films: a third more data is worth more than a held-out figure of the shipped weights, which the
 independent held-out set gives). The head fit on the training part is kept in `holdout/`, so that the
 validation figures can be measured again (`eval-findings --head .../holdout`, `eval-images --head ...`).
+
+The statement policy (xr.thresholds) of the shipped head is chosen on every film's probability from a
+head that never saw its patient: out of fold for the training part, the held-out head's for the
+validation part. Those probabilities and labels are kept (`policy.safetensors`), so the cuts can be
+checked against them (tests/test_policy.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import save_file
 
 from xr.data.iu_xray import load_iu
 from xr.data.nih import load_nih
@@ -30,9 +36,9 @@ from xr.data.split import is_validation
 from xr.encode.batch import encode_files
 from xr.encode.finding_head import HOLDOUT, FindingHead, FindingHeadConfig, head_inputs
 from xr.encode.vision import ImageFeatures, VisionEncoder
-from xr.evaluate.classification import bootstrap_auc, choose_cut, expected_calibration_error, roc_auc
-from xr.findings import FINDINGS
-from xr.thresholds import Cut, Thresholds
+from xr.evaluate.classification import bootstrap_auc, expected_calibration_error, roc_auc
+from xr.findings import FINDINGS, NIH_PREVALENCE
+from xr.thresholds import Thresholds, choose_all
 from xr.train.engine import seed_everything
 
 MIN_POSITIVES = 5  # fewer training positives than this: the output is not trained, not guessed
@@ -47,8 +53,13 @@ class Example:
     source: str
 
 
-def examples(nih_root: Path, iu_root: Path | None = None) -> list[Example]:
-    out = [Example(n.path, f"nih:{n.patient_id}", tuple(n.labels), "nih") for n in load_nih(nih_root)]
+POLICY_DATA = "policy.safetensors"  # the out-of-fold probabilities and labels the statement policy was chosen on
+
+
+def examples(nih_roots: Path | list[Path], iu_root: Path | None = None) -> list[Example]:
+    """Films of one or more NIH-layout folders (a patient in two folders is one group), then IU's."""
+    roots = nih_roots if isinstance(nih_roots, list) else [nih_roots]
+    out = [Example(n.path, f"nih:{n.patient_id}", tuple(n.labels), "nih") for root in roots for n in load_nih(root)]
     if iu_root is not None and (iu_root / "annotation.json").exists():
         for c in load_iu(iu_root, "train"):
             out += [Example(p, f"iu:{c.id}", c.labels, "iu") for p in c.image_paths if c.labels]
@@ -119,9 +130,17 @@ def per_finding(y: np.ndarray, p: np.ndarray, findings: list[str]) -> dict[str, 
     return rows
 
 
-def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncoder,
+def policy(findings: list[str], y: np.ndarray, p: np.ndarray, chosen_on: str) -> Thresholds:
+    """The statement policy from probabilities no head fit on their films (xr.thresholds.choose_all), its
+    floors held at the films' prevalence and at the whole NIH sheet's."""
+    cis = {f: bootstrap_auc(y[:, j], p[:, j], resamples=200) for j, f in enumerate(findings)}
+    return choose_all(findings, y, p, cis, chosen_on + "; floors held at these films' prevalence and at the whole "
+                      "ChestX-ray14 sheet's", NIH_PREVALENCE)
+
+
+def train(nih_roots: list[Path], iu_root: Path | None, out: Path, encoder: VisionEncoder,
           progress: Callable[[str], None] = print) -> dict:
-    exs = examples(nih_root, iu_root)
+    exs = examples(nih_roots, iu_root)
     feats = encode_files(encoder, [e.path for e in exs], progress=progress)
     x_all = head_inputs(feats)
     held = np.array([is_validation(e.group) for e in exs])
@@ -139,17 +158,22 @@ def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncode
     y_val = label_matrix(val_exs, findings)
     with torch.no_grad():
         p_val = torch.sigmoid(held_out(torch.from_numpy(x_all[held]))).numpy()
-    thresholds = Thresholds({f: Cut(*(round(t, 4) for t in choose_cut(y[:, j], oof[best][:, j])))
-                             for j, f in enumerate(findings) if f != "No Finding"},
-                            f"out-of-fold probabilities of the {len(train_exs)}-film training part (5-fold, "
-                            f"patient-grouped), against its labels")
     held_out.save_pretrained(out / HOLDOUT)
-    thresholds.save(out / HOLDOUT)
-    head = fit(x_all, label_matrix(exs, findings), findings, best)
+    policy(findings, y, oof[best], f"out-of-fold probabilities of the {len(train_exs)}-film training part (5-fold, "
+                                   f"patient-grouped)").save(out / HOLDOUT)
+    p_unseen = np.zeros((len(exs), len(findings)), dtype=np.float32)  # each film's from a head that never saw its patient
+    p_unseen[~held], p_unseen[held] = oof[best], p_val
+    y_all = label_matrix(exs, findings)
+    thresholds = policy(findings, y_all, p_unseen,
+                        f"{len(exs)} films, each with the probability of a head that never saw its patient (5-fold "
+                        f"patient-grouped out-of-fold for the {len(train_exs)}-film training part, the held-out "
+                        f"head's for the {len(val_exs)}-film validation part)")
+    head = fit(x_all, y_all, findings, best)
     head.save_pretrained(out)
     thresholds.save(out)
+    save_file({"labels": y_all.astype(np.uint8), "probabilities": p_unseen}, str(out / POLICY_DATA))
     info = {"trained_on": f"{len(exs)} images ({sum(e.source == 'iu' for e in exs)} IU X-ray train, the rest NIH "
-                          f"ChestX-ray14 sample from {nih_root.name}): weight decay chosen by 5-fold patient-grouped "
+                          f"ChestX-ray14 from {', '.join(r.name for r in nih_roots)}): weight decay chosen by 5-fold patient-grouped "
                           f"cross-validation on the {len(train_exs)}-film training part, validation part "
                           f"({len(val_exs)} films) measured once by a head fit on the training part, then the shipped "
                           f"head refit on all films",
@@ -158,7 +182,7 @@ def train(nih_root: Path, iu_root: Path | None, out: Path, encoder: VisionEncode
             "cv": {"images": len(train_exs), "macro_auc": cv[best], "per_finding": per_finding(y, oof[best], findings)},
             "val": {"images": len(val_exs), "macro_auc": macro_auc(y_val, p_val), "per_finding": per_finding(y_val, p_val, findings)},
             "not_trained": [f for f in FINDINGS if f not in findings],
-            "thresholds": {f: {"hedge": c.hedge, "state": c.state} for f, c in thresholds.cuts.items()}}
+            "policy": {f: asdict(c) for f, c in thresholds.cuts.items()}}
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

@@ -35,6 +35,7 @@ from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
 from xr.draft.dffg import DFFG_DIR, ReportMemory
 from xr.encode.text import TextEmbedder
+from xr.encode.view_head import view_of
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
@@ -57,7 +58,7 @@ def labels_vector(text: str) -> np.ndarray:
 
 def regions_and_views(feats) -> tuple[list[np.ndarray], list[int]]:
     """The generator's visual input of a study: each view's regional grid, and whether it is frontal."""
-    return [f.regions for f in feats], [FRONTAL if f.measurements().looks_frontal else LATERAL for f in feats]
+    return [f.regions for f in feats], [FRONTAL if view_of("unknown", f)[0] == "frontal" else LATERAL for f in feats]
 
 
 def read_edits(path: Path, data_dir: Path) -> list[Case]:
@@ -238,11 +239,11 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
 
 
 def thresholds_for(mode: str, data: Data, retrieval: Thresholds) -> Thresholds:
-    """The oracle's labels are 0 or 1 (0.5 splits them); image mode, as the drafter: the eye's thresholds for
-    the findings it reads, the retrieval prompt's for the others; text mode, the retrieval prompt's."""
+    """The oracle's labels are 0 or 1 (0.5 splits them); image mode, as the drafter: the eye's statement
+    policy, nothing said of what it does not assess; text mode, the retrieval prompt's template."""
     if mode == "oracle":
-        return Thresholds()
-    return retrieval.merged(data.eye.thresholds, data.eye.findings) if mode == "image" else retrieval
+        return Thresholds.uniform(0.5, FINDINGS, "the oracle's labels: 0 or 1")
+    return data.eye.thresholds if mode == "image" else retrieval
 
 
 def as_drafted(ex: Example, thresholds: Thresholds) -> dict[str, Stance]:

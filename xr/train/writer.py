@@ -31,11 +31,12 @@ def prompt_thresholds(data: Data) -> Thresholds:
     cuts = {}
     for j, f in enumerate(FINDINGS):
         if f != "No Finding":
-            hedge, state = choose_cut(data.train_labels[:, j], p[:, j], hedge=False, min_precision=MIN_PRECISION)
-            cuts[f] = Cut(round(hedge, 4), round(state, 4))
+            state = choose_cut(data.train_labels[:, j], p[:, j], min_precision=MIN_PRECISION)
+            cuts[f] = Cut(round(state, 4), round(state, 4), round(state, 4))  # text mode: the template's negatives
     return Thresholds(cuts, f"leave-one-out on the {len(data.train)} IU X-ray train studies: the labels of each "
                             f"study's {data.k} reports retrieved by indication (never its own) against its own labels; "
-                            f"stated only where at least {MIN_PRECISION:.0%} of its statements were right")
+                            f"stated only where at least {MIN_PRECISION:.0%} of its statements were right; text mode, "
+                            f"the template: absent below the statement cut")
 
 
 def train_writer(data: Data, out: Path) -> tuple[Wording, Thresholds]:
