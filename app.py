@@ -31,6 +31,10 @@ from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
 DISCLAIMER = "**Research use only, not a medical device.** Drafts must be read and corrected by a radiologist."
+# The log-in page shows this as HTML (Markdown would show its backticks).
+LOGIN_MESSAGE = ("<b>XR — chest X-ray report drafting</b><br><b>Research use only, not a medical device.</b> Drafts "
+                 "must be read and corrected by a radiologist.<br>Log in with the account your administrator made "
+                 "(<code>python -m xr user add</code>).")
 WORKSPACES = {"reporting": "worklist", "teaching": "teach", "corrections": "correct", "generate": "generate"}  # tab -> right
 CSS = """
 .xr-viewer img { cursor: crosshair; touch-action: none; user-select: none; -webkit-user-drag: none; }
@@ -256,7 +260,7 @@ def launch(demo: gr.Blocks, s: Settings, **kwargs):
     # Gradio's run history keeps inputs and outputs in the browser and serves routes without log-in: off.
     auth = login_checker(lambda name, password: access.login(s, name, password)) if s.auth else None
     result = demo.launch(css=CSS, head=page_head(), run_history=False, auth=auth, prevent_thread_lock=True,
-                         auth_message="Log in with the account your administrator made (`python -m xr user add`).",
+                         auth_message=LOGIN_MESSAGE,
                          app_kwargs=app_kwargs, **{k: v for k, v in kwargs.items() if k != "prevent_thread_lock"})
     app = demo.server_app
     outermost(app, {HostAndOrigin, SameAccount})

@@ -107,6 +107,9 @@ class Draft(Base):
     similar_cases: Mapped[list[Any]] = mapped_column(JSON)
     views: Mapped[list[Any] | None] = mapped_column(JSON)  # per view: view, source, measurements, lung mask (RLE)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # finding -> {"stance": present | possible | absent | not assessed, "cut": the policy's cut behind it}
+    statements: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # how the draft was made
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship(back_populates="drafts")

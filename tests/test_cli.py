@@ -75,6 +75,7 @@ def test_bad_input_exit_2_one_line(tmp_path, content, name, reason):
 def test_export_edits_empty(tmp_path):
     r = run(["export-edits", str(tmp_path / "e.jsonl")], tmp_path / "d")
     assert r.returncode == 0 and (tmp_path / "e.jsonl").read_text() == ""
+    assert "wrote 0 studies" in r.stderr and "0 approved, 0 corrected" in r.stderr  # issue 31: says which kind
 
 
 def test_formats_lists_transfer_syntaxes(tmp_path):

@@ -192,3 +192,12 @@ def test_train_writer_chooses_its_words_and_thresholds_on_train(shared, tmp_path
     assert all(c.hedge == c.state for c in t.cuts.values())  # retrieval's prompt is never hedged
     bad = run(["train-writer", "--data", str(tmp_path)], tmp_path)
     assert bad.returncode == 2 and "no annotation.json" in bad.stderr
+
+
+def test_teaching_scores_a_false_hedge_as_added():
+    """Issue 31: the quiz scored "A small pneumothorax cannot be excluded." on a normal film as finding F1 1.0."""
+    from xr.evaluate.case import case_metrics
+
+    m = case_metrics("The lungs are clear. A small pneumothorax cannot be excluded.", reference_labels=["No Finding"])
+    assert m["added"] == ["Pneumothorax"] and m["finding_f1"] == 0.0
+    assert case_metrics("The lungs are clear.", reference_labels=["No Finding"])["finding_f1"] == 1.0

@@ -55,11 +55,39 @@ def test_draft_is_stored_with_its_evidence(drafted, db_env):
         assert rows(db_env, text("pragma journal_mode")) == [("wal",)]
 
 
-def test_redrafting_same_study_adds_draft_not_study(drafted, tmp_path, db_env, nih_pixels):
+def test_films_of_a_drafted_study_open_it_and_merge_nothing(drafted, tmp_path, db_env, nih_pixels):
+    """Issue 31: the same films uploaded again are the study they already are: said so before anything is
+    merged (no second draft, no new indication); drafting the study again is asked for by its number."""
     ws, first = drafted
-    again = ws.draft([write_dicom(tmp_path / "b.dcm", nih_pixels)], "", RAD)
+    with pytest.raises(store.KnownStudy, match=rf"^these films are study #{first.study_id}, drafted: nothing was changed"):
+        ws.draft([write_dicom(tmp_path / "b.dcm", nih_pixels)], "new indication", RAD)
+    with pytest.raises(store.KnownStudy):
+        ws.add_study([write_dicom(tmp_path / "c.dcm", nih_pixels)], "new indication", RAD)
+    assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 1)
+    assert store.study_view(db_env, first.study_id).indication == "cough"
+    again = ws.draft_stored(first.study_id, RAD)  # "Draft this study again"
     assert again.study_id == first.study_id
     assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 2)
+
+
+def test_signed_stays_signed(drafted, tmp_path, db_env, nih_pixels):
+    """Issue 31: approve, then upload the same film with a new indication: the study opens as it was
+    signed (its indication, its signed text, no new machine draft), and its export is unchanged."""
+    ws, first = drafted
+    sid = first.study_id
+    store.approve(db_env, sid, "FINDINGS: Signed text.\n\nIMPRESSION: Signed.", RAD)
+    before = (store.export_report(db_env, sid, "text", tmp_path / "a", RAD).read_text(), count(db_env, "drafts"))
+    with pytest.raises(store.KnownStudy, match=rf"^these films are study #{sid}, signed \d{{4}}-\d\d-\d\d \d\d:\d\d UTC"):
+        ws.draft([write_dicom(tmp_path / "b.dcm", nih_pixels)], "a new indication", RAD)
+    with pytest.raises(store.StoreError, match="is signed: amend"):
+        ws.draft_stored(sid, RAD)
+    view = store.study_view(db_env, sid)
+    assert view.indication == "cough" and view.text.startswith("FINDINGS: Signed text.")
+    after = store.export_report(db_env, sid, "text", tmp_path / "b", RAD).read_text()
+    assert (after, count(db_env, "drafts")) == before
+    # a race past the workstation's check: the store refuses to put a draft under a signature too
+    with pytest.raises(store.KnownStudy):
+        store.record_study(db_env, first.study, "another", RAD, first.draft, again=True)
 
 
 def test_edit_approve_export(drafted, db_env, tmp_path):
@@ -246,7 +274,8 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     assert [r["status"] for r in rows] == ["pending", "drafted"] and rows[1]["views"] == "frontal"
     assert [r["id"] for r in store.worklist(db_env, "pending")] == [pending]
     assert [r["id"] for r in store.worklist(db_env, search="TRAUMA")] == [pending]  # indication, any case
-    assert [r["id"] for r in store.worklist(db_env, search="mediastinum")] == [first.study_id]  # the draft's text
+    store.save_revision(db_env, first.study_id, "FINDINGS: The mediastinum is unremarkable.", RAD)
+    assert [r["id"] for r in store.worklist(db_env, search="mediastinum")] == [first.study_id]  # the report's text
     assert [r["id"] for r in store.worklist(db_env, search=f"#{pending}")] == [pending]
     with pytest.raises(StoreError, match="unknown status 'done'"):
         store.worklist(db_env, "done")
@@ -256,7 +285,7 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     assert redrafted.study_id == pending and store.study_view(db_env, pending).status == "drafted"
     v = store.study_view(db_env, first.study_id)
     assert v.draft.views[0]["lung_mask"]["size"] == [256, 256]  # overlays survive a reopen
-    assert v.text == first.draft.report and v.approval is None
+    assert v.text == "FINDINGS: The mediastinum is unremarkable." and v.approval is None
 
 
 def test_corrections_queue_tags_and_export(drafted, db_env, tmp_path, nih_pixels):
@@ -357,11 +386,11 @@ def test_png_views_are_stored_as_the_drafter_decided(tmp_path, db_env, shared, w
     decided = [v.view for v in r.draft.views]
     assert decided == ["frontal", "lateral"] and {v.view_source for v in r.draft.views} == {"image"}
     assert store.worklist(db_env)[0]["views"] == "frontal + lateral"
-    ws.approve(r.study_id, r.draft.report, RAD)
+    again = ws.draft_stored(r.study_id, RAD)  # a redraft reads the views again (a signed study is not redrafted)
+    assert [(v.view, v.view_source) for v in again.draft.views] == [("frontal", "image"), ("lateral", "image")]
+    ws.approve(r.study_id, "FINDINGS: Patchy opacities.\n\nIMPRESSION: Pneumonia.", RAD)
     out = store.export_report(db_env, r.study_id, "text", tmp_path, RAD)
     assert "Views: frontal, lateral" in out.read_text()
     store.export_edits(db_env, tmp_path / "edits.jsonl")
     (line,) = [json.loads(x) for x in (tmp_path / "edits.jsonl").read_text().splitlines()]
     assert [i["view"] for i in line["images"]] == decided
-    again = ws.draft_stored(r.study_id, RAD)
-    assert [(v.view, v.view_source) for v in again.draft.views] == [("frontal", "image"), ("lateral", "image")]

@@ -39,6 +39,16 @@ class StoreError(UserError):
     """A refused action on stored studies."""
 
 
+class KnownStudy(StoreError):
+    """These films are already a study that has a draft or a signature: it is opened, never merged into.
+    `message` says so in one line ("these films are study #3, signed 2026-12-06 12:04 UTC: nothing was changed")."""
+
+    def __init__(self, study_id: int, status: str, signed_at: str | None) -> None:
+        self.study_id, self.status, self.signed_at = study_id, status, signed_at
+        what = f"signed {signed_at.replace('T', ' ')} UTC" if signed_at else status
+        super().__init__(f"these films are study #{study_id}, {what}: nothing was changed")
+
+
 class StudyStatus(StrEnum):
     """Where a study is on the worklist. Stored as its string value (studies.status): no schema change."""
     PENDING = "pending"  # on the worklist, not drafted yet
@@ -119,11 +129,24 @@ def _write_png(s: Settings, content_hash: str, pixels) -> tuple[str, bool]:
     return rel, True
 
 
+def known_study(s: Settings, key: str) -> KnownStudy | None:
+    """The stored study of these films, if it has a draft or a signature (a pending one is not: drafting
+    it is what it waits for)."""
+    with transaction(s.database_url, read_only=True) as session:
+        study = session.scalar(select(Study).where(Study.key == key))
+        if study is None or study.status == StudyStatus.PENDING:
+            return None
+        signed = study.approvals[-1].approved_at.isoformat(timespec="minutes") if study.approvals else None
+        return KnownStudy(study.id, study.status, signed)
+
+
 def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Actor,
-                 result: DraftResult | None = None) -> int:
+                 result: DraftResult | None = None, again: bool = False) -> int:
     """Study, its images, the drafting result if there is one, stored as a Draft row (else the study waits
     on the worklist as pending) and the audit events: all or nothing. Returns the study id. A synthetic
-    film (xr.generate) is refused: it must never pass for a patient's image or join the similar cases."""
+    film (xr.generate) is refused: it must never pass for a patient's image or join the similar cases.
+    Films that are already a drafted or signed study raise KnownStudy and change nothing, unless `again`
+    (the study drafted again on purpose), and a signed study takes no new draft in any case."""
     if any(im.synthetic for im in study.images):
         raise StoreError("a synthetic film (marked so by the generator) cannot be stored as a patient's study")
     created: list[Path] = []
@@ -139,6 +162,9 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             new = insert_new(session, Study, "key", key=study.key, indication=indication)
             row = session.scalar(select(Study).where(Study.key == study.key).with_for_update())
             assert row is not None  # inserted above, or already there
+            if not new and (row.approvals or (row.status != StudyStatus.PENDING and not again)):
+                raise KnownStudy(row.id, row.status,
+                                 row.approvals[-1].approved_at.isoformat(timespec="minutes") if row.approvals else None)
             if new:
                 audit(session, user, "ingest", row, images=len(study.images))
             known = {i.content_hash: i for i in row.images}
@@ -159,7 +185,8 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                 session.add(Draft(study_id=row.id, model=result.model, model_version=result.model_version,
                                   indication=indication, text=result.report, findings=result.findings,
                                   fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
-                                  views=d["views"], timings=result.timings, created_by=user.id))
+                                  views=d["views"], timings=result.timings, statements=result.statements,
+                                  notes=result.notes, created_by=user.id))
                 if row.status == StudyStatus.PENDING:
                     row.status = StudyStatus.DRAFTED
                 audit(session, user, "draft", row, model=result.model, version=result.model_version)
@@ -521,6 +548,8 @@ class StudyDraft:
     fusion_weights: dict[str, Any]  # view index -> gate grid
     views: list[dict[str, Any]]  # per view: view, view source, content hash, measurements, lung mask (RLE)
     similar_cases: list[dict[str, Any]]
+    statements: dict[str, dict[str, str]]  # finding -> stance and the cut behind it (empty before revision 0008)
+    notes: list[str]  # how the draft was made
 
 
 @dataclass(frozen=True)
@@ -568,7 +597,8 @@ def study_view(s: Settings, study_id: int) -> StudyView:
             draft=None if draft is None else StudyDraft(
                 id=draft.id, text=draft.text, model=draft.model, model_version=draft.model_version,
                 findings=dict(draft.findings or {}), fusion_weights=dict(draft.fusion_weights or {}),
-                views=list(draft.views or []), similar_cases=list(draft.similar_cases or [])),
+                views=list(draft.views or []), similar_cases=list(draft.similar_cases or []),
+                statements=dict(draft.statements or {}), notes=list(draft.notes or [])),
             text=revs[-1].text if revs else (draft.text if draft else ""),
             approval=None if approval is None else StudyApproval(
                 id=approval.id, by=approval.user.name, at=approval.approved_at.isoformat(timespec="minutes"),

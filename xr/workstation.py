@@ -143,10 +143,16 @@ class Workstation:
         read = {v.get("content_hash") for v in (view.draft.views if view.draft else []) if v.get("view_source") == "image"}
         images = [IngestedImage(pixels=read_pixels(im.path, self.settings), source_format="png",
                                 view="unknown" if im.content_hash in read else im.view) for im in view.images]
-        return self._draft(IngestedStudy(key=view.key, images=images), view.indication, actor, progress, t0)
+        if view.approval is not None:
+            raise store.StoreError(f"study #{study_id} is signed: amend its report instead of drafting it again")
+        return self._draft(IngestedStudy(key=view.key, images=images), view.indication, actor, progress, t0, again=True)
 
     def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float,
-               exclude: frozenset[str] = frozenset()) -> Drafted:
+               exclude: frozenset[str] = frozenset(), again: bool = False) -> Drafted:
+        if actor is not None and not again:  # films already drafted or signed: opened, never drafted over
+            known = store.known_study(self.settings, study.key)
+            if known is not None:
+                raise known
         self.index.sync(self.settings)  # approvals made since the last draft, here or in another process
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
@@ -156,7 +162,7 @@ class Workstation:
         if actor is not None:
             progress(0.9, "Saving")
             t2 = time.perf_counter()
-            study_id = store.record_study(self.settings, study, indication.strip(), actor, draft)
+            study_id = store.record_study(self.settings, study, indication.strip(), actor, draft, again=again)
             draft.timings["store_ms"] = (time.perf_counter() - t2) * 1e3
         draft.timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         draft.timings = {k: round(v, 1) if isinstance(v, float) else v for k, v in draft.timings.items()}
@@ -164,7 +170,8 @@ class Workstation:
         return Drafted(study_id, study, draft)
 
     def add_study(self, paths: Sequence[str | Path], indication: str, actor: store.Actor) -> int:
-        """Put a study on the worklist as pending, to be drafted when someone opens it."""
+        """Put a study on the worklist as pending, to be drafted when someone opens it (KnownStudy where
+        these films are already a drafted or signed study)."""
         return store.record_study(self.settings, load_study(paths, self.settings), indication.strip(), actor)
 
     def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER, seen: str | None = None) -> int:

@@ -56,6 +56,8 @@ def live_app(tmp_path_factory, workstation_factory, nih_pixels):
     from app import build_app, launch
     from xr import access, store
     from xr.config import settings
+    from xr.findings import FINDINGS
+    from xr.thresholds import Thresholds
 
     tmp = tmp_path_factory.mktemp("browser-app")
     with pytest.MonkeyPatch.context() as mp:
@@ -68,6 +70,11 @@ def live_app(tmp_path_factory, workstation_factory, nih_pixels):
         for role, (name, password) in USERS.items():
             access.add_user(s, name, role, password)
         ws = workstation_factory(s)
+        # The browser tests drive the screens, not the eye's judgement (tests/test_policy.py): with the shipped
+        # policy most films are drafted empty, and there would be no sentence to tick or correct. A policy the
+        # test makes (every finding assessed, present from 0.5, absent below) gives drafts text to work on.
+        mp.setattr(ws.drafter.eye, "thresholds",
+                   Thresholds.uniform(0.5, FINDINGS, "browser tests: every finding assessed, present from 0.5"))
         # A drafted study for the annotators' queue (the radiologist's own study gets approved).
         queued = write_dicom(tmp / "queued.dcm", nih_pixels, view="PA", study_uid=ANNOTATOR_STUDY_UID)
         ws.draft([queued], "fever", store.Actor(USERS["radiologist"][0], "radiologist"))

@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.browser.conftest import DRAFT_WAIT, USERS, WAIT
 from tests.conftest import SHARED
+from xr.report import join_sections
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-test.txt)")
 from playwright.sync_api import Page, expect  # noqa: E402
@@ -45,7 +46,7 @@ def test_what_is_signed_is_what_was_on_screen(open_page, live_app):
     """16.1: a sentence deleted by typing is unticked and stays out when other sentences are clicked; the
     approval holds exactly the editor's text. 16.3: the consumed upload leaves the box, and the next
     study's files draft without a stale-upload error. 16.8: a signed report is read-only until *Amend*."""
-    from xr.report import draft_sentences, join_sections
+    from xr.report import draft_sentences
 
     _, s, _, dicom = live_app
     page = open_page("radiologist")
@@ -224,3 +225,100 @@ def test_the_editor_says_what_the_text_states_and_marks_hedges(open_page, live_a
     expect(says).to_contain_text("Hedged, check it: A small pleural effusion cannot be excluded.")
     findings.fill("Mild cardiomegaly. No pneumothorax.")
     expect(says).not_to_contain_text("Hedged")
+
+
+def _study_number(page: Page) -> int:
+    return int(re.search(r"Study #(\d+)", page.locator("#study-header").inner_text())[1])
+
+
+def test_one_study_per_screen_and_signed_stays_signed(open_page, live_app):
+    """Issue 31: after *Add to worklist*, a draft, a sign-off, an export and a study switch, every part of
+    the screen (header, films, panel, report, export link) is the study the header names; films that are
+    already a signed study open it with a notice and change neither its indication nor its text."""
+    from xr import store
+    from xr.findings import FINDINGS
+
+    _, s, _, _ = live_app
+    page = open_page("radiologist")
+    header, findings = page.locator("#study-header"), page.get_by_label("Findings", exact=True)
+    panes = page.locator(".xr-viewer img").filter(visible=True)
+    export_link = page.locator("a[download^='report-']").filter(visible=True)
+    page.locator("#worklist").get_by_text("fever", exact=True).filter(visible=True).first.click()
+    expect(header).to_contain_text(re.compile(r"Study #\d+ · drafted"))
+    fever = _study_number(page)
+    expect(panes).to_have_count(1)
+
+    # Add to worklist: the new study is opened, its two films, no draft, no panel
+    page.locator("#study-files input[type=file]").set_input_files([str(VIEWS / "p0089_00.png"), str(VIEWS / "p0089_01.png")])
+    expect(page.locator("#study-files")).to_contain_text("p0089_01")
+    page.get_by_role("button", name="Add to worklist").click()
+    expect(header).to_contain_text("is on the worklist, not drafted yet")
+    pending = _study_number(page)
+    assert pending != fever
+    expect(header).to_contain_text(f"Study #{pending} · pending")
+    expect(panes).to_have_count(2)
+    expect(findings).to_have_value("")
+    expect(page.locator("#finding-panel")).to_contain_text("No draft yet")
+
+    # Draft another study: the panel lists every finding with what the draft says of it; the technical
+    # paragraph is in a closed "How this draft was made", not over the report
+    draft(page, VIEWS / "p0093_00.png", VIEWS / "p0093_01.png")
+    drafted = _study_number(page)
+    panel = page.locator("#finding-panel")
+    for f in FINDINGS[1:]:
+        expect(panel).to_contain_text(f)
+    expect(panel).to_contain_text(re.compile("absent|present|possible|not assessed"))
+    expect(header).not_to_contain_text("DFFG draft")
+    expect(page.locator("#draft-notes")).to_be_hidden()
+    page.get_by_text("How this draft was made").click()
+    expect(page.locator("#draft-notes")).to_contain_text("DFFG draft")
+
+    # Sign it and export it; switching study takes the export link away
+    signed_text = join_sections(findings.input_value(), page.get_by_label("Impression", exact=True).input_value())
+    page.get_by_label("I have reviewed the images and this report, and sign it off").check()
+    page.locator("#signoff-password input").fill(USERS["radiologist"][1])
+    page.get_by_role("button", name=re.compile("Approve and sign")).click()
+    expect(page.get_by_text("Approved (approval #")).to_be_visible(timeout=DRAFT_WAIT)
+    expect(header).to_contain_text(f"Study #{drafted} · approved")
+    expect(header).to_contain_text("Signed off by dr.house")
+    page.get_by_label("Plain text").check()
+    page.get_by_role("button", name="Export").click()
+    expect(export_link).to_have_attribute("download", re.compile(rf"^report-{drafted}-\d+\.txt$"))
+    page.locator("#worklist").get_by_text("fever", exact=True).filter(visible=True).first.click()
+    expect(header).to_contain_text(f"Study #{fever} · drafted")
+    expect(export_link).to_have_count(0)
+    expect(panes).to_have_count(1)
+
+    # The signed study's films again, with a new indication: it opens as signed, nothing changed
+    page.locator("#study-files input[type=file]").set_input_files([str(VIEWS / "p0093_00.png"), str(VIEWS / "p0093_01.png")])
+    expect(page.locator("#study-files")).to_contain_text("p0093_01")
+    page.get_by_placeholder("e.g. cough, fever").fill("a new indication")
+    page.get_by_role("button", name="Draft report").click()
+    expect(header).to_contain_text(f"These films are study #{drafted}, signed", timeout=DRAFT_WAIT)
+    expect(header).to_contain_text(f"Study #{drafted} · approved")
+    expect(header).not_to_contain_text("a new indication")
+    expect(findings).not_to_be_editable()
+    assert join_sections(findings.input_value(), page.get_by_label("Impression", exact=True).input_value()) == signed_text
+    view = store.study_view(s, drafted)
+    assert view.indication != "a new indication" and view.text == signed_text
+    assert [h.event for h in store.history(s, drafted)].count("draft") == 1
+
+
+@pytest.mark.parametrize("width, height", [(1600, 1000), (1920, 1080)])
+def test_film_and_draft_side_by_side(open_page, live_app, screenshots, width, height):
+    """Issue 31: at reading-room sizes the films hang on the left at the screen's height and the report
+    editor, sign-off and finding panel stand beside them, all in view without scrolling."""
+    page = open_page("radiologist")
+    page.set_viewport_size({"width": width, "height": height})
+    page.locator("#worklist").get_by_text("fever", exact=True).filter(visible=True).first.click()
+    expect(page.locator("#study-header")).to_contain_text("drafted")
+    film = page.locator(".xr-viewer img").filter(visible=True).first.bounding_box()
+    editor = page.get_by_label("Findings", exact=True).bounding_box()
+    approve = page.get_by_role("button", name=re.compile("Approve and sign")).bounding_box()
+    panel = page.locator("#finding-panel").bounding_box()
+    assert editor["x"] >= film["x"] + film["width"] - 1, (film, editor)  # beside, not below
+    assert film["y"] < height and film["height"] > height / 2, film
+    for box in (editor, approve):
+        assert box["y"] + box["height"] <= height, (box, height)
+    assert panel["y"] < height and panel["x"] >= film["x"] + film["width"] - 1, panel  # the panel starts in view
+    page.screenshot(path=str(screenshots / f"reading-{width}x{height}.png"))

@@ -30,6 +30,10 @@ def test_login_page_refuses_a_wrong_password(open_page, screenshots):
     page = open_page()
     expect(page.get_by_role("button", name="Login")).to_be_visible()
     expect(page.get_by_text("Log in with the account your administrator made")).to_be_visible()
+    # issue 31: the product's name and the research-use line, and no Markdown shown as typed
+    expect(page.get_by_text("XR — chest X-ray report drafting")).to_be_visible()
+    expect(page.get_by_text("Research use only, not a medical device.")).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("`")
     page.screenshot(path=str(screenshots / "login.png"), full_page=True)
     log_in(page, "dr.house", "not-the-password")
     expect(page.get_by_text("Incorrect Credentials")).to_be_visible()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -10,8 +12,11 @@ def cmd_export_edits(args: argparse.Namespace) -> int:
     from xr import store
     from xr.config import settings
 
-    n = store.export_edits(settings(), Path(args.out), include_burned_in=args.include_burned_in)
-    print(f"wrote {n} approved studies to {args.out}", file=sys.stderr)
+    store.export_edits(settings(), Path(args.out), include_burned_in=args.include_burned_in)
+    lines = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
+    kinds = Counter(line["source"] for line in lines)  # an approval, or an annotator's correction
+    print(f"wrote {len(lines)} studies to {args.out}: {kinds['approval']} approved, {kinds['correction']} corrected",
+          file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ import io
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.rouge.rouge import Rouge
 
-from xr.evaluate.labeler import label_report, positives
+from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report, positives
 from xr.normalize import normalize
 
 
@@ -24,7 +24,8 @@ def case_metrics(draft: str, reference: str = "", reference_labels: list[str] | 
         out["BLEU-4"] = float(bleu[3])
         out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     truth = set(reference_labels if reference_labels is not None else positives(label_report(reference)))
-    said = set(positives(label_report(draft)))
+    # a hedge ("cannot be excluded") is a claim the reader must act on: a false one counts as added
+    said = {f for f, v in label_report(draft).items() if v in (POSITIVE, UNCERTAIN)}
     truth.discard("No Finding")
     said.discard("No Finding")
     tp = len(truth & said)

@@ -44,7 +44,11 @@ class ApprovedReport:
         return compose_report(self.findings, self.impression)
 
 
+def signer_name(account: str, s: Settings) -> str:
+    """Who signed, as exports and the screen name them: the account name, or in single-user mode the
+    configured name of the person at the machine (XR_LOCAL_USER), never the placeholder account 'local'."""
+    return s.local_user if account == LOCAL_USER_NAME else account
+
+
 def signer(r: ApprovedReport, s: Settings) -> str:
-    """Who signed, as exports name them: the account name, or in single-user mode the configured name of
-    the person at the machine (XR_LOCAL_USER), never the placeholder account 'local'."""
-    return s.local_user if r.approved_by == LOCAL_USER_NAME else r.approved_by
+    return signer_name(r.approved_by, s)

@@ -74,7 +74,7 @@ def _section(heading: tuple[str, str, str], concept: tuple[str, str, str], text:
     return section
 
 
-def _uids(study_key: str, approval_id: int) -> tuple[str, str]:
+def _uids(study_key: str, approval_id: int) -> tuple[UID, UID]:
     """(series, instance) UIDs of one approval's SR: derived, so an amendment can name its predecessor's."""
     return (generate_uid(entropy_srcs=["xr-sr-series", study_key, str(approval_id)]),
             generate_uid(entropy_srcs=["xr-sr-instance", study_key, str(approval_id)]))

@@ -16,6 +16,7 @@ from PIL import Image
 from xr import access, store
 from xr.decode.wording import sentence_labels
 from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
+from xr.export.approved import signer_name
 from xr.refine.refiner import REFINE_BY_DEFAULT
 from xr.report import (
     diff_text,
@@ -28,6 +29,7 @@ from xr.report import (
     toggle_choice,
 )
 from xr.ui.common import INGEST, PRIVATE, refusing, username
+from xr.ui.panel import panel_markdown
 from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -61,9 +63,10 @@ def text_says(findings: str, impression: str) -> str:
     return "\n\n".join(lines)
 
 
-def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") -> tuple:
-    """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`. A signed
-    report is shown read-only until *Amend* is pressed."""
+def open_study(ws: Workstation, viewer: Viewer, study_id: int, notice: str = "") -> tuple:
+    """Everything the workspace shows of one study, in the order of `Reporting.study_outputs`: every part of
+    the screen (header, films, panel, report, export, refined text) is this study's. A signed report is shown
+    read-only until *Amend* is pressed. `notice`: one line of what just happened, under the header."""
     v = store.study_view(ws.settings, study_id)
     d = v.draft
     findings, impression = split_sections(v.text)
@@ -75,10 +78,10 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
         header += f"\nDrafted by {d.model} {d.model_version}."
     if v.approval:
         a = v.approval
-        header += (f" Signed off by **{literal_markdown(a.by)}** at {a.at} UTC"
+        header += (f" Signed off by **{literal_markdown(signer_name(a.by, ws.settings))}** at {a.at.replace('T', ' ')} UTC"
                    f"{' (amended)' if a.amendment else ''}; press *Amend* to change it.")
-    if notes:
-        header += " " + notes
+    if notice:
+        header += "\n\n" + literal_markdown(notice)
     similar = [(Image.open(ws.index.library.directory / c["thumb"]),
                 f"{c['case_id']} · {c['similarity']:.2f} · {c['report'][:160]}")
                for c in (d.similar_cases if d else []) if c.get("thumb")]
@@ -88,13 +91,15 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notes: str = "") 
                            f"{literal_markdown(c['report'])}"
                            for c in (d.similar_cases if d else []))
     editable = v.approval is None
+    notes = "\n".join(f"- {literal_markdown(n)}" for n in (d.notes if d else [])) or "*No notes were kept with this draft.*"
     return (study_id, d.text if d else "", v.text, header, *viewer.show(stored_views(v)),
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
-            text_says(findings, impression), d.findings if d else {}, similar, similar_md, history_rows(ws, study_id),
+            text_says(findings, impression), panel_markdown(d.findings, d.statements) if d else panel_markdown({}, None),
+            similar, similar_md, history_rows(ws, study_id),
             diff_text(d.text, join_sections(findings, impression)) if d else "",
             gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
-            gr.update(interactive=editable), gr.update(visible=False))
+            gr.update(interactive=editable), gr.update(visible=False), notes, None, "", "", "")
 
 
 class Reporting:
@@ -103,8 +108,10 @@ class Reporting:
         with gr.Tab("Reporting", id="reporting", visible=False) as self.tab:
             self.study_id, self.draft_text, self.just_drafted = gr.State(None), gr.State(""), gr.State(None)
             self.seen = gr.State("")  # the stored text as this page last read or wrote it: saves and sign-offs are bound to it
+            # As reading stations hang them: the films at the screen's height in the middle, the draft (report
+            # editor, sign-off, finding panel) beside them on the right, new studies and the worklist on the left.
             with gr.Row(elem_classes="xr-reporting"):
-                with gr.Column(scale=1, min_width=320):
+                with gr.Column(scale=2, min_width=250):
                     gr.Markdown("### New study")
                     self.files = gr.File(label="PNG, JPEG or DICOM images, or a zip", file_count="multiple",
                                          elem_id="study-files", height=110)
@@ -124,44 +131,48 @@ class Reporting:
                     self.table = gr.Dataframe(headers=WORKLIST_COLUMNS, interactive=False, max_height=320,
                                               label="Click a study to open it (N / P: next / previous)",
                                               elem_id="worklist")
-                    self.findings = gr.Label(label="Finding probabilities", num_top_classes=8, show_heading=False,
-                                             elem_id="finding-probabilities")
                     self.next_btn = gr.Button("next study", elem_classes=["xr-hidden", "xr-next-study"])
                     self.prev_btn = gr.Button("previous study", elem_classes=["xr-hidden", "xr-prev-study"])
-                with gr.Column(scale=3):
+                with gr.Column(scale=5):
+                    self.viewer = Viewer()
+                with gr.Column(scale=4, min_width=440, elem_id="draft-column"):
                     with gr.Row():
-                        self.header = gr.Markdown("### No study open\nPick one from the worklist or upload a new one.")
+                        self.header = gr.Markdown("### No study open\nPick one from the worklist or upload a new one.",
+                                                  elem_id="study-header")
                         self.redraft_btn = gr.Button("Draft this study again", size="sm", scale=0, min_width=180)
                     with gr.Row(visible=False, elem_id="redraft-confirm") as self.confirm_row:
                         gr.Markdown("**This study has edits.** A new draft replaces the text in the editor; your "
                                     "edited text is kept in the study's history.")
                         self.confirm_btn = gr.Button("Replace my edits with a new draft", variant="stop", size="sm")
                         self.keep_btn = gr.Button("Keep my edits", size="sm")
-                    self.viewer = Viewer()
-            with gr.Row():
-                with gr.Column():
                     self.findings_box = gr.Textbox(label="Findings", lines=6, interactive=True)
-                    self.impression_box = gr.Textbox(label="Impression", lines=3, interactive=True)
-                    self.sentences = gr.CheckboxGroup([], label="Draft sentences (untick to take one out of the report, "
-                                                                "tick to put it back)", elem_id="draft-sentences")
-                    self.says = gr.Markdown(elem_id="text-says")
+                    self.impression_box = gr.Textbox(label="Impression", lines=2, interactive=True)
                     self.signoff = gr.Checkbox(label="I have reviewed the images and this report, and sign it off",
                                                value=False)
                     # with log-in on, signing asks for the password again: a session left open is not a signature
                     self.password = gr.Textbox(label="Your password, to sign", type="password", visible=ws.settings.auth,
                                                elem_id="signoff-password", max_lines=1)
                     with gr.Row():
-                        self.save_btn = gr.Button("Save draft")
-                        self.amend_btn = gr.Button("Amend the signed report", visible=False)
+                        self.save_btn = gr.Button("Save draft", size="sm")
+                        self.amend_btn = gr.Button("Amend the signed report", visible=False, size="sm")
                         self.approve_btn = gr.Button("Approve and sign (Ctrl+Enter)", variant="primary",
-                                                     elem_id="approve-btn")
+                                                     elem_id="approve-btn", size="sm")
                     self.status = gr.Markdown(elem_id="reporting-status")
+                    self.findings = gr.Markdown(elem_id="finding-panel", elem_classes="xr-panel",
+                                                value="*No draft yet: the findings appear here once the study is drafted.*")
+                    self.says = gr.Markdown(elem_id="text-says")
+            with gr.Row():
                 with gr.Column():
-                    self.diff = gr.Code(label="Changes against the draft", language=None, lines=10)
+                    self.sentences = gr.CheckboxGroup([], label="Draft sentences (untick to take one out of the report, "
+                                                                "tick to put it back)", elem_id="draft-sentences")
+                with gr.Column():
+                    self.diff = gr.Code(label="Changes against the draft", language=None, lines=6)
                     with gr.Row():
                         self.export_fmt = gr.Radio(list(EXPORTS), value="DICOM SR", label="Export the approved report")
                         self.export_btn = gr.Button("Export", size="sm")
-                    self.export_file = gr.File(label="Exported report", interactive=False)
+                    self.export_file = gr.File(label="Exported report", interactive=False, elem_id="export-file")
+            with gr.Accordion("How this draft was made", open=False):
+                self.notes = gr.Markdown(elem_id="draft-notes")
             with gr.Accordion("Refined by the small LLM", open=False) as self.refined_box:
                 with gr.Row():
                     self.refined = gr.Textbox(label="Refined text", lines=8, interactive=False)
@@ -181,7 +192,8 @@ class Reporting:
     def study_outputs(self) -> list:
         return [self.study_id, self.draft_text, self.seen, self.header, *self.viewer.outputs, self.findings_box,
                 self.impression_box, self.sentences, self.says, self.findings, self.similar, self.similar_text, self.history,
-                self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row]
+                self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row, self.notes,
+                self.export_file, self.refined, self.refined_diff, self.refined_flags]
 
     def _wire(self) -> None:
         ws = self.ws
@@ -228,10 +240,14 @@ class Reporting:
         def ui_draft(files, indication, request: gr.Request, progress=gr.Progress()):
             with uploaded(files) as paths:  # deleted even when the caller may not draft
                 actor = ws.actor(username(request), "draft")
-                r = ws.draft(paths, indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
+                try:
+                    r = ws.draft(paths, indication or "", actor, progress=lambda f, desc: progress(f, desc=desc))
+                except store.KnownStudy as known:  # these films are a study already: open it, change nothing
+                    return (*open_study(ws, self.viewer, known.study_id, str(known).capitalize() + "."), None, None)
             assert r.study_id is not None  # drafted with an actor: stored
-            return (*open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms. "
-                                + " ".join(r.draft.notes)), r.study_id, None)
+            said = "" if (r.draft.findings_text or r.draft.impression) else " " + r.draft.notes[0]  # why it is empty
+            return (*open_study(ws, self.viewer, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms.{said}"),
+                    r.study_id, None)
 
         @refusing()
         def redraft(study_id, findings, impression, request: gr.Request, progress=gr.Progress()):
@@ -242,7 +258,7 @@ class Reporting:
             v = store.study_view(ws.settings, int(study_id))
             on_screen = join_sections(findings, impression)
             if v.draft and (v.text != v.draft.text or on_screen.strip() != v.draft.text.strip()):
-                return *skip_study[:-1], gr.update(visible=True)
+                return tuple(gr.update(visible=True) if o is self.confirm_row else gr.skip() for o in outputs)
             return drafted_again(int(study_id), actor, progress)
 
         @refusing()
@@ -264,22 +280,35 @@ class Reporting:
         def keep_edits():
             return gr.update(visible=False)
 
-        @refusing(lambda: (gr.skip(), gr.skip(), None))
+        @refusing(lambda: (*skip_study, gr.skip(), None))
         def add(files, indication, status, search, request: gr.Request):
+            """The study goes on the worklist and is opened, so the whole screen is the study the header names."""
             with uploaded(files) as paths:
                 actor = ws.actor(username(request), "draft")
-                sid = ws.add_study(paths, indication or "", actor)
-            return f"Study #{sid} is on the worklist.", worklist_rows(ws, status, search), None
+                try:
+                    sid = ws.add_study(paths, indication or "", actor)
+                    notice = f"Study #{sid} is on the worklist, not drafted yet."
+                except store.KnownStudy as known:
+                    sid, notice = known.study_id, str(known).capitalize() + "."
+            return (*open_study(ws, self.viewer, sid, notice), worklist_rows(ws, status, search), None)
+
+        def refining(study_id, enabled):
+            """Said at once: the refined text takes half a minute on a CPU, and arrives below."""
+            if not (enabled and study_id):
+                return gr.skip()
+            return ("", "", f"*Refining the draft of study #{study_id} with the small LLM (about 30-50 s on a CPU)…*",
+                    gr.update(open=True))
 
         @refusing()
-        def ui_refine(study_id, enabled, request: gr.Request):
+        def ui_refine(study_id, enabled, shown, request: gr.Request):
             ws.actor(username(request), "refine")  # first, like every handler: a refusal whatever the inputs
-            if not (enabled and study_id):
+            if not (enabled and study_id) or shown != study_id:  # another study is open now: not shown over it
                 return gr.skip()
             r = ws.refine(int(study_id)).to_json()
             flags = "\n".join(f"- ⚠ {f}" for f in r["flags"]) or "No contradiction with the finding probabilities."
             return (r["text"], r["diff"] or "(no change)",
-                    f"**Checks** ({r['model']}, {r['timings']['refine_ms']:.0f} ms):\n{flags}", gr.update(open=True))
+                    f"**Checks of the refined draft of study #{study_id}** ({r['model']}, "
+                    f"{r['timings']['refine_ms']:.0f} ms):\n{flags}", gr.update(open=True))
 
         @refusing()
         def save(study_id, findings, impression, seen, request: gr.Request):
@@ -335,14 +364,16 @@ class Reporting:
         self.prev_btn.click(stepper(-1), [*filters, self.study_id], outputs, **PRIVATE)
         refine_out = [self.refined, self.refined_diff, self.refined_flags, self.refined_box]
         self.draft_btn.click(ui_draft, [self.files, self.indication], [*outputs, self.just_drafted, self.files],
-                             **PRIVATE, **INGEST).then(ui_refine, [self.just_drafted, self.refine_cb], refine_out,
-                                             **PRIVATE).then(load, filters, self.table, **PRIVATE)
+                             **PRIVATE, **INGEST).then(
+            refining, [self.just_drafted, self.refine_cb], refine_out, **PRIVATE).then(
+            load, filters, self.table, **PRIVATE).then(
+            ui_refine, [self.just_drafted, self.refine_cb, self.study_id], refine_out, **PRIVATE)
         self.redraft_btn.click(redraft, [self.study_id, *text], outputs, **PRIVATE).then(
             load, filters, self.table, **PRIVATE)
         self.confirm_btn.click(confirm_redraft, [self.study_id, *text], outputs, **PRIVATE).then(
             load, filters, self.table, **PRIVATE)
         self.keep_btn.click(keep_edits, None, self.confirm_row, **PRIVATE)
-        self.add_btn.click(add, [self.files, self.indication, *filters], [self.header, self.table, self.files],
+        self.add_btn.click(add, [self.files, self.indication, *filters], [*outputs, self.table, self.files],
                            **PRIVATE, **INGEST)
         self.use_refined_btn.click(use_refined, [self.refined, *text], text, **PRIVATE)
         self.sentences.select(choose, [*text, self.draft_text], [*text, self.sentences], **PRIVATE)

@@ -135,7 +135,8 @@ class Teaching:
             case = self._case(ids[evt.index])
             progress(0.2, desc="Drafting the case (first time only)")
             views, draft = self._draft(case)
-            header = f"### {case.id}" + ("" if quiz else f" · {', '.join(case.labels) or 'no finding'}")
+            # in quiz mode the case's id would name its source (and, for a library film, its labels' dataset)
+            header = "### Quiz case" if quiz else f"### {case.id} · {', '.join(case.labels) or 'no finding'}"
             hidden: tuple[str, str, list[list[str]]] = ("*Quiz mode: read the images, then reveal.*", "", [])
             return (case.id, header, *self.viewer.show(views, "none"), "",
                     *(hidden if quiz else self._answer(case, draft, "")))
