@@ -40,6 +40,10 @@ CSS = """
 .xr-viewer img { cursor: crosshair; touch-action: none; user-select: none; -webkit-user-drag: none; }
 .xr-viewer, .xr-viewer :fullscreen, .xr-viewer:fullscreen { background: #000 !important; }
 .xr-hidden { display: none !important; }
+#finding-panel { max-height: max(160px, calc(100vh - 720px)); overflow-y: auto; }
+#finding-panel table { font-size: 12px; line-height: 1.25; }
+#finding-panel th, #finding-panel td { padding: 2px 6px !important; }
+#finding-panel td:nth-child(2) { white-space: nowrap; }
 """
 
 

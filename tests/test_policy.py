@@ -76,7 +76,7 @@ def test_stances_by_the_cut():
     assert [t.stance("Cardiomegaly", q) for q in (0.05, 0.1, 0.29, 0.3, 0.6)] == [
         Stance.ABSENT, Stance.NOT_ASSESSED, Stance.NOT_ASSESSED, Stance.POSSIBLE, Stance.PRESENT]
     assert t.stance("Edema", 0.99) is Stance.NOT_ASSESSED  # no cut: nothing is said, whatever the probability
-    assert t.describe("Cardiomegaly") == "present from 0.60, possible from 0.30, absent below 0.10"
+    assert t.describe("Cardiomegaly") == "present ≥ 0.60, possible ≥ 0.30, absent < 0.1"
     assert t.describe("Edema") == "no cut: not told from chance"
 
 

@@ -71,17 +71,17 @@ class Thresholds:
         return {f: self.stance(f, p) for f, p in probabilities.items() if f != "No Finding"}
 
     def describe(self, finding: str) -> str:
-        """The cut behind a stance, as the panel shows it ("present from 0.62, absent below 0.04")."""
+        """The cut behind a stance, as the panel shows it ("present ≥ 0.62, absent < 0.04")."""
         cut = self.cuts.get(finding)
         if cut is None or cut == Cut():
             return "no cut: not told from chance"
         parts = []
         if cut.present < NEVER:
-            parts.append(f"present from {cut.present:.2f}")
+            parts.append(f"present ≥ {cut.present:.2f}")
         if cut.possible < cut.present:
-            parts.append(f"possible from {cut.possible:.2f}")
+            parts.append(f"possible ≥ {cut.possible:.2f}")
         if cut.absent > 0:
-            parts.append(f"absent below {cut.absent:.2f}")
+            parts.append(f"absent < {cut.absent:.4g}")
         return ", ".join(parts)
 
     @classmethod

@@ -22,13 +22,14 @@ def _report_order() -> dict[str, float]:
 
 
 def panel_rows(probabilities: dict[str, float], statements: dict[str, dict] | None) -> list[tuple[str, str, str, str]]:
-    """(finding, probability, stance, cut) for every finding: those the report speaks of in the order it writes
-    them, then those it leaves to the reader. A draft stored before the policy has no statements: "not recorded"."""
+    """(finding, probability, stance, cut) for every finding: what the report states or hedges, then what it
+    denies, each in the order the report writes them, then what it leaves to the reader. A draft stored
+    before the policy has no statements: "not recorded"."""
     order = _report_order()
     statements = statements or {}
     names = [f for f in FINDINGS if f != "No Finding" and (f in probabilities or f in statements)]
-    said = {Stance.PRESENT.value, Stance.POSSIBLE.value, Stance.ABSENT.value}
-    names.sort(key=lambda f: (statements.get(f, {}).get("stance") not in said, order.get(f, 0.5)))
+    rank = {Stance.PRESENT.value: 0, Stance.POSSIBLE.value: 0, Stance.ABSENT.value: 1}
+    names.sort(key=lambda f: (rank.get(statements.get(f, {}).get("stance", ""), 2), order.get(f, 0.5)))
     rows = []
     for f in names:
         st = statements.get(f)
@@ -42,6 +43,6 @@ def panel_markdown(probabilities: dict[str, float], statements: dict[str, dict] 
     rows = panel_rows(probabilities, statements)
     if not rows:
         return "*No draft yet: the findings appear here once the study is drafted.*"
-    lines = ["| finding | probability | the draft says | cut |", "|---|---:|---|---|"]
+    lines = ["| finding | p | the draft says | cut |", "|---|---:|---|---|"]
     lines += [f"| {literal_markdown(f)} | {p} | {s} | {literal_markdown(c)} |" for f, p, s, c in rows]
     return "\n".join(lines)

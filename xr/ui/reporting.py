@@ -145,7 +145,7 @@ class Reporting:
                                     "edited text is kept in the study's history.")
                         self.confirm_btn = gr.Button("Replace my edits with a new draft", variant="stop", size="sm")
                         self.keep_btn = gr.Button("Keep my edits", size="sm")
-                    self.findings_box = gr.Textbox(label="Findings", lines=6, interactive=True)
+                    self.findings_box = gr.Textbox(label="Findings", lines=5, interactive=True)
                     self.impression_box = gr.Textbox(label="Impression", lines=2, interactive=True)
                     self.signoff = gr.Checkbox(label="I have reviewed the images and this report, and sign it off",
                                                value=False)
