@@ -14,6 +14,7 @@ from xr.evaluate.classification import choose_cut
 from xr.evaluate.labeler import NEGATIVE, POSITIVE, UNCERTAIN, label_report
 from xr.findings import FINDINGS
 from xr.refine.guard import finding_changes
+from xr.report import sentences
 from xr.thresholds import NEVER, Stance, Thresholds
 
 NORMAL = "The heart is normal in size. The mediastinum is unremarkable. The lungs are clear."
@@ -208,3 +209,35 @@ def test_refiner_guard_names_every_changed_finding():
     assert finding_changes(draft, "FINDINGS: Normal heart. Small pleural effusion cannot be excluded.") == [
         "Cardiomegaly: the draft states it, the rewrite does not state it",
         "Pleural Effusion: the draft does not state it, the rewrite hedges it"]
+
+
+def test_wording_over_drafts_of_shared_films(drafter, shared):
+    """Issue 31: over drafts of films from every shared source (NIH, the second NIH folder, COVID collection,
+    IU X-ray), under a policy that assesses every finding (so the drafts have text to read): no comparison
+    word without a prior, no word twice in a row, "there is" never before a plural, each finding said once
+    per section."""
+    import re
+
+    from xr.decode.wording import COMPARISON
+    from xr.ingest import load_study
+
+    data = shared / "data"
+    films = [data / "nih_cxr14_sample" / "images" / n for n in ("00000100_000.png", "00000075_000.png", "00000442_000.png")]
+    films += sorted((data / "nih_cxr14_more" / "images").glob("*.jpg"))[:3]
+    films += [data / "covid_cxr_views" / "images" / "p0022_00.png", data / "iu_xray" / "images_openi" / "CXR1000_IM-0003-1001.png"]
+    policy = Thresholds.uniform(0.5, FINDINGS, "a test: every finding assessed")
+    saved = drafter.eye.thresholds
+    drafter.eye.thresholds = policy
+    try:
+        drafts = [drafter.draft(load_study([f]), "") for f in films]
+    finally:
+        drafter.eye.thresholds = saved
+    for f, d in zip(films, drafts, strict=True):
+        assert d.findings_text, f.name
+        for section in (d.findings_text, d.impression):
+            assert not COMPARISON.search(section), (f.name, section)
+            assert not re.search(r"\b(\w+)\s+\1\b", section, re.I), (f.name, section)
+            assert not re.search(r"\bthere is (?:\w+ ){0,3}(?:changes|opacities|effusions|nodules)\b", section, re.I)
+            said = [tuple(sorted(sentence_labels(s).items())) for s in sentences(section)]
+            mentioned = [f for labels in said for f, _ in labels]
+            assert len(mentioned) == len(set(mentioned)), (f.name, section)
