@@ -407,6 +407,7 @@ ACTION_OF = {
     "xr.ui.reporting:Reporting._wire.<locals>.confirm_redraft": "draft",
     "xr.ui.reporting:Reporting._wire.<locals>.add": "draft",
     "xr.ui.reporting:Reporting._wire.<locals>.ui_refine": "refine",
+    "xr.ui.reporting:Reporting._wire.<locals>.refining": "refine",
     "xr.ui.reporting:Reporting._wire.<locals>.save": "edit",
     "xr.ui.reporting:Reporting._wire.<locals>.ui_approve": "approve",
     "xr.ui.reporting:Reporting._wire.<locals>.export": "export_report",

@@ -189,7 +189,8 @@ def test_train_writer_chooses_its_words_and_thresholds_on_train(shared, tmp_path
     w, t = Wording.load(tmp_path / "w"), Thresholds.load(tmp_path / "w")
     assert sentence_labels(w.stated["Cardiomegaly"]) == {"Cardiomegaly": 1} and w.negatives
     assert "leave-one-out on the 60 IU X-ray train studies" in t.chosen_on
-    assert all(c.hedge == c.state for c in t.cuts.values())  # retrieval's prompt is never hedged
+    # retrieval's prompt is never hedged, and text mode keeps the template: absent below the statement cut
+    assert all(c.possible == c.present == c.absent for c in t.cuts.values())
     bad = run(["train-writer", "--data", str(tmp_path)], tmp_path)
     assert bad.returncode == 2 and "no annotation.json" in bad.stderr
 

@@ -292,8 +292,10 @@ class Reporting:
                     sid, notice = known.study_id, str(known).capitalize() + "."
             return (*open_study(ws, self.viewer, sid, notice), worklist_rows(ws, status, search), None)
 
-        def refining(study_id, enabled):
+        @refusing()
+        def refining(study_id, enabled, request: gr.Request):
             """Said at once: the refined text takes half a minute on a CPU, and arrives below."""
+            ws.actor(username(request), "refine")
             if not (enabled and study_id):
                 return gr.skip()
             return ("", "", f"*Refining the draft of study #{study_id} with the small LLM (about 30-50 s on a CPU)…*",
