@@ -284,6 +284,9 @@ def test_one_study_per_screen_and_signed_stays_signed(open_page, live_app):
     page.get_by_label("Plain text").check()
     page.get_by_role("button", name="Export").click()
     expect(export_link).to_have_attribute("download", re.compile(rf"^report-{drafted}-\d+\.txt$"))
+    with page.expect_download() as dl:  # fetched, so the server deletes it (an export is handed out once)
+        export_link.click()
+    assert signed_text in open(dl.value.path(), encoding="utf-8").read()  # the export is the signed text
     page.locator("#worklist").get_by_text("fever", exact=True).filter(visible=True).first.click()
     expect(header).to_contain_text(f"Study #{fever} · drafted")
     expect(export_link).to_have_count(0)

@@ -158,8 +158,7 @@ class Reporting:
                         self.approve_btn = gr.Button("Approve and sign (Ctrl+Enter)", variant="primary",
                                                      elem_id="approve-btn", size="sm")
                     self.status = gr.Markdown(elem_id="reporting-status")
-                    self.findings = gr.Markdown(elem_id="finding-panel", elem_classes="xr-panel",
-                                                value="*No draft yet: the findings appear here once the study is drafted.*")
+                    self.panel = gr.Markdown(panel_markdown({}, None), elem_id="finding-panel")
                     self.says = gr.Markdown(elem_id="text-says")
             with gr.Row():
                 with gr.Column():
@@ -191,7 +190,7 @@ class Reporting:
     @property
     def study_outputs(self) -> list:
         return [self.study_id, self.draft_text, self.seen, self.header, *self.viewer.outputs, self.findings_box,
-                self.impression_box, self.sentences, self.says, self.findings, self.similar, self.similar_text, self.history,
+                self.impression_box, self.sentences, self.says, self.panel, self.similar, self.similar_text, self.history,
                 self.diff, self.signoff, self.status, self.amend_btn, self.approve_btn, self.confirm_row, self.notes,
                 self.export_file, self.refined, self.refined_diff, self.refined_flags]
 
