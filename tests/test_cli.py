@@ -56,6 +56,11 @@ def test_draft_text_and_save(tmp_path, nih_pixels):
     assert r.returncode == 0, r.stderr
     assert "FINDINGS:" in r.stdout and "Similar cases:" in r.stdout
     assert (tmp_path / "d" / "xr.sqlite3").exists()
+    # issue 31: every finding with what the draft says of it, not the most probable few
+    assert r.stdout.count("not assessed by the model — check") + r.stdout.count("○ absent") + r.stdout.count(
+        "⚠ possible") + r.stdout.count("● present") == len(FINDINGS) - 1
+    again = run(["draft", str(p), "--save"], tmp_path / "d")  # the same film saved again: that study, unchanged
+    assert again.returncode == 2 and "these films are study #1, drafted: nothing was changed" in again.stderr
 
 
 @pytest.mark.parametrize("content,name,reason", [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
+    from xr.ui.panel import panel_rows
     from xr.workstation import LOCAL_USER, Workstation
 
     result = Workstation().draft(args.paths, args.indication or "", actor=LOCAL_USER if args.save else None)
@@ -18,8 +19,11 @@ def cmd_draft(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         print(draft.report)
-        top = sorted(draft.findings.items(), key=lambda kv: -kv[1])[:5]
-        print("\nFinding probabilities: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+        if not (draft.findings_text or draft.impression) and draft.notes:
+            print(draft.notes[0])  # why nothing is written
+        print("\nWhat the draft says of each finding (probability; the statement policy's cut):")
+        for finding, p, stance, cut in panel_rows(draft.findings, draft.statements):
+            print(f"  {finding}: {stance} ({p}; {cut})" if cut else f"  {finding}: {stance} ({p})")
         print("Similar cases: " + ", ".join(f"{c.case_id} ({c.similarity:.2f})" for c in draft.similar_cases))
         print(f"Model: {draft.model} {draft.model_version}; total {draft.timings['total_ms']:.0f} ms")
     return 0
