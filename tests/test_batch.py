@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,14 @@ def test_zip_in_dir_and_unsafe_archive(tmp_path, shared, env):
     with pytest.raises(BatchError, match="unsafe path"):
         run_batch(evil, tmp_path / "evil.jsonl", quiet=True)
     assert not (tmp_path / "escape.png").exists()
+    # issue 32: the batch reads archives by the ingest's one set of rules: a link refuses it too (it did not)
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as zf:
+        entry = zipfile.ZipInfo("study/film.png")
+        entry.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(entry, "/etc/passwd")
+    with pytest.raises(BatchError, match="unsafe path"):
+        run_batch(link, tmp_path / "link.jsonl", quiet=True)
 
 
 def test_foreign_output_file_is_refused_untouched(tmp_path):

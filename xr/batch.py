@@ -19,15 +19,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xr.config import settings
 from xr.errors import UserError
+from xr.ingest.errors import IngestError
 from xr.ingest.image import IngestedImage
-from xr.ingest.study import EXTENSIONS, IngestedStudy, _skipped, load_study
+from xr.ingest.study import EXTENSIONS, IngestedStudy, archive_entries, load_study, skipped_name
 from xr.result import DraftResult
 
 INDICATION = "indication.txt"  # optional, inside a study folder
@@ -69,11 +70,11 @@ def find_studies(root: Path) -> list[Study]:
     """Each immediate subfolder, each .zip and each loose image of `root`; other files are not studies."""
     studies = []
     for p in sorted(root.iterdir()):
-        if _skipped(p.name):
+        if skipped_name(p.name):
             continue
         if p.is_dir():
             files = tuple(f for f in sorted(p.rglob("*")) if f.is_file() and f.name != INDICATION
-                          and not any(_skipped(part) for part in f.relative_to(p).parts))
+                          and not any(skipped_name(part) for part in f.relative_to(p).parts))
             indication = p / INDICATION
             text = indication.read_text(errors="replace").strip() if indication.is_file() else ""
             studies.append(Study(p.name, p, files, text))
@@ -96,24 +97,22 @@ def opened(in_path: Path) -> Iterator[Path]:
 
 
 def extract(archive: Path, dest: Path) -> None:
-    """The ingest's archive rules (xr.ingest.study): `../` and absolute paths refuse the archive, hidden
-    and system files are left out, a file is at most XR_MAX_FILE_MB (a nested study .zip at most a study's
-    worth); and it must fit on the disk. zipfile never returns more bytes than an entry declares."""
+    """The ingest's archive rules (xr.ingest.study.archive_entries: an entry outside the folder or a link
+    refuses the archive, hidden and system files are left out), a file at most XR_MAX_FILE_MB (a nested
+    study .zip at most a study's worth), and it must fit on the disk. zipfile never returns more bytes
+    than an entry declares."""
     s = settings()
     try:
         with zipfile.ZipFile(archive) as zf:
-            wanted = []
-            for info in zf.infolist():
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if info.filename.startswith("/") or ".." in parts:
-                    raise BatchError(f"{archive.name}: archive entry with an unsafe path refused")
-                if info.is_dir() or not parts or any(_skipped(p) for p in parts):
-                    continue
+            try:
+                wanted = archive_entries(zf, archive.name)
+            except IngestError as e:
+                raise BatchError(str(e)) from None
+            for parts, info in wanted:
                 limit = s.max_archive_bytes if parts[-1].lower().endswith(".zip") else s.max_file_bytes
                 if info.file_size > limit:
                     raise BatchError(f"{archive.name}: an entry of {info.file_size / 2**20:.1f} MB is over the "
                                      f"limit of {limit / 2**20:.0f} MB")
-                wanted.append((parts, info))
             need = sum(info.file_size for _, info in wanted)
             if need > shutil.disk_usage(dest).free:
                 raise BatchError(f"{archive.name}: needs {need / 2**30:.1f} GB to extract, more than the "

@@ -72,7 +72,7 @@ def _entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
     if not path.exists():
         raise IngestError(f"{path.name}: no such file or folder")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not _skipped(p.name))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not skipped_name(p.name))
         _check_count(len(files), path.name, s)
         out = []
         for p in files:
@@ -95,7 +95,8 @@ def _check_size(name: str, size: int, s: Settings) -> None:
         raise IngestError(f"{name}: {size / 2**20:.1f} MB is over the limit of {s.max_file_bytes / 2**20:.0f} MB per file")
 
 
-def _skipped(name: str) -> bool:
+def skipped_name(name: str) -> bool:
+    """Hidden and system files (macOS resource forks, Thumbs.db, ...): never part of a study."""
     return name.startswith(".") or name in SKIPPED_NAMES or name.startswith("__MACOSX")
 
 
@@ -105,16 +106,10 @@ def _zip_entries(path: Path, s: Settings) -> list[tuple[str, bytes]]:
         raise IngestError(f"{path.name}: {size / 2**20:.1f} MB is over the limit of {limit / 2**20:.0f} MB per archive")
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not i.filename.endswith("/")]  # is_dir() fails on ""
-            if len(infos) > s.max_zip_entries:
-                raise IngestError(f"{path.name}: archive has {len(infos)} entries, over the limit of {s.max_zip_entries}")
-            wanted = []
-            for info in infos:
-                if _unsafe(info):
-                    raise IngestError(f"{path.name}: archive entry with an unsafe path refused")
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if parts and not any(_skipped(p) for p in parts):
-                    wanted.append((_shown(parts[-1]), info))
+            n = sum(not i.filename.endswith("/") for i in zf.infolist())
+            if n > s.max_zip_entries:
+                raise IngestError(f"{path.name}: archive has {n} entries, over the limit of {s.max_zip_entries}")
+            wanted = [(_shown(parts[-1]), info) for parts, info in archive_entries(zf, path.name)]
             _check_count(len(wanted), path.name, s)
             out = []
             for leaf, info in wanted:
@@ -133,6 +128,23 @@ def _shown(leaf: str) -> str:
     """An entry's name as messages may show it: one short line, whatever the archive holds."""
     leaf = "".join(c if c.isprintable() else "?" for c in leaf)
     return leaf if len(leaf) <= 80 else f"{leaf[:40]}...{leaf[-37:]}"
+
+
+def archive_entries(zf: zipfile.ZipFile, name: str) -> list[tuple[tuple[str, ...], zipfile.ZipInfo]]:
+    """The entries of archive `name` that may be unpacked, with their path parts. An entry that would land
+    outside the folder it is unpacked into, or a link, refuses the whole archive (one line); folders, hidden
+    and system files are left out. The one place these rules are written: the ingest and the batch's
+    archive of studies both read archives through it."""
+    out = []
+    for info in zf.infolist():
+        if info.filename.endswith("/"):  # a folder (is_dir() fails on "")
+            continue
+        if _unsafe(info):
+            raise IngestError(f"{name}: archive entry with an unsafe path refused")
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if parts and not any(skipped_name(p) for p in parts):
+            out.append((parts, info))
+    return out
 
 
 def _unsafe(info: zipfile.ZipInfo) -> bool:
