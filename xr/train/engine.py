@@ -51,3 +51,20 @@ def shard(order: list[int], acc: Accelerator) -> list[int]:
         return order
     usable = len(order) - len(order) % acc.num_processes
     return order[acc.process_index:usable:acc.num_processes]
+
+
+def fit_logistic(linear: torch.nn.Linear, z: torch.Tensor, y: torch.Tensor, weight_decay: float, steps: int) -> None:
+    """Full-batch L-BFGS on a logistic output over already standardised inputs `z`: positives weighted by
+    neg/pos per output, L2 `weight_decay` per film on the weights. Deterministic, converged in seconds; the
+    small heads (findings, view) are fit this way."""
+    pos = y.sum(0).clamp_min(1)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(y) - pos) / pos)
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(linear(z).reshape(y.shape), y) + weight_decay * linear.weight.pow(2).sum() / (2 * len(y))
+        loss.backward()
+        return loss
+
+    opt.step(closure)

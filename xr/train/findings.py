@@ -39,7 +39,7 @@ from xr.encode.vision import ImageFeatures, VisionEncoder
 from xr.evaluate.classification import bootstrap_auc, expected_calibration_error, roc_auc
 from xr.findings import FINDINGS, NIH_PREVALENCE
 from xr.thresholds import Thresholds, choose_all
-from xr.train.engine import seed_everything
+from xr.train.engine import fit_logistic, seed_everything
 
 MIN_POSITIVES = 5  # fewer training positives than this: the output is not trained, not guessed
 WEIGHT_DECAYS = (0.03, 0.1, 0.3, 1.0)  # L2 on the weights per training film; chosen by cross-validation
@@ -85,21 +85,10 @@ def fit(x: np.ndarray, y: np.ndarray, findings: list[str], weight_decay: float, 
     head.std.copy_(centred.pow(2).mean(0).sqrt().clamp_min(1e-6))
     torch.nn.init.zeros_(head.linear.weight)
     torch.nn.init.zeros_(head.linear.bias)
+    fit_logistic(head.linear, head.standardise(xt), yt, weight_decay, steps)
     pos = yt.sum(0).clamp_min(1)
-    pos_weight = (len(yt) - pos) / pos
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    opt = torch.optim.LBFGS(head.linear.parameters(), lr=1, max_iter=steps, line_search_fn="strong_wolfe")
-    z = head.standardise(xt)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_fn(head.linear(z), yt) + weight_decay * head.linear.weight.pow(2).sum() / (2 * len(yt))
-        loss.backward()
-        return loss
-
-    opt.step(closure)
     with torch.no_grad():
-        head.linear.bias.sub_(torch.log(pos_weight))  # undo the up-weighting: calibrated to base rates
+        head.linear.bias.sub_(torch.log((len(yt) - pos) / pos))  # undo the up-weighting: calibrated to base rates
     return head.eval()
 
 

@@ -18,7 +18,7 @@ from xr.data.films import Film, nih_films, study_films, view_pair_films
 from xr.encode.batch import encode_files
 from xr.encode.view_head import ViewHead, ViewHeadConfig, view_inputs
 from xr.encode.vision import VisionEncoder
-from xr.train.engine import seed_everything
+from xr.train.engine import fit_logistic, seed_everything
 from xr.views import LATERAL
 
 WEIGHT_DECAY = 1.0  # L2 per film on standardised features
@@ -33,7 +33,7 @@ def films(nih: list[Path], views: Path | None, studies: Path | None) -> list[Fil
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> ViewHead:
-    """Full-batch L-BFGS on the class-balanced logistic loss."""
+    """Full-batch L-BFGS on the class-balanced logistic loss (xr.train.engine.fit_logistic)."""
     seed_everything(0)
     head = ViewHead(ViewHeadConfig(features=x.shape[1]))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
@@ -41,17 +41,7 @@ def fit(x: np.ndarray, y: np.ndarray) -> ViewHead:
     head.std.copy_(xt.std(0).clamp_min(1e-6))
     torch.nn.init.zeros_(head.linear.weight)
     torch.nn.init.zeros_(head.linear.bias)
-    pos = yt.sum().clamp_min(1)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(yt) - pos) / pos)
-    opt = torch.optim.LBFGS(head.linear.parameters(), lr=1, max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_fn(head(xt), yt) + WEIGHT_DECAY * head.linear.weight.pow(2).sum() / (2 * len(yt))
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    fit_logistic(head.linear, (xt - head.mean) / head.std, yt, WEIGHT_DECAY, 300)
     return head.eval()
 
 
