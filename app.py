@@ -27,6 +27,7 @@ from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
 from xr.ui.tempfiles import OneTimeExports, export_folder, private_folder, use_private_folder  # noqa: E402
 from xr.ui.throttle import AddressBackoff, login_checker  # noqa: E402
 from xr.ui.uploads import UploadLimit  # noqa: E402
+from xr.views import VIEWS  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
@@ -226,7 +227,7 @@ def main() -> None:
     # passes through them are slower still: one draft of a shipped frontal and lateral view (not stored)
     # does all that here, not on the first user's click.
     views = {v["view"]: v["thumb"] for v in reversed(json.loads((ASSETS / "case_library" / "images.json").read_text()))}
-    warm = [ASSETS / "case_library" / "thumbs" / views[v] for v in ("frontal", "lateral") if v in views]
+    warm = [ASSETS / "case_library" / "thumbs" / views[v] for v in VIEWS if v in views]
 
     def warm_up() -> None:
         try:

@@ -14,6 +14,7 @@ from xr.decode.processing import Example, collate
 from xr.decode.vocab import EOS, SEP, Vocabulary
 from xr.findings import FINDINGS
 from xr.fuse import DynamicFusion
+from xr.views import FRONTAL, LATERAL
 
 REPORTS = ["The heart is normal in size. The lungs are clear. No pneumothorax.",
            "Heart size is normal. XXXX opacity in the right lung. No pleural effusion.",
@@ -38,7 +39,7 @@ def example(vocab, rng, regions: int = 0, **kw) -> Example:
     return Example(indication="chest pain", indication_emb=rng.normal(size=384).astype(np.float32),
                    prompt=rng.random(17).astype(np.float32), retrieved=REPORTS[:2],
                    regions=[rng.normal(size=(16, 16, 512)).astype(np.float32) for _ in range(regions)],
-                   view_types=[0, 1][:regions], target=vocab.encode_target(REPORTS[0], "No acute disease."), **kw)
+                   views=[FRONTAL, LATERAL][:regions], target=vocab.encode_target(REPORTS[0], "No acute disease."), **kw)
 
 
 def test_vocabulary_round_trip_and_placeholder_never_an_output(vocab, tmp_path):

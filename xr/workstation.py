@@ -17,6 +17,7 @@ from xr.ingest import IngestedStudy, load_study, read_pixels
 from xr.ingest.image import IngestedImage
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
+from xr.views import FRONTAL, LATERAL, VIEWS
 
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
 DRAFTERS = ("retrieval", "dffg")
@@ -93,7 +94,7 @@ class Workstation:
         """Synthetic films from a report, findings and/or the other view's file. Nothing is stored: the
         films go back to the caller only, never into a study or the similar-case library."""
         given = {}
-        for view, path in (("frontal", frontal), ("lateral", lateral)):
+        for view, path in zip(VIEWS, (frontal, lateral), strict=True):
             if path:
                 study = load_study([path], self.settings)
                 if len(study.images) != 1:
@@ -101,8 +102,8 @@ class Workstation:
                 given[view] = study.images[0].pixels
         progress(0.05, "Loading the film generator")
         maker = self.film_maker
-        return maker.make(views, report=report, findings=findings, frontal=given.get("frontal"),
-                          lateral=given.get("lateral"), seed=seed, progress=lambda f: progress(0.1 + 0.85 * f, "Sampling"))
+        return maker.make(views, report=report, findings=findings, frontal=given.get(FRONTAL),
+                          lateral=given.get(LATERAL), seed=seed, progress=lambda f: progress(0.1 + 0.85 * f, "Sampling"))
 
     def actor(self, username: str | None, action: str) -> store.Actor:
         """The user behind a request, if their role may do `action` (xr.access); else AccessError."""

@@ -21,6 +21,7 @@ from db.session import engine_for
 from xr import store
 from xr.config import settings
 from xr.machine import machine, percentiles
+from xr.views import VIEWS
 
 _INDICATIONS = ("cough", "fever", "shortness of breath", "chest pain", "trauma", "pre-operative",
                 "follow-up pneumonia", "line placement", "")
@@ -54,7 +55,7 @@ def _fill(engine: Engine, studies: int) -> dict[str, int]:
             {"study_id": sid, "position": pos, "content_hash": f"{sid:032x}{pos:032x}", "view": view,
              "width": 2048, "height": 2048, "pixel_spacing_mm": 0.143, "source_format": "dicom",
              "storage_path": f"images/{sid % 256:02x}/{sid:032x}{pos:032x}.png"}
-            for sid in study_ids for pos, view in enumerate(("frontal", "lateral")[:1 + (sid % 3 == 0)])])
+            for sid in study_ids for pos, view in enumerate(VIEWS[:1 + (sid % 3 == 0)])])
         drafted = [(sid, st) for sid, st in zip(study_ids, status, strict=False) if st != "pending"]
         texts = [" ".join(rng.sample(_SENTENCES, 4)) for _ in drafted]
         draft_ids = _inserted_ids(conn, insert(Draft), [

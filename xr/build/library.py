@@ -20,14 +20,15 @@ from safetensors.numpy import save_file
 from xr.config import settings
 from xr.data.iu_xray import load_reports, load_split
 from xr.data.nih import load_nih
+from xr.draft.prepare import read_views
 from xr.encode.batch import encode_files
 from xr.encode.cache import FeatureCache
-from xr.encode.view_head import view_of
 from xr.encode.vision import VisionEncoder
 from xr.findings import complete
 from xr.ingest import read_pixels
 from xr.retrieve.library import embed
 from xr.retrieve.text import build_text_embeddings, text_embedder
+from xr.views import FRONTAL
 
 THUMB = 512
 LICENCES = {
@@ -63,14 +64,14 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
     for n in load_nih(data / "nih_cxr14_sample"):
         cases.append({"id": f"nih:{n.image_id.removesuffix('.png')}", "source": "nih",
                       "labels": complete(n.labels), "indication": "", "findings": "", "impression": "", "age": n.age})
-        images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", "frontal",
+        images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", FRONTAL,
                        n.view_position if n.view_position in ("PA", "AP") else None))
 
     encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
     feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
     pooled_views = [f.pooled for f in feats]
-    images = [(ci, p, t, view_of(v, f)[0], pos)
-              for (ci, p, t, v, pos), f in zip(images, feats, strict=False)]
+    decided = read_views([v for _, _, _, v, _ in images], feats)  # the drafter's view rule
+    images = [(ci, p, t, d.view, pos) for (ci, p, t, _, pos), d in zip(images, decided, strict=True)]
     for _, p, thumb, *_ in images:
         _thumb(p, out / "thumbs" / thumb)
 

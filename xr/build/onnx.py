@@ -37,6 +37,7 @@ from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
 from xr.ingest import read_pixels
 from xr.onnx.runtime import MANIFEST, Graph, ort, read_manifest, source_digest
+from xr.views import VIEWS
 
 OPSET = 17
 
@@ -221,7 +222,7 @@ def example_batch(net: DFFGModel, vocab: Vocabulary, views: int) -> DFFGInputs:
                  prompt=rng.uniform(0, 1, c.n_findings).astype(np.float32),
                  retrieved=["the heart is normal in size . the lungs are clear . no pneumothorax or pleural effusion"] * c.k,
                  regions=[rng.uniform(0, 2, (c.grid, c.grid, c.region_dim)).astype(np.float32) for _ in range(views)],
-                 view_types=list(range(views)))
+                 views=list(VIEWS[:views]))
     return collate([ex], vocab, c)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from xr.commands.common import main_process
 from xr.errors import UserError
+from xr.views import FRONTAL, LATERAL, VIEWS
 
 SHIPPED = "film_generator"
 
@@ -80,8 +81,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from xr.ingest import read_pixels
 
     maker = FilmMaker.from_pretrained(_model_dir(args), ASSETS / "dffg")
-    given = {v: read_pixels(Path(p)) for v, p in (("frontal", args.frontal), ("lateral", args.lateral)) if p}
-    views = args.view or [v for v in ("frontal", "lateral") if v not in given]
+    given = {v: read_pixels(Path(p)) for v, p in zip(VIEWS, (args.frontal, args.lateral), strict=True) if p}
+    views = args.view or [v for v in VIEWS if v not in given]
     if not views:
         raise UserError("both views are given: draft the report from them with `python -m xr draft`")
     out = Path(args.out)
@@ -93,8 +94,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             last[0] = int(fraction * 10)
             print(f"sampling {fraction:.0%}", file=sys.stderr)
 
-    made = maker.make(views, report=args.report or "", findings=args.findings or [], frontal=given.get("frontal"),
-                      lateral=given.get("lateral"), seed=args.seed, steps=args.steps, guidance=_guidance(args),
+    made = maker.make(views, report=args.report or "", findings=args.findings or [], frontal=given.get(FRONTAL),
+                      lateral=given.get(LATERAL), seed=args.seed, steps=args.steps, guidance=_guidance(args),
                       progress=progress)
     written = {}
     for view, film in made.films.items():
@@ -142,7 +143,7 @@ def register(sub) -> None:
                    help="findings to show, e.g. Cardiomegaly 'Pleural Effusion' ('No Finding': a normal film)")
     g.add_argument("--frontal", help="a frontal film (PNG/JPEG/DICOM): generate the lateral")
     g.add_argument("--lateral", help="a lateral film: generate the frontal")
-    g.add_argument("--view", nargs="+", choices=["frontal", "lateral"], help="views to make (default: those not given)")
+    g.add_argument("--view", nargs="+", choices=list(VIEWS), help="views to make (default: those not given)")
     g.add_argument("--out", required=True, help="folder for the PNGs")
     g.add_argument("--seed", type=int, default=0, help="the same inputs and seed give the same films")
     g.add_argument("--steps", type=int, default=30)

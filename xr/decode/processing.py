@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from xr.decode.vocab import Vocabulary
-
-FRONTAL, LATERAL = 0, 1
+from xr.views import VIEWS
 
 
 @dataclass
@@ -19,7 +18,7 @@ class Example:
     prompt: np.ndarray | None = None  # (17,) probabilities or None
     retrieved: list[str] = field(default_factory=list)  # findings texts of similar cases
     regions: list[np.ndarray] = field(default_factory=list)  # (16, 16, 512) per view
-    view_types: list[int] = field(default_factory=list)  # FRONTAL / LATERAL per view
+    views: list[str] = field(default_factory=list)  # xr.views.FRONTAL / LATERAL, one per grid of `regions`
     target: list[int] | None = None
 
 
@@ -35,7 +34,7 @@ class DFFGInputs:
     ret_ids: torch.Tensor  # (B, k, Lr) long, word ids of the k retrieved reports, 0-padded
     regions: torch.Tensor  # (B, V, 256, 512) float, regional features per view (V may be 0)
     view_present: torch.Tensor  # (B, V) bool
-    view_type: torch.Tensor  # (B, V) long, FRONTAL / LATERAL
+    view_type: torch.Tensor  # (B, V) long, the view's index in xr.views.VIEWS (0 frontal, 1 lateral)
     target: torch.Tensor | None = None  # (B, T) long, <bos> ... <eos>, 0-padded (training)
 
     def to(self, device: torch.device | str) -> DFFGInputs:
@@ -82,10 +81,10 @@ def collate(examples: list[Example], vocab: Vocabulary, config) -> DFFGInputs:
     view_present = torch.zeros(B, V, dtype=torch.bool)
     view_type = torch.zeros(B, V, dtype=torch.long)
     for i, e in enumerate(examples):
-        for j, (grid, vt) in enumerate(zip(e.regions, e.view_types, strict=False)):
+        for j, (grid, view) in enumerate(zip(e.regions, e.views, strict=False)):
             regions[i, j] = torch.from_numpy(np.asarray(grid, np.float32).reshape(N, c.region_dim))
             view_present[i, j] = True
-            view_type[i, j] = vt
+            view_type[i, j] = VIEWS.index(view)
     tgt = None
     targets = [e.target for e in examples]
     if targets[0] is not None:

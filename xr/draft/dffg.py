@@ -26,22 +26,25 @@ from xr.decode.faithful import Written, contradictions, stance_prompt, write
 from xr.decode.generation import GenerationConfig
 from xr.decode.model import DFFGModel
 from xr.decode.onnx import generator_for
-from xr.decode.processing import FRONTAL, LATERAL, Example, collate
+from xr.decode.processing import Example, collate
 from xr.decode.vocab import Vocabulary
 from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
-from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
-from xr.encode.view_head import view_of
+from xr.draft.explain import explain
+from xr.draft.prepare import Films, example, prepare
+from xr.encode.eye import Eye, eye_for
 from xr.findings import FINDINGS
 from xr.normalize import informative
 from xr.onnx.runtime import describe
 from xr.report import compose_report
-from xr.result import DraftResult, ViewResult, rle
+from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex, study_case_id
 from xr.retrieve.library import Neighbour
+from xr.retrieve.text import case_text
 from xr.thresholds import Stance, Thresholds
 
 DFFG_DIR = ASSETS / "dffg"
+FEW_STUDIES = 100  # trained on fewer studies with films than this, the fusion-weight map is nearly flat
 
 
 # ---- the retrieval memory of training reports -----------------------------------------------------
@@ -115,6 +118,9 @@ class DFFGDrafter:
         # without its own words uses the shipped ones
         self.wording = Wording.load(directory if (directory / WORDING).is_file() else DFFG_DIR)
         self.thresholds = Thresholds.load(directory)
+        # how many training studies had films (train-generator writes it): the gate map means little below a few
+        self.with_images = json.loads((directory / "history.json").read_text()).get("with_images", 0) \
+            if (directory / "history.json").is_file() else 0
 
     # lazily built collaborators: a text-only draft never loads the vision models
     @property
@@ -164,13 +170,13 @@ class DFFGDrafter:
         findings, impression, vis, _ = self.generate(example)
         return write(findings, impression, stances, self.wording), stances, vis
 
-    def _prompt_from_images(self, pixels, feats, view_types, exclude: frozenset[str]) -> tuple[np.ndarray, list[tuple[int, float]]]:
-        """Finding prompt and retrievable training reports (row, similarity) from the image neighbours:
-        the neighbours' labels, weighted by similarity, overridden by the eye for the findings it reads."""
+    def _neighbour_prompt(self, films: Films, exclude: frozenset[str]) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """Finding prompt and retrievable training reports (row, similarity) from the films' neighbours in
+        the case library: their labels, weighted by similarity (the eye goes over it in `example`)."""
         library = self.index.library
         hits: dict[str, Neighbour] = {}
-        for f in feats:
-            for n in library.search_images(f.pooled, 30):
+        for pooled in films.pooled:
+            for n in library.search_images(pooled, 30):
                 if n.case_id in exclude:
                     continue
                 if n.case_id not in hits or hits[n.case_id].similarity < n.similarity:
@@ -181,33 +187,18 @@ class DFFGDrafter:
         sims = np.array([n.similarity for n in top])
         w = np.exp((sims - sims.max()) / 0.05)
         lab = np.stack([library.labels_of(n.case_id) for n in top])
-        prompt = (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32)
-        for name, p in read_frontal(self.eye, pixels, feats, [v == FRONTAL for v in view_types]).items():
-            prompt[FINDINGS.index(name)] = p
-        return prompt, rows
+        return (0.8 * (w / w.sum()) @ lab + 0.2 * self.memory.labels.mean(0)).astype(np.float32), rows
 
-    def draft(self, study, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
-        """`exclude`: library cases the draft may not learn from (a teaching case drafted from its own film:
-        its labels would otherwise become the prompt)."""
-        t0 = time.perf_counter()
-        images = list(getattr(study, "images", []) or [])
-        feats = self.encoder.encode([im.pixels for im in images], [im.content_hash for im in images]) if images else []
-        t1 = time.perf_counter()
-        views, view_types = [], []
-        for i, (im, f) in enumerate(zip(images, feats, strict=False)):
-            m = f.measurements()
-            view, source = view_of(im.view, f)
-            view_types.append(FRONTAL if view == "frontal" else LATERAL)
-            measurements = {"lung_fraction": round(m.lung_fraction, 4),
-                            "lung_border_ratio": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
-            views.append(ViewResult(i, view, source, im.content_hash, [], measurements, rle(f.mask)))
+    def inputs(self, films: Films, indication: str, exclude: frozenset[str]) -> tuple[Example, list[str]]:
+        """The generator's input for a study, and the notes on where its prompt came from: the k similar
+        training reports (the films' neighbours first, then by the indication), the finding prompt (the
+        neighbours' labels under the eye's probabilities; without films, the retrieved reports' labels)."""
         k = self.net.config.k
         q = self.index.embed_text([indication])[0] if informative(indication) else None
         rows: list[tuple[int, float]] = []
-        prompt: np.ndarray | None = None
-        notes: list[str] = []
-        if feats:
-            prompt, rows = self._prompt_from_images([im.pixels for im in images], feats, view_types, exclude)
+        prompt, notes = None, []
+        if films.features:
+            prompt, rows = self._neighbour_prompt(films, exclude)
             rows = rows[:k]
         if len(rows) < k:
             have = {r for r, _ in rows}
@@ -215,58 +206,70 @@ class DFFGDrafter:
         if prompt is None:
             prompt = self.memory.prompt_from(rows)
             notes.append("No image: the finding prompt comes from the labels of the retrieved similar reports.")
+        return example(films, prompt, [self.memory.findings[r] for r, _ in rows],
+                       indication if informative(indication) else "", q), notes
+
+    def draft(self, study, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
+        """prepare -> write -> explain. `exclude`: library cases the draft may not learn from (a teaching case
+        drafted from its own film: its labels would otherwise become the prompt)."""
+        t0 = time.perf_counter()
+        images = list(getattr(study, "images", []) or [])
+        films = prepare(images, self.encoder, self.eye) if images else Films()
+        t1 = time.perf_counter()
+        ex, notes = self.inputs(films, indication, exclude)
+        assert ex.prompt is not None  # every drafted example has one
         t2 = time.perf_counter()
-        probabilities = {name: round(float(prompt[j]), 4) for j, name in enumerate(FINDINGS)}
-        ex = Example(indication=indication if informative(indication) else "", indication_emb=q, prompt=prompt,
-                     retrieved=[self.memory.findings[r] for r, _ in rows], regions=[f.regions for f in feats],
-                     view_types=view_types)
+        probabilities = {name: round(float(ex.prompt[j]), 4) for j, name in enumerate(FINDINGS)}
         # from films, the eye's statement policy alone: a finding it has no cut for is not assessed; without
         # films (text mode: the evaluation of reports, not a clinical draft), the retrieval prompt's template
-        thresholds = self.eye.thresholds if feats else self.thresholds
+        thresholds = self.eye.thresholds if films.features else self.thresholds
         written, stances, vis_gates = self.write(ex, probabilities, thresholds)
         findings, impression = written.findings, written.impression
         t3 = time.perf_counter()
-        for v, g in zip(views, vis_gates, strict=False):
+        for v, g in zip(films.views, vis_gates, strict=False):
             v.fusion_weights = np.round(g, 3).tolist()
-        read = {f: probabilities[f] for f in self.eye.findings} if feats else {}
-        for v, im, f in zip(views, images, feats, strict=True):
-            if v.view == "frontal":
-                v.evidence = evidence_for(self.eye, read, im.pixels, f)
         key = getattr(study, "key", None)
-        similar = self.index.similar_cases([f.pooled for f in feats], " ".join(x for x in (findings, impression) if x),
-                                           probabilities, k=6, exclude={*exclude, *([study_case_id(key)] if key else [])},
-                                           views=[v.view for v in views])
+        similar = explain(films, self.eye, self.index, case_text(findings, impression), probabilities,
+                          {*exclude, *([study_case_id(key)] if key else [])})
         t4 = time.perf_counter()
-        if feats and not (findings or impression):
-            notes.insert(0, "Nothing is written: on this film the eye backs no statement the site's reports make (a "
-                            "finding present or possible, or its routine negative) at the policy's floors. Every "
-                            "finding is on the panel with what the eye read of it.")
-        if not feats:
-            notes.insert(0, "No film was read: a text-mode draft (for evaluating reports), written on the site's "
-                            "template, not a clinical draft.")
-        notes.append("DFFG draft: generated from the views (when present), the indication, the finding prompt and "
-                     "similar past reports. Evidence maps show where in the lungs the most probable findings' "
-                     "probabilities come from. The fusion-weight map (per-region gate, 1 = drawn from the image, "
-                     "0 = from the text) is nearly flat: the visual pathway was trained on 4 studies with images.")
-        if feats:
-            notes.append(f"Finding probabilities from the frontal views by {self.eye.name}; what the draft says of each "
-                         f"finding by its statement policy ({thresholds.chosen_on}).")
-        said = {st: [f for f, x in stances.items() if x is st] for st in Stance}
-        notes.append("; ".join(f"{st.value}: {', '.join(said[st]) or 'none'}" for st in Stance) + ".")
-        notes += [f"Check against the finding panel: {c}." for c in contradictions(compose_report(findings, impression), stances)]
         return DraftResult(
             findings_text=findings,
             impression=impression,
             findings=probabilities,
-            views=views,
+            views=films.views,
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
             timings={"encode_ms": (t1 - t0) * 1e3, "retrieve_ms": (t2 - t1 + t4 - t3) * 1e3, "decode_ms": (t3 - t2) * 1e3,
                      "backend": describe({**(self.encoder.parts if images else {}), "generator": self.decoder_part}),
-                     **({"eye": self.eye.name} if feats else {})},
-            notes=notes,
+                     **({"eye": self.eye.name} if films.features else {})},
+            notes=self._notes(notes, films, written, stances, thresholds),
             stances={f: st.value for f, st in stances.items()},
             cuts={f: thresholds.describe(f) for f in stances},
             hedged=written.hedged,
         )
+
+    def _notes(self, notes: list[str], films: Films, written: Written, stances: dict[str, Stance],
+               thresholds: Thresholds) -> list[str]:
+        """How the draft was made, first why it is empty or text-only, last any disagreement with the panel."""
+        if films.features and not (written.findings or written.impression):
+            notes.insert(0, "Nothing is written: on this film the eye backs no statement the site's reports make (a "
+                            "finding present or possible, or its routine negative) at the policy's floors. Every "
+                            "finding is on the panel with what the eye read of it.")
+        if not films.features:
+            notes.insert(0, "No film was read: a text-mode draft (for evaluating reports), written on the site's "
+                            "template, not a clinical draft.")
+        gates = ("The fusion-weight map (per-region gate, 1 = drawn from the image, 0 = from the text) is nearly flat: "
+                 f"the visual pathway was trained on {self.with_images} studies with images."
+                 if self.with_images < FEW_STUDIES else "")
+        notes.append("DFFG draft: generated from the views (when present), the indication, the finding prompt and "
+                     "similar past reports. Evidence maps show where in the lungs the most probable findings' "
+                     "probabilities come from." + (" " + gates if gates else ""))
+        if films.features:
+            notes.append(f"Finding probabilities from the frontal views by {self.eye.name}; what the draft says of each "
+                         f"finding by its statement policy ({thresholds.chosen_on}).")
+        said = {st: [f for f, x in stances.items() if x is st] for st in Stance}
+        notes.append("; ".join(f"{st.value}: {', '.join(said[st]) or 'none'}" for st in Stance) + ".")
+        notes += [f"Check against the finding panel: {c}." for c in
+                  contradictions(compose_report(written.findings, written.impression), stances)]
+        return notes

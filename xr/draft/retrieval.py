@@ -22,16 +22,18 @@ import numpy as np
 from xr.config import ASSETS, Settings, settings
 from xr.decode.faithful import write
 from xr.decode.wording import Wording
+from xr.draft.explain import explain
+from xr.draft.prepare import prepare
 from xr.encode.cache import FeatureCache
-from xr.encode.eye import Eye, evidence_for, eye_for, read_frontal
-from xr.encode.view_head import view_of
+from xr.encode.eye import Eye, eye_for
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy
-from xr.result import DraftResult, ViewResult, rle
+from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex, study_case_id
 from xr.retrieve.library import embed
 from xr.retrieve.text import case_text
+from xr.views import FRONTAL
 
 WORD = re.compile(r"[a-z]+")
 
@@ -62,53 +64,36 @@ class RetrievalDrafter:
         self.wording = Wording.load(ASSETS / "dffg")  # the site's words, read off its reports (train-writer)
 
     def draft(self, study: IngestedStudy, indication: str = "", exclude: frozenset[str] = frozenset()) -> DraftResult:
-        """`exclude`: library cases the draft may not use (a teaching case drafted from its own film)."""
+        """prepare -> write -> explain. `exclude`: library cases the draft may not use (a teaching case
+        drafted from its own film)."""
         t0 = time.perf_counter()
-        feats = self.encoder.encode([im.pixels for im in study.images], [im.content_hash for im in study.images])
+        films = prepare(study.images, self.encoder, self.eye)
         t1 = time.perf_counter()
-
-        views = []
-        for i, (im, f) in enumerate(zip(study.images, feats, strict=False)):
-            m = f.measurements()
-            view, source = view_of(im.view, f)
-            neighbours = self.library.search_images(f.pooled, self.k)
-            sims = np.array([n.similarity for n in neighbours])
-            w = np.exp((sims - sims.max()) / self.temperature)
-            centre = (w / w.sum()) @ self.library.embeddings[[n.row for n in neighbours]]
-            heat = embed(f.search_regions(), self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
-            heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
-            measurements = {"lung_fraction": round(m.lung_fraction, 4),
-                            "lung_border_ratio": None if m.ctr is None else round(m.ctr, 3)} if view == "frontal" else None
-            views.append(ViewResult(i, view, source, im.content_hash, np.round(heat, 3).tolist(), measurements,
-                                    rle(f.mask)))
-        read = read_frontal(self.eye, [im.pixels for im in study.images], feats, [v.view == "frontal" for v in views])
+        for v, f in zip(films.views, films.features, strict=True):
+            v.fusion_weights = self._match_map(f)
         probs = self.base_rate.copy()
-        for name, p in read.items():
+        for name, p in films.read.items():
             probs[FINDINGS.index(name)] = p
         t2 = time.perf_counter()
 
         findings = {name: round(float(probs[FINDINGS.index(name)]), 4) for name in self.eye.findings}
-        for v, im, f in zip(views, study.images, feats, strict=True):
-            if v.view == "frontal":
-                v.evidence = evidence_for(self.eye, findings, im.pixels, f)
         best = self._choose_report(probs, indication, exclude)
         stances = self.eye.thresholds.stances({f: float(probs[j]) for j, f in enumerate(FINDINGS)})
         written = write(best["findings"], best["impression"], stances, self.wording)
         t3 = time.perf_counter()
 
-        similar = self.index.similar_cases([f.pooled for f in feats], case_text(written.findings, written.impression),
-                                           findings, k=6, exclude={study_case_id(study.key), *exclude},
-                                           views=[v.view for v in views])
+        similar = explain(films, self.eye, self.index, case_text(written.findings, written.impression), findings,
+                          {study_case_id(study.key), *exclude})
         notes = [f"Retrieval draft: the text is library report {best['id']}, the one that best matches the finding "
                  "probabilities, less what the eye does not back. Heatmaps show which regions drove the image match.",
                  f"Finding probabilities from the frontal views by {self.eye.name}."]
-        if not any(v.view == "frontal" for v in views):
+        if FRONTAL not in films.names:
             notes.append("No frontal view: finding probabilities come from a model trained on frontal films.")
         return DraftResult(
             findings_text=written.findings,
             impression=written.impression,
             findings=findings,
-            views=views,
+            views=films.views,
             similar_cases=similar,
             model=self.model,
             model_version=self.version,
@@ -119,6 +104,16 @@ class RetrievalDrafter:
             cuts={f: self.eye.thresholds.describe(f) for f in stances},
             hedged=written.hedged,
         )
+
+    def _match_map(self, f) -> list[list[float]]:
+        """Which regions of a film drove its image match: each region's similarity to the neighbours' centre."""
+        neighbours = self.library.search_images(f.pooled, self.k)
+        sims = np.array([n.similarity for n in neighbours])
+        w = np.exp((sims - sims.max()) / self.temperature)
+        centre = (w / w.sum()) @ self.library.embeddings[[n.row for n in neighbours]]
+        heat = embed(f.search_regions(), self.library.mean) @ (centre / (np.linalg.norm(centre) + 1e-8))
+        heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-8)
+        return np.round(heat, 3).tolist()
 
     def _choose_report(self, probs: np.ndarray, indication: str, exclude: frozenset[str]) -> dict:
         p = np.clip(probs, 1e-4, 1 - 1e-4)

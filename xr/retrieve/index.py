@@ -34,6 +34,7 @@ from xr.retrieve.entry import make_entry
 from xr.retrieve.library import CaseLibrary, embed, new_index
 from xr.retrieve.text import case_text, load_text_embeddings, report_text, text_embedder
 from xr.store import LibraryEntry
+from xr.views import FRONTAL
 
 RRF_K = 60  # the constant of reciprocal-rank fusion; 60 is the published default
 PRESENT = 0.5  # a finding the query is taken to have: its (calibrated) probability is at least even
@@ -303,4 +304,4 @@ class CaseIndex:
 
 def _same_projection(a: str | None, b: str | None) -> bool:
     """Unknown matches anything, and a frontal film of unknown projection either PA or AP."""
-    return a is None or b is None or a == b or {a, b} in ({"frontal", "PA"}, {"frontal", "AP"})
+    return a is None or b is None or a == b or {a, b} in ({FRONTAL, "PA"}, {FRONTAL, "AP"})

@@ -29,18 +29,21 @@ from xr.decode.beam import beam_search, greedy
 from xr.decode.faithful import stance_prompt, write
 from xr.decode.generation import GENERATION_CONFIG, GenerationConfig
 from xr.decode.model import DFFGConfig, DFFGModel
-from xr.decode.processing import FRONTAL, LATERAL, Example, collate
+from xr.decode.processing import Example, collate
 from xr.decode.vocab import Vocabulary
 from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
 from xr.draft.dffg import DFFG_DIR, ReportMemory
+from xr.draft.prepare import Films, example, prepare
+from xr.encode.finding_head import FindingHead
 from xr.encode.text import TextEmbedder
-from xr.encode.view_head import view_of
+from xr.encode.vision import VisionEncoder
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
 from xr.ingest import read_pixels
+from xr.ingest.image import IngestedImage
 from xr.normalize import informative, normalize
 from xr.report import split_sections
 from xr.thresholds import FILE as THRESHOLDS
@@ -56,9 +59,10 @@ def labels_vector(text: str) -> np.ndarray:
     return np.array([lab.get(f) == POSITIVE for f in FINDINGS], dtype=np.float32)
 
 
-def regions_and_views(feats) -> tuple[list[np.ndarray], list[int]]:
-    """The generator's visual input of a study: each view's regional grid, and whether it is frontal."""
-    return [f.regions for f in feats], [FRONTAL if view_of("unknown", f)[0] == "frontal" else LATERAL for f in feats]
+def films_of(paths, encoder, eye) -> Films:
+    """A training study's films as the drafter prepares a study's (xr.draft.prepare: the same views, features
+    and eye reading)."""
+    return prepare([IngestedImage(read_pixels(p), "png") for p in paths], encoder, eye)
 
 
 def read_edits(path: Path, data_dir: Path) -> list[Case]:
@@ -107,23 +111,12 @@ class Data:
         self.k = k
         self.train_nb = [self.memory.by_text(q, 2 * k, exclude=i) for i, q in enumerate(self.train_q)]
         self.val_nb = [self.memory.by_text(q, k) for q in self.val_q]
-        self.images: dict[str, tuple[list, list]] = {}
-        self.eye_read: dict[str, dict[str, float]] = {}  # evaluated studies with images: the eye's probabilities
+        self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")  # the drafter's eye, as shipped
+        self.images: dict[str, Films] = {}
         with_images = [c for c in self.train + self.val if c.image_paths]
         if with_images:
-            from xr.encode.eye import read_frontal
-            from xr.encode.finding_head import FindingHead
-            from xr.encode.vision import VisionEncoder
             enc = VisionEncoder()
-            self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")  # the drafter's eye, as shipped
-            evaluated = {c.id for c in self.val}
-            for c in with_images:
-                pixels = [read_pixels(p) for p in c.image_paths]
-                feats = enc.encode(pixels)
-                self.images[c.id] = regions_and_views(feats)
-                views = self.images[c.id][1]
-                if c.id in evaluated:
-                    self.eye_read[c.id] = read_frontal(self.eye, pixels, feats, [v == FRONTAL for v in views])
+            self.images = {c.id: films_of(c.image_paths, enc, self.eye) for c in with_images}
         log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} {split}, vocab {len(self.vocab)}, "
             f"{len(self.images)} studies with images")
 
@@ -142,10 +135,8 @@ class Data:
         self.train_nb = [self.memory.by_text(q, 2 * k) for q in self.train_q]
         self.images = {}
         if any(c.image_paths for c in self.train):
-            from xr.encode.vision import VisionEncoder
-            enc = VisionEncoder()
-            self.images = {c.id: regions_and_views(enc.encode([read_pixels(p) for p in c.image_paths]))
-                           for c in self.train if c.image_paths}
+            enc, eye = VisionEncoder(), FindingHead.from_pretrained(ASSETS / "finding_head")
+            self.images = {c.id: films_of(c.image_paths, enc, eye) for c in self.train if c.image_paths}
         log(f"{len(self.train)} approved studies from {path.name}, {len(self.images)} with images")
         return self
 
@@ -177,10 +168,10 @@ class Data:
             ex.prompt = self.memory.prompt_from(rows)
         if rng.random() > 0.1:
             ex.retrieved = [self.memory.findings[r] for r, _ in rows if rng.random() > 0.15]
-        if c.id in self.images:
-            regs, vts = self.images[c.id]
-            keep = [j for j in range(len(regs)) if rng.random() > 0.3] if rng.random() > 0.2 else []
-            ex.regions, ex.view_types = [regs[j] for j in keep], [vts[j] for j in keep]
+        if c.id in self.images:  # each film dropped at random (the eye's reading is not a training input)
+            films = self.images[c.id]
+            keep = [j for j in range(len(films.views)) if rng.random() > 0.3] if rng.random() > 0.2 else []
+            ex.regions, ex.views = [films.features[j].regions for j in keep], [films.names[j] for j in keep]
         return ex
 
     def val_example(self, i: int, mode: str) -> Example:
@@ -189,15 +180,10 @@ class Data:
         the prompt for the findings it reads, as the drafter has them)."""
         c = self.val[i]
         rows = self.val_nb[i]
-        ex = Example(retrieved=[self.memory.findings[r] for r, _ in rows])
-        if self.val_q[i] is not None:
-            ex.indication, ex.indication_emb = c.indication, self.val_q[i]
-        ex.prompt = self.val_labels[i] if mode == "oracle" else self.memory.prompt_from(rows)
-        if mode == "image" and c.id in self.images:
-            ex.regions, ex.view_types = self.images[c.id]
-            for name, p in self.eye_read.get(c.id, {}).items():
-                ex.prompt[FINDINGS.index(name)] = p
-        return ex
+        prompt = self.val_labels[i] if mode == "oracle" else self.memory.prompt_from(rows)
+        indication, q = (c.indication, self.val_q[i]) if self.val_q[i] is not None else ("", None)
+        return example(self.images.get(c.id) if mode == "image" else None, prompt,
+                       [self.memory.findings[r] for r, _ in rows], indication, q)
 
 
 def cider(refs: dict[str, str], preds: dict[str, str]) -> float:
@@ -401,7 +387,8 @@ def train(root: Path = IU_ROOT, out_dir: Path = DFFG_DIR, epochs: int = 20, batc
         data.memory.save(out_dir)
         (out_dir / "history.json").write_text(json.dumps(
             {"history": history, "best_epoch": best_epoch, "best_score": best, "seed": seed,
-             "minutes": (time.time() - t0) / 60}, indent=1) + "\n")
+             "minutes": (time.time() - t0) / 60, "with_images": sum(c.id in data.images for c in data.train)},
+            indent=1) + "\n")
         plot_curve(history, out_dir / "training_curve.png")
     acc.wait_for_everyone()
     return {"best_epoch": best_epoch, "best_score": best, "history": history, "minutes": (time.time() - t0) / 60}

@@ -17,9 +17,10 @@ from xr.generate.synthetic import png_bytes, watermark
 from xr.ui.common import INGEST, PRIVATE, refusing, username
 from xr.ui.reporting import uploaded
 from xr.ui.tempfiles import private_folder
+from xr.views import FRONTAL, LATERAL, VIEWS
 from xr.workstation import Workstation
 
-VIEW_CHOICES = ["frontal", "lateral"]
+VIEW_CHOICES = list(VIEWS)
 ABOUT = ("Synthetic films for teaching and for studies that lack a view, from a small latent diffusion model "
          "trained on a few hundred films on a CPU (model card: `assets/film_generator/README.md`): "
          "expect coarse 128-pixel films, not diagnostic images. Give a report, tick findings, or give one view "
@@ -31,11 +32,11 @@ def make_films(ws: Workstation, report: str, findings: list[str], frontal, later
     """(gallery items, what was made from what, PNG paths, provenance) for one request of the workspace or
     the API. Uploaded films are deleted once read, as the reporting workspace's are."""
     with ExitStack() as stack:
-        paths = {v: stack.enter_context(uploaded(f))[0] for v, f in (("frontal", frontal), ("lateral", lateral)) if f}
+        paths = {v: stack.enter_context(uploaded(f))[0] for v, f in zip(VIEWS, (frontal, lateral), strict=True) if f}
         wanted = [v for v in (views or VIEW_CHOICES) if v not in paths]
         if not wanted and paths:
             raise store.StoreError("the films asked for are given: ask for the other view, or draft a report from the films")
-        made = ws.generate(wanted, report or "", findings or [], paths.get("frontal"), paths.get("lateral"),
+        made = ws.generate(wanted, report or "", findings or [], paths.get(FRONTAL), paths.get(LATERAL),
                            int(seed or 0), progress)
     out = Path(tempfile.mkdtemp(prefix="xr-synthetic-", dir=private_folder(ws.settings)))
     files, gallery = [], []

@@ -16,6 +16,7 @@ from xr.ingest import read_pixels
 from xr.result import unrle
 from xr.store import StudyView
 from xr.ui.common import PRIVATE
+from xr.views import LATERAL, VIEWS
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "evidence", "fusion weights", "lung mask")
@@ -47,8 +48,8 @@ def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: 
         caption = f"View {i + 1}: {kind}"
         evidence = next(iter((v.get("evidence") or {}).items()), None)
         out.append(View(px, caption, grid=fusion_weights.get(str(i)), evidence=evidence,
-                        mask=v.get("lung_mask") if kind != "lateral" else None, view=kind))
-    return sorted(out, key=lambda v: {"frontal": 0, "lateral": 1}.get(v.view, 2))
+                        mask=v.get("lung_mask") if kind != LATERAL else None, view=kind))
+    return sorted(out, key=lambda v: VIEWS.index(v.view) if v.view in VIEWS else len(VIEWS))
 
 
 def stored_views(study: StudyView) -> list[View]:
