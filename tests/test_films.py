@@ -161,7 +161,7 @@ def tiny_views(tmp_path, patients: int = 8):
 
 
 def test_films_keep_a_patient_on_one_side_and_pair_its_views(shared):
-    films = load_films(NIH_DIR, VIEWS_DIR)
+    films = load_films(nih=NIH_DIR, views=VIEWS_DIR)
     by_group: dict[str, set] = {}
     for f in films:
         by_group.setdefault(f.group, set()).add(f.held_out)
@@ -184,7 +184,7 @@ def test_the_perceptual_term_counts_lost_detail_above_a_shift_in_brightness(nih_
 
 
 def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
-    films = load_films(NIH_DIR, tiny_views(tmp_path))
+    films = load_films(nih=NIH_DIR, views=tiny_views(tmp_path))
     films = [f for f in films if f.source != "nih"] + [f for f in films if f.source == "nih"][:24]
     model = train_films(films, tmp_path / "m", WORDING, ae_minutes=0.05, minutes=0.05, ae_epochs=1, epochs=1,
                         config=TINY, log=lambda m: None)

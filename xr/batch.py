@@ -28,11 +28,10 @@ from xr.config import settings
 from xr.errors import UserError
 from xr.ingest.errors import IngestError
 from xr.ingest.image import IngestedImage
-from xr.ingest.study import EXTENSIONS, IngestedStudy, archive_entries, load_study, skipped_name
+from xr.ingest.sources import Folder
+from xr.ingest.study import IngestedStudy, archive_entries, load_study
 from xr.result import DraftResult
 
-INDICATION = "indication.txt"  # optional, inside a study folder
-IMAGE_SUFFIXES = {suffix for suffix in EXTENSIONS if suffix}  # a loose image at the top is a one-view study
 WORKER_DIED = "worker process died while drafting this study (killed, out of memory, or its models failed to load)"
 
 
@@ -67,20 +66,9 @@ class Study:
 
 
 def find_studies(root: Path) -> list[Study]:
-    """Each immediate subfolder, each .zip and each loose image of `root`; other files are not studies."""
-    studies = []
-    for p in sorted(root.iterdir()):
-        if skipped_name(p.name):
-            continue
-        if p.is_dir():
-            files = tuple(f for f in sorted(p.rglob("*")) if f.is_file() and f.name != INDICATION
-                          and not any(skipped_name(part) for part in f.relative_to(p).parts))
-            indication = p / INDICATION
-            text = indication.read_text(errors="replace").strip() if indication.is_file() else ""
-            studies.append(Study(p.name, p, files, text))
-        elif p.suffix.lower() == ".zip" or p.suffix.lower() in IMAGE_SUFFIXES:
-            studies.append(Study(p.name, root, (p,)))
-    return studies
+    """The studies of the folder source (xr.ingest.sources.Folder), each with the folder its files are named from."""
+    return [Study(r.name, root / r.name if (root / r.name).is_dir() else root, r.files, r.indication)
+            for r in Folder(root, settings()).studies()]
 
 
 @contextmanager

@@ -29,7 +29,8 @@ class Settings:
     local_user: str  # single-user mode: the signer's name on exports, as a person writes it ("Gregory House")
     backend: str  # auto | onnx | int8 | eager: which runtime runs each model (xr.onnx.runtime checks the value)
     onnx_dir: Path  # where export-onnx writes the graphs and drafts look for them
-    drafter: str  # dffg (the generator) or retrieval (the nearest-report drafter)
+    drafter: str  # a name in xr.draft.registry.DRAFTERS: dffg (the generator) or retrieval (the nearest-report drafter)
+    eye: str  # a name in xr.encode.eyes.EYES, or auto: the DenseNet where XR_DENSENET_WEIGHTS names one, else the finding head
     generator_dir: Path | None  # a fine-tuned generator (train-generator --edits --out DIR); None: the shipped one
     refiner_dir: Path | None  # a refiner adapter folder; None: the shipped one
     refiner_base: Path | None  # a local transformers causal-LM folder as the refiner's base; None: the wheel's GGUF
@@ -112,6 +113,7 @@ def settings() -> Settings:
         backend=os.environ.get("XR_BACKEND", "auto"),
         onnx_dir=Path(os.environ.get("XR_ONNX_DIR", data_dir / "onnx")),
         drafter=os.environ.get("XR_DRAFTER", "dffg"),
+        eye=os.environ.get("XR_EYE", "auto"),
         generator_dir=_path("XR_GENERATOR_DIR"),
         refiner_dir=_path("XR_REFINER_DIR"),
         refiner_base=_path("XR_REFINER_BASE"),

@@ -634,13 +634,12 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
     """The study's latest approval as a file (DICOM SR, FHIR R4 JSON or text), logged as an export in the
     transaction during which it is written; removed again if that transaction then fails to commit, unless
     an earlier export had left a file by that name."""
-    from xr.export import approved_report_writers
     from xr.export.approved import ApprovedReport
+    from xr.export.registry import FORMATS
     from xr.report import split_sections
 
-    writers = approved_report_writers()
-    if fmt not in writers:
-        raise StoreError(f"unknown export format '{fmt}': one of {', '.join(writers)}")
+    if fmt not in FORMATS:
+        raise StoreError(f"unknown export format '{fmt}': one of {', '.join(FORMATS)}")
     with Provisional() as files, transaction(s.database_url) as session:
         study = _study(session, study_id)
         if not study.approvals:
@@ -656,8 +655,7 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
         user = user_row(session, actor)
         audit(session, user, "export", study, format=fmt, approval=a.id)
         session.flush()
-        suffix, write = writers[fmt]
-        return write(report, files.add(Path(directory) / f"report-{study_id}-{a.id}{suffix}"))
+        return FORMATS[fmt].write(report, files.add(Path(directory) / f"report-{study_id}-{a.id}{FORMATS[fmt].suffix}"))
 
 
 @dataclass(frozen=True)

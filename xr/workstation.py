@@ -12,27 +12,15 @@ import torch
 
 from xr import access, store
 from xr.config import Settings, settings
-from xr.draft.retrieval import RetrievalDrafter
+from xr.draft.registry import Drafter, make_drafter
 from xr.ingest import IngestedStudy, load_study, read_pixels
 from xr.ingest.image import IngestedImage
+from xr.ingest.sources import Files, StudyRef, StudySource
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
 from xr.views import FRONTAL, LATERAL, VIEWS
 
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
-DRAFTERS = ("retrieval", "dffg")
-
-
-def make_drafter(s: Settings, index: CaseIndex):
-    """Every drafter shares the workstation's similar-case index, so approvals show up in its drafts."""
-    if s.drafter == "retrieval":
-        return RetrievalDrafter(index=index, s=s)
-    if s.drafter == "dffg":
-        from xr.draft.dffg import DFFGDrafter
-
-        # a fine-tuned copy (train-generator --edits --out DIR), else the shipped generator
-        return DFFGDrafter(s.generator_dir, index=index, s=s) if s.generator_dir else DFFGDrafter(index=index, s=s)
-    raise ValueError(f"XR_DRAFTER must be one of {', '.join(DRAFTERS)}, not '{s.drafter}'")
 
 
 @dataclass(frozen=True)
@@ -45,7 +33,7 @@ class Drafted:
 class Workstation:
     def __init__(self, s: Settings | None = None) -> None:
         self.settings = s or settings()
-        self._drafter = None
+        self._drafter: Drafter | None = None
         self._index: CaseIndex | None = None
         self._refiner = None
         self._lock = threading.Lock()
@@ -55,7 +43,7 @@ class Workstation:
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
 
     @property
-    def drafter(self):
+    def drafter(self) -> Drafter:
         with self._lock:  # load the models once, even when the first requests arrive together
             if self._drafter is None:
                 self._index = CaseIndex()
@@ -125,10 +113,17 @@ class Workstation:
               progress=lambda fraction, desc: None, exclude: frozenset[str] = frozenset()) -> Drafted:
         """Draft a study; with an actor, store it (study, images, draft) in one transaction. `exclude`:
         library cases the draft may not use (a teaching case is drafted without itself)."""
+        return self.draft_from(Files(paths, self.settings), None, indication, actor, progress, exclude)
+
+    def draft_from(self, source: StudySource, ref: StudyRef | None = None, indication: str = "",
+                   actor: store.Actor | None = LOCAL_USER, progress=lambda fraction, desc: None,
+                   exclude: frozenset[str] = frozenset()) -> Drafted:
+        """Draft a study of a source (xr.ingest.sources: files, a folder; a PACS); `ref`: which one, by
+        default its first. The indication given, else the one the source holds."""
         t0 = time.perf_counter()
         progress(0.05, "Reading images")
-        study = load_study(paths, self.settings)
-        return self._draft(study, indication, actor, progress, t0, exclude)
+        ref = ref or source.studies()[0]
+        return self._draft(source.load(ref), indication or ref.indication, actor, progress, t0, exclude)
 
     def draft_ingested(self, study: IngestedStudy, indication: str = "", actor: store.Actor | None = None) -> Drafted:
         """Draft a study already read into pixels (a batch worker elsewhere gets those, never the files)."""

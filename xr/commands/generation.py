@@ -18,7 +18,7 @@ def _films(args: argparse.Namespace):
 
     if not (args.nih or args.views or args.studies):
         raise UserError("give at least one of --nih, --views, --studies")
-    films = load_films(*(Path(p) if p else None for p in (args.nih, args.views, args.studies)))
+    films = load_films(nih=args.nih, views=args.views, studies=args.studies)
     if not films:
         raise UserError("no films found in the folders given")
     return films

@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from xr.export.registry import FORMATS
+
 
 def cmd_export_edits(args: argparse.Namespace) -> int:
     from xr import store
@@ -39,6 +41,6 @@ def register(sub) -> None:
 
     er = sub.add_parser("export-report", help="an approved report as DICOM SR, FHIR R4 DiagnosticReport or text")
     er.add_argument("study", type=int, help="study id (as on the worklist)")
-    er.add_argument("--format", choices=("sr", "fhir", "text"), default="sr")
+    er.add_argument("--format", choices=tuple(FORMATS), default="sr")
     er.add_argument("--out", default=".", help="folder to write into (default: here)")
     er.set_defaults(fn=cmd_export_report)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from xr.views import FRONTAL, LATERAL, VIEWS, view_from_position
 from xr.report import compose_report
 
 @dataclass(frozen=True)
-class Film:
+class LabelledFilm:
+    """One film of a dataset as every trainer reads it (finding head, view head, film generator)."""
     path: Path
     group: str  # the patient (NIH, covid_cxr_views) or study (IU, MIMIC): a pair's unit
     view: str | None  # FRONTAL or LATERAL; None where the layout does not record it
@@ -30,20 +32,20 @@ class Film:
     def held_out(self) -> bool:
         return is_validation(self.group)
 
-    def seen_as(self, view: str) -> Film:
+    def seen_as(self, view: str) -> LabelledFilm:
         return replace(self, view=view)
 
 
-def nih_films(root: Path) -> list[Film]:
-    return [Film(n.path, f"nih:{n.patient_id}", FRONTAL, tuple(n.labels), "", "nih") for n in load_nih(root)
+def nih_films(root: Path) -> list[LabelledFilm]:
+    return [LabelledFilm(n.path, f"nih:{n.patient_id}", FRONTAL, tuple(n.labels), "", "nih") for n in load_nih(root)
             if n.path.exists()]
 
 
-def view_pair_films(root: Path) -> list[Film]:
+def view_pair_films(root: Path) -> list[LabelledFilm]:
     """covid_cxr_views: every finding there is a pneumonia (COVID-19, bacterial, viral, lipoid...)."""
     with open(root / "views.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [Film(root / "images" / r["image"], f"views:{r['patient']}", r["view"], ("Pneumonia",), "", "covid_cxr_views")
+    return [LabelledFilm(root / "images" / r["image"], f"views:{r['patient']}", r["view"], ("Pneumonia",), "", "covid_cxr_views")
             for r in rows if r["view"] in VIEWS and (root / "images" / r["image"]).exists()]
 
 
@@ -65,34 +67,53 @@ def recorded_views(root: Path) -> dict[str, str]:
     return {}
 
 
-def study_films(root: Path) -> list[Film]:
+def study_films(root: Path) -> list[LabelledFilm]:
     """Every study with images of an IU X-ray or MIMIC-CXR-JPG folder, all splits (the held-out split here
     is by patient, the same rule for every source); views from the layout's header sheet where it has one."""
     name, cases = load_cases(root)
     views = recorded_views(root)
-    return [Film(p, f"{name}:{c.id}", views.get(p.stem), c.labels,
+    return [LabelledFilm(p, f"{name}:{c.id}", views.get(p.stem), c.labels,
                  compose_report(c.findings, c.impression), name)
             for c in cases for p in c.image_paths]
 
 
-def load_films(nih: Path | None = None, views: Path | None = None, studies: Path | None = None) -> list[Film]:
-    out: list[Film] = []
-    for root, read, needs in ((nih, nih_films, "labels.csv"), (views, view_pair_films, "views.csv"),
-                              (studies, study_films, None)):
+@dataclass(frozen=True)
+class Layout:
+    read: Callable[[Path], list[LabelledFilm]]
+    needs: str | None  # the file that tells a folder of this layout, where there is one
+
+
+# The dataset layouts every trainer reads films from, by name: a layout is a function from a folder to its
+# LabelledFilms and one line here.
+LAYOUTS: dict[str, Layout] = {
+    "nih": Layout(nih_films, "labels.csv"),  # NIH ChestX-ray14: labels.csv + images/
+    "views": Layout(view_pair_films, "views.csv"),  # covid_cxr_views: frontal and lateral films of one patient
+    "studies": Layout(study_films, None),  # IU X-ray or MIMIC-CXR-JPG studies with their reports
+}
+
+
+def load_films(**roots: Path | str | None) -> list[LabelledFilm]:
+    """The films of each folder given by its layout's name (`load_films(nih=A, views=B)`), in LAYOUTS' order."""
+    unknown = set(roots) - set(LAYOUTS)
+    if unknown:
+        raise UserError(f"no dataset layout named {', '.join(sorted(unknown))}: one of {', '.join(LAYOUTS)}")
+    out: list[LabelledFilm] = []
+    for name, layout in LAYOUTS.items():
+        root = roots.get(name)
         if root is None:
             continue
-        if needs and not (Path(root) / needs).is_file():
-            raise UserError(f"{Path(root).name}: no {needs} there (not a {read.__name__.replace('_films', '')} folder)")
+        if layout.needs and not (Path(root) / layout.needs).is_file():
+            raise UserError(f"{Path(root).name}: no {layout.needs} there (not a {name} folder)")
         try:
-            out += read(Path(root))
+            out += layout.read(Path(root))
         except FileNotFoundError as e:
             raise UserError(str(e)) from None
     return out
 
 
-def pairs(films: list[Film]) -> list[tuple[Film, Film]]:
+def pairs(films: list[LabelledFilm]) -> list[tuple[LabelledFilm, LabelledFilm]]:
     """(frontal, lateral) of each group that has both: the first of each view."""
-    first: dict[tuple[str, str], Film] = {}
+    first: dict[tuple[str, str], LabelledFilm] = {}
     for f in films:
         if f.view is not None:
             first.setdefault((f.group, f.view), f)

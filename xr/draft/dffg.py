@@ -32,7 +32,8 @@ from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
 from xr.draft.explain import explain
 from xr.draft.prepare import Films, example, prepare
-from xr.encode.eye import Eye, eye_for
+from xr.encode.eye import Eye
+from xr.encode.eyes import eye_for
 from xr.findings import FINDINGS
 from xr.normalize import informative
 from xr.onnx.runtime import describe

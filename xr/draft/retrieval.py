@@ -25,7 +25,8 @@ from xr.decode.wording import Wording
 from xr.draft.explain import explain
 from xr.draft.prepare import prepare
 from xr.encode.cache import FeatureCache
-from xr.encode.eye import Eye, eye_for
+from xr.encode.eye import Eye
+from xr.encode.eyes import eye_for
 from xr.encode.vision import VisionEncoder
 from xr.findings import FINDINGS
 from xr.ingest import IngestedStudy

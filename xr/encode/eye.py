@@ -1,13 +1,11 @@
-"""The eye: where a draft's finding probabilities come from. The user's own chest-X-ray DenseNet-121 when
-`XR_DENSENET_WEIGHTS` names one, else the shipped finding head over our image features. Both read the
-frontal views (what they were trained on) and every draft records which one it used."""
+"""The eye: where a draft's finding probabilities come from (which one: xr/encode/eyes.py). Every eye reads
+the frontal views (what they were trained on) and every draft records which one it used."""
 from __future__ import annotations
 
 from typing import Protocol
 
 import numpy as np
 
-from xr.config import ASSETS, Settings
 from xr.encode.vision import ImageFeatures
 from xr.thresholds import Thresholds
 
@@ -32,12 +30,6 @@ class Eye(Protocol):
     def evidence(self, pixels: np.ndarray, features: ImageFeatures, findings: list[str]) -> dict[str, np.ndarray]:
         """(GRID, GRID) map per finding, 0..1: where on one film the probability of each comes from."""
         ...
-
-
-def eye_for(s: Settings) -> Eye:
-    from xr.encode.densenet_eye import densenet_eye
-    from xr.encode.finding_head import FindingHead
-    return densenet_eye(s) or FindingHead.from_pretrained(ASSETS / "finding_head")
 
 
 EVIDENCE_FINDINGS = 3  # maps are drawn for the most probable findings (besides No Finding)

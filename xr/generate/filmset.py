@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from xr.data.films import Film
+from xr.data.films import LabelledFilm
 from xr.decode.wording import Wording
 from xr.encode.text import TextEmbedder
 from xr.encode.view_head import view_of
@@ -38,7 +38,7 @@ class FilmSet:
         return self.films[idx].float() / 255
 
 
-def tell_views(films: list[Film], log: Callable[[str], None]) -> list[Film]:
+def tell_views(films: list[LabelledFilm], log: Callable[[str], None]) -> list[LabelledFilm]:
     """Films whose layout does not say their view get the drafter's answer (the view head)."""
     unknown = [i for i, f in enumerate(films) if f.view is None]
     if not unknown:
@@ -51,7 +51,7 @@ def tell_views(films: list[Film], log: Callable[[str], None]) -> list[Film]:
     return out
 
 
-def prepare(films: list[Film], config: FilmGeneratorConfig, wording: Wording, log: Callable[[str], None]) -> FilmSet:
+def prepare(films: list[LabelledFilm], config: FilmGeneratorConfig, wording: Wording, log: Callable[[str], None]) -> FilmSet:
     films = tell_views(films, log)
     pixels = [to_film(read_pixels(f.path), config.size) for f in tqdm(films, desc="reading films", unit="film", file=sys.stderr)]
     reports = [f.report or report_for([x for x in f.labels if x in config.findings], wording) for f in films]

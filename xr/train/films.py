@@ -39,7 +39,7 @@ from monai.transforms import RandAffine
 from tqdm import tqdm
 
 from xr.config import ASSETS
-from xr.data.films import Film
+from xr.data.films import LabelledFilm
 from xr.data.split import is_validation
 from xr.decode.wording import Wording
 from xr.encode.lung_unet import LungUNet
@@ -248,7 +248,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_films(films: list[Film], out: Path, wording: Wording, ae_minutes: float = 20, minutes: float = 24,
+def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minutes: float = 20, minutes: float = 24,
                 ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0, config: FilmGeneratorConfig | None = None,
                 log: Callable[[str], None] = print) -> FilmGenerator:
     """Both stages on `films` outside the held-out and validation parts; writes the model (fp16),

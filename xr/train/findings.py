@@ -23,15 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.numpy import save_file
 
+from xr.data.films import LAYOUTS, LabelledFilm
 from xr.data.iu_xray import load_iu
-from xr.data.nih import load_nih
 from xr.data.split import is_validation
 from xr.encode.batch import encode_files
 from xr.encode.finding_head import HOLDOUT, FindingHead, FindingHeadConfig, head_inputs
@@ -45,28 +45,20 @@ MIN_POSITIVES = 5  # fewer training positives than this: the output is not train
 WEIGHT_DECAYS = (0.03, 0.1, 0.3, 1.0)  # L2 on the weights per training film; chosen by cross-validation
 
 
-@dataclass(frozen=True)
-class Example:
-    path: Path
-    group: str  # patient (NIH) or study (IU): the unit kept on one side of the split
-    labels: tuple[str, ...]
-    source: str
-
-
 POLICY_DATA = "policy.safetensors"  # the out-of-fold probabilities and labels the statement policy was chosen on
 
 
-def examples(nih_roots: Path | list[Path], iu_root: Path | None = None) -> list[Example]:
+def examples(nih_roots: Path | list[Path], iu_root: Path | None = None) -> list[LabelledFilm]:
     """Films of one or more NIH-layout folders (a patient in two folders is one group), then IU's."""
     roots = nih_roots if isinstance(nih_roots, list) else [nih_roots]
-    out = [Example(n.path, f"nih:{n.patient_id}", tuple(n.labels), "nih") for root in roots for n in load_nih(root)]
+    out = [f for root in roots for f in LAYOUTS["nih"].read(root)]
     if iu_root is not None and (iu_root / "annotation.json").exists():
         for c in load_iu(iu_root, "train"):
-            out += [Example(p, f"iu:{c.id}", c.labels, "iu") for p in c.image_paths if c.labels]
+            out += [LabelledFilm(p, f"iu:{c.id}", None, c.labels, "", "iu") for p in c.image_paths if c.labels]
     return out
 
 
-def label_matrix(exs: list[Example], findings: list[str]) -> np.ndarray:
+def label_matrix(exs: list[LabelledFilm], findings: list[str]) -> np.ndarray:
     return np.array([[f in e.labels for f in findings] for e in exs], dtype=np.float32).reshape(len(exs), len(findings))
 
 
@@ -176,7 +168,7 @@ def train(nih_roots: list[Path], iu_root: Path | None, out: Path, encoder: Visio
     return info
 
 
-def evaluate(head: FindingHead, feats: list[ImageFeatures], exs: list[Example]) -> dict:
+def evaluate(head: FindingHead, feats: list[ImageFeatures], exs: list[LabelledFilm]) -> dict:
     p = head.probabilities(feats)
     y = label_matrix(exs, head.config.findings)
     rows = per_finding(y, p, head.config.findings)

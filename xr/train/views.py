@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xr.data.films import Film, nih_films, study_films, view_pair_films
+from xr.data.films import LAYOUTS, LabelledFilm
 from xr.encode.batch import encode_files
 from xr.encode.view_head import ViewHead, ViewHeadConfig, view_inputs
 from xr.encode.vision import VisionEncoder
@@ -25,10 +25,10 @@ WEIGHT_DECAY = 1.0  # L2 per film on standardised features
 FOLDS = 5
 
 
-def films(nih: list[Path], views: Path | None, studies: Path | None) -> list[Film]:
-    out = [f for root in nih for f in nih_films(root)]
-    out += view_pair_films(views) if views else []
-    out += [f for f in study_films(studies) if f.view] if studies else []
+def films(nih: list[Path], views: Path | None, studies: Path | None) -> list[LabelledFilm]:
+    out = [f for root in nih for f in LAYOUTS["nih"].read(root)]
+    out += LAYOUTS["views"].read(views) if views else []
+    out += [f for f in LAYOUTS["studies"].read(studies) if f.view] if studies else []
     return out
 
 

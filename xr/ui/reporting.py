@@ -17,6 +17,7 @@ from xr import access, store
 from xr.decode.wording import sentence_labels
 from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
 from xr.export.approved import signer_name
+from xr.export.registry import FORMATS
 from xr.refine.refiner import REFINE_BY_DEFAULT
 from xr.report import (
     diff_text,
@@ -34,7 +35,6 @@ from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
 
-EXPORTS = {"DICOM SR": "sr", "FHIR R4 (JSON)": "fhir", "Plain text": "text"}
 WORKLIST_COLUMNS = ["id", "status", "views", "indication", "updated"]
 HISTORY_COLUMNS = ["when (UTC)", "event", "by", "text"]
 STUDY_NUMBER = re.compile(r"^#(\d+)$")
@@ -167,7 +167,8 @@ class Reporting:
                 with gr.Column():
                     self.diff = gr.Code(label="Changes against the draft", language=None, lines=6)
                     with gr.Row():
-                        self.export_fmt = gr.Radio(list(EXPORTS), value="DICOM SR", label="Export the approved report")
+                        self.export_fmt = gr.Radio([(f.label, name) for name, f in FORMATS.items()], value="sr",
+                                                   label="Export the approved report")
                         self.export_btn = gr.Button("Export", size="sm")
                     self.export_file = gr.File(label="Exported report", interactive=False, elem_id="export-file")
             with gr.Accordion("How this draft was made", open=False):
@@ -332,7 +333,7 @@ class Reporting:
         def export(study_id, fmt, request: gr.Request):
             actor = ws.actor(username(request), "export_report")
             with export_folder(ws.settings) as folder:
-                return str(store.export_report(ws.settings, need(study_id), EXPORTS[fmt], folder, actor))
+                return str(store.export_report(ws.settings, need(study_id), fmt, folder, actor))
 
         def amend():
             """Unlock a signed report for an amendment (approving it again is the amendment)."""
