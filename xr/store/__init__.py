@@ -1,0 +1,43 @@
+"""Store: every user action on studies as one database transaction, split by job: `commands` (what users
+do), `queries` (what the workspaces read), `images` (the image files), `exports` (what leaves). Callers use
+`from xr import store; store.approve(...)`: the names below are the store's whole interface."""
+from xr.store.commands import add_to_library, approve, known_study, record_study, save_revision
+from xr.store.common import (
+    REASON_TAGS,
+    STATUSES,
+    Actor,
+    KnownStudy,
+    LibraryEntry,
+    StoreError,
+    StudyStatus,
+    check_text,
+)
+from xr.store.exports import export_edits, export_report
+from xr.store.images import image_path, rename_images, study_images
+from xr.store.queries import (
+    CorrectionsQueue,
+    HistoryEntry,
+    StoredDraft,
+    StudyApproval,
+    StudyCorrection,
+    StudyDraft,
+    StudyImage,
+    StudyView,
+    TeachingStudy,
+    approvals_not_in_library,
+    corrections_queue,
+    history,
+    latest_draft,
+    library_cases,
+    study_view,
+    teaching_studies,
+    worklist,
+    worklist_query,
+)
+
+__all__ = ["REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
+           "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyDraft", "StudyImage", "StudyStatus",
+           "StudyView", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
+           "corrections_queue", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",
+           "library_cases", "record_study", "rename_images", "save_revision", "study_images", "study_view",
+           "teaching_studies", "worklist", "worklist_query"]

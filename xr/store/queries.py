@@ -1,0 +1,229 @@
+"""Read models: what the workspaces, the refiner, the similar-case index and the teaching view read of
+stored studies, as typed records (the worklist's rows are the API's JSON)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import selectinload
+
+from db.models import Approval, Draft, Image, LibraryCase, Revision, Study
+from db.session import transaction
+from xr.config import Settings
+from xr.store.common import STATUSES, StoreError, StudyStatus, correction_of, latest_approvals, latest_draft_row, study_row
+
+
+@dataclass(frozen=True)
+class StoredDraft:
+    """What the refiner needs of a stored study's latest draft (a db.models.Draft row)."""
+    text: str
+    indication: str
+    findings: dict[str, float]  # finding -> probability
+    similar: list[str]  # the similar cases' reports
+
+
+def latest_draft(s: Settings, study_id: int) -> StoredDraft:
+    """What the refiner needs of a stored study's latest draft: text, indication, finding probabilities,
+    the similar cases' reports."""
+    with transaction(s.database_url, read_only=True) as session:
+        study_row(session, study_id)
+        d = latest_draft_row(session, study_id)
+        return StoredDraft(text=d.text, indication=d.indication, findings=dict(d.findings or {}),
+                           similar=[c.get("report", "") for c in (d.similar_cases or []) if c.get("report")])
+
+
+def approvals_not_in_library(s: Settings) -> list[tuple[int, int, str]]:
+    """(study id, approval id, text) of every study whose latest approval the library does not hold."""
+    latest = latest_approvals()
+    with transaction(s.database_url, read_only=True) as session:
+        rows = session.execute(
+            select(Approval.study_id, Approval.id, Approval.text).join(latest, Approval.id == latest.c.id)
+            .outerjoin(LibraryCase, LibraryCase.study_id == Approval.study_id)
+            .where((LibraryCase.id.is_(None)) | (LibraryCase.approval_id != Approval.id)).order_by(Approval.id))
+        return [(study_id, approval_id, text) for study_id, approval_id, text in rows]
+
+
+def library_cases(s: Settings, known: tuple | None = None) -> tuple[tuple, list[tuple[LibraryCase, str]] | None]:
+    """(fingerprint, [(row, study key)]) of the library's approved studies; the rows are None when the
+    fingerprint (row count, newest id, newest change) equals `known`: nothing changed since that read."""
+    with transaction(s.database_url, read_only=True) as session:
+        fingerprint = tuple(session.execute(select(func.count(LibraryCase.id), func.max(LibraryCase.id),
+                                                   func.max(LibraryCase.added_at))).one())
+        if fingerprint == known:
+            return fingerprint, None
+        rows = session.execute(select(LibraryCase, Study.key).join(Study).order_by(LibraryCase.id)).all()
+        return fingerprint, [(row, key) for row, key in rows]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a study's history panel."""
+    at: str  # ISO time, seconds, UTC
+    event: str  # "draft", "edit" or "approval"
+    by: str  # the model and its version for a draft, else the user's name
+    text: str
+
+
+def history(s: Settings, study_id: int) -> list[HistoryEntry]:
+    """Draft, revisions and approvals of a study in time order, for the history panel."""
+    with transaction(s.database_url, read_only=True) as session:
+        study = study_row(session, study_id)
+        rows = [(d.created_at, "draft", f"{d.model} {d.model_version}", d.text) for d in study.drafts]
+        rows += [(r.created_at, "edit", r.user.name, r.text) for r in study.revisions]
+        rows += [(a.approved_at, "approval", a.user.name, a.text) for a in study.approvals]
+        return [HistoryEntry(at=at.isoformat(timespec="seconds"), event=ev, by=by, text=text)
+                for at, ev, by, text in sorted(rows, key=lambda r: r[0])]
+
+
+def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Select[Study]:
+    """The worklist's query. The search is a case-insensitive substring match on both engines (lower()
+    LIKE, with % and _ taken literally); newest first, by status, through ix_studies_status_updated."""
+    if status and status not in STATUSES:
+        raise StoreError(f"unknown status '{status}': one of {', '.join(STATUSES)}")
+    q = select(Study).order_by(Study.updated_at.desc(), Study.id.desc()).limit(limit)
+    if status:
+        q = q.where(Study.status == status)
+    search = (search or "").strip()
+    if search.startswith("#") and search[1:].isdigit():
+        q = q.where(Study.id == int(search[1:]))
+    elif search:
+        q = q.where(Study.indication.icontains(search, autoescape=True)
+                    | select(Draft.id).where(Draft.study_id == Study.id,
+                                             Draft.text.icontains(search, autoescape=True)).exists()
+                    | select(Revision.id).where(Revision.study_id == Study.id,
+                                                Revision.text.icontains(search, autoescape=True)).exists())
+    return q
+
+
+def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict[str, Any]]:
+    """Studies newest first, by status and a search over the indication and the report texts ('#12'
+    finds study 12). Plain dicts, not dataclasses: they are the JSON rows of the app's `/worklist` API
+    endpoint (id, status, views, indication, updated), returned to API clients as they are."""
+    q = worklist_query(status, search, limit).options(selectinload(Study.images))
+    with transaction(s.database_url, read_only=True) as session:
+        return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
+                 "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M")}
+                for st in session.scalars(q)]
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    path: str  # absolute: under the data directory
+    view: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class StudyDraft:
+    """A study's latest stored draft (a db.models.Draft row), with its overlays and similar cases."""
+    id: int
+    text: str
+    model: str
+    model_version: str
+    findings: dict[str, float]  # finding -> probability
+    fusion_weights: dict[str, Any]  # view index -> gate grid
+    views: list[dict[str, Any]]  # per view: view, view source, content hash, measurements, lung mask (RLE)
+    similar_cases: list[dict[str, Any]]
+    statements: dict[str, dict[str, str]]  # finding -> stance and the cut behind it (empty before revision 0008)
+    notes: list[str]  # how the draft was made
+
+
+@dataclass(frozen=True)
+class StudyApproval:
+    """The study's latest approval."""
+    id: int
+    by: str
+    at: str  # ISO time, minutes, UTC
+    amendment: bool  # an earlier approval exists
+
+
+@dataclass(frozen=True)
+class StudyCorrection:
+    """An annotator's correction of the latest draft: the latest tagged revision."""
+    text: str
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a workspace shows of one stored study."""
+    id: int
+    key: str
+    status: StudyStatus
+    indication: str
+    images: list[StudyImage]
+    draft: StudyDraft | None
+    text: str  # the current text: the latest revision of the latest draft, else the draft, else ""
+    approval: StudyApproval | None
+    correction: StudyCorrection | None
+
+
+def study_view(s: Settings, study_id: int) -> StudyView:
+    """What a workspace shows of one stored study: its images, latest draft, current text and approval."""
+    with transaction(s.database_url, read_only=True) as session:
+        study = study_row(session, study_id)
+        draft = study.drafts[-1] if study.drafts else None
+        revs = [r for r in study.revisions if draft and r.draft_id == draft.id]
+        approval = study.approvals[-1] if study.approvals else None
+        correction = correction_of(study) if draft else None
+        return StudyView(
+            id=study.id, key=study.key, status=StudyStatus(study.status), indication=study.indication,
+            images=[StudyImage(path=str(s.data_dir / i.storage_path), view=i.view, content_hash=i.content_hash)
+                    for i in study.images],
+            draft=None if draft is None else StudyDraft(
+                id=draft.id, text=draft.text, model=draft.model, model_version=draft.model_version,
+                findings=dict(draft.findings or {}), fusion_weights=dict(draft.fusion_weights or {}),
+                views=list(draft.views or []), similar_cases=list(draft.similar_cases or []),
+                statements=dict(draft.statements or {}), notes=list(draft.notes or [])),
+            text=revs[-1].text if revs else (draft.text if draft else ""),
+            approval=None if approval is None else StudyApproval(
+                id=approval.id, by=approval.user.name, at=approval.approved_at.isoformat(timespec="minutes"),
+                amendment=len(study.approvals) > 1),
+            correction=None if correction is None else StudyCorrection(text=correction.text, tags=list(correction.tags)),
+        )
+
+
+@dataclass(frozen=True)
+class CorrectionsQueue:
+    """How far the annotators' queue is, and the study to correct next."""
+    total: int  # drafted, not yet approved studies
+    done: int  # of those, the ones whose latest draft has a tagged revision
+    next: int | None  # the study to correct next; None when all are done
+
+
+def corrections_queue(s: Settings, after: int | None = None) -> CorrectionsQueue:
+    """The annotators' queue: drafted, not yet approved studies; done when the latest draft has a tagged
+    revision. Returns counts and the next study to correct (the first after `after`, to skip one; None
+    when all are done)."""
+    newest_draft = select(func.max(Draft.id)).where(Draft.study_id == Revision.study_id).scalar_subquery()
+    corrected = select(Revision.id).where(Revision.study_id == Study.id, Revision.draft_id == newest_draft,
+                                          func.json_array_length(Revision.tags) > 0).exists()
+    todo = select(Study.id).where(Study.status == StudyStatus.DRAFTED, ~corrected).order_by(Study.id).limit(1)
+    with transaction(s.database_url, read_only=True) as session:
+        total, done = session.execute(select(func.count(), func.coalesce(func.sum(case((corrected, 1), else_=0)), 0))
+                                      .where(Study.status == StudyStatus.DRAFTED)).one()
+        later = session.scalar(todo.where(Study.id > after)) if after is not None else None
+        return CorrectionsQueue(total=total, done=done, next=later or session.scalar(todo))
+
+
+@dataclass(frozen=True)
+class TeachingStudy:
+    """An approved study of the similar-case library, as the teaching view lists it."""
+    study_id: int
+    labels: list[str]  # labeler positives on the approved text
+    report: str  # the approved text
+    image: str  # its first image, absolute: under the data directory
+
+
+def teaching_studies(s: Settings) -> list[TeachingStudy]:
+    """Approved studies of the similar-case library, as the teaching view lists them; not a study with an
+    image whose header says text is burned into its pixels (it may name the patient)."""
+    first_image = (select(Image.storage_path).where(Image.study_id == LibraryCase.study_id)
+                   .order_by(Image.position, Image.id).limit(1).scalar_subquery())
+    burned = select(Image.study_id).where(Image.burned_in.is_(True))
+    with transaction(s.database_url, read_only=True) as session:  # columns, not objects: the library holds every approved study
+        rows = session.execute(select(LibraryCase.study_id, LibraryCase.labels, LibraryCase.report, first_image)
+                               .where(LibraryCase.study_id.not_in(burned)).order_by(LibraryCase.id))
+        return [TeachingStudy(study_id=study_id, labels=list(labels), report=report, image=str(s.data_dir / path))
+                for study_id, labels, report, path in rows if path is not None]
