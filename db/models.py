@@ -110,6 +110,7 @@ class Draft(Base):
     # finding -> {"stance": present | possible | absent | not assessed, "cut": the policy's cut behind it}
     statements: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[list[Any] | None] = mapped_column(JSON)  # how the draft was made
+    hedged: Mapped[list[Any] | None] = mapped_column(JSON)  # the sentences that hedge a finding
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship(back_populates="drafts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -284,7 +285,10 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
     assert redrafted.study_id == pending and store.study_view(db_env, pending).status == "drafted"
     v = store.study_view(db_env, first.study_id)
-    assert v.draft.views[0]["lung_mask"]["size"] == [256, 256]  # overlays survive a reopen
+    assert v.draft.views[0].lung_mask["size"] == [256, 256]  # overlays survive a reopen
+    # the stored draft is the drafter's typed record, whole (the timings grow once it is stored)
+    assert replace(v.draft, timings={}) == replace(first.draft, timings={})
+    assert v.draft.views[0].fusion_weights == first.draft.views[0].fusion_weights and v.draft.hedged == first.draft.hedged
     assert v.text == "FINDINGS: The mediastinum is unremarkable." and v.approval is None
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xr.result import rle
+from xr.result import DraftResult, rle
 from xr.ui.viewer import DISPLAY, View, hanging, render, views_of
 from xr.visualize import window_level, zoom_box
 
@@ -50,10 +50,13 @@ def test_views_hang_frontal_left_lateral_right_and_laterals_have_no_lung_mask(ni
     the lung mask (a frontal-film model) is not drawn on a lateral view."""
     mask = rle(np.ones((512, 512), bool))
     evidence = {"Cardiomegaly": np.eye(16).tolist(), "Pleural Effusion": np.ones((16, 16)).tolist()}
-    draft_views = [{"view": "lateral", "lung_mask": mask}, {"view": "frontal", "lung_mask": mask,
-                                                           "measurements": {"lung_border_ratio": 0.45}, "evidence": evidence}]
+    draft_views = [{"index": 0, "view": "lateral", "lung_mask": mask},
+                   {"index": 1, "view": "frontal", "lung_mask": mask, "measurements": {"lung_border_ratio": 0.45},
+                    "evidence": evidence}]
+    draft = DraftResult.from_json({"report": "", "findings": {}, "views": draft_views, "similar_cases": [], "model": "m",
+                                   "model_version": "1", "fusion_weights": {"0": [[0.5]], "1": [[0.5]]}})
     lateral, frontal = nih_pixels[:, ::-1].copy(), nih_pixels
-    views = views_of([lateral, frontal], draft_views, {"0": [[0.5]], "1": [[0.5]]})
+    views = views_of([lateral, frontal], draft)
     assert [v.view for v in views] == ["frontal", "lateral"]
     assert views[0].mask == mask and views[1].mask is None
     assert "0.45" not in views[0].caption  # the lung-border heart-size estimate is not calibrated: not shown as a CTR

@@ -2,11 +2,11 @@
 (`DraftResult`; the database row of a stored draft is `db.models.Draft`.)"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
-from xr.report import compose_report
+from xr.report import compose_report, split_sections
 
 
 @dataclass
@@ -61,10 +61,29 @@ class DraftResult:
         return {f: {"stance": st, "cut": self.cuts.get(f, "")} for f, st in self.stances.items()}
 
     def to_json(self) -> dict:
+        """The draft as JSON (the API's answer, the store's columns): each view's fusion weights under
+        "fusion_weights" by view index, the report text under "report"."""
         d = asdict(self)
         d["report"] = self.report
         d["fusion_weights"] = {str(v["index"]): v.pop("fusion_weights") for v in d["views"]}
         return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> DraftResult:
+        """The inverse of `to_json` (the text may come as "report" alone); keys a draft stored by an older
+        version lacks take their defaults."""
+        if "findings_text" not in d:
+            d = {**d, **dict(zip(("findings_text", "impression"), split_sections(d.get("report", "")), strict=True))}
+        weights = d.get("fusion_weights") or {}
+        views = [_build(ViewResult, {"fusion_weights": weights.get(str(v["index"]), []), **v}) for v in d.get("views") or []]
+        return _build(cls, {**d, "views": views, "similar_cases": [_build(SimilarCase, c) for c in d.get("similar_cases") or []]})
+
+
+def _build(kind, values: dict):
+    """`kind` from the keys it has fields for: JSON of another version may have more, or fewer (a field
+    with no default is then None: not recorded)."""
+    required = {f.name: None for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING}
+    return kind(**{**required, **{k: v for k, v in values.items() if k in {f.name for f in fields(kind)}}})
 
 
 def rle(mask) -> dict:

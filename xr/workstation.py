@@ -136,7 +136,7 @@ class Workstation:
         if not view.images:
             raise store.StoreError(f"study {study_id} has no images")
         # A view the last draft read off the image is read again, not passed off as the header's.
-        read = {v.get("content_hash") for v in (view.draft.views if view.draft else []) if v.get("view_source") == "image"}
+        read = {v.content_hash for v in (view.draft.views if view.draft else []) if v.view_source == "image"}
         images = [IngestedImage(pixels=read_pixels(im.path, self.settings), source_format="png",
                                 view="unknown" if im.content_hash in read else im.view) for im in view.images]
         if view.approval is not None:

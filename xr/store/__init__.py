@@ -20,12 +20,12 @@ from xr.store.queries import (
     StoredDraft,
     StudyApproval,
     StudyCorrection,
-    StudyDraft,
     StudyImage,
     StudyView,
     TeachingStudy,
     approvals_not_in_library,
     corrections_queue,
+    draft_result,
     history,
     latest_draft,
     library_cases,
@@ -36,8 +36,8 @@ from xr.store.queries import (
 )
 
 __all__ = ["REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
-           "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyDraft", "StudyImage", "StudyStatus",
+           "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
            "StudyView", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
-           "corrections_queue", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",
+           "corrections_queue", "draft_result", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",
            "library_cases", "record_study", "rename_images", "save_revision", "study_images", "study_view",
            "teaching_studies", "worklist", "worklist_query"]

@@ -90,7 +90,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                                   indication=indication, text=result.report, findings=result.findings,
                                   fusion_weights=d["fusion_weights"], similar_cases=d["similar_cases"],
                                   views=d["views"], timings=result.timings, statements=result.statements,
-                                  notes=result.notes, created_by=user.id))
+                                  notes=result.notes, hedged=result.hedged, created_by=user.id))
                 if row.status == StudyStatus.PENDING:
                     row.status = StudyStatus.DRAFTED
                 audit(session, user, "draft", row, model=result.model, version=result.model_version)

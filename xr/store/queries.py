@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from db.models import Approval, Draft, Image, LibraryCase, Revision, Study
 from db.session import transaction
 from xr.config import Settings
+from xr.result import DraftResult
 from xr.store.common import STATUSES, StoreError, StudyStatus, correction_of, latest_approvals, latest_draft_row, study_row
 
 
@@ -114,19 +115,17 @@ class StudyImage:
     content_hash: str
 
 
-@dataclass(frozen=True)
-class StudyDraft:
-    """A study's latest stored draft (a db.models.Draft row), with its overlays and similar cases."""
-    id: int
-    text: str
-    model: str
-    model_version: str
-    findings: dict[str, float]  # finding -> probability
-    fusion_weights: dict[str, Any]  # view index -> gate grid
-    views: list[dict[str, Any]]  # per view: view, view source, content hash, measurements, lung mask (RLE)
-    similar_cases: list[dict[str, Any]]
-    statements: dict[str, dict[str, str]]  # finding -> stance and the cut behind it (empty before revision 0008)
-    notes: list[str]  # how the draft was made
+def draft_result(row: Draft) -> DraftResult:
+    """A stored draft (a db.models.Draft row) as the drafter returned it: the same typed record, whole.
+    Drafts stored before revisions 0008 / 0009 have no stances, notes or hedged sentences."""
+    statements = row.statements or {}
+    return DraftResult.from_json({
+        "report": row.text, "findings": dict(row.findings or {}), "views": list(row.views or []),
+        "fusion_weights": dict(row.fusion_weights or {}), "similar_cases": list(row.similar_cases or []),
+        "model": row.model, "model_version": row.model_version, "timings": dict(row.timings or {}),
+        "notes": list(row.notes or []), "hedged": list(row.hedged or []),
+        "stances": {f: st["stance"] for f, st in statements.items()},
+        "cuts": {f: st.get("cut", "") for f, st in statements.items()}})
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ class StudyView:
     status: StudyStatus
     indication: str
     images: list[StudyImage]
-    draft: StudyDraft | None
+    draft: DraftResult | None  # the latest draft, as the drafter returned it (xr.result)
     text: str  # the current text: the latest revision of the latest draft, else the draft, else ""
     approval: StudyApproval | None
     correction: StudyCorrection | None
@@ -171,11 +170,7 @@ def study_view(s: Settings, study_id: int) -> StudyView:
             id=study.id, key=study.key, status=StudyStatus(study.status), indication=study.indication,
             images=[StudyImage(path=str(s.data_dir / i.storage_path), view=i.view, content_hash=i.content_hash)
                     for i in study.images],
-            draft=None if draft is None else StudyDraft(
-                id=draft.id, text=draft.text, model=draft.model, model_version=draft.model_version,
-                findings=dict(draft.findings or {}), fusion_weights=dict(draft.fusion_weights or {}),
-                views=list(draft.views or []), similar_cases=list(draft.similar_cases or []),
-                statements=dict(draft.statements or {}), notes=list(draft.notes or [])),
+            draft=None if draft is None else draft_result(draft),
             text=revs[-1].text if revs else (draft.text if draft else ""),
             approval=None if approval is None else StudyApproval(
                 id=approval.id, by=approval.user.name, at=approval.approved_at.isoformat(timespec="minutes"),

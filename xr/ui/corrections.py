@@ -55,7 +55,7 @@ class Corrections:
         header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v.indication)}"
                                              if v.indication else "")
         return (study_id, progress_html(q), header, *self.viewer.show(stored_views(v)),
-                d.text, v.text, [], note)
+                d.report, v.text, [], note)
 
     @property
     def outputs(self) -> list:

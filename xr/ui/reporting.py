@@ -70,7 +70,7 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notice: str = "")
     v = store.study_view(ws.settings, study_id)
     d = v.draft
     findings, impression = split_sections(v.text)
-    choices = draft_sentences(d.text) if d else []
+    choices = draft_sentences(d.report) if d else []
     header = f"### Study #{study_id} · {v.status}"
     if v.indication:
         header += f" · indication: {literal_markdown(v.indication)}"
@@ -82,22 +82,19 @@ def open_study(ws: Workstation, viewer: Viewer, study_id: int, notice: str = "")
                    f"{' (amended)' if a.amendment else ''}; press *Amend* to change it.")
     if notice:
         header += "\n\n" + literal_markdown(notice)
-    similar = [(Image.open(ws.index.library.directory / c["thumb"]),
-                f"{c['case_id']} · {c['similarity']:.2f} · {c['report'][:160]}")
-               for c in (d.similar_cases if d else []) if c.get("thumb")]
-    similar_md = "\n".join(f"- **{literal_markdown(c['case_id'])}** ({literal_markdown(c['via'])}, "
-                           f"{c['similarity']:.2f}; shares: "
-                           f"{literal_markdown(', '.join(c['shared_findings'])) or 'none'}): "
-                           f"{literal_markdown(c['report'])}"
+    similar = [(Image.open(ws.index.library.directory / c.thumb), f"{c.case_id} · {c.similarity:.2f} · {c.report[:160]}")
+               for c in (d.similar_cases if d else []) if c.thumb]
+    similar_md = "\n".join(f"- **{literal_markdown(c.case_id)}** ({literal_markdown(c.via)}, {c.similarity:.2f}; shares: "
+                           f"{literal_markdown(', '.join(c.shared_findings)) or 'none'}): {literal_markdown(c.report)}"
                            for c in (d.similar_cases if d else []))
     editable = v.approval is None
     notes = "\n".join(f"- {literal_markdown(n)}" for n in (d.notes if d else [])) or "*No notes were kept with this draft.*"
-    return (study_id, d.text if d else "", v.text, header, *viewer.show(stored_views(v)),
+    return (study_id, d.report if d else "", v.text, header, *viewer.show(stored_views(v)),
             gr.update(value=findings, interactive=editable), gr.update(value=impression, interactive=editable),
             gr.update(choices=choices, value=present_choices(findings, impression, choices), interactive=editable),
             text_says(findings, impression), panel_markdown(d.findings, d.statements) if d else panel_markdown({}, None),
             similar, similar_md, history_rows(ws, study_id),
-            diff_text(d.text, join_sections(findings, impression)) if d else "",
+            diff_text(d.report, join_sections(findings, impression)) if d else "",
             gr.update(value=False, interactive=editable), "", gr.update(visible=not editable),
             gr.update(interactive=editable), gr.update(visible=False), notes, None, "", "", "")
 
@@ -257,7 +254,7 @@ class Reporting:
                 raise store.StoreError("open a study first")
             v = store.study_view(ws.settings, int(study_id))
             on_screen = join_sections(findings, impression)
-            if v.draft and (v.text != v.draft.text or on_screen.strip() != v.draft.text.strip()):
+            if v.draft and (v.text != v.draft.report or on_screen.strip() != v.draft.report.strip()):
                 return tuple(gr.update(visible=True) if o is self.confirm_row else gr.skip() for o in outputs)
             return drafted_again(int(study_id), actor, progress)
 

@@ -14,6 +14,7 @@ from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
 from xr.ingest import read_pixels
 from xr.report import compose_report, literal_markdown
+from xr.result import DraftResult
 from xr.retrieve.library import has_report
 from xr.ui.common import PRIVATE, refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of
@@ -53,7 +54,7 @@ def teaching_cases(ws: Workstation, finding: str = "") -> list[TeachingCase]:
 class Teaching:
     def __init__(self, ws: Workstation) -> None:
         self.ws = ws
-        self._drafts: dict[str, dict] = {}  # library case -> its draft JSON: drafted once per process
+        self._drafts: dict[str, DraftResult] = {}  # library case -> its draft: drafted once per process
         self._lock = threading.Lock()
         with gr.Tab("Teaching", id="teaching", visible=False) as self.tab:
             self.case_id = gr.State(None)
@@ -92,15 +93,14 @@ class Teaching:
         if case.study_id is not None:
             v = store.study_view(self.ws.settings, case.study_id)
             assert v.draft is not None  # an approved study: drafted
-            return stored_views(v), v.draft.text
+            return stored_views(v), v.draft.report
         with self._lock:
             if case.id not in self._drafts:
                 # Drafted without itself: its own labels and report would otherwise make the draft.
                 self._drafts[case.id] = self.ws.draft([case.image], "", actor=None,
-                                                      exclude=frozenset({case.id})).draft.to_json()
+                                                      exclude=frozenset({case.id})).draft
         d = self._drafts[case.id]
-        pixels = [read_pixels(case.image)]
-        return views_of(pixels, d["views"], d["fusion_weights"]), d["report"]
+        return views_of([read_pixels(case.image)], d), d.report
 
     def _answer(self, case: TeachingCase, draft: str, guess: str) -> tuple:
         ref = case.reference or ("Labels (NIH ChestX-ray14, no report): " + (", ".join(case.labels) or "No Finding"))

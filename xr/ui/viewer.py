@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from xr.ingest import read_pixels
-from xr.result import unrle
+from xr.result import DraftResult, unrle
 from xr.store import StudyView
 from xr.ui.common import PRIVATE
 from xr.views import LATERAL, VIEWS
@@ -37,26 +37,22 @@ class View:
     view: str = "unknown"  # "frontal", "lateral" or "unknown"
 
 
-def views_of(pixels: list[np.ndarray], draft_views: list[dict], fusion_weights: dict) -> list[View]:
-    """Viewer views from a draft's JSON (`DraftResult.to_json()` or a stored draft row), frontal views first.
-    A lateral view has no lung mask: the U-Net was trained on frontal films, and its output there means
-    nothing."""
+def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[View]:
+    """Viewer views of films with their draft's overlays, frontal views first. A lateral view has no lung
+    mask: the U-Net was trained on frontal films, and its output there means nothing."""
     out = []
     for i, px in enumerate(pixels):
-        v = draft_views[i] if i < len(draft_views) else {}
-        kind = v.get("view", "unknown")
-        caption = f"View {i + 1}: {kind}"
-        evidence = next(iter((v.get("evidence") or {}).items()), None)
-        out.append(View(px, caption, grid=fusion_weights.get(str(i)), evidence=evidence,
-                        mask=v.get("lung_mask") if kind != LATERAL else None, view=kind))
+        v = draft.views[i] if draft and i < len(draft.views) else None
+        kind = v.view if v else "unknown"
+        evidence = next(iter(v.evidence.items()), None) if v else None
+        out.append(View(px, f"View {i + 1}: {kind}", grid=(v.fusion_weights or None) if v else None, evidence=evidence,
+                        mask=v.lung_mask if v and kind != LATERAL else None, view=kind))
     return sorted(out, key=lambda v: VIEWS.index(v.view) if v.view in VIEWS else len(VIEWS))
 
 
 def stored_views(study: StudyView) -> list[View]:
     """Viewer views of a stored study (`store.study_view`): its images with its latest draft's overlays."""
-    d = study.draft
-    pixels = [read_pixels(im.path) for im in study.images]
-    return views_of(pixels, d.views if d else [], d.fusion_weights if d else {})
+    return views_of([read_pixels(im.path) for im in study.images], study.draft)
 
 
 def render(view: View, layer: str, centre: float, width: float, invert: bool, factor: float,
