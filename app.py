@@ -14,17 +14,18 @@ import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from db.session import engine_for  # noqa: E402
-from xr import access, store  # noqa: E402
+from xr import access  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
 from xr.sessions import DatabaseSessions, EndOnLogout, cookie_name  # noqa: E402
-from xr.ui.common import INGEST, guarded, page_head, username  # noqa: E402
+from xr.ui.api import Api  # noqa: E402
+from xr.ui.common import page_head, username  # noqa: E402
 from xr.ui.corrections import Corrections  # noqa: E402
-from xr.ui.generation import Generation, make_films  # noqa: E402
+from xr.ui.generation import Generation  # noqa: E402
 from xr.ui.network import HostAndOrigin, SameAccount  # noqa: E402
 from xr.ui.owners import Owners  # noqa: E402
-from xr.ui.reporting import Reporting, need, uploaded, worklist_rows  # noqa: E402
-from xr.ui.teaching import Teaching, teaching_cases  # noqa: E402
-from xr.ui.tempfiles import OneTimeExports, export_folder, private_folder, use_private_folder  # noqa: E402
+from xr.ui.reporting import Reporting, worklist_rows  # noqa: E402
+from xr.ui.teaching import Teaching  # noqa: E402
+from xr.ui.tempfiles import OneTimeExports, private_folder, use_private_folder  # noqa: E402
 from xr.ui.throttle import AddressBackoff, login_checker  # noqa: E402
 from xr.ui.uploads import UploadLimit  # noqa: E402
 from xr.views import VIEWS  # noqa: E402
@@ -73,7 +74,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                 return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
             mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{html.escape(user)}</b> ({role})"
-            rows = worklist_rows(ws, "all", "") if "reporting" in shown else []
+            rows = worklist_rows(ws.desk(name), "all", "") if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],
                     gr.Tabs(selected=shown[0] if shown else None),
@@ -81,110 +82,42 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
 
         demo.load(enter, None, [who, *[w.tab for w in workspaces.values()], tabs, reporting.table],
                   api_visibility="private")
-        _api(ws, reporting, generation)
+        Api(ws).register(reporting, generation)
     demo.queue(default_concurrency_limit=s.concurrency, max_size=s.queue_size)  # bounded: a full queue says so
     return demo
-
-
-def _api(ws: Workstation, reporting: Reporting, generation: Generation) -> None:
-    """Named endpoints with plain JSON in and out. Each checks the caller's role like the UI does."""
-    s = ws.settings
-
-    @guarded
-    def draft(files, indication: str, request: gr.Request) -> dict:
-        with uploaded(files) as paths:
-            result = ws.draft(paths, indication or "", ws.actor(username(request), "draft"))
-        return {"study_id": result.study_id, **result.draft.to_json()}
-
-    @guarded
-    def save_draft(study_id: float, text: str, request: gr.Request) -> dict:
-        actor = ws.actor(username(request), "edit")
-        return {"study_id": need(study_id), "revision_id": store.save_revision(s, need(study_id), text, actor)}
-
-    @guarded
-    def approve(study_id: float, text: str, request: gr.Request, password: str | None = None) -> dict:
-        """An approval through the API is the caller's sign-off: it asks for their password again, as the
-        UI does (a session cookie alone does not sign)."""
-        actor = ws.actor(username(request), "approve")  # the right first, then the input
-        access.reauthenticate(s, actor.name, password or "")
-        approval = ws.approve(need(study_id), text, actor)
-        return {"study_id": need(study_id), "approval_id": approval, "status": store.StudyStatus.APPROVED.value}
-
-    @guarded
-    def refine(study_id: float | None, text: str, indication: str, request: gr.Request) -> dict:
-        """A stored study's latest draft (study_id), or a draft text with its indication."""
-        ws.actor(username(request), "refine")
-        if study_id is None and not (text or "").strip():
-            raise store.StoreError("give a study_id or a draft text to refine")
-        return ws.refine(int(study_id) if study_id is not None else None, text or "", indication or "").to_json()
-
-    @guarded
-    def worklist(status: str, text: str, request: gr.Request) -> list[dict]:
-        ws.actor(username(request), "worklist")
-        return store.worklist(s, status or "", text or "")
-
-    @guarded
-    def export_report(study_id: float, fmt: str, request: gr.Request) -> str:
-        actor = ws.actor(username(request), "export_report")
-        with export_folder(s) as folder:
-            return str(store.export_report(s, need(study_id), fmt or "sr", folder, actor))
-
-    @guarded
-    def correct(study_id: float, text: str, tags: list[str], request: gr.Request) -> dict:
-        actor = ws.actor(username(request), "correct")
-        if not tags:
-            raise store.StoreError("give at least one reason tag")
-        return {"study_id": need(study_id), "revision_id": store.save_revision(s, need(study_id), text, actor, tags)}
-
-    @guarded
-    def teaching(finding: str, request: gr.Request) -> list[dict]:
-        ws.actor(username(request), "teach")
-        return [{"id": c.id, "labels": list(c.labels), "has_report": bool(c.reference)}
-                for c in teaching_cases(ws, finding or "")]
-
-    @guarded
-    def generate(report: str, findings: list[str], frontal, lateral, views: list[str], seed: float,
-                 request: gr.Request) -> tuple[list[str], dict]:
-        """Synthetic films (PNGs marked synthetic in pixels and metadata) and what they were made from."""
-        ws.actor(username(request), "generate")
-        _, _, files, provenance = make_films(ws, report, findings, frontal, lateral, views, seed)
-        return files, provenance
-
-    @guarded
-    def films_report(files, request: gr.Request) -> dict:
-        """A report drafted from films (real or synthetic) without storing anything: the films -> report
-        side of any-to-any generation."""
-        ws.actor(username(request), "generate")
-        with uploaded(files) as paths:
-            result = ws.draft(paths, "", actor=None)
-        return result.draft.to_json()
-
-    with gr.Row(visible=False):
-        study, text, other = gr.Number(label="study_id", precision=0), gr.Textbox(label="text"), gr.Textbox(label="x")
-        password = gr.Textbox(label="password", type="password")
-        films_out = gr.File(file_count="multiple")
-        tags = gr.JSON(label="tags")
-        out, out_file = gr.JSON(), gr.File()
-        for fn, inputs, output in ((draft, [reporting.files, reporting.indication], out),
-                                   (save_draft, [study, text], out), (approve, [study, text, password], out),
-                                   (refine, [study, text, reporting.indication], out), (worklist, [other, text], out),
-                                   (export_report, [study, other], out_file), (correct, [study, text, tags], out),
-                                   (teaching, [other], out), (films_report, [reporting.files], out)):
-            gr.Button(visible=False).click(fn, inputs, output, api_name=fn.__name__,
-                                           **(INGEST if fn in (draft, films_report) else {}))
-        g = generation
-        gr.Button(visible=False).click(generate, [g.report, g.findings, g.frontal, g.lateral, g.views, g.seed],
-                                       [films_out, out], api_name="generate", **INGEST)
 
 
 def main() -> None:
     """Start as a user runs it: a console line per start-up step, the models warmed up by one draft of two
     shipped radiographs (so the first user's draft is as fast as later ones), then `ready at URL`."""
-    import json
     import time
 
-    from xr.config import ASSETS
+    _console()
+    s = _checked_settings()
+    started = time.perf_counter()
 
+    def step(n: int, what: str, do) -> None:
+        t = time.perf_counter()
+        log.info("start-up %d/4: %s", n, what)
+        do()
+        log.info("start-up %d/4: done in %.1f s", n, time.perf_counter() - t)
+
+    ws = Workstation(s)
+    step(1, "loading the drafter (report generator, case library) and the approved studies",
+         lambda: ws.index.sync(s))  # (the index comes with the drafter)
+    step(2, "loading the text encoder", lambda: ws.index.embed_text([""]))
+    step(3, "warm-up draft of two shipped radiographs (image encoders, finding head, generator)", lambda: _warm_up(ws))
+    demo = build_app(ws)
+    step(4, "starting the web server", lambda: launch(demo, s, server_name=s.host, server_port=s.port,
+                                                       prevent_thread_lock=True, quiet=True))
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    log.info("started in %.1f s", time.perf_counter() - started)
+    print(f"ready at http://{host}:{s.port}/", flush=True)
+    demo.block_thread()
+
+
+def _console() -> None:
+    """One line per start-up step and warning; no progress bars from the libraries."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests, a line each
     try:
@@ -193,6 +126,11 @@ def main() -> None:
         transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars: the step lines say it
     except ImportError:
         pass
+
+
+def _checked_settings() -> Settings:
+    """The settings, the database created or migrated, and every way they could go wrong said now, in one
+    line each, before any model loads."""
     try:
         s = settings()
     except ValueError as e:  # a setting the exports could not hold, say: one line, before anything loads
@@ -211,38 +149,22 @@ def main() -> None:
     if not s.auth and s.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("single-user mode (XR_AUTH=off) while listening on %s: anyone who can reach it is admin", s.host)
     log.info("data directory %s; listening on %s:%d; log-in %s", s.data_dir, s.host, s.port, "on" if s.auth else "off")
-    started = time.perf_counter()
+    return s
 
-    def step(n: int, what: str, do) -> None:
-        t = time.perf_counter()
-        log.info("start-up %d/4: %s", n, what)
-        do()
-        log.info("start-up %d/4: done in %.1f s", n, time.perf_counter() - t)
 
-    ws = Workstation(s)
-    step(1, "loading the drafter (report generator, case library) and the approved studies",
-         lambda: ws.index.sync(s))  # (the index comes with the drafter)
-    step(2, "loading the text encoder", lambda: ws.index.embed_text([""]))
-    # Image encoders, finding head and ONNX sessions load on the first draft with images, and the first
-    # passes through them are slower still: one draft of a shipped frontal and lateral view (not stored)
-    # does all that here, not on the first user's click.
+def _warm_up(ws: Workstation) -> None:
+    """Image encoders, finding head and ONNX sessions load on the first draft with images, and the first
+    passes through them are slower still: one draft of a shipped frontal and lateral view (not stored) does
+    all that here, not on the first user's click."""
+    import json
+
+    from xr.config import ASSETS
+
     views = {v["view"]: v["thumb"] for v in reversed(json.loads((ASSETS / "case_library" / "images.json").read_text()))}
-    warm = [ASSETS / "case_library" / "thumbs" / views[v] for v in VIEWS if v in views]
-
-    def warm_up() -> None:
-        try:
-            ws.draft(warm, "cough", actor=None)
-        except Exception as e:  # the app still serves; the first user's draft will say what is wrong
-            log.warning("warm-up draft failed, drafts may fail the same way: %s", e)
-
-    step(3, "warm-up draft of two shipped radiographs (image encoders, finding head, generator)", warm_up)
-    demo = build_app(ws)
-    step(4, "starting the web server", lambda: launch(demo, s, server_name=s.host, server_port=s.port,
-                                                       prevent_thread_lock=True, quiet=True))
-    host = f"[{s.host}]" if ":" in s.host else s.host
-    log.info("started in %.1f s", time.perf_counter() - started)
-    print(f"ready at http://{host}:{s.port}/", flush=True)
-    demo.block_thread()
+    try:
+        ws.draft([ASSETS / "case_library" / "thumbs" / views[v] for v in VIEWS if v in views], "cough", actor=None)
+    except Exception as e:  # the app still serves; the first user's draft will say what is wrong
+        log.warning("warm-up draft failed, drafts may fail the same way: %s", e)
 
 
 def launch(demo: gr.Blocks, s: Settings, **kwargs):

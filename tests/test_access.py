@@ -317,7 +317,7 @@ def test_log_ins_are_shared_by_app_processes_and_end_with_the_password(db_env, w
             assert http.post(one + "login", data={"username": "dr.house", "password": "password-rad"}).status_code == 200
             assert http.get(other + "config").status_code == 200  # logged in on one, known to the other
             assert http.get(other + "gradio_api/user").json() == "dr.house"
-            worklist = [next(fn for fn in a.fns.values() if key_of(fn) == "app:_api.<locals>.worklist") for a in apps]
+            worklist = [next(fn for fn in a.fns.values() if key_of(fn) == "xr.ui.api:Api.worklist") for a in apps]
             assert run_in_queue(http, other, browser_inputs(apps[1], worklist[1], 0))["success"]  # acts there
             access.set_password(s, "dr.house", "password-new")
             assert [http.get(u + "config").status_code for u in urls] == [401, 401]  # ended everywhere
@@ -388,29 +388,29 @@ def audit_of(s) -> list[tuple]:
 # the handler's module and qualified name; every registration of one is called, so a new registration of
 # a known handler is checked too, and a handler that is in none of these tables fails the test.
 ACTION_OF = {
-    "app:_api.<locals>.draft": "draft",
-    "app:_api.<locals>.save_draft": "edit",
-    "app:_api.<locals>.approve": "approve",
-    "app:_api.<locals>.refine": "refine",
-    "app:_api.<locals>.worklist": "worklist",
-    "app:_api.<locals>.export_report": "export_report",
-    "app:_api.<locals>.correct": "correct",
-    "app:_api.<locals>.teaching": "teach",
-    "app:_api.<locals>.generate": "generate",
-    "app:_api.<locals>.films_report": "generate",
-    "xr.ui.reporting:Reporting._wire.<locals>.load": "worklist",
-    "xr.ui.reporting:Reporting._wire.<locals>.find": "worklist",
-    "xr.ui.reporting:Reporting._wire.<locals>.pick": "worklist",
-    "xr.ui.reporting:Reporting._wire.<locals>.stepper.<locals>.step_study": "worklist",
-    "xr.ui.reporting:Reporting._wire.<locals>.ui_draft": "draft",
-    "xr.ui.reporting:Reporting._wire.<locals>.redraft": "draft",
-    "xr.ui.reporting:Reporting._wire.<locals>.confirm_redraft": "draft",
-    "xr.ui.reporting:Reporting._wire.<locals>.add": "draft",
-    "xr.ui.reporting:Reporting._wire.<locals>.ui_refine": "refine",
-    "xr.ui.reporting:Reporting._wire.<locals>.refining": "refine",
-    "xr.ui.reporting:Reporting._wire.<locals>.save": "edit",
-    "xr.ui.reporting:Reporting._wire.<locals>.ui_approve": "approve",
-    "xr.ui.reporting:Reporting._wire.<locals>.export": "export_report",
+    "xr.ui.api:Api.draft": "draft",
+    "xr.ui.api:Api.save_draft": "edit",
+    "xr.ui.api:Api.approve": "approve",
+    "xr.ui.api:Api.refine": "refine",
+    "xr.ui.api:Api.worklist": "worklist",
+    "xr.ui.api:Api.export_report": "export_report",
+    "xr.ui.api:Api.correct": "correct",
+    "xr.ui.api:Api.teaching": "teach",
+    "xr.ui.api:Api.generate": "generate",
+    "xr.ui.api:Api.films_report": "generate",
+    "xr.ui.reporting:Reporting.on_load": "worklist",
+    "xr.ui.reporting:Reporting.on_find": "worklist",
+    "xr.ui.reporting:Reporting.on_pick": "worklist",
+    "xr.ui.reporting:Reporting.step.<locals>.step_study": "worklist",
+    "xr.ui.reporting:Reporting.on_draft": "draft",
+    "xr.ui.reporting:Reporting.on_redraft": "draft",
+    "xr.ui.reporting:Reporting.on_confirm_redraft": "draft",
+    "xr.ui.reporting:Reporting.on_add": "draft",
+    "xr.ui.reporting:Reporting.on_refine": "refine",
+    "xr.ui.reporting:Reporting.on_refining": "refine",
+    "xr.ui.reporting:Reporting.on_save": "edit",
+    "xr.ui.reporting:Reporting.on_approve": "approve",
+    "xr.ui.reporting:Reporting.on_export": "export_report",
     "xr.ui.corrections:Corrections._wire.<locals>.start": "correct",
     "xr.ui.corrections:Corrections._wire.<locals>.save": "correct",
     "xr.ui.corrections:Corrections._wire.<locals>.fine": "correct",
@@ -433,12 +433,12 @@ OWN_UI_STATE = {
     "xr.ui.viewer:Viewer._next": (3, "picks the next of the session's views"),
     "xr.ui.viewer:Viewer._toggle": (3, "turns the overlay on or off"),
     "xr.ui.viewer:Viewer.__init__.<locals>.<lambda>": (3, "resets the window/zoom controls to constants"),
-    "xr.ui.reporting:Reporting._wire.<locals>.use_refined": (1, "copies the refined text the browser holds into "
+    "xr.ui.reporting:Reporting.use_refined": (1, "copies the refined text the browser holds into "
                                                                 "the two report boxes"),
-    "xr.ui.reporting:Reporting._wire.<locals>.choose": (1, "applies a clicked sentence to texts the browser sends"),
-    "xr.ui.reporting:Reporting._wire.<locals>.follow": (2, "diffs the browser's text against the session's draft"),
-    "xr.ui.reporting:Reporting._wire.<locals>.keep_edits": (1, "hides the redraft question"),
-    "xr.ui.reporting:Reporting._wire.<locals>.amend": (1, "unlocks the editor; approving still checks the right"),
+    "xr.ui.reporting:Reporting.choose": (1, "applies a clicked sentence to texts the browser sends"),
+    "xr.ui.reporting:Reporting.follow": (2, "diffs the browser's text against the session's draft"),
+    "xr.ui.reporting:Reporting.keep_edits": (1, "hides the redraft question"),
+    "xr.ui.reporting:Reporting.amend": (1, "unlocks the editor; approving still checks the right"),
 }
 # Handlers that serve every role but only what that role has: checked by their own test below.
 SCOPED = {"app:build_app.<locals>.enter": "shows each role its workspaces; worklist rows only with 'worklist'"}
@@ -721,7 +721,7 @@ def test_every_data_handler_refuses_roles_without_the_right(secured_app, study):
                 allowed += 1
             else:
                 refusal = f"{'an' if role[0] in 'aeiou' else 'a'} {role} may not {access.PERMISSIONS[action][1]}"
-                if key_of(fn).startswith("app:"):  # the API: an error gradio_client raises
+                if key_of(fn).startswith("xr.ui.api:"):  # the API: an error gradio_client raises
                     assert msg.get("success") is False and error == refusal, (where, msg)
                 else:  # a workspace: one toast, and no output changes but an emptied upload box
                     assert msg.get("success") and toasts == [refusal], (where, msg)
@@ -766,7 +766,7 @@ def test_log_out_ends_the_session(secured_app):
     http = login_session(url, "out.user", "password-out")
     token = {k: v for k, v in http.cookies.items() if k.startswith("access-token")}
     assert token and http.get(url + "config").status_code == 200
-    teach = next(fn for fn in demo.fns.values() if key_of(fn) == "app:_api.<locals>.teaching")
+    teach = next(fn for fn in demo.fns.values() if key_of(fn) == "xr.ui.api:Api.teaching")
     assert run_in_queue(http, url, browser_inputs(demo, teach, 0))["success"]
     r = http.get(url + "logout", follow_redirects=False)
     assert r.status_code == 302
@@ -815,7 +815,7 @@ def test_files_are_for_whom_they_were_made(secured_app, nih_pixels):
     assert Path(path).parent.parent == folder
     assert edu.get(url + f"gradio_api/file={path}").status_code == 403
     assert rad.get(url + f"gradio_api/file={path}").status_code == 200
-    films_report = next(fn for fn in demo.fns.values() if key_of(fn) == "app:_api.<locals>.films_report")
+    films_report = next(fn for fn in demo.fns.values() if key_of(fn) == "xr.ui.api:Api.films_report")
     stolen = browser_inputs(demo, films_report, 0, {"file": [{"path": path, "meta": {"_type": "gradio.FileData"}}]})
     assert run_in_queue(edu, url, stolen) == {"status": 403}
     assert run_in_queue(rad, url, stolen)["success"]

@@ -79,9 +79,9 @@ def test_int8_lung_unet_keeps_masks_and_neighbours(onnx_export, radiographs):
     q_logits, _, _ = graph_of(onnx_export, "lung_unet.int8.onnx")(x)
     for a, b in zip(logits.argmax(1).numpy().astype(bool), q_logits.argmax(1).astype(bool), strict=False):
         if measure(a).ctr != 0.0:  # at 256 px the fp32 mask of the frontal joins the lungs over the heart
-            assert measure(a).looks_frontal == measure(b).looks_frontal  # (README, "View": a known regression)
+            assert measure(a).looks_frontal == measure(b).looks_frontal  # (docs/drafting.md, "Vision": a known regression)
         # A lateral's mask is never shown and agrees less: at 256 px 0.74 on this CPU without VNNI int8
-        # instructions (0.88 at 512 px), and the borderline frontal 0.88 (README, "Drafting time")
+        # instructions (0.88 at 512 px), and the borderline frontal 0.88 (docs/benchmarks.md, "Drafting time")
         assert (a & b).sum() / (a | b).sum() > (0.9 if measure(a).looks_frontal and measure(a).ctr else 0.7)
     eager = VisionEncoder(s=replace(settings(), backend="eager")).encode(radiographs)
     quantised = VisionEncoder(s=replace(settings(), backend="int8", onnx_dir=onnx_export))

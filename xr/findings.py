@@ -34,7 +34,7 @@ NIH_PREVALENCE = {
 # IU X-ray MeSH <major> terms are a head and qualifiers ("Cardiac Shadow/enlarged/mild"). Heads absent
 # here (calcified granuloma, degenerative spine, scars in the lung...) are incidental: they neither add a
 # finding nor rule out No Finding. The qualifier rules below were set by reading the train split's
-# disagreements between these tags and the report text (see README, "The labeler").
+# disagreements between these tags and the report text (see docs/evaluation.md, "The labeler").
 MESH_TO_FINDING = {
     "normal": "No Finding",
     "Cardiomegaly": "Cardiomegaly",

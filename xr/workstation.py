@@ -13,12 +13,18 @@ import torch
 from xr import access, store
 from xr.config import Settings, settings
 from xr.draft.registry import Drafter, make_drafter
+from xr.errors import UserError
 from xr.ingest import IngestedStudy, load_study, read_pixels
 from xr.ingest.image import IngestedImage
 from xr.ingest.sources import Files, StudyRef, StudySource
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
 from xr.views import FRONTAL, LATERAL, VIEWS
+
+
+class RequestError(UserError):
+    """A use case asked for with what it cannot take (no film where one is needed, no reason tag)."""
+
 
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
 
@@ -86,7 +92,7 @@ class Workstation:
             if path:
                 study = load_study([path], self.settings)
                 if len(study.images) != 1:
-                    raise store.StoreError(f"give one {view} film, not {len(study.images)} images")
+                    raise RequestError(f"give one {view} film, not {len(study.images)} images")
                 given[view] = study.images[0].pixels
         progress(0.05, "Loading the film generator")
         maker = self.film_maker
@@ -178,3 +184,95 @@ class Workstation:
         approval = store.approve(self.settings, study_id, text, actor, library_entry=entry, seen=seen)
         self.index.sync(self.settings)
         return approval
+
+    def desk(self, user: str | None) -> Desk:
+        """The workstation as the user behind a request reaches it (the app's workspaces and API)."""
+        return Desk(self, user)
+
+
+class Desk:
+    """The use cases as one user reaches them: each checks the user's right first (xr.access; a refusal is
+    an AccessError, audited), and a signature asks for their password again. The Gradio handlers and the
+    API endpoints are adapters over these. `user`: the log-in name, None in single-user mode."""
+
+    def __init__(self, ws: Workstation, user: str | None) -> None:
+        self.ws, self.user, self.settings = ws, user, ws.settings
+
+    def may(self, right: str) -> store.Actor:
+        """The user as an actor, if their role has `right`."""
+        return self.ws.actor(self.user, right)
+
+    # ---- reading ------------------------------------------------------------------------------------
+    def worklist(self, status: str = "", search: str = "") -> list[dict]:
+        self.may("worklist")
+        return store.worklist(self.settings, status, search)
+
+    def study(self, study_id: int) -> store.StudyView:
+        self.may("worklist")
+        return store.study_view(self.settings, study_id)
+
+    def history(self, study_id: int) -> list[store.HistoryEntry]:
+        self.may("worklist")
+        return store.history(self.settings, study_id)
+
+    # ---- drafting -----------------------------------------------------------------------------------
+    def draft(self, paths: Sequence[str | Path], indication: str = "", progress=lambda fraction, desc: None) -> Drafted:
+        """Draft and store a study (KnownStudy where these films are one already: it is opened instead)."""
+        return self.ws.draft(paths, indication, self.may("draft"), progress=progress)
+
+    def add(self, paths: Sequence[str | Path], indication: str = "") -> int:
+        return self.ws.add_study(paths, indication, self.may("draft"))
+
+    def draft_again(self, study_id: int, keep: str = "", progress=lambda fraction, desc: None) -> Drafted:
+        """A stored study drafted again; `keep`: the edited text, kept in its history as a revision first."""
+        actor = self.may("draft")
+        if keep.strip():
+            store.save_revision(self.settings, study_id, keep, self.may("edit"))
+        return self.ws.draft_stored(study_id, actor, progress=progress)
+
+    def films_report(self, paths: Sequence[str | Path], progress=lambda fraction, desc: None) -> Drafted:
+        """A report drafted from films, real or synthetic, storing nothing (the Generate workspace)."""
+        self.may("generate")
+        return self.ws.draft(paths, "", actor=None, progress=progress)
+
+    def refine(self, study_id: int | None = None, text: str = "", indication: str = ""):
+        self.may("refine")
+        if study_id is None and not text.strip():
+            raise RequestError("give a study_id or a draft text to refine")
+        return self.ws.refine(study_id, text, indication)
+
+    def generate(self, views: Sequence[str], report: str = "", findings: Sequence[str] = (),
+                 frontal: str | Path | None = None, lateral: str | Path | None = None, seed: int = 0,
+                 progress=lambda fraction, desc: None):
+        self.may("generate")
+        return self.ws.generate(views, report, findings, frontal, lateral, seed, progress)
+
+    # ---- editing and signing ------------------------------------------------------------------------
+    def save(self, study_id: int, text: str, seen: str | None = None) -> int | None:
+        """An edit of the study's text (None: nothing changed); `seen`: see store.save_revision."""
+        return store.save_revision(self.settings, study_id, text, self.may("edit"), seen=seen)
+
+    def approve(self, study_id: int, text: str, password: str, seen: str | None = None) -> int:
+        """The user's signature: their right, then their password again (a session alone does not sign)."""
+        actor = self.may("approve")
+        access.reauthenticate(self.settings, actor.name, password or "")
+        return self.ws.approve(study_id, text, actor, seen=seen)
+
+    def export(self, study_id: int, fmt: str, folder: Path) -> Path:
+        """The study's signed report in an export format (xr/export/registry.py), into `folder`."""
+        return store.export_report(self.settings, study_id, fmt, folder, self.may("export_report"))
+
+    # ---- corrections --------------------------------------------------------------------------------
+    def corrections(self, after: int | None = None) -> store.CorrectionsQueue:
+        self.may("correct")
+        return store.corrections_queue(self.settings, after)
+
+    def correct(self, study_id: int, text: str, tags: Sequence[str]) -> int | None:
+        """An annotator's correction, with at least one reason tag ("no correction": the draft is right)."""
+        actor = self.may("correct")
+        if not tags:
+            raise RequestError("give at least one reason tag")
+        return store.save_revision(self.settings, study_id, text, actor, tags=list(tags))
+
+    def export_edits(self, out: Path) -> int:
+        return store.export_edits(self.settings, out, self.may("export_edits"))

@@ -311,7 +311,7 @@ def test_one_study_per_screen_and_signed_stays_signed(open_page, live_app):
 def test_film_and_draft_side_by_side(open_page, live_app, screenshots, width, height):
     """Issue 31: at reading-room sizes the films hang on the left at the screen's height and the report
     editor, sign-off and finding panel stand beside them, all in view without scrolling. The film is
-    drafted with the shipped statement policy (the README's screenshots show what a draft really says)."""
+    drafted with the shipped statement policy (the screenshots of README and docs/using.md show what a draft really says)."""
     from xr import store
     from xr.config import ASSETS
     from xr.thresholds import Thresholds

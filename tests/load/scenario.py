@@ -6,7 +6,7 @@ queue is bounded: a caller it cannot take is told so at once and retries with ba
 
     python -m tests.load.scenario --clients 20 --rounds 6 [--queue-size 8]
 
-prints the figures (README, "Robustness"); tests/load/test_load.py runs it in the suite."""
+prints the figures (docs/robustness.md); tests/load/test_load.py runs it in the suite."""
 from __future__ import annotations
 
 import argparse

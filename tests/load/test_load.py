@@ -1,5 +1,5 @@
 """The load scenario in the suite: 20 clients, a queue smaller than the crowd (8), six rounds of draft,
-edit, approve and worklist each, every round on radiographs not seen before. Figures go to the README
+edit, approve and worklist each, every round on radiographs not seen before. Figures go to docs/robustness.md
 (python -m tests.load.scenario)."""
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ stands for what the eye does back.
 
 Similar cases come from the CaseIndex (shipped library plus approved studies) queried with the views and
 the draft text. The draft text, not the indication: on IU val a report's findings text retrieves cases
-sharing its findings far more often than its indication does (README, "Similar cases").
+sharing its findings far more often than its indication does (docs/retrieval.md).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ The heart's borders on a frontal film are the medial borders of the lungs, so th
 estimate: cardiac width = the widest gap between the two lungs' medial edges between 30 % and 80 % of
 the lung height, where both lungs are still broad; thoracic width = the widest span from one lung's
 lateral edge to the other's. The lung U-Net outlines the aerated lung only, so the estimate reads lower
-than a CTR measured on the heart shadow (see the README for how well it separates cardiomegaly).
+than a CTR measured on the heart shadow (the lung U-Net's card, assets/lung_unet/README.md, says how well it separates cardiomegaly).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ it, and the shipped file of the library's report embeddings (`python -m xr index
 
 The embedded text is findings then impression, as IU reports are written. The encoder truncates at 64
 tokens, which cuts about half of these texts; impression-first and averaged sentence embeddings were
-tried on IU val, and with findings-text queries neither beat it on all findings at any k (README,
+tried on IU val, and with findings-text queries neither beat it on all findings at any k (docs/retrieval.md,
 "Similar cases"), so this stays.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ import gradio as gr
 
 from xr import store
 from xr.report import literal_markdown
-from xr.ui.common import PRIVATE, refusing, username
+from xr.ui.common import PRIVATE, ScreenError, refusing, username
 from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
 from xr.workstation import Workstation
@@ -65,42 +65,39 @@ class Corrections:
     def _wire(self) -> None:
         ws = self.ws
 
-        def after(current: int | None = None) -> int | None:
-            return store.corrections_queue(ws.settings, current).next
-
         @refusing()
         def start(request: gr.Request):
-            ws.actor(username(request), "correct")
-            return self._show(store.corrections_queue(ws.settings).next)
+            return self._show(ws.desk(username(request)).corrections().next)
 
         @refusing()
         def save(study_id, text, tags, request: gr.Request):
-            actor = ws.actor(username(request), "correct")
+            desk = ws.desk(username(request))
+            desk.may("correct")
             if not study_id:
-                raise store.StoreError("nothing to correct")
+                raise ScreenError("nothing to correct")
             if not tags:
-                raise store.StoreError("tick at least one reason for the correction")
-            store.save_revision(ws.settings, int(study_id), text, actor, tags=tags)
-            return self._show(after(), f"Saved the correction of study #{study_id}.")
+                raise ScreenError("tick at least one reason for the correction")
+            desk.correct(int(study_id), text, tags)
+            return self._show(desk.corrections().next, f"Saved the correction of study #{study_id}.")
 
         @refusing()
         def fine(study_id, draft, request: gr.Request):
-            actor = ws.actor(username(request), "correct")
+            desk = ws.desk(username(request))
+            desk.may("correct")
             if not study_id:
-                raise store.StoreError("nothing to correct")
-            store.save_revision(ws.settings, int(study_id), draft, actor, tags=["no correction"])
-            return self._show(after(), f"Study #{study_id} marked as correct.")
+                raise ScreenError("nothing to correct")
+            desk.correct(int(study_id), draft, ["no correction"])
+            return self._show(desk.corrections().next, f"Study #{study_id} marked as correct.")
 
         @refusing()
         def skip(study_id, request: gr.Request):
-            ws.actor(username(request), "correct")
-            return self._show(after(study_id), f"Skipped study #{study_id}." if study_id else "")
+            after = ws.desk(username(request)).corrections(study_id).next
+            return self._show(after, f"Skipped study #{study_id}." if study_id else "")
 
         @refusing()
         def export(request: gr.Request):
-            actor = ws.actor(username(request), "export_edits")
             with export_folder(ws.settings) as folder:
-                n = store.export_edits(ws.settings, folder / "edits.jsonl", actor)
+                n = ws.desk(username(request)).export_edits(folder / "edits.jsonl")
             return str(folder / "edits.jsonl"), f"Exported {n} studies."
 
         self.export_btn.click(export, None, [self.export_file, self.status], **PRIVATE)

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from xr import store
 from xr.generate.anytoany import NORMAL
 from xr.generate.model import GENERATED_FINDINGS
 from xr.generate.synthetic import png_bytes, watermark
-from xr.ui.common import INGEST, PRIVATE, refusing, username
-from xr.ui.reporting import uploaded
+from xr.ui.common import INGEST, PRIVATE, ScreenError, refusing, uploaded, username
 from xr.ui.tempfiles import private_folder
 from xr.views import FRONTAL, LATERAL, VIEWS
-from xr.workstation import Workstation
+from xr.workstation import Desk, Workstation
 
 VIEW_CHOICES = list(VIEWS)
 ABOUT = ("Synthetic films for teaching and for studies that lack a view, from a small latent diffusion model "
@@ -27,7 +25,7 @@ ABOUT = ("Synthetic films for teaching and for studies that lack a view, from a 
          "to make the other. The same inputs and seed make the same films.")
 
 
-def make_films(ws: Workstation, report: str, findings: list[str], frontal, lateral, views: list[str], seed,
+def make_films(desk: Desk, report: str, findings: list[str], frontal, lateral, views: list[str], seed,
                progress=lambda fraction, desc: None) -> tuple[list, str, list[str], dict]:
     """(gallery items, what was made from what, PNG paths, provenance) for one request of the workspace or
     the API. Uploaded films are deleted once read, as the reporting workspace's are."""
@@ -35,10 +33,10 @@ def make_films(ws: Workstation, report: str, findings: list[str], frontal, later
         paths = {v: stack.enter_context(uploaded(f))[0] for v, f in zip(VIEWS, (frontal, lateral), strict=True) if f}
         wanted = [v for v in (views or VIEW_CHOICES) if v not in paths]
         if not wanted and paths:
-            raise store.StoreError("the films asked for are given: ask for the other view, or draft a report from the films")
-        made = ws.generate(wanted, report or "", findings or [], paths.get(FRONTAL), paths.get(LATERAL),
-                           int(seed or 0), progress)
-    out = Path(tempfile.mkdtemp(prefix="xr-synthetic-", dir=private_folder(ws.settings)))
+            raise ScreenError("the films asked for are given: ask for the other view, or draft a report from the films")
+        made = desk.generate(wanted, report or "", findings or [], paths.get(FRONTAL), paths.get(LATERAL),
+                             int(seed or 0), progress)
+    out = Path(tempfile.mkdtemp(prefix="xr-synthetic-", dir=private_folder(desk.settings)))
     files, gallery = [], []
     for view, film in made.films.items():
         path = out / f"synthetic_{view}_seed{made.seed}.png"
@@ -88,22 +86,24 @@ class Generation:
 
         @refusing()
         def ui_generate(report, findings, frontal, lateral, views, seed, request: gr.Request, progress=gr.Progress()):
-            ws.actor(username(request), "generate")
-            gallery, about, files, _ = make_films(ws, report, findings, frontal, lateral, views, seed,
+            desk = ws.desk(username(request))
+            desk.may("generate")  # first: a refusal whatever the inputs
+            gallery, about, files, _ = make_films(desk, report, findings, frontal, lateral, views, seed,
                                                   lambda f, desc: progress(f, desc=desc))
             return gallery, about, files, files, None, None
 
         @refusing()
         def ui_films_report(frontal, lateral, made, request: gr.Request, progress=gr.Progress()):
-            ws.actor(username(request), "generate")
+            desk = ws.desk(username(request))
+            desk.may("generate")
             given = [f for f in (frontal, lateral) if f]
             if given:
                 with uploaded(given) as paths:
-                    result = ws.draft(paths, "", actor=None, progress=lambda f, desc: progress(f, desc=desc))
+                    result = desk.films_report(paths, progress=lambda f, desc: progress(f, desc=desc))
                 return result.draft.report, None, None
             if not made:
-                raise store.StoreError("give a film, or generate films first, to draft a report from")
-            result = ws.draft(made, "", actor=None, progress=lambda f, desc: progress(f, desc=desc))
+                raise ScreenError("give a film, or generate films first, to draft a report from")
+            result = desk.films_report(made, progress=lambda f, desc: progress(f, desc=desc))
             return "(Drafted from SYNTHETIC films.)\n" + result.draft.report, gr.skip(), gr.skip()
 
         inputs = [self.report, self.findings, self.frontal, self.lateral, self.views, self.seed]

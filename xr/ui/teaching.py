@@ -16,7 +16,7 @@ from xr.ingest import read_pixels
 from xr.report import compose_report, literal_markdown
 from xr.result import DraftResult
 from xr.retrieve.library import has_report
-from xr.ui.common import PRIVATE, refusing, username
+from xr.ui.common import PRIVATE, ScreenError, refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of
 from xr.workstation import Workstation
 
@@ -86,7 +86,7 @@ class Teaching:
         for c in teaching_cases(self.ws):
             if c.id == case_id:
                 return c
-        raise store.StoreError(f"no teaching case {case_id}")
+        raise ScreenError(f"no teaching case {case_id}")
 
     def _draft(self, case: TeachingCase) -> tuple[list, str]:
         """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
@@ -131,7 +131,7 @@ class Teaching:
         def pick(ids, quiz, evt: gr.SelectData, request: gr.Request, progress=gr.Progress()):
             ws.actor(username(request), "teach")
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(ids or []):
-                raise store.StoreError("pick a case from the gallery")
+                raise ScreenError("pick a case from the gallery")
             case = self._case(ids[evt.index])
             progress(0.2, desc="Drafting the case (first time only)")
             views, draft = self._draft(case)
@@ -145,7 +145,7 @@ class Teaching:
         def reveal(case_id, guess, request: gr.Request):
             ws.actor(username(request), "teach")
             if not case_id:
-                raise store.StoreError("pick a case first")
+                raise ScreenError("pick a case first")
             case = self._case(case_id)
             _, draft = self._draft(case)
             return (f"### {case.id} · {', '.join(case.labels) or 'no finding'}", *self._answer(case, draft, guess))
