@@ -76,5 +76,5 @@ def test_approvals_of_one_study_and_of_many_side_by_side(db_env):
     assert count(db_env, "approvals") == 2 * THREADS
     assert count(db_env, "studies", "where status = 'approved'") == THREADS + 1
     assert count(db_env, "audit_events", "where action = 'approve'") == 2 * THREADS
-    latest = store.study_view(db_env, one).text
+    latest = store.study_record(db_env, one).text
     assert latest == f"Approval {same.index(max(same))} of one study."  # the last to commit is the one shown

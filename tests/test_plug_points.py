@@ -73,7 +73,7 @@ def test_a_drafter_and_a_study_source_each_plug_in_with_one_line(env, monkeypatc
     source = SOURCES["toy"]("ward-3", env)
     r = ws.draft_from(source, source.studies()[1])
     assert r.draft.report.startswith("FINDINGS: 2 films read.")
-    v = store.study_view(env, r.study_id)
+    v = store.study_record(env, r.study_id)
     assert v.indication == "toy indication" and len(v.images) == 2
     assert (v.draft.model, v.draft.report) == ("toy", r.draft.report)
     with pytest.raises(ValueError, match="XR_DRAFTER must be one of dffg, retrieval, toy, not 'none'"):

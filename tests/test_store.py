@@ -65,7 +65,7 @@ def test_films_of_a_drafted_study_open_it_and_merge_nothing(drafted, tmp_path, d
     with pytest.raises(store.KnownStudy):
         ws.add_study([write_dicom(tmp_path / "c.dcm", nih_pixels)], "new indication", RAD)
     assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 1)
-    assert store.study_view(db_env, first.study_id).indication == "cough"
+    assert store.study_record(db_env, first.study_id).indication == "cough"
     again = ws.draft_stored(first.study_id, RAD)  # "Draft this study again"
     assert again.study_id == first.study_id
     assert (count(db_env, "studies"), count(db_env, "images"), count(db_env, "drafts")) == (1, 1, 2)
@@ -82,7 +82,7 @@ def test_signed_stays_signed(drafted, tmp_path, db_env, nih_pixels):
         ws.draft([write_dicom(tmp_path / "b.dcm", nih_pixels)], "a new indication", RAD)
     with pytest.raises(store.StoreError, match="is signed: amend"):
         ws.draft_stored(sid, RAD)
-    view = store.study_view(db_env, sid)
+    view = store.study_record(db_env, sid)
     assert view.indication == "cough" and view.text.startswith("FINDINGS: Signed text.")
     after = store.export_report(db_env, sid, "text", tmp_path / "b", RAD).read_text()
     assert (after, count(db_env, "drafts")) == before
@@ -178,7 +178,7 @@ def test_a_signed_report_takes_no_correction(drafted, db_env):
         store.save_revision(db_env, sid, "Signed text. Mild cardiomegaly.", Actor("ann", "annotator"), ["missed finding"])
     with pytest.raises(StoreError, match="is signed"):
         store.save_revision(db_env, sid, "Signed text. Mild cardiomegaly.", RAD, ["missed finding"])
-    assert count(db_env, "revisions") == revisions and store.study_view(db_env, sid).text == "Signed text."
+    assert count(db_env, "revisions") == revisions and store.study_record(db_env, sid).text == "Signed text."
     assert store.save_revision(db_env, sid, "Signed text, to amend.", RAD) is not None
 
 
@@ -187,14 +187,14 @@ def test_saving_and_signing_are_bound_to_the_text_the_page_saw(drafted, db_env):
     A's sign-off, both made from the text A saw, are refused, and B's edit stays."""
     _, result = drafted
     sid = result.study_id
-    opened = store.study_view(db_env, sid).text  # what A's page shows
+    opened = store.study_record(db_env, sid).text  # what A's page shows
     store.save_revision(db_env, sid, opened + " Small left effusion.", Actor("dr_b", "radiologist"), seen=opened)
     with pytest.raises(StoreError, match="was changed by dr_b since you opened it"):
         store.save_revision(db_env, sid, opened + " Mild cardiomegaly.", RAD, seen=opened)
     with pytest.raises(StoreError, match="was changed by dr_b since you opened it"):
         store.approve(db_env, sid, opened + " Mild cardiomegaly.", RAD, seen=opened)
-    assert count(db_env, "approvals") == 0 and store.study_view(db_env, sid).text == opened + " Small left effusion."
-    now = store.study_view(db_env, sid).text  # A opens it again: then A may sign
+    assert count(db_env, "approvals") == 0 and store.study_record(db_env, sid).text == opened + " Small left effusion."
+    now = store.study_record(db_env, sid).text  # A opens it again: then A may sign
     assert store.approve(db_env, sid, now, RAD, seen=now)
 
 
@@ -280,11 +280,11 @@ def test_worklist_filters_searches_and_reopens(drafted, db_env, tmp_path, nih_pi
     assert [r["id"] for r in store.worklist(db_env, search=f"#{pending}")] == [pending]
     with pytest.raises(StoreError, match="unknown status 'done'"):
         store.worklist(db_env, "done")
-    view = store.study_view(db_env, pending)
+    view = store.study_record(db_env, pending)
     assert view.draft is None and view.text == "" and len(view.images) == 1
     redrafted = ws.draft_stored(pending, RAD)  # drafting a pending study from its stored image
-    assert redrafted.study_id == pending and store.study_view(db_env, pending).status == "drafted"
-    v = store.study_view(db_env, first.study_id)
+    assert redrafted.study_id == pending and store.study_record(db_env, pending).status == "drafted"
+    v = store.study_record(db_env, first.study_id)
     assert v.draft.views[0].lung_mask["size"] == [256, 256]  # overlays survive a reopen
     # the stored draft is the drafter's typed record, whole (the timings grow once it is stored)
     assert replace(v.draft, timings={}) == replace(first.draft, timings={})
@@ -378,7 +378,7 @@ def test_an_approval_waits_for_another_writer_of_the_study(drafted, db_env):
         assert worker.is_alive() and outcome == []  # waiting for the other transaction
     worker.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], int)
-    assert count(db_env, "approvals") == 2 and store.study_view(db_env, sid).text == "Amended."
+    assert count(db_env, "approvals") == 2 and store.study_record(db_env, sid).text == "Amended."
 
 
 def test_png_views_are_stored_as_the_drafter_decided(tmp_path, db_env, shared, workstation_factory):

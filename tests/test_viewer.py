@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from xr.result import DraftResult, rle
-from xr.ui.viewer import DISPLAY, View, hanging, render, views_of
+from xr.ui.viewer import DISPLAY, ShownFilm, hanging, render, views_of
 from xr.visualize import window_level, zoom_box
 
 
@@ -27,10 +27,10 @@ def test_zoom_box_stays_inside_the_image():
 def test_render_zooms_into_the_clicked_region_with_overlays(nih_pixels):
     mask = np.zeros((512, 512), bool)
     mask[100:400, 60:240] = True
-    view = View(nih_pixels, "View 1", grid=np.linspace(0, 1, 256).reshape(16, 16).tolist(), mask=rle(mask))
+    view = ShownFilm(nih_pixels, "View 1", grid=np.linspace(0, 1, 256).reshape(16, 16).tolist(), mask=rle(mask))
     full = render(view, "none", 128, 255, False, 1, (0.5, 0.5))
     assert full.size == (512, 512)  # a small film is not blown up (blurry); the browser fits it to the pane
-    big = View(np.kron(nih_pixels, np.ones((4, 4), np.uint8)), "View 1")
+    big = ShownFilm(np.kron(nih_pixels, np.ones((4, 4), np.uint8)), "View 1")
     assert max(render(big, "none", 128, 255, False, 1, (0.5, 0.5)).size) == DISPLAY
     zoomed = np.asarray(render(view, "none", 128, 255, False, 4, (0.25, 0.25)))
     h, w = nih_pixels.shape

@@ -53,7 +53,7 @@ def default_workers() -> int:
 
 
 @dataclass(frozen=True)
-class Study:
+class BatchStudy:
     name: str  # path relative to IN_DIR: the only trace of where a study came from that is written
     base: Path  # the folder its files are named relative to
     files: tuple[Path, ...]  # what the ingest is given: a folder's images, or one zip or image
@@ -65,9 +65,9 @@ class Study:
         return [(im.pixels, im.view, im.pixel_spacing_mm) for im in load_study(list(self.files)).images]
 
 
-def find_studies(root: Path) -> list[Study]:
+def find_studies(root: Path) -> list[BatchStudy]:
     """The studies of the folder source (xr.ingest.sources.Folder), each with the folder its files are named from."""
-    return [Study(r.name, root / r.name if (root / r.name).is_dir() else root, r.files, r.indication)
+    return [BatchStudy(r.name, root / r.name if (root / r.name).is_dir() else root, r.files, r.indication)
             for r in Folder(root, settings()).studies()]
 
 
@@ -164,7 +164,7 @@ def reason(e: BaseException, base: Path | None = None) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def failed(study: Study, why: str) -> dict:
+def failed(study: BatchStudy, why: str) -> dict:
     return {"study": study.name, "status": "error", "error": why}
 
 
@@ -181,17 +181,17 @@ class Drafter:
         _ = self.workstation.drafter  # load the models now rather than inside the first study's time
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def draft(self, study: Study) -> dict:
+    def draft(self, study: BatchStudy) -> dict:
         return self._record(study, lambda: self.workstation.draft(list(study.files), study.indication, actor=None))
 
     def draft_pixels(self, name: str, images: list[tuple[np.ndarray, str, tuple[float, float] | None]],
                      indication: str) -> dict:
-        """A study sent as pixels (`Study.pixels`): a Ray actor on another node reads no file."""
+        """A study sent as pixels (`BatchStudy.pixels`): a Ray actor on another node reads no file."""
         study = IngestedStudy(key="", images=[IngestedImage(pixels=p, source_format="png", view=v, pixel_spacing_mm=sp)
                                               for p, v, sp in images])
-        return self._record(Study(name, Path(), ()), lambda: self.workstation.draft_ingested(study, indication))
+        return self._record(BatchStudy(name, Path(), ()), lambda: self.workstation.draft_ingested(study, indication))
 
-    def _record(self, study: Study, draft) -> dict:
+    def _record(self, study: BatchStudy, draft) -> dict:
         t0 = time.perf_counter()
         try:
             record = {"study": study.name, "status": "ok", "draft": compact(draft().draft)}
@@ -213,26 +213,26 @@ def process_drafter(threads: int) -> Drafter:
     return _drafter
 
 
-def _draft_in_pool(study: Study) -> dict:
+def _draft_in_pool(study: BatchStudy) -> dict:
     assert _drafter is not None
     return _drafter.draft(study)
 
 
-def run_here(todo: list[Study], write: Write) -> str | None:
+def run_here(todo: list[BatchStudy], write: Write) -> str | None:
     drafter = process_drafter(cores())
     for study in todo:
         write(drafter.draft(study))
     return None
 
 
-def run_pool(todo: list[Study], write: Write, workers: int) -> str | None:
+def run_pool(todo: list[BatchStudy], write: Write, workers: int) -> str | None:
     """Spawned processes (fork would copy torch's threads); at most two studies per worker in flight,
     so that a dead worker costs only those and the rest stay to do on resume."""
     context = multiprocessing.get_context("spawn")
     pending = deque(todo)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=process_drafter,
                              initargs=(max(1, cores() // workers),)) as pool:
-        running: dict[Future[dict], Study] = {}
+        running: dict[Future[dict], BatchStudy] = {}
         while pending or running:
             while pending and len(running) < 2 * workers:
                 study = pending.popleft()
@@ -254,7 +254,7 @@ def run_pool(todo: list[Study], write: Write, workers: int) -> str | None:
     return None
 
 
-def run_ray(todo: list[Study], write: Write, address: str, workers: int | None, cpus: int) -> str | None:
+def run_ray(todo: list[BatchStudy], write: Write, address: str, workers: int | None, cpus: int) -> str | None:
     """One actor per worker, each drafting one study at a time; results are written as they come."""
     import ray
 
@@ -267,7 +267,7 @@ def run_ray(todo: list[Study], write: Write, address: str, workers: int | None, 
         actor = ray.remote(num_cpus=cpus)(Drafter)
         idle = [actor.remote(cpus) for _ in range(n)]
         pending = deque(todo)
-        running: dict[ray.ObjectRef, tuple[Any, Study]] = {}  # result -> (actor, its study)
+        running: dict[ray.ObjectRef, tuple[Any, BatchStudy]] = {}  # result -> (actor, its study)
         while pending or running:
             while idle and pending:
                 study = pending.popleft()

@@ -138,7 +138,7 @@ class Workstation:
     def draft_stored(self, study_id: int, actor: store.Actor, progress=lambda fraction, desc: None) -> Drafted:
         """Draft (again) a study already on the worklist, from its stored images and their recorded views."""
         t0 = time.perf_counter()
-        view = store.study_view(self.settings, study_id)
+        view = store.study_record(self.settings, study_id)
         if not view.images:
             raise store.StoreError(f"study {study_id} has no images")
         # A view the last draft read off the image is read again, not passed off as the header's.
@@ -207,9 +207,9 @@ class Desk:
         self.may("worklist")
         return store.worklist(self.settings, status, search)
 
-    def study(self, study_id: int) -> store.StudyView:
+    def study(self, study_id: int) -> store.StudyRecord:
         self.may("worklist")
-        return store.study_view(self.settings, study_id)
+        return store.study_record(self.settings, study_id)
 
     def history(self, study_id: int) -> list[store.HistoryEntry]:
         self.may("worklist")

@@ -302,7 +302,7 @@ def test_one_study_per_screen_and_signed_stays_signed(open_page, live_app):
     expect(header).not_to_contain_text("a new indication")
     expect(findings).not_to_be_editable()
     assert join_sections(findings.input_value(), page.get_by_label("Impression", exact=True).input_value()) == signed_text
-    view = store.study_view(s, drafted)
+    view = store.study_record(s, drafted)
     assert view.indication != "a new indication" and view.text == signed_text
     assert [h.event for h in store.history(s, drafted)].count("draft") == 1
 

@@ -92,7 +92,7 @@ def test_sigkill_during_approvals_leaves_whole_approvals(env, drafted_studies):
         out = Client(again.url, verbose=False).predict(drafted_studies[0], "FINDINGS: After restart.",
                                                        api_name="/approve")
         assert out["status"] == "approved"
-        assert store.study_view(env, drafted_studies[0]).text == "FINDINGS: After restart."
+        assert store.study_record(env, drafted_studies[0]).text == "FINDINGS: After restart."
     finally:
         again.stop()
     print(f"SIGKILL after {len(acked)} acknowledged approvals ({len(approvals)} stored, {unacknowledged} committed "

@@ -115,7 +115,7 @@ def bench_worklist(database_url: str, studies: int = 100_000, repeats: int = 10)
             "search 'effusion'": lambda: store.worklist(s, search="effusion"),
             "search, no match": lambda: store.worklist(s, search="no such words"),
             f"search '#{one}'": lambda: store.worklist(s, search=f"#{one}"),
-            "open a study": lambda: store.study_view(s, one),
+            "open a study": lambda: store.study_record(s, one),
             "corrections queue": lambda: store.corrections_queue(s),
             "teaching list": lambda: store.teaching_studies(s),
         }

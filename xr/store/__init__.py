@@ -21,7 +21,7 @@ from xr.store.queries import (
     StudyApproval,
     StudyCorrection,
     StudyImage,
-    StudyView,
+    StudyRecord,
     TeachingStudy,
     approvals_not_in_library,
     corrections_queue,
@@ -29,7 +29,7 @@ from xr.store.queries import (
     history,
     latest_draft,
     library_cases,
-    study_view,
+    study_record,
     teaching_studies,
     worklist,
     worklist_query,
@@ -37,7 +37,7 @@ from xr.store.queries import (
 
 __all__ = ["REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
            "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
-           "StudyView", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
+           "StudyRecord", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
            "corrections_queue", "draft_result", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",
-           "library_cases", "record_study", "rename_images", "save_revision", "study_images", "study_view",
+           "library_cases", "record_study", "rename_images", "save_revision", "study_images", "study_record",
            "teaching_studies", "worklist", "worklist_query"]

@@ -145,7 +145,7 @@ class StudyCorrection:
 
 
 @dataclass(frozen=True)
-class StudyView:
+class StudyRecord:
     """What a workspace shows of one stored study."""
     id: int
     key: str
@@ -158,7 +158,7 @@ class StudyView:
     correction: StudyCorrection | None
 
 
-def study_view(s: Settings, study_id: int) -> StudyView:
+def study_record(s: Settings, study_id: int) -> StudyRecord:
     """What a workspace shows of one stored study: its images, latest draft, current text and approval."""
     with transaction(s.database_url, read_only=True) as session:
         study = study_row(session, study_id)
@@ -166,7 +166,7 @@ def study_view(s: Settings, study_id: int) -> StudyView:
         revs = [r for r in study.revisions if draft and r.draft_id == draft.id]
         approval = study.approvals[-1] if study.approvals else None
         correction = correction_of(study) if draft else None
-        return StudyView(
+        return StudyRecord(
             id=study.id, key=study.key, status=StudyStatus(study.status), indication=study.indication,
             images=[StudyImage(path=str(s.data_dir / i.storage_path), view=i.view, content_hash=i.content_hash)
                     for i in study.images],

@@ -49,7 +49,7 @@ class Corrections:
         if study_id is None:
             return (None, progress_html(q), "### Nothing left to correct" + (f"\n{note}" if note else ""),
                     *self.viewer.show([]), "", "", [], note)
-        v = store.study_view(self.ws.settings, study_id)
+        v = store.study_record(self.ws.settings, study_id)
         d = v.draft
         assert d is not None  # the queue holds drafted studies only
         header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v.indication)}"

@@ -31,7 +31,7 @@ from xr.report import (
 from xr.ui.common import INGEST, PRIVATE, ScreenError, need, refusing, uploaded, username
 from xr.ui.panel import panel_markdown
 from xr.ui.tempfiles import export_folder
-from xr.ui.viewer import View, Viewer, stored_views
+from xr.ui.viewer import ShownFilm, Viewer, stored_views
 from xr.workstation import Desk, Workstation
 
 WORKLIST_COLUMNS = ["id", "status", "views", "indication", "updated"]
@@ -70,7 +70,7 @@ class StudyScreen:
     draft_text: str
     seen: str  # the stored text: saves and sign-offs are bound to it
     header: str
-    views: list[View]
+    views: list[ShownFilm]
     findings_box: Any
     impression_box: Any
     sentences: Any
@@ -92,7 +92,7 @@ class StudyScreen:
     refined_flags: str = ""
 
 
-def header_of(desk: Desk, v: store.StudyView, notice: str) -> str:
+def header_of(desk: Desk, v: store.StudyRecord, notice: str) -> str:
     d = v.draft
     header = f"### Study #{v.id} · {v.status}"
     if v.indication:

@@ -91,7 +91,7 @@ class Teaching:
     def _draft(self, case: TeachingCase) -> tuple[list, str]:
         """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
         if case.study_id is not None:
-            v = store.study_view(self.ws.settings, case.study_id)
+            v = store.study_record(self.ws.settings, case.study_id)
             assert v.draft is not None  # an approved study: drafted
             return stored_views(v), v.draft.report
         with self._lock:

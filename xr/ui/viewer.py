@@ -14,7 +14,7 @@ from PIL import Image
 
 from xr.ingest import read_pixels
 from xr.result import DraftResult, unrle
-from xr.store import StudyView
+from xr.store import StudyRecord
 from xr.ui.common import PRIVATE
 from xr.views import LATERAL, VIEWS
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
@@ -28,7 +28,8 @@ DEFAULT_WINDOW = (128, 255, False, 1)  # centre, width, invert, zoom
 
 
 @dataclass
-class View:
+class ShownFilm:
+    """A film as the viewer shows it: its pixels, its view and the draft's overlays."""
     pixels: np.ndarray  # uint8 HxW as stored
     caption: str
     grid: list[list[float]] | None = None  # fusion weights over the image's regions
@@ -37,7 +38,7 @@ class View:
     view: str = "unknown"  # "frontal", "lateral" or "unknown"
 
 
-def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[View]:
+def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[ShownFilm]:
     """Viewer views of films with their draft's overlays, frontal views first. A lateral view has no lung
     mask: the U-Net was trained on frontal films, and its output there means nothing."""
     out = []
@@ -45,17 +46,17 @@ def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[View]:
         v = draft.views[i] if draft and i < len(draft.views) else None
         kind = v.view if v else "unknown"
         evidence = next(iter(v.evidence.items()), None) if v else None
-        out.append(View(px, f"View {i + 1}: {kind}", grid=(v.fusion_weights or None) if v else None, evidence=evidence,
+        out.append(ShownFilm(px, f"View {i + 1}: {kind}", grid=(v.fusion_weights or None) if v else None, evidence=evidence,
                         mask=v.lung_mask if v and kind != LATERAL else None, view=kind))
     return sorted(out, key=lambda v: VIEWS.index(v.view) if v.view in VIEWS else len(VIEWS))
 
 
-def stored_views(study: StudyView) -> list[View]:
-    """Viewer views of a stored study (`store.study_view`): its images with its latest draft's overlays."""
+def stored_views(study: StudyRecord) -> list[ShownFilm]:
+    """Viewer views of a stored study (`store.study_record`): its images with its latest draft's overlays."""
     return views_of([read_pixels(im.path) for im in study.images], study.draft)
 
 
-def render(view: View, layer: str, centre: float, width: float, invert: bool, factor: float,
+def render(view: ShownFilm, layer: str, centre: float, width: float, invert: bool, factor: float,
            focus: tuple[float, float]) -> Image.Image:
     grey = window_level(view.pixels, centre, width, invert)
     side = max(grey.shape) if factor > 1 else DISPLAY  # zoomed: overlay at full resolution, then crop
@@ -76,7 +77,7 @@ def render(view: View, layer: str, centre: float, width: float, invert: bool, fa
     return picture
 
 
-def hanging(views: list[View], which: str | None) -> tuple[View | None, View | None]:
+def hanging(views: list[ShownFilm], which: str | None) -> tuple[ShownFilm | None, ShownFilm | None]:
     """(left, right) panes: the chosen view on the left and, beside it, the first view of the other kind
     (a lateral beside a frontal), else the next one; None where there is nothing to hang."""
     if not views:
@@ -142,7 +143,7 @@ class Viewer:
         return [self.views, self.which, self.focus, self.image, self.other, self.caption, self.centre, self.width,
                 self.invert, self.zoom, self.layer]
 
-    def show(self, views: list[View], layer: str = "none") -> tuple:
+    def show(self, views: list[ShownFilm], layer: str = "none") -> tuple:
         """Values for `outputs`: the first view at the default window, not zoomed, the overlay `layer`."""
         choices = [(f"{i + 1}: {v.view}", f"{i + 1}") for i, v in enumerate(views)]
         if not views:
