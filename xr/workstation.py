@@ -267,6 +267,11 @@ class Desk:
         self.may("correct")
         return store.corrections_queue(self.settings, after)
 
+    def to_correct(self, study_id: int) -> store.StudyRecord:
+        """A drafted study as the corrections queue shows it (an annotator has no worklist)."""
+        self.may("correct")
+        return store.study_record(self.settings, study_id)
+
     def correct(self, study_id: int, text: str, tags: Sequence[str]) -> int | None:
         """An annotator's correction, with at least one reason tag ("no correction": the draft is right)."""
         actor = self.may("correct")
@@ -276,3 +281,16 @@ class Desk:
 
     def export_edits(self, out: Path) -> int:
         return store.export_edits(self.settings, out, self.may("export_edits"))
+
+    # ---- teaching -----------------------------------------------------------------------------------
+    def teaching_studies(self) -> list[store.TeachingStudy]:
+        self.may("teach")
+        return store.teaching_studies(self.settings)
+
+    def teaching_study(self, study_id: int) -> store.StudyRecord:
+        """An approved study of the similar-case library, as a teaching case (an educator has no worklist)."""
+        self.may("teach")
+        record = store.study_record(self.settings, study_id)
+        if record.approval is None:
+            raise store.StoreError(f"study {study_id} is not a teaching case: it is not approved")
+        return record

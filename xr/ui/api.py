@@ -57,9 +57,8 @@ class Api:
         return {"study_id": need(study_id), "revision_id": d.correct(need(study_id), text, tags or [])}
 
     def teaching(self, finding: str, request: gr.Request) -> list[dict]:
-        self.desk(request).may("teach")
         return [{"id": c.id, "labels": list(c.labels), "has_report": bool(c.reference)}
-                for c in teaching_cases(self.ws, finding or "")]
+                for c in teaching_cases(self.desk(request), finding or "")]
 
     def generate(self, report: str, findings: list[str], frontal, lateral, views: list[str], seed: float,
                  request: gr.Request) -> tuple[list[str], dict]:

@@ -9,7 +9,7 @@ from xr.report import literal_markdown
 from xr.ui.common import PRIVATE, ScreenError, refusing, username
 from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import Viewer, stored_views
-from xr.workstation import Workstation
+from xr.workstation import Desk, Workstation
 
 TAGS = [t for t in store.REASON_TAGS if t != "no correction"]
 
@@ -44,12 +44,12 @@ class Corrections:
                         self.export_file = gr.File(label="edits.jsonl", interactive=False)
         self._wire()
 
-    def _show(self, study_id: int | None, note: str = "") -> tuple:
-        q = store.corrections_queue(self.ws.settings)
+    def _show(self, desk: Desk, study_id: int | None, note: str = "") -> tuple:
+        q = desk.corrections()
         if study_id is None:
             return (None, progress_html(q), "### Nothing left to correct" + (f"\n{note}" if note else ""),
                     *self.viewer.show([]), "", "", [], note)
-        v = store.study_record(self.ws.settings, study_id)
+        v = desk.to_correct(study_id)
         d = v.draft
         assert d is not None  # the queue holds drafted studies only
         header = f"### Study #{study_id}" + (f" · indication: {literal_markdown(v.indication)}"
@@ -67,7 +67,8 @@ class Corrections:
 
         @refusing()
         def start(request: gr.Request):
-            return self._show(ws.desk(username(request)).corrections().next)
+            desk = ws.desk(username(request))
+            return self._show(desk, desk.corrections().next)
 
         @refusing()
         def save(study_id, text, tags, request: gr.Request):
@@ -78,7 +79,7 @@ class Corrections:
             if not tags:
                 raise ScreenError("tick at least one reason for the correction")
             desk.correct(int(study_id), text, tags)
-            return self._show(desk.corrections().next, f"Saved the correction of study #{study_id}.")
+            return self._show(desk, desk.corrections().next, f"Saved the correction of study #{study_id}.")
 
         @refusing()
         def fine(study_id, draft, request: gr.Request):
@@ -87,12 +88,12 @@ class Corrections:
             if not study_id:
                 raise ScreenError("nothing to correct")
             desk.correct(int(study_id), draft, ["no correction"])
-            return self._show(desk.corrections().next, f"Study #{study_id} marked as correct.")
+            return self._show(desk, desk.corrections().next, f"Study #{study_id} marked as correct.")
 
         @refusing()
         def skip(study_id, request: gr.Request):
-            after = ws.desk(username(request)).corrections(study_id).next
-            return self._show(after, f"Skipped study #{study_id}." if study_id else "")
+            desk = ws.desk(username(request))
+            return self._show(desk, desk.corrections(study_id).next, f"Skipped study #{study_id}." if study_id else "")
 
         @refusing()
         def export(request: gr.Request):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from xr import store
 from xr.evaluate.case import case_metrics
 from xr.findings import FINDINGS
 from xr.ingest import read_pixels
@@ -18,7 +17,7 @@ from xr.result import DraftResult
 from xr.retrieve.library import has_report
 from xr.ui.common import PRIVATE, ScreenError, refusing, username
 from xr.ui.viewer import Viewer, stored_views, views_of
-from xr.workstation import Workstation
+from xr.workstation import Desk, Workstation
 
 MAX_SHOWN = 60
 
@@ -36,12 +35,12 @@ class TeachingCase:
         return "" if quiz else f"{self.id} · {', '.join(self.labels) or 'no finding'}"
 
 
-def teaching_cases(ws: Workstation, finding: str = "") -> list[TeachingCase]:
+def teaching_cases(desk: Desk, finding: str = "") -> list[TeachingCase]:
     """Approved studies first (full-resolution images, a radiologist's report), then the shipped library's
     cases that have an image (thumbnails: NIH with labels, a few IU with reports)."""
     cases = [TeachingCase(f"study:{r.study_id}", tuple(r.labels), Path(r.image), r.report, r.study_id)
-             for r in store.teaching_studies(ws.settings)]
-    lib = ws.index.library
+             for r in desk.teaching_studies()]
+    lib = desk.ws.index.library
     for img in lib.images:
         c = lib.by_id[img["case"]]
         reference = compose_report(c["findings"], c["impression"]) if has_report(c) else ""
@@ -82,16 +81,16 @@ class Teaching:
                                             interactive=False, label="Per-case comparison with the reference")
         self._wire()
 
-    def _case(self, case_id: str) -> TeachingCase:
-        for c in teaching_cases(self.ws):
+    def _case(self, desk: Desk, case_id: str) -> TeachingCase:
+        for c in teaching_cases(desk):
             if c.id == case_id:
                 return c
         raise ScreenError(f"no teaching case {case_id}")
 
-    def _draft(self, case: TeachingCase) -> tuple[list, str]:
+    def _draft(self, desk: Desk, case: TeachingCase) -> tuple[list, str]:
         """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
         if case.study_id is not None:
-            v = store.study_record(self.ws.settings, case.study_id)
+            v = desk.teaching_study(case.study_id)
             assert v.draft is not None  # an approved study: drafted
             return stored_views(v), v.draft.report
         with self._lock:
@@ -120,8 +119,7 @@ class Teaching:
         @refusing()
         def browse(finding, quiz, request: gr.Request):
             """The gallery; in quiz mode every case, unlabelled (a filter by finding would name the answer)."""
-            ws.actor(username(request), "teach")
-            cases = teaching_cases(ws, "all" if quiz else finding)
+            cases = teaching_cases(ws.desk(username(request)), "all" if quiz else finding)
             shown = [(str(c.image), c.caption(quiz) or None) for c in cases[:MAX_SHOWN]]
             more = f" (first {MAX_SHOWN} shown)" if len(cases) > MAX_SHOWN else ""
             return (gr.update(visible=not quiz), shown, f"{len(cases)} cases{more}",
@@ -129,12 +127,13 @@ class Teaching:
 
         @refusing()
         def pick(ids, quiz, evt: gr.SelectData, request: gr.Request, progress=gr.Progress()):
-            ws.actor(username(request), "teach")
+            desk = ws.desk(username(request))
+            desk.may("teach")
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(ids or []):
                 raise ScreenError("pick a case from the gallery")
-            case = self._case(ids[evt.index])
+            case = self._case(desk, ids[evt.index])
             progress(0.2, desc="Drafting the case (first time only)")
-            views, draft = self._draft(case)
+            views, draft = self._draft(desk, case)
             # in quiz mode the case's id would name its source (and, for a library film, its labels' dataset)
             header = "### Quiz case" if quiz else f"### {case.id} · {', '.join(case.labels) or 'no finding'}"
             hidden: tuple[str, str, list[list[str]]] = ("*Quiz mode: read the images, then reveal.*", "", [])
@@ -143,11 +142,12 @@ class Teaching:
 
         @refusing()
         def reveal(case_id, guess, request: gr.Request):
-            ws.actor(username(request), "teach")
+            desk = ws.desk(username(request))
+            desk.may("teach")
             if not case_id:
                 raise ScreenError("pick a case first")
-            case = self._case(case_id)
-            _, draft = self._draft(case)
+            case = self._case(desk, case_id)
+            _, draft = self._draft(desk, case)
             return (f"### {case.id} · {', '.join(case.labels) or 'no finding'}", *self._answer(case, draft, guess))
 
         ids = gr.State([])
