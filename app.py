@@ -74,6 +74,8 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
                 return (gr.update(), *[gr.update(visible=False)] * len(workspaces), gr.update(), [])
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
             mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{html.escape(user)}</b> ({role})"
+            if role == access.Role.ADMIN:
+                mode += "<br>" + html.escape(eye_line(s))
             rows = worklist_rows(ws.desk(name), "all", "") if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],
@@ -85,6 +87,17 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
         Api(ws).register(reporting, generation)
     demo.queue(default_concurrency_limit=s.concurrency, max_size=s.queue_size)  # bounded: a full queue says so
     return demo
+
+
+def eye_line(s: Settings) -> str:
+    """What an admin reads of the eye in use: shipped, or learnt from how many signed studies (xr learn)."""
+    from xr.train.learn import status
+
+    st = status(s)
+    if st["eye"] == "shipped":
+        return "eye: the shipped finding head (python -m xr learn retrains it on signed studies)"
+    return (f"eye: the site's {st['eye']}, learnt from {st['site_training_studies']} signed studies; macro AUC "
+            f"{st['after']:.3f} against {st['before']:.3f} before, on {st['site_validation_films']} validation films")
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def test_an_eye_plugs_in_with_one_line_and_drafts_read_with_it(env, monkeypatch,
     d = Workstation(s).draft([NIH / "00000100_000.png"], actor=None).draft
     assert d.timings["eye"] == "the toy eye" and d.findings == {"Cardiomegaly": 0.75}
     assert d.stances["Cardiomegaly"] == "present" and set(d.stances) == set(FINDINGS) - {"No Finding"}
-    with pytest.raises(ValueError, match="XR_EYE must be auto or one of finding-head, densenet, toy, not 'none'"):
+    with pytest.raises(ValueError, match="XR_EYE must be auto or one of finding-head, densenet, site, toy, not 'none'"):
         eye_for(replace(env, eye="none"))
 
 

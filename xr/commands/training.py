@@ -1,4 +1,4 @@
-"""`python -m xr train-findings`, `train-generator`, `train-writer` and `train-refiner`."""
+"""`python -m xr train-findings`, `train-views`, `learn`, `train-generator`, `train-writer` and `train-refiner`."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,37 @@ def cmd_train_findings(args: argparse.Namespace) -> int:
                  vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(info, indent=2))
     return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    """The eye learns from the site's signed studies (xr/train/learn.py); --rollback, --status."""
+    from xr.config import settings
+    from xr.data.films import LAYOUTS
+    from xr.encode.eyes import eye_for
+    from xr.train.learn import learn, rollback, status
+
+    s = settings()
+    if args.rollback:
+        back = rollback(s)
+        print(f"the eye in use is now {back or 'the shipped one'} (drafts use it from the app's next start)")
+        return 0
+    if args.status:
+        print(json.dumps(status(s), indent=2))
+        return 0
+    roots = [Path(n) for n in args.nih] if args.nih else [s.shared_dir / "data" / n for n in SHIPPED_NIH]
+    missing = [r for r in roots if not (r / "labels.csv").is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: not an NIH ChestX-ray14 folder (labels.csv + images/): give the shipped "
+                        "films with --nih")
+    base = [f for r in roots for f in LAYOUTS["nih"].read(r)]
+    result = learn(s, base, eye_for(s), vision_encoder(), progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(vars(result), indent=2))
+    if result.promoted:
+        print(f"eye {result.version} is in use: drafts use it from the app's next start", file=sys.stderr)
+    return 0
+
+
+SHIPPED_NIH = ("nih_cxr14_sample", "nih_cxr14_more")  # the films the shipped finding head was fit on
 
 
 def cmd_train_views(args: argparse.Namespace) -> int:
@@ -141,6 +172,13 @@ def register(sub) -> None:
     t.add_argument("--iu", help="IU X-ray folder: its train-split images with report labels are added")
     t.add_argument("--out", default=None)
     t.set_defaults(fn=cmd_train_findings)
+
+    lr = sub.add_parser("learn", help="retrain the eye on the shipped films plus this site's signed studies; promoted "
+                                      "only if it reads the site's validation studies better (--rollback undoes)")
+    lr.add_argument("--nih", action="append", help="the shipped films: NIH layout folders (default: the two in ../shared)")
+    lr.add_argument("--rollback", action="store_true", help="put back the eye promoted before the current one")
+    lr.add_argument("--status", action="store_true", help="the eye in use and what it learnt from")
+    lr.set_defaults(fn=cmd_learn)
 
     v = sub.add_parser("train-views", help="train the view head, frontal or lateral (reproduces assets/view_head)")
     v.add_argument("--nih", action="append", help="NIH ChestX-ray14 layout folder, all frontal (repeat for several)")

@@ -1,8 +1,11 @@
 """The eyes, by the name XR_EYE gives: an eye is a module implementing `xr.encode.eye.Eye` and one line
-here (a function from the settings to the eye, which loads it)."""
+here (a function from the settings to the eye, which loads it). The site's eye is the finding head
+`python -m xr learn` retrained on this site's signed studies and promoted (kept under DATA_DIR/eyes/)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 from xr.config import ASSETS, Settings
 from xr.encode.eye import Eye
@@ -21,15 +24,38 @@ def _densenet(s: Settings) -> Eye:
     return eye
 
 
+SITE_EYES = "eyes"  # under the data directory: one folder per learnt version, and `current`, the promoted one
+
+
+def site_eye_dir(s: Settings) -> Path | None:
+    """The promoted site eye's folder, or None while no learnt eye has been promoted (or all rolled back)."""
+    pointer = s.data_dir / SITE_EYES / "current"
+    return s.data_dir / SITE_EYES / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def _site(s: Settings) -> Eye:
+    from xr.encode.finding_head import FindingHead
+    directory = site_eye_dir(s)
+    if directory is None:
+        raise ValueError("XR_EYE=site: no eye has been learnt and promoted here yet (python -m xr learn)")
+    head = FindingHead.from_pretrained(directory)
+    learnt = json.loads((directory / "learn.json").read_text())["site_training_studies"]
+    head.name = f"the site's finding head {directory.name} (learnt from {learnt} signed studies)"
+    return head
+
+
 EYES: dict[str, Callable[[Settings], Eye]] = {
     "finding-head": _finding_head,  # the shipped linear head over our image features
     "densenet": _densenet,  # the user's own chest-X-ray DenseNet-121
+    "site": _site,  # the finding head as `xr learn` last promoted it
 }
 
 
 def eye_for(s: Settings) -> Eye:
-    """The eye XR_EYE names; `auto`: the DenseNet where XR_DENSENET_WEIGHTS names one, else the finding head."""
-    name = s.eye if s.eye != "auto" else ("densenet" if s.densenet_weights else "finding-head")
+    """The eye XR_EYE names; `auto`: the site's promoted eye where there is one, else the DenseNet where
+    XR_DENSENET_WEIGHTS names one, else the shipped finding head."""
+    name = s.eye if s.eye != "auto" else (
+        "site" if site_eye_dir(s) else "densenet" if s.densenet_weights else "finding-head")
     if name not in EYES:
         raise ValueError(f"XR_EYE must be auto or one of {', '.join(EYES)}, not '{s.eye}'")
     return EYES[name](s)

@@ -17,6 +17,7 @@ from xr.store.images import image_path, rename_images, study_images
 from xr.store.queries import (
     CorrectionsQueue,
     HistoryEntry,
+    SignedFilm,
     StoredDraft,
     StudyApproval,
     StudyCorrection,
@@ -29,6 +30,7 @@ from xr.store.queries import (
     history,
     latest_draft,
     library_cases,
+    signed_films,
     study_record,
     teaching_studies,
     worklist,
@@ -36,8 +38,8 @@ from xr.store.queries import (
 )
 
 __all__ = ["REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
-           "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
+           "SignedFilm", "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
            "StudyRecord", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
            "corrections_queue", "draft_result", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",
-           "library_cases", "record_study", "rename_images", "save_revision", "study_images", "study_record",
+           "library_cases", "record_study", "rename_images", "save_revision", "signed_films", "study_images", "study_record",
            "teaching_studies", "worklist", "worklist_query"]

@@ -222,3 +222,24 @@ def teaching_studies(s: Settings) -> list[TeachingStudy]:
                                .where(LibraryCase.study_id.not_in(burned)).order_by(LibraryCase.id))
         return [TeachingStudy(study_id=study_id, labels=list(labels), report=report, image=str(s.data_dir / path))
                 for study_id, labels, report, path in rows if path is not None]
+
+
+@dataclass(frozen=True)
+class SignedFilm:
+    """A non-lateral film of a signed study, with what the signed report states (the labeler's positives
+    on the approved text, kept with the library entry: never the machine draft's)."""
+    study_key: str
+    path: str  # absolute: under the data directory
+    view: str
+    labels: list[str]
+
+
+def signed_films(s: Settings) -> list[SignedFilm]:
+    """The films the eye may learn from: every frontal (or unknown-view) film of every study in the
+    similar-case library, that is every signed study as last signed."""
+    with transaction(s.database_url, read_only=True) as session:
+        rows = session.execute(select(Study.key, LibraryCase.labels, Image.storage_path, Image.view)
+                               .join(LibraryCase, LibraryCase.study_id == Study.id)
+                               .join(Image, Image.study_id == Study.id)
+                               .where(Image.view != "lateral").order_by(Study.id, Image.position, Image.id))
+        return [SignedFilm(key, str(s.data_dir / path), view, list(labels)) for key, labels, path, view in rows]

@@ -1,0 +1,154 @@
+"""Learning from the site's sign-offs (`python -m xr learn`): the finding head refit on the shipped films
+plus every signed study's films, labelled by what the signed report states (the labeler on the approved
+text, never the machine draft), and promoted only if it reads the site's own validation studies better
+than the eye in use.
+
+The site's validation part is fixed by a hash of the study (xr.data.split, as for every model here), so
+it never trains a candidate and stays the same from one run to the next. Every candidate is kept
+(DATA_DIR/eyes/vN, with what it was fit on and measured at); `current` names the promoted one, and
+`promoted.json` the order of promotions, so one command rolls back to the previous eye."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xr import store
+from xr.config import Settings
+from xr.data.films import LabelledFilm
+from xr.data.split import is_validation
+from xr.encode.batch import encode_files
+from xr.encode.eye import Eye
+from xr.encode.eyes import SITE_EYES, site_eye_dir
+from xr.encode.finding_head import head_inputs
+from xr.encode.vision import VisionEncoder
+from xr.files import write_atomic
+from xr.findings import FINDINGS
+from xr.ingest import read_pixels
+from xr.train.findings import MIN_POSITIVES, WEIGHT_DECAYS, fit, label_matrix, macro_auc, out_of_fold, per_finding, policy
+
+MIN_SITE_VALIDATION = 10  # fewer validation films than this: nothing is measured, so nothing is promoted
+
+
+@dataclass
+class Learnt:
+    version: str  # the candidate's folder under DATA_DIR/eyes
+    promoted: bool
+    why: str  # one line: the comparison, or why there was none
+    site_training_studies: int
+    site_validation_films: int
+    before: float | None  # macro AUC of the eye in use on the site's validation films
+    after: float | None  # the candidate's
+    before_eye: str
+
+
+def site_films(s: Settings) -> list[LabelledFilm]:
+    """Every signed study's frontal films, grouped by study (no patient identifier is kept to group by)."""
+    return [LabelledFilm(Path(f.path), f"site:{f.study_key[:16]}", f.view if f.view != "unknown" else None,
+                         tuple(f.labels), "", "site") for f in store.signed_films(s)]
+
+
+def site_auc(eye: Eye, pixels: list[np.ndarray], feats, films: list[LabelledFilm], findings: list[str]) -> float | None:
+    """Macro AUC over the findings both read and the films show both ways; None where none does."""
+    names = [f for f in findings if f in eye.findings]
+    y = label_matrix(films, names)
+    keep = [j for j in range(len(names)) if 0 < y[:, j].sum() < len(films)]
+    if not films or not keep:
+        return None
+    with torch.inference_mode():
+        p = eye.read(pixels, feats)[:, [eye.findings.index(names[j]) for j in keep]]
+    return macro_auc(y[:, keep], p)
+
+
+def learn(s: Settings, base: list[LabelledFilm], current: Eye, encoder: VisionEncoder | None = None,
+          progress: Callable[[str], None] = print, min_validation: int = MIN_SITE_VALIDATION) -> Learnt:
+    """Fit a candidate on `base` (the shipped films) plus the site's training part, keep it as the next
+    version, and promote it if its macro AUC on the site's validation films beats `current`'s (measured on
+    at least `min_validation` films)."""
+    encoder = encoder or VisionEncoder(s=s)
+    site = site_films(s)
+    val = [f for f in site if is_validation(f.group)]
+    films = base + [f for f in site if not is_validation(f.group)]
+    progress(f"{len(site)} films of signed studies: {len(site) - len(val)} to learn from, {len(val)} to measure on")
+    x = head_inputs(encode_files(encoder, [f.path for f in films], s=s))
+    y_all = label_matrix(films, list(FINDINGS))
+    findings = [f for j, f in enumerate(FINDINGS) if y_all[:, j].sum() >= MIN_POSITIVES]
+    y = label_matrix(films, findings)
+    groups = [f.group for f in films]
+    oof = {wd: out_of_fold(x, y, findings, groups, wd) for wd in WEIGHT_DECAYS}
+    best = max(oof, key=lambda wd: macro_auc(y, oof[wd]))
+    candidate = fit(x, y, findings, best)
+    candidate.thresholds = policy(findings, y, oof[best], f"out-of-fold probabilities of the {len(films)} films it "
+                                                          "was fit on (shipped and the site's signed, 5-fold, grouped)")
+    val_feats = encode_files(encoder, [f.path for f in val], s=s) if val else []
+    val_pixels = [read_pixels(f.path, s) for f in val]
+    before, after = (site_auc(e, val_pixels, val_feats, val, findings) for e in (current, candidate))
+    if len(val) < min_validation or before is None or after is None:
+        promoted, why = False, (f"not promoted: {len(val)} validation films of signed studies, too few to measure "
+                                f"on (at least {min_validation}, a finding seen both ways)")
+    else:
+        promoted = after > before
+        why = (f"{'promoted' if promoted else 'not promoted'}: macro AUC on the site's {len(val)} validation films "
+               f"{after:.3f} against {before:.3f} for {current.name}")
+    version = _next_version(s)
+    folder = s.data_dir / SITE_EYES / version
+    candidate.save_pretrained(folder)
+    candidate.thresholds.save(folder)
+    result = Learnt(version, promoted, why, len({f.group for f in films if f.source == "site"}), len(val),
+                    before, after, current.name)
+    write_atomic(folder / "learn.json", json.dumps({**asdict(result), "weight_decay": best, "findings": findings,
+                                                    "fit_on": len(films), "cv": per_finding(y, oof[best], findings)},
+                                                   indent=1).encode())
+    if promoted:
+        _promote(s, version)
+    progress(why)
+    return result
+
+
+def _next_version(s: Settings) -> str:
+    root = s.data_dir / SITE_EYES
+    taken = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()] if root.is_dir() else []
+    return f"v{max(taken, default=0) + 1}"
+
+
+def _history(s: Settings) -> list[str]:
+    path = s.data_dir / SITE_EYES / "promoted.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _promote(s: Settings, version: str) -> None:
+    """The promotion order first, then the pointer: an interrupted promotion leaves the previous eye in use."""
+    root = s.data_dir / SITE_EYES
+    write_atomic(root / "promoted.json", json.dumps([*_history(s), version]).encode())
+    write_atomic(root / "current", version.encode())
+
+
+def rollback(s: Settings) -> str | None:
+    """The eye promoted before the current one becomes current (None: the shipped eye again)."""
+    history = _history(s)
+    if site_eye_dir(s) is None or not history:
+        raise store.StoreError("no learnt eye is in use: nothing to roll back")
+    root = s.data_dir / SITE_EYES
+    history.pop()
+    write_atomic(root / "promoted.json", json.dumps(history).encode())
+    if history:
+        write_atomic(root / "current", history[-1].encode())
+        return history[-1]
+    (root / "current").unlink()
+    return None
+
+
+def status(s: Settings) -> dict:
+    """What an admin reads: the eye in use, how many signed studies it learnt from, its before/after."""
+    directory = site_eye_dir(s)
+    if directory is None:
+        return {"eye": "shipped", "versions": sorted(p.name for p in (s.data_dir / SITE_EYES).glob("v*"))
+                if (s.data_dir / SITE_EYES).is_dir() else []}
+    learnt = json.loads((directory / "learn.json").read_text())
+    return {"eye": directory.name, **{k: learnt[k] for k in ("site_training_studies", "site_validation_films",
+                                                             "before", "after", "before_eye", "why")},
+            "promoted": _history(s)}
