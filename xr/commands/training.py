@@ -60,6 +60,31 @@ def cmd_learn(args: argparse.Namespace) -> int:
 SHIPPED_NIH = ("nih_cxr14_sample", "nih_cxr14_more")  # the films the shipped finding head was fit on
 
 
+def cmd_learn_curve(args: argparse.Namespace) -> int:
+    """The sign-off loop simulated in a scratch installation (this one's feature cache reused, read-only
+    in effect: features of the same pixels are the same), the curve as a PNG and JSON."""
+    import tempfile
+    from dataclasses import replace
+
+    from xr.config import settings
+    from xr.train.learning_curve import plot, simulate
+
+    s = settings()
+    first, second = (Path(p) if p else s.shared_dir / "data" / n for p, n in ((args.first, SHIPPED_NIH[0]),
+                                                                            (args.second, SHIPPED_NIH[1])))
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="xr-learn-curve-") as tmp:
+        scratch = replace(s, data_dir=Path(tmp), database_url=f"sqlite:///{Path(tmp) / 'xr.sqlite3'}")
+        if (s.data_dir / "cache").is_dir():
+            (Path(tmp) / "cache").symlink_to(s.data_dir / "cache")
+        curve = simulate(scratch, first, second, progress=lambda m: print(m, file=sys.stderr))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(curve, out)
+    out.with_suffix(".json").write_text(json.dumps(curve, indent=1) + "\n")
+    print(json.dumps(curve, indent=2))
+    return 0
+
+
 def cmd_train_views(args: argparse.Namespace) -> int:
     from xr.encode.view_head import VIEW_HEAD_DIR
     from xr.train.views import train
@@ -179,6 +204,13 @@ def register(sub) -> None:
     lr.add_argument("--rollback", action="store_true", help="put back the eye promoted before the current one")
     lr.add_argument("--status", action="store_true", help="the eye in use and what it learnt from")
     lr.set_defaults(fn=cmd_learn)
+
+    lc = sub.add_parser("learn-curve", help="simulate the sign-off loop on the shared films: the eye fit on the first "
+                                           "NIH sample, the second signed in batches, xr learn after each (PNG + JSON)")
+    lc.add_argument("--first", help="NIH folder the starting eye is fit on (default ../shared: nih_cxr14_sample)")
+    lc.add_argument("--second", help="NIH folder signed in batches (default ../shared: nih_cxr14_more)")
+    lc.add_argument("--out", default="docs/learning-curve.png")
+    lc.set_defaults(fn=cmd_learn_curve)
 
     v = sub.add_parser("train-views", help="train the view head, frontal or lateral (reproduces assets/view_head)")
     v.add_argument("--nih", action="append", help="NIH ChestX-ray14 layout folder, all frontal (repeat for several)")
