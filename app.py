@@ -16,6 +16,8 @@ from starlette.middleware import Middleware  # noqa: E402
 from db.session import engine_for  # noqa: E402
 from xr import access  # noqa: E402
 from xr.config import Settings, settings  # noqa: E402
+from xr.encode.eyes import eye_for, site_status  # noqa: E402
+from xr.errors import UserError  # noqa: E402
 from xr.sessions import DatabaseSessions, EndOnLogout, cookie_name  # noqa: E402
 from xr.ui.api import Api  # noqa: E402
 from xr.ui.common import page_head, username  # noqa: E402
@@ -75,7 +77,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             shown = [tab for tab, right in WORKSPACES.items() if access.allowed(role, right)]
             mode = "single-user mode (no log-in)" if name is None else f"signed in as <b>{html.escape(user)}</b> ({role})"
             if role == access.Role.ADMIN:
-                mode += "<br>" + html.escape(eye_line(s))
+                mode += "<br>" + html.escape(eye_line(ws))
             rows = worklist_rows(ws.desk(name), "all", "") if "reporting" in shown else []
             return (f"<div style='text-align:right'>{mode}</div>",
                     *[gr.update(visible=tab in shown) for tab in workspaces],
@@ -89,15 +91,18 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
     return demo
 
 
-def eye_line(s: Settings) -> str:
-    """What an admin reads of the eye in use: shipped, or learnt from how many signed studies (xr learn)."""
-    from xr.train.learn import status
-
-    st = status(s)
-    if st["eye"] == "shipped":
-        return "eye: the shipped finding head (python -m xr learn retrains it on signed studies)"
-    return (f"eye: the site's {st['eye']}, learnt from {st['site_training_studies']} signed studies; macro AUC "
-            f"{st['after']:.3f} against {st['before']:.3f} before, on {st['site_validation_films']} validation films")
+def eye_line(ws: Workstation) -> str:
+    """What an admin reads of the eye: the one drafts use now, and what `xr learn` last promoted, with its
+    before/after figures (used from the app's next start, if that is not the same eye)."""
+    line = f"eye: {ws.drafter.eye.name}"
+    st = site_status(ws.settings)
+    if st["eye"] is None:
+        return line + " (python -m xr learn refits it on the signed studies)"
+    if st["after"] is None or st["before"] is None:
+        return line + f"; {st['eye']} promoted"
+    learnt = (f"{st['eye']}: macro AUC {st['after']:.3f} against {st['before']:.3f} before, on "
+              f"{st['site_validation_films']} validation films of signed studies")
+    return line + ("; " + learnt if f" {st['eye']} " in line else f"; promoted since the app started, used from its next start: {learnt}")
 
 
 def main() -> None:
@@ -152,6 +157,10 @@ def _checked_settings() -> Settings:
         log.warning("XR_ORGANIZATION is not set: exported reports name the site '%s'", s.organization)
     if not s.auth and "XR_LOCAL_USER" in s.unset:
         log.warning("XR_LOCAL_USER is not set: reports approved here are signed '%s'", s.local_user)
+    try:
+        eye_for(s)  # XR_EYE names an eye that loads: said now, not on every draft
+    except UserError as e:
+        sys.exit(f"error: {e}")
     engine_for(s.database_url)  # create or migrate the database now: a bad URL fails here, not on a click
     if s.auth and not access.has_users(s):
         sys.exit("error: log-in is on (XR_AUTH, or listening beyond localhost) and there are no users yet: "

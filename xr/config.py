@@ -30,7 +30,8 @@ class Settings:
     backend: str  # auto | onnx | int8 | eager: which runtime runs each model (xr.onnx.runtime checks the value)
     onnx_dir: Path  # where export-onnx writes the graphs and drafts look for them
     drafter: str  # a name in xr.draft.registry.DRAFTERS: dffg (the generator) or retrieval (the nearest-report drafter)
-    eye: str  # a name in xr.encode.eyes.EYES, or auto: the DenseNet where XR_DENSENET_WEIGHTS names one, else the finding head
+    eye: str  # a name in xr.encode.eyes.EYES, or auto: a promoted site eye (xr learn), else the DenseNet where
+    # XR_DENSENET_WEIGHTS names one, else the shipped finding head
     generator_dir: Path | None  # a fine-tuned generator (train-generator --edits --out DIR); None: the shipped one
     refiner_dir: Path | None  # a refiner adapter folder; None: the shipped one
     refiner_base: Path | None  # a local transformers causal-LM folder as the refiner's base; None: the wheel's GGUF

@@ -49,7 +49,7 @@ class DraftResult:
     # finding -> "present", "possible", "absent" or "not assessed" (xr.thresholds.Stance): what the text says of it
     stances: dict[str, str] = field(default_factory=dict)
     cuts: dict[str, str] = field(default_factory=dict)  # finding -> the statement policy's cut behind its stance
-    hedged: list[str] = field(default_factory=list)  # the sentences that hedge a finding (the editor highlights them)
+    hedged: list[str] = field(default_factory=list)  # the sentences of the draft that hedge a finding
 
     @property
     def report(self) -> str:

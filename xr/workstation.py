@@ -128,7 +128,11 @@ class Workstation:
         default its first. The indication given, else the one the source holds."""
         t0 = time.perf_counter()
         progress(0.05, "Reading images")
-        ref = ref or source.studies()[0]
+        if ref is None:
+            refs = source.studies()
+            if not refs:
+                raise RequestError("the source holds no study")
+            ref = refs[0]
         return self._draft(source.load(ref), indication or ref.indication, actor, progress, t0, exclude)
 
     def draft_ingested(self, study: IngestedStudy, indication: str = "", actor: store.Actor | None = None) -> Drafted:
@@ -270,7 +274,10 @@ class Desk:
     def to_correct(self, study_id: int) -> store.StudyRecord:
         """A drafted study as the corrections queue shows it (an annotator has no worklist)."""
         self.may("correct")
-        return store.study_record(self.settings, study_id)
+        record = store.study_record(self.settings, study_id)
+        if record.status != store.StudyStatus.DRAFTED:
+            raise store.StoreError(f"study {study_id} is {record.status}: only drafted studies are corrected")
+        return record
 
     def correct(self, study_id: int, text: str, tags: Sequence[str]) -> int | None:
         """An annotator's correction, with at least one reason tag ("no correction": the draft is right)."""

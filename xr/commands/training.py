@@ -33,8 +33,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     """The eye learns from the site's signed studies (xr/train/learn.py); --rollback, --status."""
     from xr.config import settings
     from xr.data.films import LAYOUTS
-    from xr.encode.eyes import eye_for
-    from xr.train.learn import learn, rollback, status
+    from xr.encode.eyes import eye_for, site_status
+    from xr.train.learn import learn, rollback
 
     s = settings()
     if args.rollback:
@@ -42,7 +42,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         print(f"the eye in use is now {back or 'the shipped one'} (drafts use it from the app's next start)")
         return 0
     if args.status:
-        print(json.dumps(status(s), indent=2))
+        print(json.dumps(site_status(s), indent=2))
         return 0
     roots = [Path(n) for n in args.nih] if args.nih else [s.shared_dir / "data" / n for n in SHIPPED_NIH]
     missing = [r for r in roots if not (r / "labels.csv").is_file()]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from xr.config import ASSETS, Settings
 from xr.encode.eye import Eye
+from xr.errors import UserError
 
 
 def _finding_head(s: Settings) -> Eye:
@@ -20,7 +21,7 @@ def _densenet(s: Settings) -> Eye:
     from xr.encode.densenet_eye import densenet_eye
     eye = densenet_eye(s)
     if eye is None:
-        raise ValueError("XR_EYE=densenet needs XR_DENSENET_WEIGHTS: a torchxrayvision DenseNet-121 weights file")
+        raise UserError("XR_EYE=densenet needs XR_DENSENET_WEIGHTS: a torchxrayvision DenseNet-121 weights file")
     return eye
 
 
@@ -33,11 +34,23 @@ def site_eye_dir(s: Settings) -> Path | None:
     return s.data_dir / SITE_EYES / pointer.read_text().strip() if pointer.is_file() else None
 
 
+def site_status(s: Settings) -> dict:
+    """What an admin reads of the learnt eyes: the promoted one (None: the shipped eye serves), what it
+    learnt from and how it measured against the eye before it, the promotions in order."""
+    root = s.data_dir / SITE_EYES
+    directory = site_eye_dir(s)
+    promoted = json.loads((root / "promoted.json").read_text()) if (root / "promoted.json").is_file() else []
+    learnt = json.loads((directory / "learn.json").read_text()) if directory and (directory / "learn.json").is_file() else {}
+    return {"eye": directory.name if directory else None, "promoted": promoted,
+            "versions": sorted(p.name for p in root.glob("v*")) if root.is_dir() else [],
+            **{k: learnt.get(k) for k in ("site_training_studies", "site_validation_films", "before", "after", "before_eye")}}
+
+
 def _site(s: Settings) -> Eye:
     from xr.encode.finding_head import FindingHead
     directory = site_eye_dir(s)
     if directory is None:
-        raise ValueError("XR_EYE=site: no eye has been learnt and promoted here yet (python -m xr learn)")
+        raise UserError("XR_EYE=site: no eye has been learnt and promoted here yet (python -m xr learn)")
     head = FindingHead.from_pretrained(directory)
     learnt = json.loads((directory / "learn.json").read_text())["site_training_studies"]
     head.name = f"the site's finding head {directory.name} (learnt from {learnt} signed studies)"
@@ -57,5 +70,5 @@ def eye_for(s: Settings) -> Eye:
     name = s.eye if s.eye != "auto" else (
         "site" if site_eye_dir(s) else "densenet" if s.densenet_weights else "finding-head")
     if name not in EYES:
-        raise ValueError(f"XR_EYE must be auto or one of {', '.join(EYES)}, not '{s.eye}'")
+        raise UserError(f"XR_EYE must be auto or one of {', '.join(EYES)}, not '{s.eye}'")
     return EYES[name](s)

@@ -30,8 +30,3 @@ FORMATS: dict[str, ExportFormat] = {
     "text": ExportFormat("Plain text", ".txt", "xr.export.text:write_text"),
 }
 
-
-def export_format(name: str) -> ExportFormat:
-    if name not in FORMATS:
-        raise KeyError(f"unknown export format '{name}': one of {', '.join(FORMATS)}")
-    return FORMATS[name]

@@ -101,6 +101,20 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, findings: list[str], groups: list[
     return p
 
 
+def trained_findings(films: list[LabelledFilm]) -> list[str]:
+    """The findings with enough positives among `films` to train an output for."""
+    y = label_matrix(films, list(FINDINGS))
+    return [f for j, f in enumerate(FINDINGS) if y[:, j].sum() >= MIN_POSITIVES]
+
+
+def weight_decay_by_cv(x: np.ndarray, y: np.ndarray, findings: list[str],
+                       groups: list[str]) -> tuple[float, dict[float, np.ndarray]]:
+    """The weight decay of the best 5-fold grouped cross-validated macro AUC, and each one's out-of-fold
+    probabilities (the statement policy is chosen on the best's)."""
+    oof = {wd: out_of_fold(x, y, findings, groups, wd) for wd in WEIGHT_DECAYS}
+    return max(oof, key=lambda wd: macro_auc(y, oof[wd])), oof
+
+
 def per_finding(y: np.ndarray, p: np.ndarray, findings: list[str]) -> dict[str, dict]:
     """AUC with its bootstrap 95 % interval, ECE and the positives behind them, per finding."""
     rows = {}
@@ -127,13 +141,10 @@ def train(nih_roots: list[Path], iu_root: Path | None, out: Path, encoder: Visio
     held = np.array([is_validation(e.group) for e in exs])
     train_exs = [e for e, h in zip(exs, held, strict=True) if not h]
     val_exs = [e for e, h in zip(exs, held, strict=True) if h]
-    y_train = label_matrix(train_exs, list(FINDINGS))
-    findings = [f for j, f in enumerate(FINDINGS) if y_train[:, j].sum() >= MIN_POSITIVES]
+    findings = trained_findings(train_exs)
     x, y = x_all[~held], label_matrix(train_exs, findings)
-    groups = [e.group for e in train_exs]
-    oof = {wd: out_of_fold(x, y, findings, groups, wd) for wd in WEIGHT_DECAYS}
+    best, oof = weight_decay_by_cv(x, y, findings, [e.group for e in train_exs])
     cv = {wd: macro_auc(y, p) for wd, p in oof.items()}
-    best = max(cv, key=cv.__getitem__)
     progress(f"weight decay {best} (5-fold CV macro AUC {cv[best]:.3f}; all: {cv})")
     held_out = fit(x, y, findings, best)  # measured once on the validation part, then refit on everything
     y_val = label_matrix(val_exs, findings)

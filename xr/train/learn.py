@@ -10,6 +10,7 @@ it never trains a candidate and stays the same from one run to the next. Every c
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,9 +28,8 @@ from xr.encode.eyes import SITE_EYES, site_eye_dir
 from xr.encode.finding_head import head_inputs
 from xr.encode.vision import VisionEncoder
 from xr.files import write_atomic
-from xr.findings import FINDINGS
 from xr.ingest import read_pixels
-from xr.train.findings import MIN_POSITIVES, WEIGHT_DECAYS, fit, label_matrix, macro_auc, out_of_fold, per_finding, policy
+from xr.train.findings import fit, label_matrix, macro_auc, per_finding, policy, trained_findings, weight_decay_by_cv
 
 MIN_SITE_VALIDATION = 10  # fewer validation films than this: nothing is measured, so nothing is promoted
 
@@ -75,12 +75,9 @@ def learn(s: Settings, base: list[LabelledFilm], current: Eye, encoder: VisionEn
     films = base + [f for f in site if not is_validation(f.group)]
     progress(f"{len(site)} films of signed studies: {len(site) - len(val)} to learn from, {len(val)} to measure on")
     x = head_inputs(encode_files(encoder, [f.path for f in films], s=s))
-    y_all = label_matrix(films, list(FINDINGS))
-    findings = [f for j, f in enumerate(FINDINGS) if y_all[:, j].sum() >= MIN_POSITIVES]
+    findings = trained_findings(films)
     y = label_matrix(films, findings)
-    groups = [f.group for f in films]
-    oof = {wd: out_of_fold(x, y, findings, groups, wd) for wd in WEIGHT_DECAYS}
-    best = max(oof, key=lambda wd: macro_auc(y, oof[wd]))
+    best, oof = weight_decay_by_cv(x, y, findings, [f.group for f in films])
     candidate = fit(x, y, findings, best)
     candidate.thresholds = policy(findings, y, oof[best], f"out-of-fold probabilities of the {len(films)} films it "
                                                           "was fit on (shipped and the site's signed, 5-fold, grouped)")
@@ -94,25 +91,36 @@ def learn(s: Settings, base: list[LabelledFilm], current: Eye, encoder: VisionEn
         promoted = after > before
         why = (f"{'promoted' if promoted else 'not promoted'}: macro AUC on the site's {len(val)} validation films "
                f"{after:.3f} against {before:.3f} for {current.name}")
-    version = _next_version(s)
-    folder = s.data_dir / SITE_EYES / version
-    candidate.save_pretrained(folder)
-    candidate.thresholds.save(folder)
-    result = Learnt(version, promoted, why, len({f.group for f in films if f.source == "site"}), len(val),
+    result = Learnt("", promoted, why, len({f.group for f in films if f.source == "site"}), len(val),
                     before, after, current.name)
-    write_atomic(folder / "learn.json", json.dumps({**asdict(result), "weight_decay": best, "findings": findings,
-                                                    "fit_on": len(films), "cv": per_finding(y, oof[best], findings)},
-                                                   indent=1).encode())
+    result.version = _keep(s, candidate, lambda version: {**asdict(result), "version": version, "weight_decay": best,
+                                                           "findings": findings, "fit_on": len(films),
+                                                           "cv": per_finding(y, oof[best], findings)})
+    version = result.version
     if promoted:
         _promote(s, version)
     progress(why)
     return result
 
 
-def _next_version(s: Settings) -> str:
+def _keep(s: Settings, candidate, record: Callable[[str], dict]) -> str:
+    """The candidate written whole into a private folder, then renamed to the next free vN: two runs at
+    once never share a version, and a run stopped half-way leaves no vN behind."""
     root = s.data_dir / SITE_EYES
-    taken = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()] if root.is_dir() else []
-    return f"v{max(taken, default=0) + 1}"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".writing-") as tmp:
+        folder = Path(tmp) / "eye"
+        candidate.save_pretrained(folder)
+        candidate.thresholds.save(folder)
+        while True:
+            taken = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()]
+            version = f"v{max(taken, default=0) + 1}"
+            write_atomic(folder / "learn.json", json.dumps(record(version), indent=1).encode())
+            try:
+                folder.rename(root / version)  # fails if another run took the name meanwhile
+                return version
+            except OSError:
+                continue
 
 
 def _history(s: Settings) -> list[str]:
@@ -128,12 +136,13 @@ def _promote(s: Settings, version: str) -> None:
 
 
 def rollback(s: Settings) -> str | None:
-    """The eye promoted before the current one becomes current (None: the shipped eye again)."""
-    history = _history(s)
-    if site_eye_dir(s) is None or not history:
+    """The eye promoted before the current one becomes current (None: the shipped eye again). The pointer
+    decides what is in use: the promotion order is cut back to it first."""
+    current, history = site_eye_dir(s), _history(s)
+    if current is None:
         raise store.StoreError("no learnt eye is in use: nothing to roll back")
     root = s.data_dir / SITE_EYES
-    history.pop()
+    history = history[:history.index(current.name)] if current.name in history else history
     write_atomic(root / "promoted.json", json.dumps(history).encode())
     if history:
         write_atomic(root / "current", history[-1].encode())
@@ -142,13 +151,3 @@ def rollback(s: Settings) -> str | None:
     return None
 
 
-def status(s: Settings) -> dict:
-    """What an admin reads: the eye in use, how many signed studies it learnt from, its before/after."""
-    directory = site_eye_dir(s)
-    if directory is None:
-        return {"eye": "shipped", "versions": sorted(p.name for p in (s.data_dir / SITE_EYES).glob("v*"))
-                if (s.data_dir / SITE_EYES).is_dir() else []}
-    learnt = json.loads((directory / "learn.json").read_text())
-    return {"eye": directory.name, **{k: learnt[k] for k in ("site_training_studies", "site_validation_films",
-                                                             "before", "after", "before_eye", "why")},
-            "promoted": _history(s)}

@@ -18,12 +18,12 @@ from xr.data.split import is_validation
 from xr.decode.wording import Wording
 from xr.encode.batch import encode_files
 from xr.encode.eye import Eye
-from xr.encode.eyes import eye_for
+from xr.encode.eyes import SITE_EYES, eye_for
 from xr.encode.finding_head import head_inputs
 from xr.findings import FINDINGS
 from xr.generate.anytoany import report_for
 from xr.ingest import load_study
-from xr.train.findings import MIN_POSITIVES, WEIGHT_DECAYS, fit, label_matrix, macro_auc, out_of_fold, policy
+from xr.train.findings import fit, label_matrix, policy, trained_findings, weight_decay_by_cv
 from xr.train.learn import learn, site_auc
 from xr.workstation import LOCAL_USER, Workstation
 
@@ -33,11 +33,9 @@ BATCHES = (100, 300, 729)  # signed studies after each batch (the issue's)
 def first_eye(films: list[LabelledFilm], encoder, s: Settings) -> Eye:
     """The finding head fit on `films` alone, its weight decay by grouped cross-validation, as shipped."""
     x = head_inputs(encode_files(encoder, [f.path for f in films], s=s))
-    y_all = label_matrix(films, list(FINDINGS))
-    findings = [f for j, f in enumerate(FINDINGS) if y_all[:, j].sum() >= MIN_POSITIVES]
-    y, groups = label_matrix(films, findings), [f.group for f in films]
-    oof = {wd: out_of_fold(x, y, findings, groups, wd) for wd in WEIGHT_DECAYS}
-    best = max(oof, key=lambda wd: macro_auc(y, oof[wd]))
+    findings = trained_findings(films)
+    y = label_matrix(films, findings)
+    best, oof = weight_decay_by_cv(x, y, findings, [f.group for f in films])
     head = fit(x, y, findings, best)
     head.thresholds = policy(findings, y, oof[best], f"out-of-fold probabilities of the {len(films)} films")
     head.name = f"the finding head fit on the {len(films)} films of the first sample"
@@ -81,7 +79,7 @@ def simulate(s: Settings, first: Path, second: Path, batches: Sequence[int] = BA
 
 def _load(s: Settings, version: str) -> Eye:
     from xr.encode.finding_head import FindingHead
-    return FindingHead.from_pretrained(s.data_dir / "eyes" / version)
+    return FindingHead.from_pretrained(s.data_dir / SITE_EYES / version)
 
 
 def plot(curve: dict, path: Path) -> None:

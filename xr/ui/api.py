@@ -28,7 +28,9 @@ class Api:
         return {"study_id": result.study_id, **result.draft.to_json()}
 
     def save_draft(self, study_id: float, text: str, request: gr.Request) -> dict:
-        return {"study_id": need(study_id), "revision_id": self.desk(request).save(need(study_id), text)}
+        d = self.desk(request)
+        d.may("edit")  # the right first, then the input
+        return {"study_id": need(study_id), "revision_id": d.save(need(study_id), text)}
 
     def approve(self, study_id: float, text: str, request: gr.Request, password: str | None = None) -> dict:
         """An approval through the API is the caller's sign-off: it asks for their password again, as the

@@ -278,7 +278,8 @@ class Reporting:
             try:
                 r = desk.draft(paths, indication or "", progress=lambda f, desc: progress(f, desc=desc))
             except store.KnownStudy as known:  # these films are a study already: open it, change nothing
-                return {**self.open(desk, known.study_id, str(known).capitalize() + "."), self.files: None}
+                return {**self.open(desk, known.study_id, str(known).capitalize() + "."), self.files: None,
+                        self.just_drafted: None}
         assert r.study_id is not None  # drafted with an actor: stored
         said = "" if (r.draft.findings_text or r.draft.impression) else " " + r.draft.notes[0]  # why it is empty
         return {**self.open(desk, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms.{said}"),
@@ -407,7 +408,8 @@ class Reporting:
         filters, outputs, text = [self.status_filter, self.search], self.study_outputs, [self.findings_box, self.impression_box]
         load = refusing()(self.on_load)
         refine_out = [self.refined, self.refined_diff, self.refined_flags, self.refined_box]
-        consumed = refusing(lambda: {self.files: None})  # a refused draft has deleted its uploads: the box empties
+        # a refused draft or addition has deleted its uploads: the box empties (and nothing is refined after it)
+        consumed = refusing(lambda: {self.files: None, self.just_drafted: None})
         self.draft_btn.click(consumed(self.on_draft), [self.files, self.indication], [*outputs, self.just_drafted, self.files],
                              **PRIVATE, **INGEST).then(
             refusing()(self.on_refining), [self.just_drafted, self.refine_cb], refine_out, **PRIVATE).then(
@@ -418,7 +420,8 @@ class Reporting:
         self.confirm_btn.click(refusing()(self.on_confirm_redraft), [self.study_id, *text], outputs, **PRIVATE).then(
             load, filters, self.table, **PRIVATE)
         self.keep_btn.click(self.keep_edits, None, self.confirm_row, **PRIVATE)
-        self.add_btn.click(consumed(self.on_add), [self.files, self.indication, *filters], [*outputs, self.table, self.files],
+        emptied = refusing(lambda: {self.files: None})
+        self.add_btn.click(emptied(self.on_add), [self.files, self.indication, *filters], [*outputs, self.table, self.files],
                            **PRIVATE, **INGEST)
 
     def _wire_editor(self) -> None:

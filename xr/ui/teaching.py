@@ -88,7 +88,7 @@ class Teaching:
         raise ScreenError(f"no teaching case {case_id}")
 
     def _draft(self, desk: Desk, case: TeachingCase) -> tuple[list, str]:
-        """(viewer views, fusion weights, draft text): stored for approved studies, drafted once otherwise."""
+        """(viewer films, draft text): stored for approved studies, drafted once otherwise."""
         if case.study_id is not None:
             v = desk.teaching_study(case.study_id)
             assert v.draft is not None  # an approved study: drafted

@@ -1,8 +1,8 @@
 """drafts keep the sentences that hedge a finding
 
-With the stances and notes of 0008, a stored draft is the drafter's whole result: the editor marks the
-hedged sentences the drafter wrote instead of re-reading them off the text. Drafts stored before this
-revision have none.
+With the stances and notes of 0008, a stored draft is the drafter's whole result, returned as it was
+drafted (the editor still reads hedges off the text on screen, which the radiologist may have changed).
+Drafts stored before this revision have none.
 
 Revision ID: 0009
 Revises: 0008
