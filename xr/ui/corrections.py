@@ -44,8 +44,10 @@ class Corrections:
                         self.export_file = gr.File(label="edits.jsonl", interactive=False)
         self._wire()
 
-    def _show(self, desk: Desk, study_id: int | None, note: str = "") -> tuple:
+    def _show(self, desk: Desk, note: str = "", after: int | None = None) -> tuple:
+        """The queue's next study (the first, or the first after `after`), with the queue's progress."""
         q = desk.corrections()
+        study_id = q.next if after is None else desk.corrections(after).next
         if study_id is None:
             return (None, progress_html(q), "### Nothing left to correct" + (f"\n{note}" if note else ""),
                     *self.viewer.show([]), "", "", [], note)
@@ -68,7 +70,7 @@ class Corrections:
         @refusing()
         def start(request: gr.Request):
             desk = ws.desk(username(request))
-            return self._show(desk, desk.corrections().next)
+            return self._show(desk)
 
         @refusing()
         def save(study_id, text, tags, request: gr.Request):
@@ -79,7 +81,7 @@ class Corrections:
             if not tags:
                 raise ScreenError("tick at least one reason for the correction")
             desk.correct(int(study_id), text, tags)
-            return self._show(desk, desk.corrections().next, f"Saved the correction of study #{study_id}.")
+            return self._show(desk, f"Saved the correction of study #{study_id}.")
 
         @refusing()
         def fine(study_id, draft, request: gr.Request):
@@ -88,12 +90,12 @@ class Corrections:
             if not study_id:
                 raise ScreenError("nothing to correct")
             desk.correct(int(study_id), draft, ["no correction"])
-            return self._show(desk, desk.corrections().next, f"Study #{study_id} marked as correct.")
+            return self._show(desk, f"Study #{study_id} marked as correct.")
 
         @refusing()
         def skip(study_id, request: gr.Request):
             desk = ws.desk(username(request))
-            return self._show(desk, desk.corrections(study_id).next, f"Skipped study #{study_id}." if study_id else "")
+            return self._show(desk, f"Skipped study #{study_id}." if study_id else "", after=study_id)
 
         @refusing()
         def export(request: gr.Request):
