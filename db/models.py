@@ -1,5 +1,7 @@
 """The schema. Nothing here can hold a patient identifier: studies are keyed by a salted hash, images by
-content hash, and no DICOM header text is kept beyond view and pixel spacing."""
+content hash, and no DICOM header text is kept beyond view and pixel spacing, and the patient's age (90
+and over as 90) and sex, which DICOM's "retain patient characteristics" option keeps. Where a study lives
+in a PACS is kept only encrypted under the site secret."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -68,6 +70,8 @@ class Study(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)  # salted hash, never the UID itself
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|drafted|approved
     indication: Mapped[str] = mapped_column(Text, default="")
+    age_years: Mapped[int | None] = mapped_column(Integer)  # from the films' header: 90 and over as 90
+    sex: Mapped[str | None] = mapped_column(String(1))  # F | M | O, from the films' header
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")
@@ -184,3 +188,25 @@ class LibraryCase(Base):
     report: Mapped[str] = mapped_column(Text)  # the approved text
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship()
+
+
+class PacsLink(Base):
+    """Where a study drafted from the PACS lives there: its Study Instance UID sealed under the site secret
+    (xr.config.seal), so a signed report can go back into it. Never shown, logged or exported."""
+    __tablename__ = "pacs_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    address: Mapped[str] = mapped_column(Text)
+
+
+class Delivery(Base):
+    """A signed report on its way into its PACS study (the outbox): written in the transaction of the
+    sign-off, so a report is never lost between signing and sending, and sent until the PACS has it."""
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), unique=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column()  # None: not yet in the PACS
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")  # the last refusal, one line, no identifier

@@ -16,6 +16,7 @@ def test_migration_matches_models(db_env):
         tables = set(inspect(conn).get_table_names())
     assert diff == []
     assert {"users", "studies", "images", "drafts", "revisions", "approvals", "audit_events", "library_cases", "sessions",
+            "pacs_links", "deliveries",
             "alembic_version"} == tables
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xr.commands import backup, benchmarks, build, drafting, evaluation, generation, index, reports, training, users
+from xr.commands import backup, benchmarks, build, drafting, evaluation, generation, index, pacs, reports, training, users
 from xr.errors import UserError
 
-COMMANDS = (drafting, reports, users, build, evaluation, training, generation, benchmarks, index, backup)
+COMMANDS = (drafting, reports, pacs, users, build, evaluation, training, generation, benchmarks, index, backup)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Settings from the environment, read once, so every entry point (app, CLI, tests) agrees."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -41,6 +42,8 @@ class Settings:
     temp_dir: Path | None  # where the app makes its private folder for passing files; None: the system's
     allowed_hosts: frozenset[str]  # Host names the app answers (DNS rebinding); empty: any (a wildcard address)
     unset: frozenset[str]  # of XR_ORGANIZATION and XR_LOCAL_USER, those left at their placeholder (the app warns)
+    pacs_url: str | None = None  # the PACS's DICOMweb root (XR_PACS_URL); None: no PACS
+    pacs_user: str | None = None  # its user (XR_PACS_USER); the password from XR_PACS_PASSWORD_FILE or XR_PACS_PASSWORD
 
     @property
     def image_dir(self) -> Path:
@@ -124,6 +127,8 @@ def settings() -> Settings:
         temp_dir=_path("XR_TEMP_DIR"),
         allowed_hosts=_allowed_hosts(host),
         unset=frozenset(v for v in ("XR_ORGANIZATION", "XR_LOCAL_USER") if v not in os.environ),
+        pacs_url=os.environ.get("XR_PACS_URL") or None,
+        pacs_user=os.environ.get("XR_PACS_USER") or None,
     )
 
 
@@ -154,3 +159,19 @@ def keyed_hash(value: str, s: Settings | None = None) -> str:
     """HMAC-SHA256 under the site's secret: a name that may leave the machine (an image's in the fine-tuning
     export) and that nobody holding the source (the film) can compute or link to it."""
     return hmac.new(study_salt(s), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _fernet(s: Settings | None):
+    from cryptography.fernet import Fernet
+    key = hmac.new(study_salt(s), b"xr-sealed-v1", hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(value: str, s: Settings | None = None) -> str:
+    """Encrypted under the site's secret (Fernet): where a study lives in the PACS is kept only so, since
+    its Study Instance UID identifies it to anyone holding the PACS."""
+    return _fernet(s).encrypt(value.encode()).decode()
+
+
+def unseal(token: str, s: Settings | None = None) -> str:
+    return _fernet(s).decrypt(token.encode()).decode()

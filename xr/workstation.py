@@ -12,6 +12,7 @@ import torch
 
 from xr import access, store
 from xr.config import Settings, settings
+from xr.deliver import send_reports
 from xr.draft.registry import Drafter, make_drafter
 from xr.errors import UserError
 from xr.ingest import IngestedStudy, load_study, read_pixels
@@ -183,10 +184,13 @@ class Workstation:
     def approve(self, study_id: int, text: str, actor: store.Actor = LOCAL_USER, seen: str | None = None) -> int:
         """Approve, the study joining the similar-case library in the same transaction. Its library entry
         (features from the cache, text embedding, labels) is computed first: a failed approval adds nothing,
-        and no model pass runs while the database is locked for writing. `seen`: see store.approve."""
+        and no model pass runs while the database is locked for writing. `seen`: see store.approve. A study
+        from the PACS has its report sent back into it at once (xr.deliver), or queued when that fails."""
         entry = self.index.entry(self.settings, study_id, text, self.drafter.encoder)
         approval = store.approve(self.settings, study_id, text, actor, library_entry=entry, seen=seen)
         self.index.sync(self.settings)
+        if self.settings.pacs_url:  # into its PACS study now; a refusal leaves it in the outbox, tried again later
+            send_reports(self.settings)
         return approval
 
     def desk(self, user: str | None) -> Desk:

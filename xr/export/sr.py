@@ -26,6 +26,8 @@ FINDINGS = ("121070", "DCM", "Findings")
 FINDING = ("121071", "DCM", "Finding")
 IMPRESSIONS = ("121072", "DCM", "Impressions")
 IMPRESSION = ("121073", "DCM", "Impression")
+ORIGINAL = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+            "AccessionNumber", "StudyID", "ReferringPhysicianName")  # copied from the PACS's study when sent back
 PREFIXES = {"dr": "Dr", "prof": "Prof", "mr": "Mr", "mrs": "Mrs", "ms": "Ms", "mx": "Mx"}
 
 
@@ -94,9 +96,11 @@ def _predecessor(study_uid: str, study_key: str, approval_id: int) -> Sequence:
     return Sequence([ref_study])
 
 
-def to_dicom_sr(r: ApprovedReport, s: Settings | None = None) -> Dataset:
+def to_dicom_sr(r: ApprovedReport, s: Settings | None = None, study: Dataset | None = None) -> Dataset:
+    """`study`: the original study's patient and study attributes, read from the PACS when the report is
+    sent back into it (xr.ingest.pacs.Pacs.header); held in memory only. Without, the modules stay empty."""
     s = s or settings()
-    study_uid = generate_uid(entropy_srcs=["xr-study", r.study_key])
+    study_uid = str(study.StudyInstanceUID) if study is not None else generate_uid(entropy_srcs=["xr-study", r.study_key])
     series_uid, sop_uid = _uids(r.study_key, r.approval_id)
     date, time = r.approved_at.strftime("%Y%m%d"), r.approved_at.strftime("%H%M%S")
 
@@ -140,6 +144,10 @@ def to_dicom_sr(r: ApprovedReport, s: Settings | None = None) -> Dataset:
         ds.PredecessorDocumentsSequence = _predecessor(study_uid, r.study_key, r.predecessor_id)
     ds.PreliminaryFlag = "FINAL"
     ds.PerformedProcedureCodeSequence = Sequence()
+    if study is not None:  # into the original study: its patient, accession and study attributes
+        for element in study:
+            if element.keyword in ORIGINAL:
+                ds[element.tag] = element
 
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = _code(*REPORT)

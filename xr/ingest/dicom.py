@@ -92,11 +92,34 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> IngestedImage:
         pixel_spacing_mm=_spacing(header["PixelSpacing"] or header["ImagerPixelSpacing"]),
         study_uid=str(header["StudyInstanceUID"]) if header["StudyInstanceUID"] else None,
         burned_in=str(header["BurnedInAnnotation"] or "").strip().upper() == "YES",
+        age_years=age_years(header),
+        sex=str(header["PatientSex"] or "").strip().upper() if str(header["PatientSex"] or "").strip().upper() in SEXES else None,
     )
 
 
+SEXES = ("F", "M", "O")
+OLDEST = 90  # ages above are shown as 90: the retained characteristics must not single out the very old
+AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+
+
+def age_years(header: dict) -> int | None:
+    """Patient's Age (nnnY/M/W/D), else from the birth and study dates; None where neither reads."""
+    age = str(header["PatientAge"] or "").strip().upper()
+    years: float | None = None
+    if len(age) == 4 and age[:3].isdigit() and age[3] in AGE_UNITS:
+        years = int(age[:3]) * AGE_UNITS[age[3]]
+    else:
+        born, seen = str(header["PatientBirthDate"] or ""), str(header["StudyDate"] or "")
+        if len(born) == 8 and len(seen) == 8 and born.isdigit() and seen.isdigit():
+            years = int(seen[:4]) - int(born[:4]) - ((seen[4:] < born[4:]) * 1)
+    if years is None or years < 0 or years > 150:
+        return None
+    return min(int(years), OLDEST)
+
+
 HEADER = ("BurnedInAnnotation", "SOPClassUID", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
-          "ViewPosition", "PixelSpacing", "ImagerPixelSpacing", "StudyInstanceUID")
+          "ViewPosition", "PixelSpacing", "ImagerPixelSpacing", "StudyInstanceUID", "PatientAge", "PatientSex",
+          "PatientBirthDate", "StudyDate")
 
 
 def _number(header: dict, keyword: str, name: str, default: int) -> int:

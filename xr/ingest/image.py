@@ -18,6 +18,8 @@ class IngestedImage:
     study_uid: str | None = field(default=None, repr=False)  # only ever hashed, never stored
     synthetic: bool = False  # made by our generator (its PNG says so): never stored as a patient's study
     burned_in: bool = False  # DICOM BurnedInAnnotation YES: text on the pixels may name the patient
+    age_years: int | None = None  # the patient's, at the study (90 and over as 90): read with every film
+    sex: str | None = None  # F | M | O
 
     @property
     def content_hash(self) -> str:

@@ -21,6 +21,9 @@ class StudyRef:
     name: str  # how it is shown and logged (a folder source: the path relative to the folder)
     files: tuple[Path, ...] = ()  # what the ingest reads (a file-based source)
     indication: str = ""
+    address: str = ""  # where the source finds it again, sealed under the site secret (a PACS's study UID)
+    date: str = ""  # the study's date as the source gives it (YYYY-MM-DD), shown, never stored
+    modality: str = ""
 
 
 class StudySource(Protocol):

@@ -29,6 +29,7 @@ ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplemented
 class IngestedStudy:
     key: str  # salted hash of StudyInstanceUID, or of the pixels when there is none
     images: list[IngestedImage]
+    origin: str = ""  # where its source finds it again, sealed (xr.config.seal; a PACS); '' for files
 
 
 def sniff(data: bytes) -> str | None:
@@ -167,10 +168,10 @@ def load_study(paths: Sequence[Path | str], s: Settings | None = None) -> Ingest
     if not entries:
         raise IngestError("no image files found in what was given")
     images = [read_image(data, name, s) for name, data in entries]
-    return IngestedStudy(key=study_key(images, s), images=_unique(images))
+    return IngestedStudy(key=study_key(images, s), images=unique_images(images))
 
 
-def _unique(images: list[IngestedImage]) -> list[IngestedImage]:
+def unique_images(images: list[IngestedImage]) -> list[IngestedImage]:
     seen, out = set(), []
     for im in images:
         if im.content_hash not in seen:
@@ -183,9 +184,15 @@ def study_key(images: list[IngestedImage], s: Settings) -> str:
     uids = {im.study_uid for im in images if im.study_uid}
     if len(uids) > 1:
         raise IngestError(f"the files belong to {len(uids)} different studies; upload one study at a time")
-    h = hashlib.sha256(study_salt(s))
     if uids:
-        h.update(b"uid:" + uids.pop().encode())
-    else:
-        h.update(b"pixels:" + ",".join(sorted(im.content_hash for im in images)).encode())
+        return uid_key(uids.pop(), s)
+    h = hashlib.sha256(study_salt(s))
+    h.update(b"pixels:" + ",".join(sorted(im.content_hash for im in images)).encode())
+    return h.hexdigest()
+
+
+def uid_key(study_uid: str, s: Settings) -> str:
+    """The study key of a Study Instance UID: a PACS's study is known before its films are fetched."""
+    h = hashlib.sha256(study_salt(s))
+    h.update(b"uid:" + study_uid.encode())
     return h.hexdigest()

@@ -1,6 +1,7 @@
 """Store: every user action on studies as one database transaction, split by job: `commands` (what users
-do), `queries` (what the workspaces read), `images` (the image files), `exports` (what leaves). Callers use
-`from xr import store; store.approve(...)`: the names below are the store's whole interface."""
+do), `queries` (what the workspaces read), `images` (the image files), `exports` (what leaves),
+`deliveries` (signed reports on their way to the PACS). Callers use `from xr import store;
+store.approve(...)`: the names below are the store's whole interface."""
 from xr.store.commands import add_to_library, approve, known_study, record_study, save_revision
 from xr.store.common import (
     REASON_TAGS,
@@ -12,6 +13,7 @@ from xr.store.common import (
     StudyStatus,
     check_text,
 )
+from xr.store.deliveries import NOT_IN_PACS, DeliveryJob, delivered, due_deliveries, not_delivered, undelivered
 from xr.store.exports import export_edits, export_report
 from xr.store.images import image_path, rename_images, study_images
 from xr.store.queries import (
@@ -37,7 +39,8 @@ from xr.store.queries import (
     worklist_query,
 )
 
-__all__ = ["REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
+__all__ = ["NOT_IN_PACS", "DeliveryJob", "delivered", "due_deliveries", "not_delivered", "undelivered",
+           "REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
            "SignedFilm", "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
            "StudyRecord", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
            "corrections_queue", "draft_result", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",

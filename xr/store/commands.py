@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Approval, Draft, Image, LibraryCase, Revision, Study, User, utcnow
+from db.models import Approval, Delivery, Draft, Image, LibraryCase, PacsLink, Revision, Study, User, utcnow
 from db.session import transaction
 from xr import access
 from xr.config import Settings
@@ -84,6 +84,10 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
                                       pixel_spacing_mm=im.pixel_spacing_mm[0] if im.pixel_spacing_mm else None,
                                       source_format=im.source_format, storage_path=rel, burned_in=im.burned_in))
             row.indication = indication or row.indication
+            row.age_years = next((im.age_years for im in study.images if im.age_years is not None), row.age_years)
+            row.sex = next((im.sex for im in study.images if im.sex), row.sex)
+            if study.origin and not session.scalar(select(PacsLink).where(PacsLink.study_id == row.id)):
+                session.add(PacsLink(study_id=row.id, address=study.origin))
             if result is not None:
                 d = result.to_json()
                 session.add(Draft(study_id=row.id, model=result.model, model_version=result.model_version,
@@ -189,6 +193,8 @@ def approve(s: Settings, study_id: int, text: str, actor: Actor, library_entry: 
         session.add(approval)
         study.status = StudyStatus.APPROVED
         session.flush()
+        if session.scalar(select(PacsLink.id).where(PacsLink.study_id == study_id)) is not None:
+            session.add(Delivery(approval_id=approval.id, study_id=study_id))  # into its PACS study, until it is there
         if library_entry is None:
             session.execute(delete(LibraryCase).where(LibraryCase.study_id == study_id))
         else:

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from db.models import Approval, Draft, Study, User
 from db.session import transaction
 from xr.config import Settings
+from xr.export.approved import ApprovedReport
 from xr.files import Provisional, write_atomic
+from xr.report import split_sections
 from xr.store.common import Actor, StoreError, StudyStatus, as_utc, audit, correction_of, latest_approvals, study_row, user_row
 from xr.store.images import rename_images
 
@@ -66,13 +68,22 @@ def _export_line(study: Study, draft: Draft, text: str, source: str, user: User,
     }
 
 
+def approved_report(study: Study, a: Approval) -> ApprovedReport:
+    """One approval of a study as every exporter (and the PACS outbox) sees it: text and sign-off only."""
+    findings, impression = split_sections(a.text)
+    earlier = [x for x in study.approvals if x.id < a.id]
+    return ApprovedReport(study_key=study.key, approval_id=a.id, findings=findings, impression=impression,
+                          approved_by=a.user.name, approved_at=as_utc(a.approved_at),
+                          predecessor_id=earlier[-1].id if earlier else None, version=len(earlier) + 1,
+                          model=a.draft.model, model_version=a.draft.model_version,
+                          indication=a.draft.indication, views=tuple(i.view for i in study.images))
+
+
 def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: Actor) -> Path:
     """The study's latest approval as a file (DICOM SR, FHIR R4 JSON or text), logged as an export in the
     transaction during which it is written; removed again if that transaction then fails to commit, unless
     an earlier export had left a file by that name."""
-    from xr.export.approved import ApprovedReport
     from xr.export.registry import FORMATS
-    from xr.report import split_sections
 
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format '{fmt}': one of {', '.join(FORMATS)}")
@@ -81,13 +92,7 @@ def export_report(s: Settings, study_id: int, fmt: str, directory: Path, actor: 
         if not study.approvals:
             raise StoreError(f"study {study_id} is not approved yet")
         a = study.approvals[-1]
-        findings, impression = split_sections(a.text)
-        report = ApprovedReport(study_key=study.key, approval_id=a.id, findings=findings, impression=impression,
-                                approved_by=a.user.name, approved_at=as_utc(a.approved_at),
-                                predecessor_id=study.approvals[-2].id if len(study.approvals) > 1 else None,
-                                version=len(study.approvals),
-                                model=a.draft.model, model_version=a.draft.model_version,
-                                indication=a.draft.indication, views=tuple(i.view for i in study.images))
+        report = approved_report(study, a)
         user = user_row(session, actor)
         audit(session, user, "export", study, format=fmt, approval=a.id)
         session.flush()

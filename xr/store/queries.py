@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import selectinload
 
-from db.models import Approval, Draft, Image, LibraryCase, Revision, Study
+from db.models import Approval, Delivery, Draft, Image, LibraryCase, Revision, Study
 from db.session import transaction
 from xr.config import Settings
 from xr.result import DraftResult
 from xr.store.common import STATUSES, StoreError, StudyStatus, correction_of, latest_approvals, latest_draft_row, study_row
+from xr.store.deliveries import NOT_IN_PACS
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,17 @@ def worklist_query(status: str = "", search: str = "", limit: int = 200) -> Sele
 def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) -> list[dict[str, Any]]:
     """Studies newest first, by status and a search over the indication and the report texts ('#12'
     finds study 12). Plain dicts, not dataclasses: they are the JSON rows of the app's `/worklist` API
-    endpoint (id, status, views, indication, updated), returned to API clients as they are."""
+    endpoint (id, status, views, indication, updated, age, sex, and `pacs`: "report not yet in PACS" while a
+    signed report waits in the outbox), returned to API clients as they are."""
     q = worklist_query(status, search, limit).options(selectinload(Study.images))
     with transaction(s.database_url, read_only=True) as session:
+        studies = list(session.scalars(q))
+        waiting = {d.study_id for d in session.scalars(select(Delivery).where(
+            Delivery.sent_at.is_(None), Delivery.study_id.in_([st.id for st in studies])))}
         return [{"id": st.id, "status": st.status, "views": " + ".join(i.view for i in st.images),
-                 "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M")}
-                for st in session.scalars(q)]
+                 "indication": st.indication[:80], "updated": st.updated_at.strftime("%Y-%m-%d %H:%M"),
+                 "age": st.age_years, "sex": st.sex or "", "pacs": NOT_IN_PACS if st.id in waiting else ""}
+                for st in studies]
 
 
 @dataclass(frozen=True)
