@@ -1,14 +1,16 @@
 """The schema. Nothing here can hold a patient identifier: studies are keyed by a salted hash, images by
-content hash, and no DICOM header text is kept beyond view and pixel spacing, and the patient's age (90
-and over as 90) and sex, which DICOM's "retain patient characteristics" option keeps. Where a study lives
-in a PACS is kept only encrypted under the site secret."""
+content hash, and no DICOM header text is kept beyond view and pixel spacing, the patient's age (90 and
+over as 90) and sex (DICOM's "retain patient characteristics" option) and the study date ("retain
+longitudinal temporal information"): a prior is compared by its date. A patient's studies are linked by a
+keyed hash of their ID, never the ID; where a study lives in a PACS is kept only encrypted."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -72,6 +74,8 @@ class Study(Base):
     indication: Mapped[str] = mapped_column(Text, default="")
     age_years: Mapped[int | None] = mapped_column(Integer)  # from the films' header: 90 and over as 90
     sex: Mapped[str | None] = mapped_column(String(1))  # F | M | O, from the films' header
+    patient_link: Mapped[str | None] = mapped_column(String(64), index=True)  # keyed hash of the patient ID: priors
+    study_date: Mapped[date | None] = mapped_column(Date)  # when the films were taken: the comparison names it
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")

@@ -13,6 +13,7 @@ import torch
 from xr import access, store
 from xr.config import Settings, settings
 from xr.deliver import send_reports
+from xr.draft.compare import compare
 from xr.draft.registry import Drafter, make_drafter
 from xr.errors import UserError
 from xr.ingest import IngestedStudy, load_study, read_pixels
@@ -152,7 +153,8 @@ class Workstation:
                                 view="unknown" if im.content_hash in read else im.view) for im in view.images]
         if view.approval is not None:
             raise store.StoreError(f"study #{study_id} is signed: amend its report instead of drafting it again")
-        return self._draft(IngestedStudy(key=view.key, images=images), view.indication, actor, progress, t0, again=True)
+        study = IngestedStudy(key=view.key, images=images, patient=view.patient_link, study_date=view.day)
+        return self._draft(study, view.indication, actor, progress, t0, again=True)
 
     def _draft(self, study: IngestedStudy, indication: str, actor: store.Actor | None, progress, t0: float,
                exclude: frozenset[str] = frozenset(), again: bool = False) -> Drafted:
@@ -164,6 +166,9 @@ class Workstation:
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
         draft = self.drafter.draft(study, indication.strip(), exclude)
+        prior = store.prior_study(self.settings, study.patient, study.study_date, study.key)
+        if prior is not None:  # the same patient's earlier study: new, unchanged, resolved
+            compare(draft, prior)
         draft.timings = {"ingest_ms": (t1 - t0) * 1e3, **draft.timings}
         study_id = None
         if actor is not None:

@@ -56,6 +56,39 @@ def cmd_eval_findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_comparison(args: argparse.Namespace) -> int:
+    from safetensors.numpy import load_file
+
+    from xr.config import ASSETS
+    from xr.encode.batch import encode_files
+    from xr.encode.finding_head import FindingHead
+    from xr.evaluate.comparison import follow_up_pairs, measure
+    from xr.train.findings import POLICY_DATA
+
+    roots = [Path(d) for d in args.data]
+    for root in roots:
+        if not (root / "labels.csv").exists():
+            raise UserError(f"{root}: no labels.csv (expected the NIH ChestX-ray14 layout: labels.csv + images/)")
+    head_dir = Path(args.head or ASSETS / "finding_head")
+    head = FindingHead.from_pretrained(head_dir)
+    paths, pairs = follow_up_pairs(roots)
+    if args.out_of_fold:  # the films the head was fit on: each read by a head that never saw its patient
+        kept = load_file(str(head_dir / POLICY_DATA))
+        if len(kept["labels"]) != len(paths):
+            raise UserError(f"--out-of-fold: {head_dir / POLICY_DATA} holds {len(kept['labels'])} films, the folders "
+                            f"{len(paths)}: give the folders the head was trained on, in that order")
+        y, p = kept["labels"], kept["probabilities"]
+    else:
+        from xr.train.findings import examples, label_matrix
+
+        p = head.probabilities(encode_files(vision_encoder(), paths))
+        y = label_matrix(examples(roots), head.findings)
+    result = measure(head.findings, y, p, head.thresholds, pairs)
+    result["data"] = ", ".join(r.name for r in roots) + (" (out of fold)" if args.out_of_fold else "")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def _labelled_images(root: Path, split: str, limit: int | None) -> list[NIHImage]:
     """The NIH-layout folder's images of one part, checked before any model loads (a bad folder fails fast)."""
     from xr.data.nih import load_nih
@@ -191,6 +224,16 @@ def register(sub) -> None:
                     help="a finding head folder as the eye (e.g. assets/finding_head/holdout: fit without the val part)")
     ei.add_argument("--json", action="store_true", help="print one JSON object")
     ei.set_defaults(fn=cmd_eval_images)
+
+    ec = sub.add_parser("eval-comparison", help="the drafts' comparison words (new / unchanged / resolved) on NIH follow-up "
+                                               "pairs against their labels, next to the 'always unchanged' floor")
+    ec.add_argument("--data", required=True, action="append",
+                    help="NIH ChestX-ray14 layout folder: labels.csv (with Follow-up #) + images/ (repeat for several)")
+    ec.add_argument("--head", default=None, metavar="DIR", help="finding head folder (default the shipped one)")
+    ec.add_argument("--out-of-fold", action="store_true",
+                    help="the shared folders the head was fit on: use the probabilities its policy was chosen on, each "
+                         "film's from a head that never saw its patient (policy.safetensors), instead of reading the films")
+    ec.set_defaults(fn=cmd_eval_comparison)
 
     e = sub.add_parser("eval-generator", help="measure a trained generator with its faithful writer on a split (modes, "
                                               "ablation, floors); writes EVAL.md / EVAL.json (EVAL-test.* for test) "

@@ -16,6 +16,7 @@ class NIHImage:
     labels: list[str]
     path: Path
     age: int | None = None  # years; None where the sheet has none or an impossible one
+    follow_up: int = 0  # the sheet's Follow-up #: orders a patient's films in time
 
 
 def load_nih(root: Path) -> list[NIHImage]:
@@ -29,6 +30,7 @@ def load_nih(root: Path) -> list[NIHImage]:
             labels=from_nih(r["Finding Labels"]),
             path=root / "images" / r["Image Index"],
             age=_age(r.get("Patient Age", "")),
+            follow_up=int(r["Follow-up #"]) if r.get("Follow-up #", "").strip().isdigit() else 0,
         )
         for r in rows
     ]

@@ -93,6 +93,8 @@ def read_dicom(data: bytes, name: str, max_pixels: int) -> IngestedImage:
         study_uid=str(header["StudyInstanceUID"]) if header["StudyInstanceUID"] else None,
         burned_in=str(header["BurnedInAnnotation"] or "").strip().upper() == "YES",
         age_years=age_years(header),
+        patient_id=f"{header['IssuerOfPatientID'] or ''}|{header['PatientID']}" if str(header["PatientID"] or "").strip() else None,
+        study_date=str(header["StudyDate"]) if len(str(header["StudyDate"] or "")) == 8 and str(header["StudyDate"]).isdigit() else None,
         sex=str(header["PatientSex"] or "").strip().upper() if str(header["PatientSex"] or "").strip().upper() in SEXES else None,
     )
 
@@ -119,7 +121,7 @@ def age_years(header: dict) -> int | None:
 
 HEADER = ("BurnedInAnnotation", "SOPClassUID", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
           "ViewPosition", "PixelSpacing", "ImagerPixelSpacing", "StudyInstanceUID", "PatientAge", "PatientSex",
-          "PatientBirthDate", "StudyDate")
+          "PatientBirthDate", "StudyDate", "PatientID", "IssuerOfPatientID")
 
 
 def _number(header: dict, keyword: str, name: str, default: int) -> int:

@@ -19,6 +19,8 @@ class IngestedImage:
     synthetic: bool = False  # made by our generator (its PNG says so): never stored as a patient's study
     burned_in: bool = False  # DICOM BurnedInAnnotation YES: text on the pixels may name the patient
     age_years: int | None = None  # the patient's, at the study (90 and over as 90): read with every film
+    patient_id: str | None = field(default=None, repr=False)  # issuer|ID: only ever hashed, never stored
+    study_date: str | None = None  # YYYYMMDD: when the films were taken (the comparison with a prior names it)
     sex: str | None = None  # F | M | O
 
     @property

@@ -23,7 +23,7 @@ from xr.config import Settings, keyed_hash, seal, unseal
 from xr.errors import UserError
 from xr.ingest.errors import IngestError
 from xr.ingest.sources import StudyRef
-from xr.ingest.study import IngestedStudy, read_image, study_key, uid_key, unique_images
+from xr.ingest.study import IngestedStudy, read_image, study_of, uid_key
 
 # dicomweb-client names the study's UID in its log lines, and urllib3 the URLs that carry it: never logged.
 for _name in ("dicomweb_client", "urllib3.connectionpool"):
@@ -129,7 +129,7 @@ class Pacs:
             if image.study_uid != uid:
                 raise IngestError(f"{name}: the PACS sent an object of another study")
             images.append(image)
-        return IngestedStudy(key=study_key(images, self.s), images=unique_images(images), origin=ref.address)
+        return study_of(images, self.s, origin=ref.address)
 
     # ---- reports back -------------------------------------------------------------------------------
     def header(self, address: str, fields: tuple[str, ...]) -> Dataset:

@@ -9,11 +9,12 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from xr.config import Settings, settings, study_salt
+from xr.config import Settings, keyed_hash, settings, study_salt
 from xr.ingest.dicom import looks_like_dicom, read_dicom
 from xr.ingest.errors import IngestError
 from xr.ingest.image import IngestedImage
@@ -30,6 +31,8 @@ class IngestedStudy:
     key: str  # salted hash of StudyInstanceUID, or of the pixels when there is none
     images: list[IngestedImage]
     origin: str = ""  # where its source finds it again, sealed (xr.config.seal; a PACS); '' for files
+    patient: str | None = None  # keyed hash of the patient's ID (xr.config.keyed_hash): links a study to its priors
+    study_date: date | None = None
 
 
 def sniff(data: bytes) -> str | None:
@@ -167,8 +170,25 @@ def load_study(paths: Sequence[Path | str], s: Settings | None = None) -> Ingest
             raise IngestError(f"a study has at most {s.max_images} images; {len(entries)} or more given")
     if not entries:
         raise IngestError("no image files found in what was given")
-    images = [read_image(data, name, s) for name, data in entries]
-    return IngestedStudy(key=study_key(images, s), images=unique_images(images))
+    return study_of([read_image(data, name, s) for name, data in entries], s)
+
+
+def study_of(images: list[IngestedImage], s: Settings, origin: str = "") -> IngestedStudy:
+    """One study of the films read: its key, its patient's link to their other studies, its date."""
+    patients = {im.patient_id for im in images if im.patient_id}
+    if len(patients) > 1:
+        raise IngestError(f"the files belong to {len(patients)} different patients; upload one study at a time")
+    taken = sorted({im.study_date for im in images if im.study_date})
+    return IngestedStudy(key=study_key(images, s), images=unique_images(images), origin=origin,
+                         patient=keyed_hash("patient:" + patients.pop(), s) if patients else None,
+                         study_date=_day(taken[0]) if taken else None)
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
 
 
 def unique_images(images: list[IngestedImage]) -> list[IngestedImage]:

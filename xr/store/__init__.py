@@ -19,6 +19,7 @@ from xr.store.images import image_path, rename_images, study_images
 from xr.store.queries import (
     CorrectionsQueue,
     HistoryEntry,
+    PriorStudy,
     SignedFilm,
     StoredDraft,
     StudyApproval,
@@ -32,6 +33,7 @@ from xr.store.queries import (
     history,
     latest_draft,
     library_cases,
+    prior_study,
     signed_films,
     study_record,
     teaching_studies,
@@ -40,7 +42,8 @@ from xr.store.queries import (
 )
 
 __all__ = ["NOT_IN_PACS", "DeliveryJob", "delivered", "due_deliveries", "not_delivered", "undelivered",
-           "REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry",
+           "REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry", "PriorStudy",
+           "prior_study",
            "SignedFilm", "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",
            "StudyRecord", "TeachingStudy", "add_to_library", "approvals_not_in_library", "approve", "check_text",
            "corrections_queue", "draft_result", "export_edits", "export_report", "history", "image_path", "known_study", "latest_draft",

@@ -86,6 +86,7 @@ def record_study(s: Settings, study: IngestedStudy, indication: str, actor: Acto
             row.indication = indication or row.indication
             row.age_years = next((im.age_years for im in study.images if im.age_years is not None), row.age_years)
             row.sex = next((im.sex for im in study.images if im.sex), row.sex)
+            row.patient_link, row.study_date = study.patient or row.patient_link, study.study_date or row.study_date
             if study.origin and not session.scalar(select(PacsLink).where(PacsLink.study_id == row.id)):
                 session.add(PacsLink(study_id=row.id, address=study.origin))
             if result is not None:

@@ -3,10 +3,11 @@ stored studies, as typed records (the worklist's rows are the API's JSON)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from db.models import Approval, Delivery, Draft, Image, LibraryCase, Revision, Study
 from db.session import transaction
@@ -115,6 +116,39 @@ def worklist(s: Settings, status: str = "", search: str = "", limit: int = 200) 
 
 
 @dataclass(frozen=True)
+class PriorStudy:
+    """The same patient's most recent earlier study, as the comparison and the viewer read it."""
+    study_id: int
+    day: date | None  # its study date
+    signed_text: str | None  # its latest signed report; None: not signed
+    stances: dict[str, str]  # its latest draft's stances, {} without a draft
+    frontal: str | None  # absolute path of its first frontal film (else its first film), None without films
+
+
+def prior_study(s: Settings, patient: str | None, day: date | None, key: str) -> PriorStudy | None:
+    """The most recent study of the patient (`patient`: the keyed link, never an ID) before `day` (the
+    study date; without one on either side, stored before), other than the study `key` itself."""
+    if not patient:
+        return None
+    with transaction(s.database_url, read_only=True) as session:
+        return _prior(session, s, patient, day, key)
+
+
+def _prior(session: Session, s: Settings, patient: str, day: date | None, key: str) -> PriorStudy | None:
+    current = session.scalar(select(Study.id).where(Study.key == key))
+    candidates = [st for st in session.scalars(select(Study).where(Study.patient_link == patient, Study.key != key))
+                  if (st.study_date < day if day and st.study_date else current is None or st.id < current)]
+    if not candidates:
+        return None
+    st = max(candidates, key=lambda c: (c.study_date or date.min, c.id))
+    draft = session.scalar(select(Draft).where(Draft.study_id == st.id).order_by(Draft.id.desc()).limit(1))
+    frontal = next((i for i in st.images if i.view == "frontal"), st.images[0] if st.images else None)
+    return PriorStudy(st.id, st.study_date, st.approvals[-1].text if st.approvals else None,
+                      {f: v["stance"] for f, v in (draft.statements or {}).items()} if draft else {},
+                      str(s.data_dir / frontal.storage_path) if frontal else None)
+
+
+@dataclass(frozen=True)
 class StudyImage:
     path: str  # absolute: under the data directory
     view: str
@@ -162,6 +196,11 @@ class StudyRecord:
     text: str  # the current text: the latest revision of the latest draft, else the draft, else ""
     approval: StudyApproval | None
     correction: StudyCorrection | None
+    prior: PriorStudy | None = None  # the same patient's most recent earlier study: hung beside this one
+    age_years: int | None = None
+    sex: str | None = None
+    day: date | None = None  # the study date
+    patient_link: str | None = None  # keyed hash of the patient ID (never the ID): what links the prior
 
 
 def study_record(s: Settings, study_id: int) -> StudyRecord:
@@ -182,6 +221,8 @@ def study_record(s: Settings, study_id: int) -> StudyRecord:
                 id=approval.id, by=approval.user.name, at=approval.approved_at.isoformat(timespec="minutes"),
                 amendment=len(study.approvals) > 1),
             correction=None if correction is None else StudyCorrection(text=correction.text, tags=list(correction.tags)),
+            prior=_prior(session, s, study.patient_link, study.study_date, study.key) if study.patient_link else None,
+            age_years=study.age_years, sex=study.sex, day=study.study_date, patient_link=study.patient_link,
         )
 
 
