@@ -31,6 +31,7 @@ from xr.ui.tempfiles import OneTimeExports, private_folder, use_private_folder  
 from xr.ui.throttle import AddressBackoff, login_checker  # noqa: E402
 from xr.ui.uploads import UploadLimit  # noqa: E402
 from xr.views import VIEWS  # noqa: E402
+from xr.watcher import Watcher  # noqa: E402
 from xr.workstation import Workstation  # noqa: E402
 
 log = logging.getLogger("xr.app")
@@ -51,7 +52,8 @@ CSS = """
 """
 
 
-def build_app(ws: Workstation | None = None) -> gr.Blocks:
+def build_app(ws: Workstation | None = None, watcher: Watcher | None = None) -> gr.Blocks:
+    """`watcher`: the PACS watcher the app runs (XR_PACS_URL), whose last round the Reporting workspace shows."""
     ws = ws or Workstation()
     s = ws.settings
     use_private_folder(s)  # before the Blocks, which read it (xr/ui/tempfiles.py)
@@ -62,7 +64,7 @@ def build_app(ws: Workstation | None = None) -> gr.Blocks:
             who = gr.Markdown(elem_id="who")
             gr.Button("Log out", link="/logout", size="sm", visible=s.auth, scale=0)
         with gr.Tabs() as tabs:
-            reporting = Reporting(ws)
+            reporting = Reporting(ws, watcher)
             generation = Generation(ws)
             workspaces: dict[str, Reporting | Corrections | Teaching | Generation] = {
                 "reporting": reporting, "corrections": Corrections(ws), "teaching": Teaching(ws), "generate": generation}
@@ -125,7 +127,8 @@ def main() -> None:
          lambda: ws.index.sync(s))  # (the index comes with the drafter)
     step(2, "loading the text encoder", lambda: ws.index.embed_text([""]))
     step(3, "warm-up draft of two shipped radiographs (image encoders, finding head, generator)", lambda: _warm_up(ws))
-    demo = build_app(ws)
+    watcher = Watcher(ws).start() if s.pacs_url else None  # drafts the PACS's new studies ahead
+    demo = build_app(ws, watcher)
     step(4, "starting the web server", lambda: launch(demo, s, server_name=s.host, server_port=s.port,
                                                        prevent_thread_lock=True, quiet=True))
     host = f"[{s.host}]" if ":" in s.host else s.host

@@ -21,7 +21,7 @@ from xr.config import settings
 from xr.deliver import send_reports
 from xr.ingest.pacs import Pacs
 from xr.store import Actor
-from xr.watcher import watch_once
+from xr.watcher import Watcher, watch_once
 
 RADIOLOGIST = Actor("dr_a", "radiologist")
 TODAY = date.today().strftime("%Y%m%d")
@@ -147,6 +147,32 @@ def test_bad_objects_from_the_pacs_are_refused_whole_in_one_line(tmp_path, pacs_
     assert store.worklist(s) == [] and not list(s.image_dir.rglob("*.png"))  # nothing half-stored
 
 
+def test_the_apps_watcher_drafts_ahead_and_says_how_its_last_round_went(tmp_path, pacs_env, orthanc, nih_pixels,  # noqa: F811
+                                                                         workstation_factory):
+    import time
+
+    put_study(orthanc, tmp_path, nih_pixels, "1.2.826.0.1.3680043.8.498.707", "MRN-707", "Watch^Wanda", views=("PA",))
+    watcher = Watcher(workstation_factory(pacs_env), every=0.2)
+    assert "first round is running" in watcher.line()
+    watcher.start()
+    try:
+        for _ in range(600):
+            if watcher.at is not None:
+                break
+            time.sleep(0.1)
+        assert watcher.line().startswith("PACS watcher, last round ") and "1 drafted ahead" in watcher.line()
+        orthanc.stop()
+        at = watcher.at
+        for _ in range(600):
+            if watcher.at != at and watcher.error:
+                break
+            time.sleep(0.1)
+        assert "cannot be reached" in watcher.line() and "tried again every" in watcher.line()
+    finally:
+        watcher.stop()
+    assert [r["status"] for r in store.worklist(pacs_env)] == ["drafted"]
+
+
 def test_the_pacs_from_the_command_line(tmp_path, pacs_env, orthanc, nih_pixels, capsys):  # noqa: F811
     put_study(orthanc, tmp_path, nih_pixels, "1.2.826.0.1.3680043.8.498.606", "MRN-606", "Cli^Carol", views=("PA",),
               AccessionNumber="ACC-606")
@@ -155,6 +181,34 @@ def test_the_pacs_from_the_command_line(tmp_path, pacs_env, orthanc, nih_pixels,
     assert line.startswith("PACS study ") and date.today().isoformat() in line and "MRN-606" not in line
     assert main(["pacs", "search", "--accession", "ACC-000"]) == 0 and capsys.readouterr().out == ""
     assert main(["worklist", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.slow
+def test_the_pacs_through_the_gradio_api(tmp_path, pacs_env, orthanc, nih_pixels, workstation_factory):  # noqa: F811
+    from gradio_client import Client
+
+    from app import build_app, launch
+    from tests.conftest import free_port
+
+    put_study(orthanc, tmp_path, nih_pixels, "1.2.826.0.1.3680043.8.498.808", "MRN-808", "Api^Amy", views=("PA",),
+              PatientAge="051Y")
+    demo = build_app(workstation_factory(pacs_env))
+    port = free_port()
+    launch(demo, pacs_env, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        [found] = client.predict("", "", "", "", api_name="/pacs_search")
+        assert found["study"].startswith("PACS study ") and found["study_id"] is None and found["modality"] == "DX"
+        drafted = client.predict("", "", "DX", "", api_name="/pacs_draft")
+        assert len(drafted["drafted"]) == 1 and drafted["refused"] == []
+        assert client.predict("", "", "", "", api_name="/pacs_search")[0]["study_id"] == drafted["drafted"][0]
+        assert client.predict("", "", "", "", api_name="/pacs_draft") == {"drafted": [], "refused": []}
+        [row] = client.predict("", "", api_name="/worklist")
+        assert (row["age"], row["sex"], row["status"]) == (51, "F", "drafted")
+        with pytest.raises(Exception, match="not a date"):
+            client.predict("3 May", "", "", "", api_name="/pacs_search")
+    finally:
+        demo.close()
 
 
 def test_an_unreachable_pacs_is_one_line(env, monkeypatch, capsys):

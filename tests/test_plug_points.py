@@ -18,7 +18,8 @@ from xr.encode.eyes import EYES, eye_for
 from xr.export.registry import FORMATS, ExportFormat
 from xr.findings import FINDINGS
 from xr.ingest import IngestedImage, IngestedStudy
-from xr.ingest.sources import SOURCES, StudyRef
+from xr.ingest.source import StudyRef
+from xr.ingest.sources import SOURCES
 from xr.result import DraftResult
 from xr.thresholds import Thresholds
 from xr.workstation import LOCAL_USER, Workstation

@@ -8,6 +8,7 @@ negative predictive floor); a hedged reading gives no change word. (A first vers
 "possible new ..."; on the NIH pairs those were right 5 times in 18.)"""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from xr.thresholds import Stance
@@ -19,7 +20,7 @@ class Change(StrEnum):
     RESOLVED = "resolved"
 
 
-def changes(had: dict[str, bool], now: dict[str, str]) -> dict[str, Change]:
+def changes(had: Mapping[str, bool], now: Mapping[str, str]) -> dict[str, Change]:
     """Finding -> its change, for the findings stated now (present or absent) that the prior speaks to."""
     out: dict[str, Change] = {}
     for finding, stance in now.items():

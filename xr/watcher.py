@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from tqdm import tqdm
 
@@ -18,7 +19,6 @@ from xr.ingest.pacs import Pacs
 from xr.workstation import Workstation
 
 log = logging.getLogger(__name__)
-
 WATCHER = store.Actor("pacs-watcher", Role.RADIOLOGIST)  # drafts ahead; no password: it never logs in, never signs
 LOOK_BACK = timedelta(days=1)  # each round searches studies of yesterday and today, unless told a date
 
@@ -41,14 +41,49 @@ def watch_once(ws: Workstation, pacs: Pacs | None = None, since: date | None = N
     found = pacs.studies(since=since or date.today() - LOOK_BACK)
     new = [ref for ref in found if store.known_study(ws.settings, pacs.key(ref)) is None]
     done = Round(known=len(found) - len(new))
-    for ref in tqdm(new, desc="drafting ahead", unit="study", file=sys.stderr, disable=not new):
-        try:
-            study_id = ws.draft_from(pacs, ref, actor=WATCHER).study_id
-        except UserError as e:
-            done.refused.append(f"{ref.name}: {e}")
-            log.warning("%s: not drafted (%s)", ref.name, e)
-            continue
-        assert study_id is not None  # stored: drafted by an actor
-        done.drafted.append(study_id)
+    with tqdm(total=len(new), desc="drafting ahead", unit="study", file=sys.stderr, disable=not new) as bar:
+        done.drafted, done.refused = ws.draft_all(pacs, new, WATCHER, lambda fraction, desc: bar.update(round(fraction * len(new)) - bar.n))
+        bar.update(len(new) - bar.n)
     done.sent = send_reports(ws.settings, pacs)
     return done
+
+
+class Watcher:
+    """`watch_once` every `every` seconds on a daemon thread: the app's watcher when XR_PACS_URL is set.
+    `line()` is what the Reporting workspace shows of it."""
+
+    def __init__(self, ws: Workstation, every: float = 30.0) -> None:
+        self.ws, self.every = ws, every
+        self.last: Round | None = None
+        self.at: datetime | None = None
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pacs-watcher", daemon=True)
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last, self.error = watch_once(self.ws), ""
+                log.info("PACS watcher: %s", self.last.line())
+            except UserError as e:  # the PACS unreachable, say: said, and tried again next round
+                self.error = str(e)
+                log.warning("PACS watcher: %s", e)
+            self.at = datetime.now(UTC)
+            self._stop.wait(self.every)
+
+    def line(self) -> str:
+        if self.at is None:
+            return "The PACS watcher's first round is running: new chest studies are drafted ahead."
+        when = f"{self.at:%H:%M} UTC"
+        if self.error:
+            return f"PACS watcher, {when}: {self.error}; tried again every {self.every:.0f} s."
+        assert self.last is not None
+        return f"PACS watcher, last round {when}: {self.last.line()}."

@@ -2,10 +2,12 @@
 approve, the approved study joining the similar-case library; and synthetic films, which join nothing."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -18,7 +20,9 @@ from xr.draft.registry import Drafter, make_drafter
 from xr.errors import UserError
 from xr.ingest import IngestedStudy, load_study, read_pixels
 from xr.ingest.image import IngestedImage
-from xr.ingest.sources import Files, StudyRef, StudySource
+from xr.ingest.pacs import Pacs
+from xr.ingest.source import StudyRef, StudySource
+from xr.ingest.sources import Files
 from xr.result import DraftResult
 from xr.retrieve.index import CaseIndex
 from xr.views import FRONTAL, LATERAL, VIEWS
@@ -28,6 +32,7 @@ class RequestError(UserError):
     """A use case asked for with what it cannot take (no film where one is needed, no reason tag)."""
 
 
+log = logging.getLogger(__name__)
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
 
 
@@ -137,6 +142,25 @@ class Workstation:
             ref = refs[0]
         return self._draft(source.load(ref), indication or ref.indication, actor, progress, t0, exclude)
 
+    def draft_all(self, source: StudySource, refs: Sequence[StudyRef], actor: store.Actor,
+                  progress=lambda fraction, desc: None) -> tuple[list[int], list[str]]:
+        """Studies of a source drafted and stored one by one: (their study ids, a study already drafted
+        counted as its own; one line per study refused, which is left out whole)."""
+        drafted, refused = [], []
+        for n, ref in enumerate(refs):
+            progress(n / max(len(refs), 1), f"Drafting {ref.name} ({n + 1} of {len(refs)})")
+            try:
+                study_id = self.draft_from(source, ref, actor=actor).study_id
+            except store.KnownStudy as known:
+                study_id = known.study_id
+            except UserError as e:
+                refused.append(f"{ref.name}: {e}")
+                log.warning("%s: not drafted (%s)", ref.name, e)
+                continue
+            assert study_id is not None  # stored: drafted by an actor
+            drafted.append(study_id)
+        return drafted, refused
+
     def draft_ingested(self, study: IngestedStudy, indication: str = "", actor: store.Actor | None = None) -> Drafted:
         """Draft a study already read into pixels (a batch worker elsewhere gets those, never the files)."""
         return self._draft(study, indication, actor, lambda fraction, desc: None, time.perf_counter())
@@ -166,8 +190,10 @@ class Workstation:
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
         draft = self.drafter.draft(study, indication.strip(), exclude)
-        prior = store.prior_study(self.settings, study.patient, study.study_date, study.key)
-        if prior is not None:  # the same patient's earlier study: new, unchanged, resolved
+        # A stored draft compares with the same patient's earlier study (new, unchanged, resolved); a draft
+        # that stores nothing reads no database either.
+        prior = store.prior_study(self.settings, study.patient, study.study_date, study.key) if actor else None
+        if prior is not None:
             compare(draft, prior)
         draft.timings = {"ingest_ms": (t1 - t0) * 1e3, **draft.timings}
         study_id = None
@@ -242,6 +268,21 @@ class Desk:
         if keep.strip():
             store.save_revision(self.settings, study_id, keep, self.may("edit"))
         return self.ws.draft_stored(study_id, actor, progress=progress)
+
+    def pacs_search(self, since: date | None = None, until: date | None = None, modality: str = "",
+                    accession: str = "") -> list[tuple[StudyRef, int | None]]:
+        """Chest studies in the PACS, each with its study number here (None: not on the worklist yet)."""
+        self.may("draft")
+        pacs = Pacs(self.settings)
+        found = []
+        for ref in pacs.studies(since, until, modality, accession):
+            known = store.known_study(self.settings, pacs.key(ref))
+            found.append((ref, known.study_id if known else None))
+        return found
+
+    def pacs_draft(self, refs: Sequence[StudyRef], progress=lambda fraction, desc: None) -> tuple[list[int], list[str]]:
+        """PACS studies fetched, drafted and put on the worklist: (study ids, one line per study refused)."""
+        return self.ws.draft_all(Pacs(self.settings), refs, self.may("draft"), progress)
 
     def films_report(self, paths: Sequence[str | Path], progress=lambda fraction, desc: None) -> Drafted:
         """A report drafted from films, real or synthetic, storing nothing (the Generate workspace)."""

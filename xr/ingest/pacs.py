@@ -22,7 +22,7 @@ from pydicom.filewriter import dcmwrite
 from xr.config import Settings, keyed_hash, seal, unseal
 from xr.errors import UserError
 from xr.ingest.errors import IngestError
-from xr.ingest.sources import StudyRef
+from xr.ingest.source import StudyRef
 from xr.ingest.study import IngestedStudy, read_image, study_of, uid_key
 
 # dicomweb-client names the study's UID in its log lines, and urllib3 the URLs that carry it: never logged.

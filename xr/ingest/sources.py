@@ -1,39 +1,18 @@
-"""Where studies come from (as MONAI Label's datastores sit behind one interface): a source names the
-studies it holds and reads one into identifier-free films. Uploaded files and a folder (or archive, once
-unpacked by the batch) of studies are here; a PACS is one more module and one line in `SOURCES`."""
+"""The study sources there are (`xr.ingest.source`), by name: uploaded files and a folder (or archive, once
+unpacked by the batch) of studies are here; the PACS is its own module (`xr.ingest.pacs`). Another
+source is one more module and one line in `SOURCES`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from xr.config import Settings
+from xr.ingest.pacs import Pacs
+from xr.ingest.source import StudyRef, StudySource
 from xr.ingest.study import EXTENSIONS, IngestedStudy, load_study, skipped_name
 
 INDICATION = "indication.txt"  # optional, inside a study folder
 IMAGE_SUFFIXES = {suffix for suffix in EXTENSIONS if suffix}  # a loose image at the top is a one-view study
-
-
-@dataclass(frozen=True)
-class StudyRef:
-    """A study as its source names it: never a patient identifier."""
-    name: str  # how it is shown and logged (a folder source: the path relative to the folder)
-    files: tuple[Path, ...] = ()  # what the ingest reads (a file-based source)
-    indication: str = ""
-    address: str = ""  # where the source finds it again, sealed under the site secret (a PACS's study UID)
-    date: str = ""  # the study's date as the source gives it (YYYY-MM-DD), shown, never stored
-    modality: str = ""
-
-
-class StudySource(Protocol):
-    def studies(self) -> list[StudyRef]:
-        """The studies it holds now."""
-        ...
-
-    def load(self, ref: StudyRef) -> IngestedStudy:
-        """One study read into films (xr.ingest: PNG, JPEG, DICOM; the archive rules; no identifier kept)."""
-        ...
 
 
 class Files:
@@ -78,4 +57,5 @@ class Folder:
 SOURCES: dict[str, Callable[[str, Settings], StudySource]] = {
     "files": lambda location, s: Files([location], s),
     "folder": Folder,
+    "pacs": lambda url, s: Pacs(s, url or None),  # a DICOMweb root; '' for XR_PACS_URL
 }

@@ -8,7 +8,7 @@ import gradio as gr
 from xr import store
 from xr.ui.common import INGEST, guarded, need, uploaded, username
 from xr.ui.generation import Generation, make_films
-from xr.ui.reporting import Reporting
+from xr.ui.reporting import Reporting, day_of
 from xr.ui.teaching import teaching_cases
 from xr.ui.tempfiles import export_folder
 from xr.workstation import Desk, Workstation
@@ -78,6 +78,21 @@ class Api:
         with uploaded(files) as paths:
             return d.films_report(paths).draft.to_json()
 
+    def pacs_search(self, since: str, until: str, modality: str, accession: str, request: gr.Request) -> list[dict]:
+        """Chest studies in the PACS (dates YYYY-MM-DD or ''), each with its study number here (None: not yet)."""
+        d = self.desk(request)
+        d.may("draft")
+        return [{"study": ref.name, "date": ref.date, "modality": ref.modality, "study_id": here}
+                for ref, here in d.pacs_search(day_of(since), day_of(until), modality or "", accession or "")]
+
+    def pacs_draft(self, since: str, until: str, modality: str, accession: str, request: gr.Request) -> dict:
+        """The studies the same search finds that are not on the worklist yet, drafted onto it."""
+        d = self.desk(request)
+        d.may("draft")
+        found = d.pacs_search(day_of(since), day_of(until), modality or "", accession or "")
+        drafted, refused = d.pacs_draft([ref for ref, here in found if here is None])
+        return {"drafted": drafted, "refused": refused}
+
     def register(self, reporting: Reporting, generation: Generation) -> None:
         """One hidden button per endpoint, its inputs the workspaces' components where they have them."""
         with gr.Row(visible=False):
@@ -86,12 +101,14 @@ class Api:
             films_out = gr.File(file_count="multiple")
             tags = gr.JSON(label="tags")
             out, out_file = gr.JSON(), gr.File()
+            pacs = [gr.Textbox(label=name) for name in ("since", "until", "modality", "accession")]
             g = generation
             for fn, inputs, output in ((self.draft, [reporting.files, reporting.indication], out),
                                        (self.save_draft, [study, text], out), (self.approve, [study, text, password], out),
                                        (self.refine, [study, text, reporting.indication], out), (self.worklist, [other, text], out),
                                        (self.export_report, [study, other], out_file), (self.correct, [study, text, tags], out),
                                        (self.teaching, [other], out), (self.films_report, [reporting.files], out),
+                                       (self.pacs_search, pacs, out), (self.pacs_draft, pacs, out),
                                        (self.generate, [g.report, g.findings, g.frontal, g.lateral, g.views, g.seed], [films_out, out])):
                 gr.Button(visible=False).click(guarded(fn), inputs, output, api_name=fn.__name__,
                                                **(INGEST if fn in (self.draft, self.films_report, self.generate) else {}))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+from datetime import date
 from typing import Any
 
 import gradio as gr
@@ -17,6 +18,7 @@ from xr.decode.wording import sentence_labels
 from xr.evaluate.labeler import POSITIVE, UNCERTAIN, label_report
 from xr.export.approved import signer_name
 from xr.export.registry import FORMATS
+from xr.ingest.pacs import CHEST_MODALITIES
 from xr.refine.refiner import REFINE_BY_DEFAULT
 from xr.report import (
     diff_text,
@@ -32,15 +34,34 @@ from xr.ui.common import INGEST, PRIVATE, ScreenError, need, refusing, uploaded,
 from xr.ui.panel import panel_markdown
 from xr.ui.tempfiles import export_folder
 from xr.ui.viewer import ShownFilm, Viewer, stored_views
+from xr.watcher import Watcher
 from xr.workstation import Desk, Workstation
 
-WORKLIST_COLUMNS = ["id", "status", "views", "indication", "updated"]
+PACS_COLUMNS = ["study", "date", "modality", "here"]
+ALL_CHEST = "CR and DX"
+WORKLIST_COLUMNS = ["id", "status", "patient", "views", "indication", "updated"]
 HISTORY_COLUMNS = ["when (UTC)", "event", "by", "text"]
 STUDY_NUMBER = re.compile(r"^#(\d+)$")
 
 
+def day_of(text: str) -> date | None:
+    """A date typed in the PACS search ('' for none)."""
+    if not (text or "").strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ScreenError(f"'{text.strip()}' is not a date: write it as YYYY-MM-DD") from None
+
+
+def patient_of(age: int | None, sex: str | None) -> str:
+    """'67 F' as the worklist and the header show the patient (age 90 and over is kept as 90: '90+')."""
+    return " ".join(x for x in ("" if age is None else "90+" if age >= 90 else str(age), sex or "") if x) or "–"
+
+
 def worklist_rows(desk: Desk, status: str, search: str) -> list[list]:
-    return [[r[c] for c in WORKLIST_COLUMNS] for r in desk.worklist("" if status == "all" else status, search)]
+    return [[r["id"], r["status"] + (f" · {r['pacs']}" if r["pacs"] else ""), patient_of(r["age"], r["sex"]), r["views"],
+             r["indication"], r["updated"]] for r in desk.worklist("" if status == "all" else status, search)]
 
 
 def history_rows(desk: Desk, study_id: int) -> list[list]:
@@ -86,6 +107,7 @@ class StudyScreen:
     approve_btn: Any
     confirm_row: Any
     notes: str
+    prior: str  # the prior study: its date and signed report
     export_file: None = None
     refined: str = ""
     refined_diff: str = ""
@@ -95,6 +117,9 @@ class StudyScreen:
 def header_of(desk: Desk, v: store.StudyRecord, notice: str) -> str:
     d = v.draft
     header = f"### Study #{v.id} · {v.status}"
+    if v.age_years is not None or v.sex:
+        header += f" · {patient_of(v.age_years, v.sex)}"
+    header += f" · {v.day:%-d %B %Y}" if v.day else ""
     if v.indication:
         header += f" · indication: {literal_markdown(v.indication)}"
     if d:
@@ -132,12 +157,22 @@ def study_screen(desk: Desk, library_dir, study_id: int, notice: str = "") -> St
         diff=diff_text(d.report, join_sections(findings, impression)) if d else "",
         signoff=gr.update(value=False, interactive=editable), status="", amend_btn=gr.update(visible=not editable),
         approve_btn=gr.update(interactive=editable), confirm_row=gr.update(visible=False),
-        notes="\n".join(f"- {literal_markdown(n)}" for n in (d.notes if d else [])) or "*No notes were kept with this draft.*")
+        notes="\n".join(f"- {literal_markdown(n)}" for n in (d.notes if d else [])) or "*No notes were kept with this draft.*",
+        prior=prior_markdown(v.prior))
+
+
+def prior_markdown(p: store.PriorStudy | None) -> str:
+    if p is None:
+        return "*No prior study of this patient here.*"
+    when = f" of {p.day:%-d %B %Y}" if p.day else ""
+    if p.signed_text is None:
+        return f"**Prior: study #{p.study_id}{when}**, not signed: its draft's findings are what the comparison reads."
+    return f"**Prior: study #{p.study_id}{when}**, signed report:\n\n{literal_markdown(p.signed_text)}"
 
 
 class Reporting:
-    def __init__(self, ws: Workstation) -> None:
-        self.ws = ws
+    def __init__(self, ws: Workstation, watcher: Watcher | None = None) -> None:
+        self.ws, self.watcher = ws, watcher
         with gr.Tab("Reporting", id="reporting", visible=False) as self.tab:
             self.study_id, self.draft_text, self.just_drafted = gr.State(None), gr.State(""), gr.State(None)
             self.seen = gr.State("")  # the stored text as this page last read or wrote it: saves and sign-offs are bound to it
@@ -164,6 +199,7 @@ class Reporting:
         with gr.Row():
             self.draft_btn = gr.Button("Draft report", variant="primary", elem_id="draft-btn")
             self.add_btn = gr.Button("Add to worklist")
+        self._pacs()
         gr.Markdown("### Worklist")
         with gr.Row():
             self.status_filter = gr.Dropdown(["all", *[st.value for st in store.StudyStatus]], value="all",
@@ -174,6 +210,21 @@ class Reporting:
                                   label="Click a study to open it (N / P: next / previous)", elem_id="worklist")
         self.next_btn = gr.Button("next study", elem_classes=["xr-hidden", "xr-next-study"])
         self.prev_btn = gr.Button("previous study", elem_classes=["xr-hidden", "xr-prev-study"])
+
+    def _pacs(self) -> None:
+        """Studies searched in the PACS (XR_PACS_URL) and drafted onto the worklist; the watcher's last round."""
+        with gr.Accordion("PACS", open=False, visible=bool(self.ws.settings.pacs_url), elem_id="pacs"):
+            self.pacs_line = gr.Markdown(self.watcher.line() if self.watcher else "")
+            with gr.Row():
+                self.pacs_since = gr.Textbox(label="From (YYYY-MM-DD)", max_lines=1)
+                self.pacs_until = gr.Textbox(label="To", max_lines=1)
+            with gr.Row():
+                self.pacs_modality = gr.Dropdown([ALL_CHEST, *CHEST_MODALITIES], value=ALL_CHEST, label="Modality")
+                self.pacs_accession = gr.Textbox(label="Accession", max_lines=1)
+            self.pacs_search_btn = gr.Button("Search the PACS", size="sm")
+            self.pacs_found = gr.Dataframe(headers=PACS_COLUMNS, interactive=False, max_height=200, elem_id="pacs-found")
+            self.pacs_refs = gr.State([])  # the studies found that are not on the worklist yet
+            self.pacs_draft_btn = gr.Button("Draft the studies not on the worklist", size="sm")
 
     def _editor_and_signoff(self, auth: bool) -> None:
         with gr.Row():
@@ -211,6 +262,8 @@ class Reporting:
                                                label="Export the approved report")
                     self.export_btn = gr.Button("Export", size="sm")
                 self.export_file = gr.File(label="Exported report", interactive=False, elem_id="export-file")
+        with gr.Accordion("Prior study (its frontal film hangs beside the current one)", open=True):
+            self.prior = gr.Markdown(elem_id="prior-study")
         with gr.Accordion("How this draft was made", open=False):
             self.notes = gr.Markdown(elem_id="draft-notes")
         with gr.Accordion("Refined by the small LLM", open=False) as self.refined_box:
@@ -282,6 +335,24 @@ class Reporting:
         said = "" if (r.draft.findings_text or r.draft.impression) else " " + r.draft.notes[0]  # why it is empty
         return {**self.open(desk, r.study_id, f"Drafted in {r.draft.timings['total_ms']:.0f} ms.{said}"),
                 self.just_drafted: r.study_id, self.files: None}
+
+    def on_pacs_search(self, since, until, modality, accession, request: gr.Request):
+        desk = self.desk(request)
+        desk.may("draft")  # the right first, then the input
+        found = desk.pacs_search(day_of(since), day_of(until), "" if modality == ALL_CHEST else modality, (accession or "").strip())
+        new = [ref for ref, here in found if here is None]
+        rows = [[ref.name, ref.date or "–", ref.modality, f"#{here}" if here else "not yet"] for ref, here in found]
+        return {self.pacs_found: rows, self.pacs_refs: new,
+                self.pacs_line: f"{len(found)} studies found, {len(new)} not on the worklist yet."}
+
+    def on_pacs_draft(self, refs, status, search, request: gr.Request, progress=gr.Progress()):
+        desk = self.desk(request)
+        desk.may("draft")  # the right first, then the input
+        if not refs:
+            raise ScreenError("no study to draft: search the PACS first (studies already on the worklist are not drafted again)")
+        drafted, refused = desk.pacs_draft(refs, progress=lambda f, desc: progress(f, desc=desc))
+        line = f"{len(drafted)} studies drafted onto the worklist." + "".join(f"  \nRefused: {literal_markdown(r)}" for r in refused)
+        return {self.table: worklist_rows(desk, status, search), self.pacs_refs: [], self.pacs_line: line}
 
     def on_add(self, files, indication, status, search, request: gr.Request):
         """The study goes on the worklist and is opened, so the whole screen is the study the header names."""
@@ -419,6 +490,11 @@ class Reporting:
             load, filters, self.table, **PRIVATE)
         self.keep_btn.click(self.keep_edits, None, self.confirm_row, **PRIVATE)
         emptied = refusing(lambda: {self.files: None})
+        self.pacs_search_btn.click(refusing()(self.on_pacs_search), [self.pacs_since, self.pacs_until, self.pacs_modality,
+                                                                     self.pacs_accession],
+                                   [self.pacs_found, self.pacs_refs, self.pacs_line], **PRIVATE)
+        self.pacs_draft_btn.click(refusing()(self.on_pacs_draft), [self.pacs_refs, *filters],
+                                  [self.table, self.pacs_refs, self.pacs_line], **PRIVATE)
         self.add_btn.click(emptied(self.on_add), [self.files, self.indication, *filters], [*outputs, self.table, self.files],
                            **PRIVATE, **INGEST)
 

@@ -16,7 +16,7 @@ from xr.ingest import read_pixels
 from xr.result import DraftResult, unrle
 from xr.store import StudyRecord
 from xr.ui.common import PRIVATE
-from xr.views import LATERAL, VIEWS
+from xr.views import FRONTAL, LATERAL, VIEWS
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "evidence", "fusion weights", "lung mask")
@@ -36,6 +36,7 @@ class ShownFilm:
     evidence: tuple[str, list[list[float]]] | None = None  # (finding, map over the regions): the most probable
     mask: dict | None = None  # lung mask, run-length encoded; frontal views only
     view: str = "unknown"  # "frontal", "lateral" or "unknown"
+    prior: bool = False  # a film of the patient's prior study, hung beside the current frontal
 
 
 def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[ShownFilm]:
@@ -52,8 +53,14 @@ def views_of(pixels: list[np.ndarray], draft: DraftResult | None) -> list[ShownF
 
 
 def stored_views(study: StudyRecord) -> list[ShownFilm]:
-    """Viewer views of a stored study (`store.study_record`): its images with its latest draft's overlays."""
-    return views_of([read_pixels(im.path) for im in study.images], study.draft)
+    """Viewer views of a stored study (`store.study_record`): its images with its latest draft's overlays,
+    then its prior's frontal film, where the patient has a prior study."""
+    views = views_of([read_pixels(im.path) for im in study.images], study.draft)
+    p = study.prior
+    if p is not None and p.frontal:
+        views.append(ShownFilm(read_pixels(p.frontal), f"Prior: study #{p.study_id}" + (f" of {p.day:%-d %B %Y}" if p.day else "")
+                               + (" (signed)" if p.signed_text is not None else " (not signed)"), view=FRONTAL, prior=True))
+    return views
 
 
 def render(view: ShownFilm, layer: str, centre: float, width: float, invert: bool, factor: float,
@@ -78,15 +85,21 @@ def render(view: ShownFilm, layer: str, centre: float, width: float, invert: boo
 
 
 def hanging(views: list[ShownFilm], which: str | None) -> tuple[ShownFilm | None, ShownFilm | None]:
-    """(left, right) panes: the chosen view on the left and, beside it, the first view of the other kind
-    (a lateral beside a frontal), else the next one; None where there is nothing to hang."""
+    """(left, right) panes: the chosen view on the left and, beside it, the prior's frontal where the left
+    is the current frontal (a comparison, as reading stations hang it) or the current frontal where the
+    left is the prior; else the study's first view of the other kind (a lateral beside a frontal), else its
+    next one; None where there is nothing to hang."""
     if not views:
         return None, None
     i = min(max(int(which) - 1 if which else 0, 0), len(views) - 1)
     left = views[i]
-    others = [v for j, v in enumerate(views) if j != i]
-    right = next((v for v in others if v.view != left.view), others[0] if others else None)
-    return left, right
+    current = [v for j, v in enumerate(views) if j != i and not v.prior]
+    prior = next((v for j, v in enumerate(views) if j != i and v.prior), None)
+    if left.prior:
+        return left, next((v for v in current if v.view == FRONTAL), current[0] if current else None)
+    if prior is not None and left.view == FRONTAL:
+        return left, prior
+    return left, next((v for v in current if v.view != left.view), current[0] if current else None)
 
 
 class Viewer:
@@ -145,7 +158,7 @@ class Viewer:
 
     def show(self, views: list[ShownFilm], layer: str = "none") -> tuple:
         """Values for `outputs`: the first view at the default window, not zoomed, the overlay `layer`."""
-        choices = [(f"{i + 1}: {v.view}", f"{i + 1}") for i, v in enumerate(views)]
+        choices = [(f"{i + 1}: {'prior ' if v.prior else ''}{v.view}", f"{i + 1}") for i, v in enumerate(views)]
         if not views:
             return ([], gr.update(choices=[], value=None), (0.5, 0.5), None, gr.update(value=None, visible=False),
                     "", *DEFAULT_WINDOW, layer)
