@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.conftest import SHARED
 from tests.test_cli import run
-from xr.config import ASSETS
+from xr.config import ASSETS, settings
 from xr.data.films import load_films, pairs
 from xr.data.split import is_validation
 from xr.decode.wording import Wording
@@ -25,6 +25,7 @@ from xr.generate.filmset import FilmSet
 from xr.generate.model import FilmGenerator, FilmGeneratorConfig
 from xr.generate.synthetic import MARK, png_bytes, provenance_of, watermark
 from xr.generate.transforms import to_film
+from xr.ingest.study import read_image
 from xr.train.films import ChestPerceptual, multi_prompt, train_films
 from xr.views import FRONTAL, LATERAL
 
@@ -42,18 +43,24 @@ def maker() -> FilmMaker:
 
 # ---- marking ----------------------------------------------------------------------------------------
 def test_a_generated_film_says_synthetic_in_its_pixels_and_its_metadata():
-    film = np.full((128, 128), 90, np.uint8)
+    """The mark is a band added above the film: every row of the film is as it was made (the apices
+    included), and our ingest reads the film back without the band."""
+    film = np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8)
     marked = watermark(film)
-    band = marked[: 128 // 8]
-    assert (band == 255).sum() > 40 and (band == 0).sum() > 40  # white letters on a black band
-    assert (marked[40:-2, 2:-2] == film[40:-2, 2:-2]).all()  # the film below the band is untouched
+    band = marked.shape[0] - 128
+    assert band > 0 and marked.shape[1] == 128
+    assert (marked[band:] == film).all()  # the film untouched
+    assert (marked[:band] > 200).sum() > 40 and (marked[:band] == 0).sum() > 40  # white letters on a black band
     png = png_bytes(film, {"model": "films 0.1.0", "seed": 7})
-    assert provenance_of(png) == {"model": "films 0.1.0", "seed": 7, "synthetic": True}
+    assert provenance_of(png) == {"model": "films 0.1.0", "seed": 7, "synthetic": True, "band_rows": band}
     img = Image.open(io.BytesIO(png))
     assert MARK in img.text["Description"] and (np.asarray(img) == marked).all()
+    read = read_image(png, "synthetic_frontal.png", settings())
+    assert read.synthetic and (read.pixels == film).all()  # the film, without its band
     plain = io.BytesIO()
     Image.fromarray(film).save(plain, format="PNG")
     assert provenance_of(plain.getvalue()) is None  # a real film carries no such mark
+    assert not read_image(plain.getvalue(), "real.png", settings()).synthetic
 
 
 # ---- the condition space -----------------------------------------------------------------------------
@@ -248,7 +255,8 @@ def test_a_synthetic_film_is_never_stored_as_a_patients_study(env, workstation_f
     with pytest.raises(store.StoreError, match="synthetic film"):
         ws.add_study([path], "cough", ws.actor(None, "draft"))
     assert store.worklist(env, "", "") == []
-    assert ws.draft([path], "", actor=None).draft.report  # read and drafted, never stored
+    report = ws.draft([path], "", actor=None).draft.report  # read and drafted, never stored, and it says so first
+    assert report.splitlines()[0].startswith("FINDINGS: SYNTHETIC FILM, made by the film generator: not a patient's image.")
 
 
 def test_study_views_come_from_the_layouts_header_sheet_else_the_pixels(shared):

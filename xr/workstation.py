@@ -33,6 +33,7 @@ class RequestError(UserError):
 
 
 log = logging.getLogger(__name__)
+SYNTHETIC_LINE = "SYNTHETIC FILM, made by the film generator: not a patient's image."
 LOCAL_USER = store.Actor(access.LOCAL_USER_NAME, access.Role.ADMIN)  # single-user mode: one person, every workspace
 
 
@@ -190,6 +191,8 @@ class Workstation:
         t1 = time.perf_counter()
         progress(0.3, "Encoding and retrieving similar cases")
         draft = self.drafter.draft(study, indication.strip(), exclude)
+        if any(im.synthetic for im in study.images):  # said first, wherever the text goes
+            draft.findings_text = f"{SYNTHETIC_LINE} {draft.findings_text}".strip()
         # A stored draft compares with the same patient's earlier study (new, unchanged, resolved); a draft
         # that stores nothing reads no database either.
         prior = store.prior_study(self.settings, study.patient, study.study_date, study.key) if actor else None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SYNTHETIC_KEY = "xr-synthetic"  # the PNG text chunk our generator writes (xr.generate.synthetic): not a patient's film
+SYNTHETIC_BAND = "band_rows"  # in that chunk: the rows of the SYNTHETIC band above the film, which the ingest drops
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import io
+import json
 import warnings
 
 import numpy as np
 from PIL import Image
 
 from xr.ingest.errors import IngestError, parser_boundary
-from xr.ingest.image import SYNTHETIC_KEY, IngestedImage, to_uint8
+from xr.ingest.image import SYNTHETIC_BAND, SYNTHETIC_KEY, IngestedImage, to_uint8
 
 MIN_SIDE = 64
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,7 +44,19 @@ def read_raster(data: bytes, name: str, fmt: str, max_pixels: int) -> IngestedIm
             raise
         except (OSError, SyntaxError, ValueError) as e:
             raise IngestError(f"{name}: not a readable {fmt.upper()} image ({_short(e)})") from None
-    return IngestedImage(pixels=pixels, source_format=fmt, synthetic=SYNTHETIC_KEY in getattr(im, "text", {}))
+    text = getattr(im, "text", {})
+    if SYNTHETIC_KEY not in text:
+        return IngestedImage(pixels=pixels, source_format=fmt)
+    return IngestedImage(pixels=pixels[_band(text[SYNTHETIC_KEY], pixels.shape[0]):], source_format=fmt, synthetic=True)
+
+
+def _band(provenance: str, height: int) -> int:
+    """The rows of the SYNTHETIC band our generator put above a film (0 for a film marked the older way)."""
+    try:
+        rows = json.loads(provenance).get(SYNTHETIC_BAND, 0)
+    except (ValueError, AttributeError):
+        return 0
+    return rows if isinstance(rows, int) and 0 <= rows < height - MIN_SIDE else 0
 
 
 def _short(e: Exception) -> str:
