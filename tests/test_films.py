@@ -222,6 +222,8 @@ def test_eval_generation_prints_its_table_on_a_small_folder(shared, tmp_path):
     assert all(np.isfinite(v["fd"]) and v["fd_interval"][0] <= v["fd_interval"][1] for s in spaces.values() for v in s.values())
     assert 0 <= out["precision_recall"]["precision"] <= 1
     assert "frontal -> lateral" in out["view_pairs"] and out["finding_consistency"]
+    lat = out["laterals_read_as_lateral"]
+    assert set(lat) == {"report", "frontal"} and all(v["films"] == n and 0 <= v["lateral"] <= n for v in lat.values())
     assert all({"auc", "interval", "with", "normal"} <= set(c["real"]) for c in out["finding_consistency"].values())
     r = run(["eval-generation", "--views", str(tmp_path / "nowhere")], tmp_path / "data")
     assert r.returncode == 2 and r.stderr.startswith("error:")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from xr.config import ASSETS
 from xr.decode.wording import Wording
 from xr.encode.finding_head import HOLDOUT, FindingHead
+from xr.encode.view_head import view_of
 from xr.encode.vision import VisionEncoder, batch, xception_transform
 from xr.encode.xception import grey_to_input
 from xr.evaluate.classification import bootstrap_auc, roc_auc
@@ -87,11 +88,11 @@ def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidan
 
 
 def _rows(model: FilmGenerator, data: FilmSet, idx: list[int], view: str, report: bool,
-          latents: torch.Tensor | None = None) -> Condition:
+          latents: torch.Tensor | None = None, own: bool = False) -> Condition:
     """Conditions for films of `view` made for the films `idx`: from their reports and/or (with `latents`)
-    their other views."""
+    their other views (`own`: `latents` are the films' own, row for row, not their partners')."""
     c = model.config
-    other = (torch.stack([latents[data.partner[i]] for i in idx]) if latents is not None
+    other = (latents if own else torch.stack([latents[data.partner[i]] for i in idx]) if latents is not None
              else torch.zeros(len(idx), c.latent_channels, c.latent_size, c.latent_size))
     return Condition(torch.full((len(idx),), VIEWS.index(view)), data.report[idx], data.findings[idx], other,
                      torch.full((len(idx),), report), torch.full((len(idx),), latents is not None))
@@ -146,7 +147,9 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
     consistency = _finding_consistency(model, feats, wording, per_finding, seed, steps, guidance)
     _judge_on_real_films(consistency, model, data, held_f, chest_out["held-out"][2], feats)
     pairs = _view_pairs(model, data, feats, seed, steps, guidance)
-    return {"films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
+    laterals = _laterals_read(model, data, held_f, feats, seed, steps, guidance)
+    return {"laterals_read_as_lateral": laterals,
+            "films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
             "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM"},
             "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall, "k": k}, "memorisation": memo,
             "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version}
@@ -186,6 +189,21 @@ def _judge_on_real_films(consistency: dict, model: FilmGenerator, data: FilmSet,
         c["real"] = {"auc": roc_auc(y, p) if enough else None,
                      "interval": bootstrap_auc(y, p, resamples=200) if enough else None,
                      "with": int(pos.sum()), "normal": int(normal.sum())}
+
+
+def _laterals_read(model: FilmGenerator, data: FilmSet, held_f: list[int], feats: Features, seed: int, steps: int,
+                   guidance: float) -> dict:
+    """How many generated laterals the product's view rule (the view head, for a film without a header)
+    reads as lateral: made from each held-out frontal film's report, and from the frontal film itself."""
+    with torch.inference_mode():
+        latents = torch.cat([model.encode(data.pixels(held_f[s:s + 64])) for s in range(0, len(held_f), 64)])
+    out = {}
+    for source, cond in (("report", _rows(model, data, held_f, LATERAL, True)),
+                         ("frontal", _rows(model, data, held_f, LATERAL, False, latents, own=True))):
+        made = _sample(model, cond, seed + 3000, steps, guidance)
+        read = [view_of("unknown", f)[0] for s in range(0, len(made), 16) for f in feats.vision.encode(made[s:s + 16])]
+        out[source] = {"films": len(made), "lateral": sum(v == LATERAL for v in read)}
+    return out
 
 
 def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int, steps: int, guidance: float) -> dict:
@@ -246,6 +264,9 @@ def format_markdown(r: dict) -> str:
         auc = "-" if real.get("auc") is None else f"{real['auc']:.2f}"
         lines.append(f"| {name} | {c['auc']:.2f} | {interval(c['interval'])} | {c['films']} | {auc} | "
                      f"{interval(real.get('interval'))} | {real.get('with', '-')} / {real.get('normal', '-')} |")
+    lat = r["laterals_read_as_lateral"]
+    lines += ["", "Generated laterals read as lateral by the view rule (the view head): "
+              + "; ".join(f"from the held-out frontals' {k}s {v['lateral']}/{v['films']}" for k, v in lat.items()) + "."]
     lines += ["", "| task (held-out patients) | pairs | RMSE | mean-film RMSE | closer (pixels) | feature dist. | "
                   "mean-film feature dist. | closer (features) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for task, p in r["view_pairs"].items():
