@@ -39,8 +39,8 @@ def sentence(prior: PriorStudy, found: dict[str, Change]) -> str:
 
 
 def compare(draft: DraftResult, prior: PriorStudy) -> dict[str, Change]:
-    """The draft with its comparison sentence first in the findings and the impression, and a note naming the
-    prior; returns the changes (empty: nothing said)."""
+    """The draft with its comparison sentence first in the findings (once: a sentence the radiologist
+    unticks leaves the report), and a note naming the prior; returns the changes (empty: nothing said)."""
     found = changes(had(prior), draft.stances)
     said = sentence(prior, found)
     source = "its signed report" if prior.signed_text is not None else "its draft (not signed)"
@@ -48,5 +48,4 @@ def compare(draft: DraftResult, prior: PriorStudy) -> dict[str, Change]:
                        + f", as {source} reads" + ("" if said else ": no change to state"))
     if said:
         draft.findings_text = f"{said} {draft.findings_text}".strip()
-        draft.impression = f"{said} {draft.impression}".strip()
     return found
