@@ -115,13 +115,13 @@ def test_a_report_signed_while_the_pacs_is_down_waits_and_goes_back_once_it_is_u
     ws.approve(study_id, store.study_record(pacs_env, study_id).text, RADIOLOGIST)  # signed: the PACS is not asked to agree
     [row] = store.worklist(pacs_env)
     assert row["status"] == "approved" and row["pacs"] == "report not yet in PACS"
-    assert "cannot be reached" in store.undelivered(pacs_env)[study_id]
+    assert "cannot be reached" in store.study_record(pacs_env, study_id).not_in_pacs
     assert send_reports(pacs_env).sent == 0  # not due yet: it waits before the next try
 
     orthanc.start()
     assert main(["pacs", "send"]) == 0  # what the watcher's next round does, any time
     assert len(srs(orthanc, "1.2.826.0.1.3680043.8.498.303")) == 1
-    assert store.worklist(pacs_env)[0]["pacs"] == "" and store.undelivered(pacs_env) == {}
+    assert store.worklist(pacs_env)[0]["pacs"] == "" and store.study_record(pacs_env, study_id).not_in_pacs is None
     assert send_reports(pacs_env, every=True).sent == 0  # delivered once
 
 

@@ -92,8 +92,10 @@ def _rows(model: FilmGenerator, data: FilmSet, idx: list[int], view: str, report
     """Conditions for films of `view` made for the films `idx`: from their reports and/or (with `latents`)
     their other views (`own`: `latents` are the films' own, row for row, not their partners')."""
     c = model.config
-    other = (latents if own else torch.stack([latents[data.partner[i]] for i in idx]) if latents is not None
-             else torch.zeros(len(idx), c.latent_channels, c.latent_size, c.latent_size))
+    if latents is None:
+        other = torch.zeros(len(idx), c.latent_channels, c.latent_size, c.latent_size)
+    else:
+        other = latents if own else torch.stack([latents[data.partner[i]] for i in idx])
     return Condition(torch.full((len(idx),), VIEWS.index(view)), data.report[idx], data.findings[idx], other,
                      torch.full((len(idx),), report), torch.full((len(idx),), latents is not None))
 

@@ -21,7 +21,7 @@ def band_rows(width: int, height: int) -> int:
     """The height of the band a film of this size gets: its text a twelfth of the film's height."""
     font = ImageFont.load_default(size=max(10, height // 12))
     box = ImageDraw.Draw(Image.new("L", (width, 8))).textbbox((0, 0), MARK, font=font)
-    return box[3] - box[1] + 2 * max(2, height // 40)
+    return int(box[3] - box[1]) + 2 * max(2, height // 40)
 
 
 def watermark(film: np.ndarray) -> np.ndarray:

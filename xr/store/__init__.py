@@ -13,7 +13,7 @@ from xr.store.common import (
     StudyStatus,
     check_text,
 )
-from xr.store.deliveries import NOT_IN_PACS, DeliveryJob, delivered, due_deliveries, not_delivered, undelivered
+from xr.store.deliveries import NOT_IN_PACS, DeliveryJob, delivered, due_deliveries, not_delivered
 from xr.store.exports import export_edits, export_report
 from xr.store.images import image_path, rename_images, study_images
 from xr.store.queries import (
@@ -41,7 +41,7 @@ from xr.store.queries import (
     worklist_query,
 )
 
-__all__ = ["NOT_IN_PACS", "DeliveryJob", "delivered", "due_deliveries", "not_delivered", "undelivered",
+__all__ = ["NOT_IN_PACS", "DeliveryJob", "delivered", "due_deliveries", "not_delivered",
            "REASON_TAGS", "STATUSES", "Actor", "CorrectionsQueue", "HistoryEntry", "KnownStudy", "LibraryEntry", "PriorStudy",
            "prior_study",
            "SignedFilm", "StoreError", "StoredDraft", "StudyApproval", "StudyCorrection", "StudyImage", "StudyStatus",

@@ -63,13 +63,3 @@ def not_delivered(s: Settings, delivery_id: int, reason: str) -> datetime:
         d.next_attempt_at = utcnow() + min(FIRST_WAIT * 2 ** (d.attempts - 1), LONGEST_WAIT)
         d.last_error = reason[:500]
         return d.next_attempt_at
-
-
-def undelivered(s: Settings, study_ids: list[int] | None = None) -> dict[int, str]:
-    """Studies with a signed report not yet in their PACS study: study id -> the last refusal ('' before
-    the first try)."""
-    with transaction(s.database_url, read_only=True) as session:
-        q = select(Delivery.study_id, Delivery.last_error).where(Delivery.sent_at.is_(None)).order_by(Delivery.id)
-        if study_ids is not None:
-            q = q.where(Delivery.study_id.in_(study_ids))
-        return {study_id: error for study_id, error in session.execute(q).all()}

@@ -201,6 +201,7 @@ class StudyRecord:
     sex: str | None = None
     day: date | None = None  # the study date
     patient_link: str | None = None  # keyed hash of the patient ID (never the ID): what links the prior
+    not_in_pacs: str | None = None  # a signed report not yet stored in its PACS study: the last refusal ('' before a try)
 
 
 def study_record(s: Settings, study_id: int) -> StudyRecord:
@@ -223,6 +224,8 @@ def study_record(s: Settings, study_id: int) -> StudyRecord:
             correction=None if correction is None else StudyCorrection(text=correction.text, tags=list(correction.tags)),
             prior=_prior(session, s, study.patient_link, study.study_date, study.key) if study.patient_link else None,
             age_years=study.age_years, sex=study.sex, day=study.study_date, patient_link=study.patient_link,
+            not_in_pacs=session.scalar(select(Delivery.last_error).where(Delivery.study_id == study.id, Delivery.sent_at.is_(None))
+                                       .order_by(Delivery.id.desc()).limit(1)),
         )
 
 

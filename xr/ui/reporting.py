@@ -128,6 +128,9 @@ def header_of(desk: Desk, v: store.StudyRecord, notice: str) -> str:
         a = v.approval
         header += (f" Signed off by **{literal_markdown(signer_name(a.by, desk.settings))}** at {a.at.replace('T', ' ')} UTC"
                    f"{' (amended)' if a.amendment else ''}; press *Amend* to change it.")
+    if v.not_in_pacs is not None:
+        why = literal_markdown(v.not_in_pacs or "being sent")
+        header += f"\n\n**Report not yet in PACS**: {why}; it is sent again until the PACS has it."
     return header + ("\n\n" + literal_markdown(notice) if notice else "")
 
 
