@@ -97,8 +97,9 @@ def test_a_study_in_the_pacs_is_drafted_ahead_and_its_signed_report_goes_back_in
     assert amended.PredecessorDocumentsSequence[0].StudyInstanceUID == "1.2.826.0.1.3680043.8.498.101"
 
     # Nothing of the PACS's identity is kept here: the database, the data folder, the log.
+    # (the study date is kept on purpose, as DICOM's "retain longitudinal temporal information": a prior is named by it)
     needles = [v for v in PATIENT.values()] + ["MRN-5550123", "MRN-7770001", "Doe", "Roe^Richard", "ACC-99887766",
-                                               "1.2.826.0.1.3680043.8.498.101", "1.2.826.0.1.3680043.8.498.202", TODAY]
+                                               "1.2.826.0.1.3680043.8.498.101", "1.2.826.0.1.3680043.8.498.202"]
     blobs = {p: p.read_bytes() for p in pacs_env.data_dir.rglob("*") if p.is_file()}
     blobs[Path("log")] = caplog.text.encode()
     for where, content in blobs.items():
@@ -139,12 +140,15 @@ def test_bad_objects_from_the_pacs_are_refused_whole_in_one_line(tmp_path, pacs_
               views=("PA",))
     s = settings()
     ws = workstation_factory(s)
-    done = watch_once(ws)
-    assert done.drafted == [] and len(done.refused) == 2
+    refused: set[str] = set()
+    done = watch_once(ws, refused=refused)
+    assert done.drafted == [] and len(done.refused) == 2 and len(refused) == 2
     assert all("\n" not in line for line in done.refused)
     assert any("no pixel data" in line for line in done.refused)
     assert any("over the limit" in line for line in done.refused)
     assert store.worklist(s) == [] and not list(s.image_dir.rglob("*.png"))  # nothing half-stored
+    again = watch_once(ws, refused=refused)  # said once: not fetched and refused again every round
+    assert (again.refused, again.passed) == ([], 2) and "2 refused before, not fetched again" in again.line()
 
 
 def test_the_apps_watcher_drafts_ahead_and_says_how_its_last_round_went(tmp_path, pacs_env, orthanc, nih_pixels,  # noqa: F811

@@ -26,24 +26,32 @@ LOOK_BACK = timedelta(days=1)  # each round searches studies of yesterday and to
 @dataclass
 class Round:
     drafted: list[int] = field(default_factory=list)  # study ids
-    refused: list[str] = field(default_factory=list)  # one line each: the study is left out, tried next round
+    refused: list[str] = field(default_factory=list)  # one line each: the study is left out whole
     known: int = 0  # found, already on the worklist
+    passed: int = 0  # found, refused in an earlier round of this watcher: not fetched again
     sent: Sent = field(default_factory=lambda: Sent(0, 0))
 
     def line(self) -> str:
-        return (f"{len(self.drafted)} drafted ahead, {self.known} already on the worklist, {len(self.refused)} refused; "
+        return (f"{len(self.drafted)} drafted ahead, {self.known} already on the worklist, {len(self.refused)} refused"
+                + (f" ({self.passed} refused before, not fetched again)" if self.passed else "") + "; "
                 f"reports: {self.sent.sent} sent, {self.sent.waiting} not yet in PACS")
 
 
-def watch_once(ws: Workstation, pacs: Pacs | None = None, since: date | None = None) -> Round:
-    """One round: every new chest study since `since` (default: yesterday) drafted, then the outbox sent."""
-    pacs = pacs or Pacs(ws.settings)
-    found = pacs.studies(since=since or date.today() - LOOK_BACK)
-    new = [ref for ref in found if store.known_study(ws.settings, pacs.key(ref)) is None]
-    done = Round(known=len(found) - len(new))
-    with tqdm(total=len(new), desc="drafting ahead", unit="study", file=sys.stderr, disable=not new) as bar:
-        done.drafted, done.refused = ws.draft_all(pacs, new, WATCHER, lambda fraction, desc: bar.update(round(fraction * len(new)) - bar.n))
-        bar.update(len(new) - bar.n)
+def watch_once(ws: Workstation, pacs: Pacs | None = None, since: date | None = None,
+               refused: set[str] | None = None) -> Round:
+    """One round: every new chest study since `since` (default: yesterday) drafted, then the outbox sent.
+    `refused`: the keys of studies refused in earlier rounds, which are not fetched again (a malformed study
+    would otherwise be downloaded and refused every round); this round's refusals are added to it."""
+    pacs, refused = pacs or Pacs(ws.settings), refused if refused is not None else set()
+    found = [(ref, pacs.key(ref)) for ref in pacs.studies(since=since or date.today() - LOOK_BACK)]
+    new = [(ref, key) for ref, key in found if store.known_study(ws.settings, key) is None]
+    fresh = [(ref, key) for ref, key in new if key not in refused]
+    done = Round(known=len(found) - len(new), passed=len(new) - len(fresh))
+    with tqdm(total=len(fresh), desc="drafting ahead", unit="study", file=sys.stderr, disable=not fresh) as bar:
+        done.drafted, done.refused = ws.draft_all(pacs, [ref for ref, _ in fresh], WATCHER,
+                                                  lambda fraction, desc: bar.update(round(fraction * len(fresh)) - bar.n))
+        bar.update(len(fresh) - bar.n)
+    refused |= {key for _, key in fresh if store.known_study(ws.settings, key) is None}
     done.sent = send_reports(ws.settings, pacs)
     return done
 
@@ -57,6 +65,7 @@ class Watcher:
         self.last: Round | None = None
         self.at: datetime | None = None
         self.error = ""
+        self.refused: set[str] = set()  # keys of the studies refused so far: not fetched again
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pacs-watcher", daemon=True)
 
@@ -71,7 +80,7 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.last, self.error = watch_once(self.ws), ""
+                self.last, self.error = watch_once(self.ws, refused=self.refused), ""
                 log.info("PACS watcher: %s", self.last.line())
             except UserError as e:  # the PACS unreachable, say: said, and tried again next round
                 self.error = str(e)

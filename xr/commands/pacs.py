@@ -31,9 +31,9 @@ def watch(args: argparse.Namespace) -> int:
     from xr.workstation import Workstation
 
     ws = Workstation()
-    pacs = Pacs(ws.settings)
+    pacs, refused = Pacs(ws.settings), set[str]()
     while True:
-        done = watch_once(ws, pacs, args.since)
+        done = watch_once(ws, pacs, args.since, refused)
         print(done.line(), file=sys.stderr)
         for line in done.refused:
             print(f"refused: {line}", file=sys.stderr)
