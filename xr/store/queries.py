@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import Approval, Delivery, Draft, Image, LibraryCase, Revision, Study
@@ -136,11 +136,13 @@ def prior_study(s: Settings, patient: str | None, day: date | None, key: str) ->
 
 def _prior(session: Session, s: Settings, patient: str, day: date | None, key: str) -> PriorStudy | None:
     current = session.scalar(select(Study.id).where(Study.key == key))
-    candidates = [st for st in session.scalars(select(Study).where(Study.patient_link == patient, Study.key != key))
-                  if (st.study_date < day if day and st.study_date else current is None or st.id < current)]
-    if not candidates:
+    stored_before = Study.id < current if current is not None else true()
+    earlier = (or_(and_(Study.study_date.is_not(None), Study.study_date < day), and_(Study.study_date.is_(None), stored_before))
+               if day else stored_before)
+    st = session.scalar(select(Study).where(Study.patient_link == patient, Study.key != key, earlier)
+                        .order_by(Study.study_date.desc().nulls_last(), Study.id.desc()).limit(1))
+    if st is None:
         return None
-    st = max(candidates, key=lambda c: (c.study_date or date.min, c.id))
     draft = session.scalar(select(Draft).where(Draft.study_id == st.id).order_by(Draft.id.desc()).limit(1))
     frontal = next((i for i in st.images if i.view == "frontal"), st.images[0] if st.images else None)
     return PriorStudy(st.id, st.study_date, st.approvals[-1].text if st.approvals else None,
