@@ -26,12 +26,11 @@ class DeliveryJob:
     study_id: int
     address: str  # sealed (xr.config.seal): the study's UID in the PACS
     report: ApprovedReport
-    attempts: int  # tries before this one
 
 
 def due_deliveries(s: Settings, now: datetime | None = None, every: bool = False) -> list[DeliveryJob]:
-    """The reports not yet in the PACS whose wait is over (`every`: all of them, e.g. right after a
-    sign-off or when the PACS is back), oldest sign-off first."""
+    """The reports not yet in the PACS whose wait is over (`every`: all of them, as `xr pacs send` asks),
+    oldest sign-off first."""
     now = now or utcnow()
     with transaction(s.database_url, read_only=True) as session:
         q = select(Delivery, PacsLink.address).join(PacsLink, PacsLink.study_id == Delivery.study_id) \
@@ -43,7 +42,7 @@ def due_deliveries(s: Settings, now: datetime | None = None, every: bool = False
             study = session.get(Study, d.study_id)
             approval = session.get(Approval, d.approval_id)
             assert study is not None and approval is not None  # foreign keys
-            jobs.append(DeliveryJob(d.id, d.study_id, address, approved_report(study, approval), d.attempts))
+            jobs.append(DeliveryJob(d.id, d.study_id, address, approved_report(study, approval)))
         return jobs
 
 
