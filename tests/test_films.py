@@ -22,11 +22,12 @@ from xr.data.split import is_validation
 from xr.decode.wording import Wording
 from xr.generate.anytoany import FilmMaker, GenerationError, findings_vector, report_for
 from xr.generate.filmset import FilmSet
-from xr.generate.model import FilmGenerator, FilmGeneratorConfig
+from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig, FindingGuide, FindingGuideConfig
 from xr.generate.synthetic import MARK, png_bytes, provenance_of, watermark
 from xr.generate.transforms import to_film
 from xr.ingest.study import read_image
-from xr.train.films import ChestPerceptual, multi_prompt, train_films
+from xr.train.engine import accelerator
+from xr.train.films import ChestPerceptual, balanced_draws, multi_prompt, run_stage, train_films
 from xr.views import FRONTAL, LATERAL
 
 VIEWS_DIR = SHARED / "data" / "covid_cxr_views"
@@ -193,8 +194,8 @@ def test_the_perceptual_term_counts_lost_detail_above_a_shift_in_brightness(nih_
 def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
     films = load_films(nih=NIH_DIR, views=tiny_views(tmp_path))
     films = [f for f in films if f.source != "nih"] + [f for f in films if f.source == "nih"][:24]
-    model = train_films(films, tmp_path / "m", WORDING, ae_minutes=0.05, minutes=0.05, ae_epochs=1, epochs=1,
-                        config=TINY, log=lambda m: None)
+    model = train_films(films, tmp_path / "m", WORDING, ae_minutes=0.05, minutes=0.05, guide_minutes=0.01, ae_epochs=1,
+                        epochs=1, config=TINY, guide_scales=(0.0, 4.0), steps=2, log=lambda m: None)
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert [h["stage"] for h in history["epochs"]] == ["autoencoder", "denoiser"]
     parts = history["films"]  # by the patient's hash: held out below 0.3, validation up to 0.4
@@ -207,12 +208,78 @@ def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
     assert loaded.config.start_step in range(100, 1000, 100) and loaded.mean_latent.abs().sum() > 0
     made = FilmMaker(loaded, WORDING).make([FRONTAL], findings=["Pneumonia"], steps=2)
     assert made.films[FRONTAL].shape == (32, 32)
+    guide = json.loads((tmp_path / "m" / "guide" / "history.json").read_text())
+    assert [h["stage"] for h in guide["epochs"]] == ["guide"] and sum(h.get("kept", False) for h in guide["epochs"]) == 1
+    assert [c["scale"] for c in guide["scale_choice"]] == [0.0, 4.0]
+    maker = FilmMaker.from_pretrained(tmp_path / "m", ASSETS / "dffg")
+    assert maker.guide is not None and maker.guide.config.scale in (0.0, 4.0)
+    assert maker.make([FRONTAL], findings=["Pneumonia"], steps=2).provenance["finding_guide"] == maker.guide.config.scale
+    # the guide alone is retrained on the generator there, which stays as it was
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    train_films(films, tmp_path / "m", WORDING, guide_minutes=0.01, epochs=1, guide_only=True, guide_scales=(4.0,),
+                steps=2, log=lambda m: None)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert FilmMaker.from_pretrained(tmp_path / "m", ASSETS / "dffg").guide.config.scale == 4.0
+
+
+def test_the_finding_guide_pushes_sampling_towards_the_asked_findings():
+    """Its gradient raises the asked finding's logit and lowers the others' (the sign sampling relies on),
+    and it moves only the films made from a report."""
+    torch.manual_seed(0)
+    guide = FindingGuide(FindingGuideConfig(latent_size=TINY.latent_size, channels=[16, 16], findings=TINY.findings)).eval()
+    x, t, view = torch.randn(2, 4, TINY.latent_size, TINY.latent_size), torch.tensor([50, 300]), torch.tensor([0, 1])
+    asked = torch.zeros(2, len(TINY.findings))
+    asked[:, TINY.findings.index("Cardiomegaly")] = 1
+    with torch.no_grad():
+        before = guide(x, t, view)
+        after = guide(x + 0.05 * guide.gradient(x, t, view, asked), t, view)
+    j = TINY.findings.index("Cardiomegaly")
+    assert (after[:, j] > before[:, j]).all() and (after[:, j + 1] < before[:, j + 1]).all()
+    model = FilmGenerator(TINY).eval()
+    model.config.start_step = 500
+    s = TINY.latent_size
+    cond = Condition(torch.tensor([0, 1]), torch.randn(2, TINY.text_dim), asked, torch.zeros(2, 4, s, s),
+                     torch.tensor([True, False]), torch.tensor([False, False]))
+    plain = model.sample(cond, torch.Generator().manual_seed(1), steps=3)
+    guide.config.scale = 50.0
+    guided = model.sample(cond, torch.Generator().manual_seed(1), steps=3, guide=guide)
+    assert not torch.equal(plain[0], guided[0]) and torch.equal(plain[1], guided[1])
+
+
+def test_balanced_draws_favour_films_with_rare_findings():
+    findings = torch.zeros(7, len(TINY.findings))
+    findings[0, 0] = 1  # one film with a rare finding
+    findings[1:3, 1] = 1  # two with a commoner one; film 2 also has a finding no other film has
+    findings[2, 2] = 1
+    data = FilmSet(torch.zeros(7, 1, 4, 4, dtype=torch.uint8), torch.zeros(7, dtype=torch.long), torch.zeros(7, 384),
+                   findings, [-1] * 7, np.zeros(7, bool), [str(i) for i in range(7)], [""] * 7)
+    w = balanced_draws(data, list(range(7)))
+    assert w[0] == 1.0 and w[1] == pytest.approx(2 ** -0.5) and w[2] == 1.0  # film 2: its rarer finding counts
+    assert w[3:] == [pytest.approx(4 ** -0.5)] * 4  # four normal films
+
+
+def test_a_stage_keeps_its_best_validation_epoch():
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    scripted, seen = iter([3.0, 1.0, 2.0]), []
+
+    def check():
+        seen.append(net.weight.detach().clone())
+        return "validation_loss", next(scripted)
+    history = run_stage("test", net, opt, accelerator(), [0, 1], [1.0, 1.0], 1, 60, 3, random.Random(0),
+                        lambda idx: net(torch.ones(len(idx), 2)).sum(), check, lambda m: None, keep_best=True)
+    assert torch.equal(net.weight, seen[1]) and [h.get("kept", False) for h in history] == [False, True, False]
 
 
 def test_eval_generation_prints_its_table_on_a_small_folder(shared, tmp_path):
-    r = run(["eval-generation", "--views", str(tiny_views(tmp_path, 20)), "--steps", "2", "--per-finding", "2", "--json"],
-            tmp_path / "data", timeout=600)
+    model = tmp_path / "model"
+    shutil.copytree(ASSETS / "film_generator", model)
+    r = run(["eval-generation", "--views", str(tiny_views(tmp_path, 20)), "--steps", "2", "--per-finding", "2", "--json",
+             "--dir", str(model), "--write"], tmp_path / "data", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+    for figure in ("laterals.png", "findings.png"):  # for the card: generated laterals beside real ones
+        assert Image.open(model / figure).size[0] > 400
+    assert json.loads((model / "EVAL.json").read_text())["size"] == json.loads((model / "config.json").read_text())["size"]
     out = json.loads(r.stdout)
     n = out["films"]["held_out_frontal"]
     assert n >= 2 and out["decoding"]["steps"] == 2

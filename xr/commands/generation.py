@@ -18,7 +18,7 @@ def _films(args: argparse.Namespace):
 
     if not (args.nih or args.views or args.studies):
         raise UserError("give at least one of --nih, --views, --studies")
-    films = load_films(nih=args.nih, views=args.views, studies=args.studies)
+    films = [f for n in args.nih or [] for f in load_films(nih=n)] + load_films(views=args.views, studies=args.studies)
     if not films:
         raise UserError("no films found in the folders given")
     return films
@@ -46,7 +46,8 @@ def cmd_train_films(args: argparse.Namespace) -> int:
     main, log = main_process()
     torch.set_num_threads(args.threads)
     train_films(_films(args), _model_dir(args), Wording.load(ASSETS / "dffg"), ae_minutes=args.ae_minutes,
-                minutes=args.minutes, ae_epochs=args.ae_epochs, epochs=args.epochs, batch=args.batch, seed=args.seed, log=log)
+                minutes=args.minutes, guide_minutes=args.guide_minutes, ae_epochs=args.ae_epochs, epochs=args.epochs,
+                batch=args.batch, seed=args.seed, guide_only=args.guide_only, log=log)
     return 0
 
 
@@ -55,6 +56,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
 
     from xr.config import ASSETS
     from xr.decode.wording import Wording
+    from xr.generate.anytoany import load_guide
     from xr.generate.evaluation import evaluate_generation, format_markdown
     from xr.generate.filmset import prepare
     from xr.generate.model import FilmGenerator
@@ -65,8 +67,10 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     model = FilmGenerator.from_pretrained(directory)
     wording = Wording.load(ASSETS / "dffg")
     result = evaluate_generation(model, prepare(_films(args), model.config, wording, log), wording, seed=args.seed,
-                                 steps=args.steps, guidance=_guidance(args), per_finding=args.per_finding, log=log)
-    result["data"] = {k: Path(v).name for k, v in (("nih", args.nih), ("views", args.views), ("studies", args.studies)) if v}
+                                 steps=args.steps, guidance=_guidance(args), guide=load_guide(directory),
+                                 per_finding=args.per_finding, figures=directory if args.write else None, log=log)
+    result["data"] = {k: " + ".join(Path(p).name for p in v) for k, v in (("nih", args.nih or []), ("views", [args.views]),
+                                                                         ("studies", [args.studies])) if v and v[0]}
     if args.write:
         (directory / "EVAL.json").write_text(json.dumps(result, indent=1) + "\n")
         (directory / "EVAL.md").write_text(format_markdown(result))
@@ -107,7 +111,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nih", help="NIH ChestX-ray14 layout folder (labels.csv + images/): frontal films with labels")
+    p.add_argument("--nih", action="append", help="NIH ChestX-ray14 layout folder (labels.csv + images/): frontal films with "
+                                                  "labels; repeat for several (a patient in two is one patient)")
     p.add_argument("--views", help="covid_cxr_views layout folder (views.csv + images/): frontal/lateral pairs")
     p.add_argument("--studies", help="IU X-ray or MIMIC-CXR-JPG folder: studies with reports and both views")
     p.add_argument("--dir", default=None, help=f"model folder (default assets/{SHIPPED})")
@@ -119,8 +124,11 @@ def register(sub) -> None:
     t = sub.add_parser("train-films", help="train the film generator (autoencoder, then latent diffusion) on the "
                                            "films outside the held-out and validation patients")
     _data_args(t)
-    t.add_argument("--ae-minutes", type=float, default=20.0, help="time budget of the autoencoder stage")
-    t.add_argument("--minutes", type=float, default=24.0, help="time budget of the diffusion stage")
+    t.add_argument("--ae-minutes", type=float, default=35.0, help="time budget of the autoencoder stage")
+    t.add_argument("--minutes", type=float, default=25.0, help="time budget of the diffusion stage")
+    t.add_argument("--guide-minutes", type=float, default=5.0, help="time budget of the finding guide's stage")
+    t.add_argument("--guide-only", action="store_true",
+                   help="keep the generator in --dir and train only its finding guide (and choose its scale)")
     t.add_argument("--ae-epochs", type=int, default=200)
     t.add_argument("--epochs", type=int, default=1000)
     t.add_argument("--batch", type=int, default=16)
@@ -133,7 +141,8 @@ def register(sub) -> None:
     e.add_argument("--guidance", type=float, help="classifier-free guidance (default: xr.generate.model.GUIDANCE, 5)")
     e.add_argument("--per-finding", type=int, default=16, help="films generated for each finding and for the normal report")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json beside the model")
+    e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json and the figures "
+                                                         "laterals.png / findings.png beside the model")
     e.set_defaults(fn=cmd_eval_generation)
 
     g = sub.add_parser("generate", help="synthetic films from a report, findings or the other view (PNG, marked "

@@ -19,7 +19,7 @@ from xr.decode.wording import Wording
 from xr.encode.text import TextEmbedder
 from xr.errors import UserError
 from xr.evaluate.labeler import POSITIVE, label_report
-from xr.generate.model import GUIDANCE, Condition, FilmGenerator
+from xr.generate.model import GUIDANCE, GUIDE_DIR, Condition, FilmGenerator, FindingGuide
 from xr.generate.transforms import to_film
 from xr.report import join_sections
 from xr.thresholds import Stance
@@ -40,6 +40,10 @@ def report_for(findings: Sequence[str], wording: Wording) -> str:
     return join_sections(written.findings, written.impression)
 
 
+def load_guide(directory: Path) -> FindingGuide | None:
+    return FindingGuide.from_pretrained(directory / GUIDE_DIR) if (directory / GUIDE_DIR / "config.json").is_file() else None
+
+
 def findings_vector(report: str, names: Sequence[str]) -> np.ndarray:
     labels = label_report(report)
     return np.array([labels.get(f) == POSITIVE for f in names], dtype=np.float32)
@@ -54,22 +58,25 @@ class Generated:
     seed: int
     steps: int
     guidance: float
+    guide: float  # the finding guide's scale (0: none)
     model: str
     provenance: dict = field(init=False)
 
     def __post_init__(self) -> None:
         self.provenance = {"model": self.model, "seed": self.seed, "steps": self.steps, "guidance": self.guidance,
-                           "given": self.given, "report": self.report, "findings": self.findings}
+                           "finding_guide": self.guide, "given": self.given, "report": self.report, "findings": self.findings}
 
 
 class FilmMaker:
-    def __init__(self, model: FilmGenerator, wording: Wording, embedder: TextEmbedder | None = None) -> None:
-        self.model, self.wording = model.eval(), wording
+    def __init__(self, model: FilmGenerator, wording: Wording, embedder: TextEmbedder | None = None,
+                 guide: FindingGuide | None = None) -> None:
+        self.model, self.wording, self.guide = model.eval(), wording, guide
         self._embedder = embedder
 
     @classmethod
     def from_pretrained(cls, directory: Path, wording_dir: Path) -> FilmMaker:
-        return cls(FilmGenerator.from_pretrained(directory), Wording.load(wording_dir))
+        """The generator in `directory`, with its finding guide where it has one."""
+        return cls(FilmGenerator.from_pretrained(directory), Wording.load(wording_dir), guide=load_guide(directory))
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -121,8 +128,9 @@ class FilmMaker:
             latents = {v: self.model.encode(self.film(p))[0] for v, p in given_films.items()}
         cond = self.condition(views, report, latents)
         made = self.model.sample(cond, torch.Generator().manual_seed(int(seed)), steps=steps, guidance=guidance,
-                                 progress=progress)
+                                 guide=self.guide, progress=progress)
         films = {v: np.round(made[i, 0].numpy() * 255).astype(np.uint8) for i, v in enumerate(views)}
         given = (["report"] if report else []) + list(given_films)
         found = [f for f, x in zip(self.model.config.findings, cond.findings[0].tolist(), strict=True) if x and report]
-        return Generated(films, report, found, given, int(seed), steps, guidance, self.model.config.version)
+        return Generated(films, report, found, given, int(seed), steps, guidance,
+                         self.guide.config.scale if self.guide is not None else 0.0, self.model.config.version)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ from xr.evaluate.generation import (
 )
 from xr.generate.anytoany import FilmMaker, report_for
 from xr.generate.filmset import FilmSet
-from xr.generate.model import GUIDANCE, Condition, FilmGenerator
+from xr.generate.model import GUIDANCE, Condition, FilmGenerator, FindingGuide
+from xr.generate.synthetic import watermark
 from xr.thresholds import Cut
 from xr.views import FRONTAL, LATERAL, VIEWS
 
@@ -77,13 +79,15 @@ class Features:
         return np.stack([f.pooled for f in feats]), self.eye.read(films, feats), self.unseen_eye.read(films, feats)
 
 
-def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidance: float, size: int = 16) -> list[np.ndarray]:
+def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidance: float, guide: FindingGuide | None,
+            size: int = 16) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     fields = ("view", "report", "findings", "other", "has_report", "has_other")
     n = cond.view.shape[0]
     for s in tqdm(range(0, n, size), desc="generating", unit="batch", file=sys.stderr, leave=False):
         part = Condition(*(getattr(cond, k)[s:s + size] for k in fields))
-        out += _uint8(model.sample(part, torch.Generator().manual_seed(seed + s), steps=steps, guidance=guidance))
+        out += _uint8(model.sample(part, torch.Generator().manual_seed(seed + s), steps=steps, guidance=guidance,
+                                     guide=guide))
     return out
 
 
@@ -107,9 +111,10 @@ def _set_scores(real: np.ndarray, fake: np.ndarray, resamples: int) -> dict:
 
 
 def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, seed: int = 0, steps: int = 30,
-                        guidance: float = GUIDANCE, per_finding: int = 16, resamples: int = 200,
-                        log: Callable[[str], None] = print) -> dict:
-    """`per_finding`: films generated for each finding the eye writes, and for the normal report."""
+                        guidance: float = GUIDANCE, guide: FindingGuide | None = None, per_finding: int = 16,
+                        resamples: int = 200, figures: Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """`per_finding`: films generated for each finding the eye writes, and for the normal report. With
+    `figures`, a folder: laterals.png and findings.png there (`plot_films`)."""
     model = model.eval()
     feats = Features()
     rng = np.random.default_rng(seed)
@@ -122,7 +127,7 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
         raise UserError(f"{len(held_f)} held-out frontal films: too few to measure")
     n = len(held_f)
     log(f"report -> frontal: {n} held-out frontal films, {n} generated from their reports, {n} training films as the floor")
-    generated = _sample(model, _rows(model, data, held_f, FRONTAL, True), seed, steps, guidance)
+    generated = _sample(model, _rows(model, data, held_f, FRONTAL, True), seed, steps, guidance, guide)
     real = [data.films[i, 0].numpy() for i in held_f]
     floor_idx = [int(i) for i in rng.choice(train_f, size=min(n, len(train_f)), replace=False)]
     floor = [data.films[i, 0].numpy() for i in floor_idx]
@@ -146,26 +151,62 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
     memo = memorisation(nearest_distances(imagenet["generated"], train_feats),
                         nearest_distances(imagenet["held-out"], train_feats))
 
-    consistency = _finding_consistency(model, feats, wording, per_finding, seed, steps, guidance)
+    made_for: dict[str, list[np.ndarray]] = {}
+    consistency = finding_consistency(model, feats, wording, per_finding, seed + 1000, steps, guidance, guide, made_for)
     _judge_on_real_films(consistency, model, data, held_f, chest_out["held-out"][2], feats)
-    pairs = _view_pairs(model, data, feats, seed, steps, guidance)
-    laterals = _laterals_read(model, data, held_f, feats, seed, steps, guidance)
+    shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pairs = _view_pairs(model, data, feats, seed, steps, guidance, guide, shown)
+    if figures is not None:
+        plot_films(figures, shown, {f or "normal report": v[0] for f, v in made_for.items()}, model.config.version)
+    laterals = _laterals_read(model, data, held_f, feats, seed, steps, guidance, guide)
     return {"laterals_read_as_lateral": laterals,
             "films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
-            "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM"},
+            "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM",
+                         "guide_scale": guide.config.scale if guide is not None else 0.0},
             "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall, "k": k}, "memorisation": memo,
-            "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version}
+            "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version, "size": model.config.size}
 
 
-def _finding_consistency(model: FilmGenerator, feats: Features, wording: Wording, per_finding: int, seed: int,
-                         steps: int, guidance: float) -> dict:
+GUIDE_SCALES = (0.0, 2.0, 8.0)  # the finding guide's candidates, set before any run
+CHOICE_SEED, CHOICE_PER_FINDING = 7, 12  # eval-generation's seeds start at 0 (films from reports) and 1000 (findings)
+
+
+def choose_guide_scale(model: FilmGenerator, guide: FindingGuide, data: FilmSet, val_frontal: list[int], wording: Wording,
+                       log: Callable[[str], None] = print, scales: tuple[float, ...] = GUIDE_SCALES,
+                       steps: int = 30) -> tuple[float, list[dict]]:
+    """The finding guide's scale, on validation patients and films made for ticked findings, never on the
+    held-out films: the scale whose films for each finding the eye tells best from films for the normal
+    report (mean AUC), among those whose frontals made from the validation patients' reports stay within
+    10 % of the unguided films' Xception FD from those patients' real frontals (a guide that draws the
+    finding by wrecking the film is no use to an educator). Returns the scale and every candidate's
+    figures."""
+    feats = Features()
+    real = feats.imagenet([data.films[i, 0].numpy() for i in val_frontal])
+    rows: list[dict] = []
+    for scale in scales:
+        guide.config.scale = scale
+        consistency = finding_consistency(model, feats, wording, CHOICE_PER_FINDING, CHOICE_SEED, steps, GUIDANCE, guide)
+        made = _sample(model, _rows(model, data, val_frontal, FRONTAL, True), CHOICE_SEED, steps, GUIDANCE, guide)
+        row = {"scale": scale, "mean_auc": float(np.mean([c["auc"] for c in consistency.values()])),
+               "fd": frechet_distance(real, feats.imagenet(made)), "auc": {f: c["auc"] for f, c in consistency.items()}}
+        log(f"finding guide {scale:g}: mean AUC {row['mean_auc']:.3f}, validation FD {row['fd']:.1f}")
+        rows.append(row)
+    fit = [r for r in rows if r["fd"] <= 1.1 * rows[0]["fd"]]
+    return max(fit, key=lambda r: r["mean_auc"])["scale"], rows
+
+
+def finding_consistency(model: FilmGenerator, feats: Features, wording: Wording, per_finding: int, seed: int,
+                        steps: int, guidance: float, guide: FindingGuide | None,
+                        films: dict[str, list[np.ndarray]] | None = None) -> dict:
+    """For each finding the eye reads, films generated for it against films for the normal report ("" in
+    `films`, which keeps every film made): the eye's AUC."""
     maker = FilmMaker(model, wording)
     # the findings the eye reads: its statement policy says anything at all of them (its AUC interval excludes chance)
     seen = [f for f in feats.eye.findings if f in model.config.findings and feats.eye.thresholds.cuts.get(f, Cut()) != Cut()]
-    films = {}
+    films = {} if films is None else films
     for f in ["", *seen]:
         cond = maker.condition([FRONTAL] * per_finding, report_for([f] if f else [], wording), {})
-        films[f] = _sample(model, cond, seed + 1000, steps, guidance)
+        films[f] = _sample(model, cond, seed, steps, guidance, guide)
     read = {f: feats.chest(v)[1] for f, v in films.items()}  # the eye's probabilities of every film
     out = {}
     for f in seen:
@@ -178,7 +219,7 @@ def _finding_consistency(model: FilmGenerator, feats: Features, wording: Wording
 
 def _judge_on_real_films(consistency: dict, model: FilmGenerator, data: FilmSet, held: list[int], probs: np.ndarray,
                          feats: Features) -> None:
-    """The judge's own reach at the generator's size: on the real held-out films (at 128 px), the AUC of the
+    """The judge's own reach at the generator's size: on the real held-out films (at that size), the AUC of the
     eye fit without them, films with the finding against those with none. Where it cannot tell them apart
     either, films generated for a finding cannot be shown to carry it, whatever the generator does."""
     labels = data.findings[held].numpy() > 0.5
@@ -194,7 +235,7 @@ def _judge_on_real_films(consistency: dict, model: FilmGenerator, data: FilmSet,
 
 
 def _laterals_read(model: FilmGenerator, data: FilmSet, held_f: list[int], feats: Features, seed: int, steps: int,
-                   guidance: float) -> dict:
+                   guidance: float, guide: FindingGuide | None) -> dict:
     """How many generated laterals the product's view rule (the view head, for a film without a header)
     reads as lateral: made from each held-out frontal film's report, and from the frontal film itself."""
     with torch.inference_mode():
@@ -202,17 +243,20 @@ def _laterals_read(model: FilmGenerator, data: FilmSet, held_f: list[int], feats
     out = {}
     for source, cond in (("report", _rows(model, data, held_f, LATERAL, True)),
                          ("frontal", _rows(model, data, held_f, LATERAL, False, latents, own=True))):
-        made = _sample(model, cond, seed + 3000, steps, guidance)
+        made = _sample(model, cond, seed + 3000, steps, guidance, guide)
         read = [view_of("unknown", f)[0] for s in range(0, len(made), 16) for f in feats.vision.encode(made[s:s + 16])]
         out[source] = {"films": len(made), "lateral": sum(v == LATERAL for v in read)}
     return out
 
 
-def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int, steps: int, guidance: float) -> dict:
+def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int, steps: int, guidance: float,
+                guide: FindingGuide | None, shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
     """Each held-out patient's one view made from the other; distances in pixels (RMSE, 0..1) and in
-    ImageNet features, against the mean training film of the target view."""
-    latents = torch.cat([model.encode(data.pixels(list(range(s, min(s + 64, len(data.groups))))))
-                         for s in range(0, len(data.groups), 64)])
+    ImageNet features, against the mean training film of the target view. Adds (frontal, its real lateral,
+    the lateral made from the frontal) of each patient to `shown`."""
+    with torch.no_grad():  # without, every film's encoding graph is kept: 24 GB at 256 px
+        latents = torch.cat([model.encode(data.pixels(list(range(s, min(s + 64, len(data.groups))))))
+                             for s in range(0, len(data.groups), 64)])
     out: dict = {"pairs": 0}
     for target, source in ((LATERAL, FRONTAL), (FRONTAL, LATERAL)):
         v = VIEWS.index(target)
@@ -220,8 +264,10 @@ def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int,
         train_v = [int(i) for i in np.flatnonzero(~data.held_out) if data.view[i] == v]
         if not idx or not train_v:
             continue
-        made = _sample(model, _rows(model, data, idx, target, False, latents), seed + 2000, steps, guidance)
+        made = _sample(model, _rows(model, data, idx, target, False, latents), seed + 2000, steps, guidance, guide)
         true = [data.films[i, 0].numpy() for i in idx]
+        if target == LATERAL:
+            shown += [(data.films[data.partner[i], 0].numpy(), t, m) for i, t, m in zip(idx, true, made, strict=True)]
         mean = np.round(data.pixels(train_v).mean(0)[0].numpy() * 255).astype(np.uint8)
         rmse = [float(np.sqrt(np.mean((m / 255 - t / 255) ** 2))) for m, t in zip(made, true, strict=True)]
         base = [float(np.sqrt(np.mean((mean / 255 - t / 255) ** 2))) for t in true]
@@ -237,11 +283,48 @@ def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int,
     return out
 
 
+def plot_films(folder: Path, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], made_for: dict[str, np.ndarray],
+               model: str) -> None:
+    """laterals.png: each held-out patient's frontal, its real lateral and the lateral made from the
+    frontal, side by side; findings.png: a frontal made for the normal report and for each finding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    titles = ("held-out frontal (given)", "its real lateral", "lateral made from the frontal")
+    fig, axes = plt.subplots(max(1, len(pairs)), 3, figsize=(7.5, 2.6 * max(1, len(pairs))), dpi=100, squeeze=False)
+    for r, row in enumerate(pairs):
+        for c, film in enumerate(row):
+            axes[r, c].imshow(watermark(film) if c == 2 else film, cmap="gray", vmin=0, vmax=255)
+            axes[r, c].set_title(titles[c] if r == 0 else "", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{model}: SYNTHETIC laterals beside real ones (patients never trained on)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(folder / "laterals.png")
+    plt.close(fig)
+    cols = min(5, len(made_for))
+    rows = -(-len(made_for) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), dpi=100, squeeze=False)
+    for ax, (name, film) in zip(axes.flat, made_for.items(), strict=False):
+        ax.imshow(watermark(film), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{model}: SYNTHETIC frontals made for ticked findings (one seed each)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(folder / "findings.png")
+    plt.close(fig)
+
+
 def format_markdown(r: dict) -> str:
     f = r["films"]
     d = r["decoding"]
-    lines = [f"Model `{r['model']}`; DDIM {d['steps']} steps, guidance {d['guidance']}, seed {d['seed']}. "
-             f"Report -> frontal on **{f['held_out_frontal']} held-out frontal films** (patients never trained on), "
+    lines = [f"Model `{r['model']}`; DDIM {d['steps']} steps, guidance {d['guidance']}, finding guide {d['guide_scale']:g}, "
+             f"seed {d['seed']}. "
+             f"{r['size']}-px films. Report -> frontal on **{f['held_out_frontal']} held-out frontal films** (patients never trained on), "
              f"one generated from each film's report; floor: as many training films.", "",
              "| feature space | set vs held-out real | FD | FD 95 % interval (bootstrap) | KID ± sd (half-size subsets) |",
              "|---|---|---:|---:|---:|"]
@@ -255,7 +338,7 @@ def format_markdown(r: dict) -> str:
               f"{m['generated_median']:.1f} vs held-out real {m['heldout_median']:.1f}; generated films closer to a "
               f"training film than any held-out real film is: {m['closer_than_any_heldout']}.", "",
               "| finding (films generated for it vs for the normal report) | eye AUC | 95 % interval | films each | "
-              "real held-out films (128 px), with it vs none: AUC of the eye fit without them | 95 % interval | "
+              f"real held-out films ({r['size']} px), with it vs none: AUC of the eye fit without them | 95 % interval | "
               "films (with / none) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
 

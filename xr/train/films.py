@@ -9,13 +9,14 @@ only (the patients xr.data.split does not hold out):
    Time is what this stage lacks most: continuing films 0.2.0's 10-minute autoencoder 8 more minutes
    took its reconstructions of the validation frontals from Xception FD 64.5 to 32.5 (at lr 1e-4: 47.0;
    with MONAI's patch discriminator at the tutorial's weight 0.01, lr 1e-4: 47.8, so no adversarial
-   term), hence 20 of the default 44 minutes (0.2.0's denoiser's validation loss was flat after 21 of
-   its 30);
+   term), hence 35 of the default 65 minutes at 256 px (0.2.0's denoiser's validation loss was flat
+   after 21 of its 30), and the epoch with the lowest validation L1 is kept;
 2. the latent denoiser and the condition space, the autoencoder frozen. Multi-prompt, as in MedCoDi-M:
    each example of a patient with both views is made from its report, from its other view or from both
    (a third each); a film without its other view, from its report; and one example in ten from nothing,
    so that sampling can use classifier-free guidance. A film without a report (NIH, covid_cxr_views) is
    given the report the site would write for its labels (xr.generate.anytoany.report_for).
+Both stages draw their epochs label-balanced (`balanced_draws`), so the rare findings are seen.
 
 Three parts, by a hash of the patient: the held-out part (xr.data.split, 30 %) that only eval-generation
 reads; a validation part (the next 10 %) for training's own checks, the loss curves and where sampling
@@ -43,14 +44,18 @@ from xr.data.films import LabelledFilm
 from xr.data.split import is_validation
 from xr.decode.wording import Wording
 from xr.encode.lung_unet import LungUNet
+from xr.generate.evaluation import GUIDE_SCALES, choose_guide_scale
 from xr.generate.filmset import FilmSet, prepare
-from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig
+from xr.generate.model import GUIDE_DIR, Condition, FilmGenerator, FilmGeneratorConfig, FindingGuide, FindingGuideConfig
 from xr.train.engine import accelerator, agree, seed_everything, shard
-from xr.views import VIEWS
+from xr.views import FRONTAL, VIEWS
 
 P_NOTHING = 0.1  # examples made from no input: the unconditional branch of guidance
 KL_WEIGHT = 1e-6
 PERCEPTUAL_WEIGHT = 1.0  # taming-transformers' and MONAI's 2-D LDM tutorial's weight beside L1
+# the perceptual term at 128 px: on 256-px films it took a training step from 5.8 to 9.4 s (2 CPU cores,
+# batch 16), and this stage is short of time, not of a loss
+PERCEPTUAL_SIZE = 128
 VALIDATION_UPTO = 0.4  # patients hashed below this but not held out (xr.data.split: below 0.3) validate
 
 
@@ -60,15 +65,18 @@ class ChestPerceptual(torch.nn.Module):
     trained on chest films (the chest encoder's feature space, which eval-generation also measures, is
     the third stage on: not these)."""
 
-    def __init__(self, depth: int = 2) -> None:
+    def __init__(self, depth: int = 2, size: int = PERCEPTUAL_SIZE) -> None:
         super().__init__()
         self.unet = LungUNet.from_pretrained(ASSETS / "lung_unet").eval().requires_grad_(False)
-        self.depth = depth
+        self.depth, self.size = depth, size
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a, b: (B, 1, H, W) in [-1, 1], the autoencoder's scale. That is twice the range the U-Net was
         trained on (x/255 - 0.5); features unit-normalised per pixel still compare structure, and every
-        setting of this stage was chosen with it so (halving it is untried)."""
+        setting of this stage was chosen with it so (halving it is untried). Films larger than `size` are
+        compared at `size` (area-averaged); L1 keeps the full-size detail."""
+        if a.shape[-1] > self.size:
+            a, b = (torch.nn.functional.interpolate(x, size=self.size, mode="area") for x in (a, b))
         unit = lambda f: f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)  # noqa: E731
         return sum(((unit(fa) - unit(fb)) ** 2).sum(1).mean() for fa, fb in
                    zip(self.unet.stages(a, self.depth), self.unet.stages(b, self.depth), strict=True))
@@ -107,16 +115,30 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     return t.as_tensor() if isinstance(t, MetaTensor) else t
 
 
-def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc, train: list[int], batch: int,
-              minutes: float, epochs: int, rng: random.Random, loss_of: Callable[[list[int]], torch.Tensor],
-              check: Callable[[], tuple[str, float]], log, clip: float | None = None) -> list[dict]:
-    """Epochs of `loss_of(batch)` over this process's shard of `train` until the time budget or the epoch
-    count; after each epoch, the validation check (name, value)."""
-    history, start = [], time.time()
+def balanced_draws(data: FilmSet, train: list[int]) -> list[float]:
+    """Each training film's weight in an epoch's draw: one over the square root of the number of training
+    films with its rarest finding (a normal film: of the normal films). A finding on 12 films is then drawn
+    about 8 times as often as one film of 700 normal ones, so the rare findings are seen every epoch; the
+    square root (set before any run, not tuned) keeps 12 films from being repeated into memorised ones."""
+    labels = data.findings[train] > 0.5
+    counts, normal = labels.sum(0), int((~labels.any(1)).sum())
+    return [float(counts[row].min() if row.any() else normal) ** -0.5 for row in labels]
+
+
+def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc, train: list[int], draws: list[float],
+              batch: int, minutes: float, epochs: int, rng: random.Random, loss_of: Callable[[list[int]], torch.Tensor],
+              check: Callable[[], tuple[str, float]], log, clip: float | None = None, keep_best: bool = False) -> list[dict]:
+    """Epochs of `loss_of(batch)` over this process's shard of `train` (each epoch as many films as
+    `train`, drawn with replacement by `draws`) until the time budget or the epoch count; after each epoch,
+    the validation check (name, value; lower is better). With `keep_best` the network ends with the
+    weights of its best epoch: the autoencoder's validation L1 jumps from epoch to epoch at a constant
+    learning rate, and films 0.3.0's budget ended on a worse epoch than its best."""
+    history: list[dict] = []
+    start = time.time()
+    best, best_state = float("inf"), None
     for epoch in range(1, epochs + 1):
         net.train()
-        order = list(train)
-        rng.shuffle(order)
+        order = rng.choices(train, weights=draws, k=len(train))
         mine, losses = shard(order, acc), []
         for s in tqdm(range(0, len(mine), batch), desc=f"{stage} epoch {epoch}", unit="batch", file=sys.stderr,
                       leave=False, disable=not acc.is_main_process):
@@ -135,8 +157,15 @@ def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc,
                         "minutes": minutes_so_far})
         log(f"{stage} epoch {epoch}: train loss {np.mean(losses):.4f}, {key.replace('_', ' ')} {value:.4f} "
             f"({minutes_so_far:.1f} min)")
+        if keep_best and value < best:
+            best, best_state = value, {k: v.detach().clone() for k, v in acc.unwrap_model(net).state_dict().items()}
         if agree(acc, minutes_so_far > minutes):  # every process stops at the same epoch
             break
+    if best_state is not None:
+        acc.unwrap_model(net).load_state_dict(best_state)
+        kept = min(history, key=lambda h: h[key])["epoch"]
+        history[kept - 1]["kept"] = True
+        log(f"{stage}: kept epoch {kept} ({key.replace('_', ' ')} {best:.4f})")
     return history
 
 
@@ -159,20 +188,26 @@ def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], val
         x = data.pixels(val).to(acc.device) * 2 - 1
         return "validation_l1", float((acc.unwrap_model(ae).reconstruct(x) - x).abs().mean())
 
-    history = run_stage("autoencoder", ae, opt, acc, train, batch, minutes, epochs, rng, loss_of, check, log)
+    history = run_stage("autoencoder", ae, opt, acc, train, balanced_draws(data, train), batch, minutes, epochs, rng, loss_of,
+                        check, log, keep_best=True)
     model.autoencoder = acc.unwrap_model(ae).cpu()
     return history
 
 
 @torch.no_grad()
-def scaled_latents(model: FilmGenerator, data: FilmSet, train: list[int], batch: int = 64) -> torch.Tensor:
-    """Every film's latent (the posterior mean), and the scale that gives the training latents unit
-    variance set in the config (MONAI's LDM recipe)."""
+def encoded(model: FilmGenerator, data: FilmSet, batch: int = 64) -> torch.Tensor:
+    """Every film's scaled latent (the posterior mean)."""
     model.eval()
-    mus = torch.cat([model.autoencoder.encode(data.pixels(list(range(s, min(s + batch, len(data.groups))))) * 2 - 1)[0]
-                     for s in range(0, len(data.groups), batch)])
-    model.config.latent_scale = float(1 / mus[train].std())
-    return mus * model.config.latent_scale
+    return torch.cat([model.encode(data.pixels(list(range(s, min(s + batch, len(data.groups))))))
+                      for s in range(0, len(data.groups), batch)])
+
+
+def scaled_latents(model: FilmGenerator, data: FilmSet, train: list[int]) -> torch.Tensor:
+    """Every film's latent, with the scale that gives the training latents unit variance set in the
+    config first (MONAI's LDM recipe)."""
+    model.config.latent_scale = 1.0
+    model.config.latent_scale = float(1 / encoded(model, data)[train].std())
+    return encoded(model, data)
 
 
 def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], val: list[int],
@@ -200,7 +235,8 @@ def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, t
                                      given_everything(data, val, latents).to(dev))
         return "validation_loss", float(torch.nn.functional.mse_loss(pred, val_noise.to(dev)))
 
-    return run_stage("denoiser", net, opt, acc, train, batch, minutes, epochs, rng, loss_of, check, log, clip=1.0)
+    return run_stage("denoiser", net, opt, acc, train, balanced_draws(data, train), batch, minutes, epochs, rng, loss_of,
+                     check, log, clip=1.0)
 
 
 @torch.no_grad()
@@ -227,6 +263,36 @@ def choose_start(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, tra
     return start
 
 
+def train_guide(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], val: list[int],
+                minutes: float, epochs: int, batch: int, rng: random.Random, log) -> tuple[FindingGuide, list[dict]]:
+    """The finding guide on the training films' latents noised to the steps sampling runs (up to the start
+    step): binary cross-entropy on their findings; the epoch with the lowest validation loss is kept."""
+    c = model.config
+    guide = FindingGuide(FindingGuideConfig(latent_channels=c.latent_channels, latent_size=c.latent_size,
+                                            findings=list(c.findings)))
+    acc = accelerator()
+    scheduler, top = model.noise_scheduler(), c.start_step + 1
+    opt = torch.optim.AdamW(guide.parameters(), lr=2e-4, weight_decay=1e-4)
+    net, opt = acc.prepare(guide, opt)
+    fixed = torch.Generator().manual_seed(0)
+    val_noise, val_t = torch.randn(latents[val].shape, generator=fixed), torch.randint(0, top, (len(val),), generator=fixed)
+    dev, bce = acc.device, torch.nn.functional.binary_cross_entropy_with_logits
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        z, t = latents[idx], torch.randint(0, top, (len(idx),))
+        noisy = scheduler.add_noise(z, torch.randn_like(z), t)
+        return bce(net(noisy.to(dev), t.to(dev), data.view[idx].to(dev)), data.findings[idx].to(dev))
+
+    def check() -> tuple[str, float]:
+        noisy = scheduler.add_noise(latents[val], val_noise, val_t)
+        logits = acc.unwrap_model(net)(noisy.to(dev), val_t.to(dev), data.view[val].to(dev))
+        return "validation_loss", float(bce(logits, data.findings[val].to(dev)))
+
+    history = run_stage("guide", net, opt, acc, train, balanced_draws(data, train), batch, minutes, epochs, rng, loss_of,
+                        check, log, keep_best=True)
+    return acc.unwrap_model(net).cpu().eval(), history
+
+
 def plot_curve(history: list[dict], path: Path) -> None:
     """Each stage's training loss and validation loss per epoch, side by side."""
     import matplotlib
@@ -248,12 +314,18 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minutes: float = 20, minutes: float = 24,
-                ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0, config: FilmGeneratorConfig | None = None,
+def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minutes: float = 35, minutes: float = 25,
+                guide_minutes: float = 5, ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0,
+                config: FilmGeneratorConfig | None = None, guide_only: bool = False,
+                guide_scales: tuple[float, ...] = GUIDE_SCALES, steps: int = 30,
                 log: Callable[[str], None] = print) -> FilmGenerator:
-    """Both stages on `films` outside the held-out and validation parts; writes the model (fp16),
-    history.json and training_curve.png to `out`."""
+    """The three stages on `films` outside the held-out and validation parts; writes the model (fp16),
+    history.json and training_curve.png to `out`, and the finding guide to `out/guide`. `guide_only`:
+    the generator in `out` is kept, and only its guide is trained and its scale chosen (among
+    `guide_scales`, sampling with `steps` DDIM steps)."""
     rng = seed_everything(seed)
+    if guide_only:
+        config = FilmGenerator.from_pretrained(out).config
     config = config or FilmGeneratorConfig()
     t0 = time.time()
     data = prepare(films, config, wording, log)
@@ -266,19 +338,32 @@ def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minut
     pairs = sum(1 for i in train if data.partner[i] >= 0 and data.view[i] == 0)
     log(f"{len(train)} training films ({pairs} patients with both views), {len(val)} validate, "
         f"{int(data.held_out.sum())} held out for eval-generation; read in {time.time() - t0:.0f} s")
-    model = FilmGenerator(config)
-    history = train_autoencoder(model, data, train, val, ae_minutes, ae_epochs, batch, rng, log)
-    latents = scaled_latents(model, data, train)
-    history += train_denoiser(model, data, latents, train, val, minutes, epochs, batch, rng, log)
-    model = model.cpu().eval()
-    model.config.start_step = choose_start(model, data, latents, train, val)
-    log(f"sampling starts at step {model.config.start_step} from the mean latent of the view")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, dtype=torch.float16)
-    summary = {"films": {"train": len(train), "validation": len(val), "held_out": int(data.held_out.sum()),
-                         "train_pairs": pairs},
-               "minutes": (time.time() - t0) / 60, "seed": seed, "epochs": history}
-    (out / "history.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot_curve(history, out / "training_curve.png")
+    parts = {"train": len(train), "validation": len(val), "held_out": int(data.held_out.sum()), "train_pairs": pairs}
+    if guide_only:
+        model = FilmGenerator.from_pretrained(out)
+        latents = encoded(model, data)
+    else:
+        model = FilmGenerator(config)
+        history = train_autoencoder(model, data, train, val, ae_minutes, ae_epochs, batch, rng, log)
+        latents = scaled_latents(model, data, train)
+        history += train_denoiser(model, data, latents, train, val, minutes, epochs, batch, rng, log)
+        model = model.cpu().eval()
+        model.config.start_step = choose_start(model, data, latents, train, val)
+        log(f"sampling starts at step {model.config.start_step} from the mean latent of the view")
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out, dtype=torch.float16)
+        summary = {"films": parts, "minutes": (time.time() - t0) / 60, "seed": seed, "epochs": history}
+        (out / "history.json").write_text(json.dumps(summary, indent=1) + "\n")
+        plot_curve(history, out / "training_curve.png")
+        log(f"generator trained in {(time.time() - t0) / 60:.1f} min; wrote {out}")
+    t1 = time.time()
+    guide, guide_history = train_guide(model, data, latents, train, val, guide_minutes, epochs, 4 * batch, rng, log)
+    val_frontal = [i for i in val if VIEWS[int(data.view[i])] == FRONTAL]
+    guide.config.scale, choice = choose_guide_scale(model, guide, data, val_frontal, wording, log, guide_scales, steps)
+    log(f"finding guide at scale {guide.config.scale:g}")
+    guide.save_pretrained(out / GUIDE_DIR, dtype=torch.float16)
+    guide_summary = {"films": parts, "minutes": (time.time() - t1) / 60, "seed": seed, "epochs": guide_history,
+                     "scale_choice": choice}
+    (out / GUIDE_DIR / "history.json").write_text(json.dumps(guide_summary, indent=1) + "\n")
     log(f"trained in {(time.time() - t0) / 60:.1f} min; wrote {out}")
     return model

@@ -20,8 +20,8 @@ from xr.workstation import Desk, Workstation
 
 VIEW_CHOICES = list(VIEWS)
 ABOUT = ("Synthetic films for teaching and for studies that lack a view, from a small latent diffusion model "
-         "trained on a few hundred films on a CPU (model card: `assets/film_generator/README.md`): "
-         "expect coarse 128-pixel films, not diagnostic images. Give a report, tick findings, or give one view "
+         "trained on about 800 films on a CPU (model card: `assets/film_generator/README.md`): "
+         "expect coarse 256-pixel films, not diagnostic images. Give a report, tick findings, or give one view "
          "to make the other. The same inputs and seed make the same films.")
 
 
