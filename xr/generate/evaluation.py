@@ -299,23 +299,24 @@ def plot_films(folder: Path, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarra
         for c, film in enumerate(row):
             axes[r, c].imshow(watermark(film) if c == 2 else film, cmap="gray", vmin=0, vmax=255)
             axes[r, c].set_title(titles[c] if r == 0 else "", fontsize=9)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.suptitle(f"{model}: SYNTHETIC laterals beside real ones (patients never trained on)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / "laterals.png")
-    plt.close(fig)
+    _save(fig, f"{model}: SYNTHETIC laterals beside real ones (patients never trained on)", folder / "laterals.png")
     cols = min(5, len(made_for))
     rows = -(-len(made_for) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), dpi=100, squeeze=False)
     for ax, (name, film) in zip(axes.flat, made_for.items(), strict=False):
         ax.imshow(watermark(film), cmap="gray", vmin=0, vmax=255)
         ax.set_title(name, fontsize=9)
-    for ax in axes.flat:
+    _save(fig, f"{model}: SYNTHETIC frontals made for ticked findings (one seed each)", folder / "findings.png")
+
+
+def _save(fig, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    for ax in fig.axes:
         ax.axis("off")
-    fig.suptitle(f"{model}: SYNTHETIC frontals made for ticked findings (one seed each)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(folder / "findings.png")
+    fig.savefig(path)
     plt.close(fig)
 
 
