@@ -179,6 +179,45 @@ def test_eval_generator_measures_a_test_split_in_one_command(shared, tmp_path):
     assert bad.returncode == 2 and "no nope studies" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_the_generator_learns_from_films_with_pseudo_reports_and_its_fusion_is_measured(shared, tmp_path):
+    """Issue 33: labelled films without reports (NIH layout) join IU train with label-matched pseudo-reports,
+    and the fusion is measured before and after on their patient-disjoint validation part."""
+    from xr.data.films import load_films
+    from xr.data.split import is_validation
+    from xr.draft.dffg import DFFGDrafter
+
+    root, _ = small_iu(tmp_path)
+    src, nih = SHARED / "data" / "nih_cxr14_sample", tmp_path / "nih"
+    (nih / "images").mkdir(parents=True)
+    lines = (src / "labels.csv").read_text().splitlines()[:25]
+    (nih / "labels.csv").write_text("\n".join(lines) + "\n")
+    for line in lines[1:]:
+        (nih / "images" / line.split(",")[0]).symlink_to(src / "images" / line.split(",")[0])
+    films = load_films(nih=nih)
+    held = [f for f in films if is_validation(f.group)]
+    assert 0 < len(held) < len(films) == 24
+    out = tmp_path / "dffg"
+    r = run(["train-generator", "--data", str(root), "--films", str(nih), "--out", str(out), "--epochs", "1",
+             "--threads", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    fusion = json.loads((out / "FUSION.json").read_text())
+    t = fusion["training"]
+    assert t["pseudo_reports"] == len(films) - len(held) and t["films"] == ["nih"] and t["epochs"] == 1
+    history = json.loads((out / "history.json").read_text())
+    assert history["with_images"] == t["with_images"] >= t["pseudo_reports"]  # IU's own films not counted twice
+    assert DFFGDrafter(out).with_images == history["with_images"]  # what the drafter's note and map rest on
+    assert set(fusion["figures"]) == {"before (dffg)", "after"}
+    for f in fusion["figures"].values():
+        assert f["films"] == len(held)
+        assert set(f["rows"]) == {f"{p}/{m}" for p in ("none", "eye") for m in ("dynamic", "fixed", "text")}
+        assert set(f["gates"]) == {"none", "eye"} and 0 <= f["gates"]["none"]["mean_gate"] <= 1
+    assert f"{len(held)} validation films (patient-disjoint)" in (out / "FUSION.md").read_text()
+    bad = run(["train-generator", "--data", str(root), "--films", str(tmp_path), "--out", str(tmp_path / "x")], tmp_path)
+    assert bad.returncode == 2 and "no labels.csv there" in bad.stderr and not (tmp_path / "x").exists()
+    bad = run(["train-generator", "--data", str(root), "--films", str(nih)], tmp_path)
+    assert bad.returncode == 2 and "--films needs --data IU_DIR" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_train_writer_chooses_its_words_and_thresholds_on_train(shared, tmp_path):
     from xr.decode.wording import Wording, sentence_labels
     from xr.thresholds import Thresholds

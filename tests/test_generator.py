@@ -242,3 +242,35 @@ def test_shipped_drafter_with_an_image(drafter, shared):
     w = np.array(d.views[0].fusion_weights)
     assert w.shape == (16, 16) and (w >= 0).all() and (w <= 1).all()
     assert d.to_json()["fusion_weights"]["0"] == d.views[0].fusion_weights
+
+
+def test_pseudo_reports_match_the_labels_and_vary_among_equals():
+    """Issue 33: a film without a report gets a training report stating its findings (fewest differing labels)."""
+    from xr.data.pseudo_reports import match_reports
+
+    reports = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 1], [1, 1, 0]], dtype=np.float32)
+    films = np.array([[0, 1, 0]] * 40 + [[0, 0, 1], [1, 1, 1]], dtype=np.float32)
+    rows = match_reports(films, reports, np.random.default_rng(0))
+    assert set(rows[:40]) == {1, 2}  # both exact matches, drawn at random
+    assert rows[40] == 3  # no report has the third finding alone: the nearest (one label apart)
+    assert rows[41] in {3, 4}  # two labels of three shared: either nearest
+    assert np.array_equal(rows, match_reports(films, reports, np.random.default_rng(0)))  # seeded
+
+
+def test_gate_statistics_tell_a_flat_map_from_one_that_follows_the_evidence():
+    from xr.evaluate.fusion import gate_statistics, is_flat, regional
+
+    mask = np.zeros((256, 256), bool)
+    mask[32:224, 16:112] = mask[32:224, 144:240] = True
+    lungs = regional(mask, 16)
+    assert lungs.shape == (16, 16) and lungs[8, 3] == 1 and lungs[8, 8] == 0 and lungs[0, 0] == 0
+    rng = np.random.default_rng(0)
+    evidence = rng.random((5, 16, 16))
+    follows = 0.3 + 0.6 * evidence * (lungs >= 0.5)  # high where the evidence is, in the lungs
+    flat = np.full((5, 16, 16), 0.99) + rng.normal(0, 0.001, (5, 16, 16))
+    s_follow = gate_statistics(follows, np.stack([lungs] * 5), evidence)
+    s_flat = gate_statistics(flat, np.stack([lungs] * 5), evidence)
+    assert s_follow["evidence_correlation"] > 0.99 and abs(s_flat["evidence_correlation"]) < 0.5
+    assert s_follow["inside_lungs"] > s_follow["outside_lungs"] + 0.2
+    assert s_flat["flat_films"] == 5 and s_follow["flat_films"] == 0
+    assert is_flat(flat[0]) and not is_flat(follows[0])

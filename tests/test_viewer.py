@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from xr.result import DraftResult, rle
-from xr.ui.viewer import DISPLAY, ShownFilm, hanging, render, views_of
+from xr.ui.viewer import DISPLAY, FLAT_FUSION, FUSION, ShownFilm, Viewer, hanging, render, views_of
 from xr.visualize import window_level, zoom_box
 
 
@@ -67,3 +67,18 @@ def test_views_hang_frontal_left_lateral_right_and_laterals_have_no_lung_mask(ni
     assert hanging(views[:1], "1") == (views[0], None)
     plain = np.asarray(render(views[1], "none", 128, 255, False, 1, (0.5, 0.5)))
     assert np.array_equal(np.asarray(render(views[1], "lung mask", 128, 255, False, 1, (0.5, 0.5))), plain)
+
+
+def test_the_fusion_map_is_explained_where_it_varies_and_called_flat_where_it_does_not(nih_pixels):
+    """Issue 33: the viewer said the map was flat whatever the weights; now the map's own spread decides."""
+    flat = np.full((16, 16), 0.99)
+    flat[3, 4] = 0.5  # one odd region does not make a map
+    varied = np.linspace(0.2, 0.9, 256).reshape(16, 16)
+
+    def caption(*grids):
+        views = [ShownFilm(nih_pixels, f"View {i + 1}", grid=None if g is None else g.tolist()) for i, g in enumerate(grids)]
+        return Viewer._pictures(views, "1", "fusion weights", 128, 255, False, 1, (0.5, 0.5))[2]
+
+    assert FLAT_FUSION in caption(flat) and FUSION not in caption(flat)
+    assert FUSION in caption(varied) and FUSION in caption(varied, flat) and FLAT_FUSION not in caption(varied)
+    assert "No fusion-weight map" in caption(None)

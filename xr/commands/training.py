@@ -101,6 +101,9 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.train.generator import finetune_from_edits, train
 
     main, log = main_process()
+    if args.films:
+        _train_on_films(args, log, main)
+        return 0
     if args.edits:
         info = finetune_from_edits(Path(args.edits), _edits_out(args, "model"), base=Path(args.base or ASSETS / "dffg"),
                                    epochs=args.epochs or 3, threads=args.threads, log=log)
@@ -113,7 +116,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
     out = Path(args.out or ASSETS / "dffg")
     data = Data(Path(args.data), log=log)  # one reading of the data for training and for the writer
-    summary = train(root=Path(args.data), out_dir=out, data=data, epochs=args.epochs or 20, lr=args.lr, d=args.d,
+    summary = train(root=Path(args.data), out_dir=out, data=data, epochs=args.epochs or 20, lr=args.lr or 1e-3, d=args.d,
                     n_layers=args.layers, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, log=log)
     if not main:
         return 0
@@ -122,6 +125,31 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if args.eval:
         evaluate_generator(out, Path(args.data), args.beam, args.threads, log)
     return 0
+
+
+def _train_on_films(args: argparse.Namespace, log: Callable[[str], None], main: bool) -> None:
+    """Continue --base on IU train plus the films with pseudo-reports, then measure the fusion of the base and
+    of the result on the films' validation part (FUSION.md and FUSION.json in --out)."""
+    from xr.config import ASSETS
+    from xr.data.films import load_films
+    from xr.decode.model import DFFGModel
+    from xr.train.generator import finetune_on_films, fusion_figures, fusion_markdown
+
+    if not (args.data and args.out):
+        raise UserError("--films needs --data IU_DIR (the training reports) and --out DIR")
+    for root in args.films:  # every folder readable before minutes of work
+        load_films(nih=root)
+    base, out = Path(args.base or ASSETS / "dffg"), Path(args.out)
+    before = DFFGModel.from_pretrained(base)  # read now: --out may be --base
+    info, data = finetune_on_films(args.films, out, Path(args.data), base, epochs=args.epochs or 6, lr=args.lr or 3e-4,
+                                   seed=args.seed, threads=args.threads, log=log)
+    if not main:
+        return
+    figures = {f"before ({base.name})": fusion_figures(before, data), "after": fusion_figures(DFFGModel.from_pretrained(out), data)}
+    (out / "FUSION.json").write_text(json.dumps({"training": {k: v for k, v in info.items() if k != "history"},
+                                                 "figures": figures}, indent=1) + "\n")
+    (out / "FUSION.md").write_text(fusion_markdown(figures))
+    print((out / "FUSION.md").read_text())
 
 
 def _train_writer(data, out: Path, log: Callable[[str], None]) -> None:
@@ -222,10 +250,14 @@ def register(sub) -> None:
     g = sub.add_parser("train-generator", help="train the DFFG report generator on IU X-ray train, select on val")
     g.add_argument("--data", default=None, help="IU X-ray folder (annotation.json, reports/, images)")
     g.add_argument("--edits", default=None, help="fine-tune on an export-edits file instead (needs --out)")
-    g.add_argument("--base", default=None, help="with --edits: the model to continue from (default assets/dffg)")
+    g.add_argument("--films", action="append", default=None, metavar="NIH_DIR",
+                   help="continue --base on IU train plus these labelled films (NIH layout; repeat for more folders) "
+                        "with label-matched pseudo-reports, and measure its fusion on their validation part (needs --data "
+                        "and --out)")
+    g.add_argument("--base", default=None, help="with --edits or --films: the model to continue from (default assets/dffg)")
     g.add_argument("--out", default=None, help="output folder (default assets/dffg)")
-    g.add_argument("--epochs", type=int, default=None, help="default 20 (3 with --edits)")
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--epochs", type=int, default=None, help="default 20 (3 with --edits, 6 with --films)")
+    g.add_argument("--lr", type=float, default=None, help="default 1e-3 (3e-4 with --films)")
     g.add_argument("--d", type=int, default=192, help="model width")
     g.add_argument("--layers", type=int, default=3)
     g.add_argument("--seed", type=int, default=0)

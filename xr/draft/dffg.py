@@ -97,6 +97,13 @@ class ReportMemory:
 
 
 # ---- the drafter -------------------------------------------------------------------------------------
+def studies_with_films(directory: Path) -> int:
+    """How many training studies had films, as training wrote it (`history.json`): below FEW_STUDIES the
+    gate map means little."""
+    path = Path(directory) / "history.json"
+    return json.loads(path.read_text()).get("with_images", 0) if path.is_file() else 0
+
+
 class DFFGDrafter:
     model = "dffg"
     version = "0.4.0"  # 0.3: the faithful writer; 0.4: the statement policy (xr.thresholds)
@@ -120,8 +127,7 @@ class DFFGDrafter:
         self.wording = Wording.load(directory if (directory / WORDING).is_file() else DFFG_DIR)
         self.thresholds = Thresholds.load(directory)
         # how many training studies had films (train-generator writes it): the gate map means little below a few
-        self.with_images = json.loads((directory / "history.json").read_text()).get("with_images", 0) \
-            if (directory / "history.json").is_file() else 0
+        self.with_images = studies_with_films(directory)
 
     # lazily built collaborators: a text-only draft never loads the vision models
     @property

@@ -74,11 +74,13 @@ class DynamicFusion(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.mode = "dynamic"
 
-    def reset_gates(self) -> None:
+    def reset_gates(self, text: bool = True) -> None:
         """The gate heads' initialisation again (for a model whose weight initialisation visits every
-        Linear layer: `xr.decode.model.DFFGModel._init_weights`)."""
+        Linear layer: `xr.decode.model.DFFGModel._init_weights`); `text=False`: the visual one alone (a
+        model about to see films for the first time, whose visual gate had almost none to learn from)."""
         _init_gate(self.visual_gate)
-        _init_gate(self.text_gate)
+        if text:
+            _init_gate(self.text_gate)
 
     def forward(self, visual: torch.Tensor, visual_mask: torch.Tensor,
                 text: torch.Tensor, text_mask: torch.Tensor) -> FusionOutput:

@@ -7,6 +7,9 @@ each dropped at random (modality dropout) so the model works without any of them
   the labels of the retrieved reports (what text mode gives at test time); k reports retrieved by the
   indication's MiniLM embedding from the other training cases (never the case itself); the views'
   regional features where the study has images (only 4 train studies here).
+Films without reports (NIH ChestX-ray14) join with a label-matched pseudo-report (`Data.add_films`), so that
+the visual pathway learns from about a thousand films; `fusion_figures` measures what its gates then do on
+the films' patient-disjoint validation part.
 Model selection: val CIDEr of greedy decoding in text mode after every epoch; early stopping.
 """
 from __future__ import annotations
@@ -22,9 +25,12 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from xr.config import ASSETS
+from xr.config import ASSETS, settings
 from xr.data.case import Case
+from xr.data.films import load_films
 from xr.data.layouts import load_cases
+from xr.data.pseudo_reports import match_reports
+from xr.data.split import is_validation
 from xr.decode.beam import beam_search, greedy
 from xr.decode.faithful import stance_prompt, write
 from xr.decode.generation import GENERATION_CONFIG, GenerationConfig
@@ -33,17 +39,21 @@ from xr.decode.processing import Example, collate
 from xr.decode.vocab import Vocabulary
 from xr.decode.wording import FILE as WORDING
 from xr.decode.wording import Wording
-from xr.draft.dffg import DFFG_DIR, ReportMemory
+from xr.draft.dffg import DFFG_DIR, FEW_STUDIES, ReportMemory, studies_with_films
 from xr.draft.prepare import Films, example, prepare
-from xr.encode.finding_head import FindingHead
+from xr.encode.cache import FeatureCache
+from xr.encode.finding_head import HOLDOUT, FindingHead
 from xr.encode.text import TextEmbedder
 from xr.encode.vision import VisionEncoder
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
+from xr.evaluate.fusion import gate_statistics, regional
+from xr.evaluate.images import SCORED, score_images
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
 from xr.ingest import read_pixels
 from xr.ingest.image import IngestedImage
+from xr.ingest.study import read_image
 from xr.normalize import informative, normalize
 from xr.report import split_sections
 from xr.thresholds import FILE as THRESHOLDS
@@ -52,6 +62,7 @@ from xr.train.edits import EditsError, edit_lines
 from xr.train.engine import accelerator, agree, seed_everything, shard
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+FILM_PROMPT = 0.5  # a film with a pseudo-report: how often its prompt is its labels (else none: its regions must say them)
 
 
 def labels_vector(text: str) -> np.ndarray:
@@ -113,6 +124,8 @@ class Data:
         self.val_nb = [self.memory.by_text(q, k) for q in self.val_q]
         self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")  # the drafter's eye, as shipped
         self.images: dict[str, Films] = {}
+        self.pseudo: set[str] = set()  # the training cases that are films with a pseudo-report (add_films)
+        self.film_val: list[Case] = []
         with_images = [c for c in self.train + self.val if c.image_paths]
         if with_images:
             enc = VisionEncoder()
@@ -133,12 +146,47 @@ class Data:
         self.train_q = self._embed(self.embedder, self.train)
         self.train_labels = np.stack([labels_vector(c.findings) for c in self.train])
         self.train_nb = [self.memory.by_text(q, 2 * k) for q in self.train_q]
-        self.images = {}
+        self.images, self.pseudo, self.film_val = {}, set(), []
         if any(c.image_paths for c in self.train):
             enc, eye = VisionEncoder(), FindingHead.from_pretrained(ASSETS / "finding_head")
             self.images = {c.id: films_of(c.image_paths, enc, eye) for c in self.train if c.image_paths}
         log(f"{len(self.train)} approved studies from {path.name}, {len(self.images)} with images")
         return self
+
+    def add_films(self, nih_roots: list[Path], seed: int = 0, log=print) -> None:
+        """Labelled films without reports (NIH-layout folders) as studies whose text is a label-matched
+        pseudo-report from the training reports (xr.data.pseudo_reports; compared on the findings the NIH labels
+        name). The training part (the eye's, by patient: xr.data.split) joins `train`; the validation part is kept
+        in `film_val` for `fusion_figures`, its eye reading from the finding head fit without it (`holdout/`)."""
+        films = [f for root in nih_roots for f in load_films(nih=root)]
+        if not films:
+            raise UserError(f"no labelled films in {', '.join(str(r) for r in nih_roots)}")
+        cols = [FINDINGS.index(f) for f in SCORED]
+        y = np.array([[f in film.labels for f in SCORED] for film in films], dtype=np.float32)
+        rows = match_reports(y, self.memory.labels[:, cols], np.random.default_rng(seed))
+        s = settings()
+        enc = VisionEncoder(cache=FeatureCache(s.data_dir / "cache"), s=s)
+        self.film_eye = FindingHead.from_pretrained(ASSETS / "finding_head" / HOLDOUT)  # never saw film_val's patients
+        eyes = {False: self.eye, True: self.film_eye}
+        for film, row in tqdm(list(zip(films, rows, strict=True)), desc="films", unit="film", file=sys.stderr, disable=None):
+            held = is_validation(film.group)
+            case = Case(f"nih:{film.path.name}", "val" if held else "train", self.memory.findings[row],
+                        self.memory.impressions[row], "", (film.path,), film.labels)
+            image = read_image(film.path.read_bytes(), film.path.name, s)
+            prepared = prepare([image], enc, eyes[held])
+            if held:
+                self.film_val.append(case)
+            else:
+                prepared.pixels = []  # training reads the regions only
+                self.train.append(case)
+                self.train_q.append(None)
+                self.train_nb.append(self.memory.by_text(None, 2 * self.k, exclude=int(row)))  # never its own words
+                self.pseudo.add(case.id)
+            self.images[case.id] = prepared
+        added = [int(r) for film, r in zip(films, rows, strict=True) if not is_validation(film.group)]
+        self.train_labels = np.vstack([self.train_labels, self.memory.labels[added]])
+        log(f"{len(films) - len(self.film_val)} films with pseudo-reports in training, {len(self.film_val)} kept to measure "
+            f"the fusion on ({len({int(r) for r in rows})} distinct training reports)")
 
     @staticmethod
     def _embed(emb: TextEmbedder, cases) -> list:
@@ -158,6 +206,8 @@ class Data:
         ex = Example(target=self.vocab.encode_target(c.findings, c.impression, 100))
         if self.train_q[i] is not None and rng.random() > 0.25:
             ex.indication, ex.indication_emb = c.indication, self.train_q[i]
+        if c.id in self.pseudo:
+            p_true, p_retrieved = FILM_PROMPT, 0.0
         r = rng.random()
         if r < p_true:
             y = self.train_labels[i]
@@ -169,8 +219,9 @@ class Data:
         if rng.random() > 0.1:
             ex.retrieved = [self.memory.findings[r] for r, _ in rows if rng.random() > 0.15]
         if c.id in self.images:  # each film dropped at random (the eye's reading is not a training input)
-            films = self.images[c.id]
-            keep = [j for j in range(len(films.views)) if rng.random() > 0.3] if rng.random() > 0.2 else []
+            films = self.images[c.id]  # a pseudo-report's film is always kept: without it the text is another patient's
+            keep = [j for j in range(len(films.views)) if c.id in self.pseudo or rng.random() > 0.3] \
+                if c.id in self.pseudo or rng.random() > 0.2 else []
             ex.regions, ex.views = [films.features[j].regions for j in keep], [films.names[j] for j in keep]
         return ex
 
@@ -222,6 +273,99 @@ def generate(model: DFFGModel, data: Data, idx: list[int], mode: str, generation
             findings, impression = data.vocab.decode(sq)
             out[data.val[i].id] = write(findings, impression, stances[k], writer[0]).findings if writer else findings
     return out
+
+
+FUSION_PROMPTS = ("none", "eye")  # the films alone; the eye's stances, as the drafter gives them
+FUSION_ROWS = ("dynamic", "fixed", "text")
+
+
+def film_example(data: Data, case: Case, prompt: str) -> Example:
+    """A validation film as the drafter would give it to the generator, with the typical training reports as
+    its retrieved reports (as in training: the case library's image neighbours are not part of this
+    measurement), and either no finding prompt or the stances of the eye that never saw the film's patient."""
+    films = data.images[case.id]
+    rows = data.memory.by_text(None, data.k)
+    ex = example(films, np.zeros(len(FINDINGS), np.float32) if prompt == "eye" else None,
+                 [data.memory.findings[r] for r, _ in rows], target=data.vocab.encode_target(case.findings, case.impression, 100))
+    if prompt == "eye":
+        as_drafted(ex, data.film_eye.thresholds)
+    return ex
+
+
+def fusion_figures(model: DFFGModel, data: Data, batch: int = 32) -> dict:
+    """On the films' validation part (patients neither the generator nor the eye reading them was fit on):
+    the generator's own findings text (greedy; without the faithful writer, which makes a draft say the eye's
+    stances whatever the gates do) scored against the films' labels (xr.evaluate.images), with the fusion
+    dynamic, fixed at 0.5 or text only, and the prompt empty or the eye's stances; the teacher-forced loss of
+    the pseudo-reports (how much the film tells the words); the dynamic gates' statistics (xr.evaluate.fusion)
+    against the lung mask and the eye's evidence map."""
+    model.eval()
+    cases, grid = data.film_val, model.config.grid
+    truth = [c.labels for c in cases]
+    read = [data.images[c.id].read for c in cases]
+    allowed, generation = data.vocab.output_mask(), GenerationConfig().replace(num_beams=1)
+    out: dict = {"films": len(cases), "decoding": "greedy", "rows": {}}
+    for prompt in FUSION_PROMPTS:
+        exs = [film_example(data, c, prompt) for c in cases]
+        for mode in FUSION_ROWS:
+            model.fusion.mode = mode
+            texts, gates, losses = [], [], []
+            for s in range(0, len(exs), batch):
+                b = collate(exs[s:s + batch], data.vocab, model.config)
+                with torch.inference_mode():
+                    fused = model.encode(b)
+                    seqs = greedy(model, fused, allowed, generation)
+                    losses.append(model(b).item() * len(seqs))
+                texts += [data.vocab.decode(q)[0] for q in seqs]
+                gates.append(fused.visual_gate.reshape(-1, grid, grid).numpy())
+            scores = score_images(truth, texts, read)
+            out["rows"][f"{prompt}/{mode}"] = {**{k: scores["drafts"][k] for k in ("micro", "macro", "macro_over")},
+                                               "loss": sum(losses) / len(exs)}
+            out.setdefault("floors", {k: scores[k] for k in ("constant", "eye_labels")})
+            if mode == "dynamic":
+                out.setdefault("gates", {})[prompt] = gate_statistics(np.concatenate(gates), *_lungs_and_evidence(data, cases, grid))
+    model.fusion.mode = "dynamic"
+    return out
+
+
+def _lungs_and_evidence(data: Data, cases: list[Case], grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per film: each region's share in the lungs, and the eye's evidence map of its most probable finding."""
+    lungs, evidence = [], []
+    for c in cases:
+        films = data.images[c.id]
+        f = films.features[0]
+        top = max((x for x in films.read if x != "No Finding"), key=lambda x: films.read[x])
+        lungs.append(regional(f.mask, grid))
+        evidence.append(data.film_eye.evidence(films.pixels[0], f, [top])[top])
+    return np.stack(lungs), np.stack(evidence)
+
+
+def fusion_markdown(figures: dict[str, dict]) -> str:
+    """One table of findings scores per model, then the gates' statistics (`figures`: model name -> figures)."""
+    first = next(iter(figures.values()))
+    lines = [f"{first['films']} validation films (patient-disjoint), generator's own findings text ({first['decoding']}), "
+             "findings stated by the labeler against the NIH labels.", "",
+             "| model | prompt | fusion | micro F1 | macro F1 | macro P | macro R | pseudo-report loss |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for name, f in figures.items():
+        for key, r in f["rows"].items():
+            prompt, mode = key.split("/")
+            lines.append(f"| {name} | {prompt} | {mode} | {r['micro']['f1']:.3f} | {r['macro']['f1']:.3f} | "
+                         f"{r['macro']['precision']:.3f} | {r['macro']['recall']:.3f} | {r['loss']:.4f} |")
+    for floor, r in first["floors"].items():
+        lines.append(f"| floor: {floor.replace('_', ' ')} | | | {r['micro']['f1']:.3f} | {r['macro']['f1']:.3f} | "
+                     f"{r['macro']['precision']:.3f} | {r['macro']['recall']:.3f} | |")
+    lines += ["", "| model | prompt | mean gate | s.d. within a film | p95 - p5 | inside lungs | outside | "
+                  "correlation with the evidence map (in the lungs) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def num(x):
+        return "–" if x is None else f"{x:.3f}"
+    for name, f in figures.items():
+        for prompt, g in f["gates"].items():
+            lines.append(f"| {name} | {prompt} | {num(g['mean_gate'])} | {num(g['sd_within_film'])} | "
+                         f"{num(g['p95_minus_p5_within_film'])} | {num(g['inside_lungs'])} | {num(g['outside_lungs'])} | "
+                         f"{num(g['evidence_correlation'])} ({g['correlated_films']} films) |")
+    return "\n".join(lines) + "\n"
 
 
 def thresholds_for(mode: str, data: Data, retrieval: Thresholds) -> Thresholds:
@@ -296,26 +440,56 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
     """Continue training the model in `base` on approved studies (an export-edits file), at a low learning
     rate, keeping its vocabulary and retrieval memory; save the result (and provenance) to `out_dir`.
     Words the vocabulary lacks are learnt as <unk>: the vocabulary changes only with a full retraining."""
+    net = DFFGModel.from_pretrained(base)
+    data = Data.from_edits(Path(edits), Path(base), data_dir or settings().data_dir, k=net.config.k, log=log)
+    return finetune(net, data, Path(base), Path(out_dir), {"edits": Path(edits).name}, epochs, lr, batch_size, seed,
+                    threads, log)
+
+
+def finetune_on_films(nih_roots: list[Path], out_dir: Path, root: Path = IU_ROOT, base: Path = DFFG_DIR, epochs: int = 6,
+                      lr: float = 3e-4, batch_size: int = 32, seed: int = 0, threads: int = 2, log=print) -> tuple[dict, Data]:
+    """Continue the model in `base` on IU train plus the labelled films of `nih_roots` with label-matched
+    pseudo-reports (`Data.add_films`), abnormal cases seen twice per epoch, as the model was trained. The visual
+    gate starts again from its initialisation where the base saw fewer than FEW_STUDIES studies with films
+    (saturated near 1, it would barely move). The number of epochs and the learning rate are set beforehand,
+    not chosen on a measured figure."""
+    net = DFFGModel.from_pretrained(base)
+    if studies_with_films(base) < FEW_STUDIES:
+        net.fusion.reset_gates(text=False)
+    data = Data(root, k=net.config.k, log=log)
+    data.vocab = Vocabulary.load(Path(base) / "vocab.json")  # the model's own words
+    data.add_films([Path(r) for r in nih_roots], seed, log)
+    info = finetune(net, data, Path(base), Path(out_dir), {"films": [Path(r).name for r in nih_roots],
+                                                          "pseudo_reports": len(data.pseudo)},
+                    epochs, lr, batch_size, seed, threads, log, abnormal_repeat=2, base_data=True)
+    return info, data
+
+
+def finetune(net: DFFGModel, data: Data, base: Path, out_dir: Path, provenance: dict, epochs: int, lr: float,
+             batch_size: int, seed: int, threads: int, log=print, abnormal_repeat: int = 1, base_data: bool = False) -> dict:
+    """Teacher forcing from `net` (loaded from `base`) at a constant learning rate; the weights, the base's
+    vocabulary, retrieval memory, words and thresholds, `finetune.json` (provenance) and `history.json` (the
+    base's, with the studies with films counted up: the drafter says whether its gate map means anything by it)
+    written to `out_dir`. `base_data`: `data` includes the base's own training studies (not counted twice)."""
     import shutil
 
-    from xr.config import settings
     torch.set_num_threads(threads)
     rng = seed_everything(seed)
     acc = accelerator()
-    base, out_dir = Path(base), Path(out_dir)
-    net = DFFGModel.from_pretrained(base)
-    data = Data.from_edits(Path(edits), base, data_dir or settings().data_dir, k=net.config.k, log=log)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))
+    order += [i for i in order if data.train_labels[i][1:].any()] * (abnormal_repeat - 1)  # [0] is No Finding
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)  # constant: a few small steps
     model = acc.prepare_model(net)
-    history = []
+    history, t0 = [], time.time()
     for epoch in range(1, epochs + 1):
         loss = run_epoch(model, data, order, rng, opt, sched, batch_size, 0.85, 0.1, acc, epoch)
-        history.append({"epoch": epoch, "train_loss": loss})
+        history.append({"epoch": epoch, "train_loss": loss, "minutes": (time.time() - t0) / 60})
         log(f"epoch {epoch} train_loss {loss:.3f}")
-    info = {"fine_tuned_from": str(base), "edits": Path(edits).name, "studies": len(data.train),
-            "with_images": len(data.images), "epochs": epochs, "lr": lr, "seed": seed, "history": history,
+    base_history = json.loads((base / "history.json").read_text()) if (base / "history.json").is_file() else {}
+    with_images = sum(c.id in data.images for c in data.train)
+    info = {"fine_tuned_from": str(base), **provenance, "studies": len(data.train), "with_images": with_images,
+            "epochs": epochs, "lr": lr, "seed": seed, "minutes": (time.time() - t0) / 60, "history": history,
             **({"processes": acc.num_processes} if acc.num_processes > 1 else {})}
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +498,10 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
             if (base / name).exists() and (base / name).resolve() != (out_dir / name).resolve():
                 shutil.copyfile(base / name, out_dir / name)
         (out_dir / "finetune.json").write_text(json.dumps(info, indent=1) + "\n")
+        (out_dir / "history.json").write_text(json.dumps(
+            {**base_history, "with_images": with_images + (0 if base_data else studies_with_films(base)),
+             "fine_tuning": [*base_history.get("fine_tuning", []), {k: v for k, v in info.items() if k != "history"}]},
+            indent=1) + "\n")
     acc.wait_for_everyone()
     return info
 

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from xr.evaluate.fusion import is_flat
 from xr.ingest import read_pixels
 from xr.result import DraftResult, unrle
 from xr.store import StudyRecord
@@ -20,8 +21,11 @@ from xr.views import FRONTAL, LATERAL, VIEWS
 from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "evidence", "fusion weights", "lung mask")
-FLAT_FUSION = ("*Fusion weights: the generator's visual pathway was trained on 4 studies with images, so its "
-               "gates are almost the same everywhere (s.d. about 0.002) and this map says little.*")
+FLAT_FUSION = ("*Fusion weights: the generator's gates are almost the same all over this film, so the map says "
+               "little (the draft's notes say how many studies with films the generator learnt from).*")
+FUSION = ("*Fusion weights: per region, how much the generator drew on this film (red) rather than on the text "
+          "(blue: indication, finding prompt, similar reports). It shows what the words leant on, not where a finding "
+          "is: that is the evidence map.*")
 DISPLAY = 1024  # longest side of the picture sent to the browser
 HEIGHT = "calc(100vh - 150px)"  # a film is read at the height of the screen
 DEFAULT_WINDOW = (128, 255, False, 1)  # centre, width, invert, zoom
@@ -181,7 +185,9 @@ class Viewer:
                         "place on the film).*" if shown else
                         "  \n*No evidence map: it is drawn on frontal views, for the shipped finding head.*")
         if layer == "fusion weights":
-            caption += "  \n" + FLAT_FUSION
+            grids = [v.grid for v in (left, right) if v is not None and v.grid is not None]
+            caption += "  \n" + ("*No fusion-weight map with this draft.*" if not grids
+                                 else FLAT_FUSION if all(is_flat(np.asarray(g)) for g in grids) else FUSION)
         second = (gr.update(value=render(right, layer, centre, width, invert, factor, focus), visible=True)
                   if right else gr.update(value=None, visible=False))
         return render(left, layer, centre, width, invert, factor, focus), second, caption
