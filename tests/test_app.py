@@ -103,6 +103,8 @@ def test_generator_fine_tunes_on_edits_made_through_the_api(app, tmp_path, nih_p
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["studies"] == 2 and info["with_images"] == 2 and info["epochs"] == 1
+    shipped = json.loads((ASSETS / "dffg" / "history.json").read_text())["with_images"]
+    assert json.loads((out_dir / "history.json").read_text())["with_images"] == shipped + 2  # the drafter's count of films
     tuned, base = load_file(str(out_dir / "model.safetensors")), load_file(str(ASSETS / "dffg" / "model.safetensors"))
     assert set(tuned) == set(base) and any(not np.array_equal(tuned[k], base[k]) for k in base)
     from xr.draft.dffg import DFFGDrafter

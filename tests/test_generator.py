@@ -258,11 +258,12 @@ def test_pseudo_reports_match_the_labels_and_vary_among_equals():
 
 
 def test_gate_statistics_tell_a_flat_map_from_one_that_follows_the_evidence():
-    from xr.evaluate.fusion import gate_statistics, is_flat, regional
+    from xr.encode.vision import lung_share
+    from xr.evaluate.fusion import gate_statistics, is_flat
 
     mask = np.zeros((256, 256), bool)
     mask[32:224, 16:112] = mask[32:224, 144:240] = True
-    lungs = regional(mask, 16)
+    lungs = lung_share(mask)
     assert lungs.shape == (16, 16) and lungs[8, 3] == 1 and lungs[8, 8] == 0 and lungs[0, 0] == 0
     rng = np.random.default_rng(0)
     evidence = rng.random((5, 16, 16))

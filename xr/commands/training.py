@@ -101,12 +101,14 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from xr.train.generator import finetune_from_edits, train
 
     main, log = main_process()
+    if args.films and args.edits:
+        raise UserError("give --films or --edits, not both")
     if args.films:
         _train_on_films(args, log, main)
         return 0
     if args.edits:
         info = finetune_from_edits(Path(args.edits), _edits_out(args, "model"), base=Path(args.base or ASSETS / "dffg"),
-                                   epochs=args.epochs or 3, threads=args.threads, log=log)
+                                   epochs=args.epochs or 3, lr=args.lr or 2e-4, seed=args.seed, threads=args.threads, log=log)
         if main:
             print(json.dumps(info, indent=2))
         return 0
@@ -257,7 +259,7 @@ def register(sub) -> None:
     g.add_argument("--base", default=None, help="with --edits or --films: the model to continue from (default assets/dffg)")
     g.add_argument("--out", default=None, help="output folder (default assets/dffg)")
     g.add_argument("--epochs", type=int, default=None, help="default 20 (3 with --edits, 6 with --films)")
-    g.add_argument("--lr", type=float, default=None, help="default 1e-3 (3e-4 with --films)")
+    g.add_argument("--lr", type=float, default=None, help="default 1e-3 (2e-4 with --edits, 3e-4 with --films)")
     g.add_argument("--d", type=int, default=192, help="model width")
     g.add_argument("--layers", type=int, default=3)
     g.add_argument("--seed", type=int, default=0)

@@ -55,8 +55,13 @@ class ImageFeatures:
         return lung_weights(self.mask)
 
 
+def lung_share(mask: np.ndarray) -> np.ndarray:
+    """(GRID, GRID): the share of each region inside the lung mask."""
+    return F.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None, None], GRID)[0, 0].numpy()
+
+
 def lung_weights(mask: np.ndarray) -> np.ndarray:
-    w = F.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None, None], GRID)[0, 0].numpy()
+    w = lung_share(mask)
     return w / w.sum() if w.sum() > 0 else np.full_like(w, 1.0 / w.size)
 
 

@@ -20,12 +20,6 @@ def is_flat(gates: np.ndarray) -> bool:
     return spread(gates) < FLAT_SPREAD
 
 
-def regional(mask: np.ndarray, grid: int) -> np.ndarray:
-    """The share of each of grid x grid regions inside a (H, W) boolean mask."""
-    h, w = mask.shape
-    return mask[: h - h % grid, : w - w % grid].reshape(grid, h // grid, grid, w // grid).mean((1, 3))
-
-
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     if a.size < 3 or a.std() == 0 or b.std() == 0:
         return None

@@ -30,7 +30,6 @@ from xr.data.case import Case
 from xr.data.films import load_films
 from xr.data.layouts import load_cases
 from xr.data.pseudo_reports import match_reports
-from xr.data.split import is_validation
 from xr.decode.beam import beam_search, greedy
 from xr.decode.faithful import stance_prompt, write
 from xr.decode.generation import GENERATION_CONFIG, GenerationConfig
@@ -44,10 +43,10 @@ from xr.draft.prepare import Films, example, prepare
 from xr.encode.cache import FeatureCache
 from xr.encode.finding_head import HOLDOUT, FindingHead
 from xr.encode.text import TextEmbedder
-from xr.encode.vision import VisionEncoder
+from xr.encode.vision import VisionEncoder, lung_share
 from xr.errors import UserError
 from xr.evaluate.clinical import clinical_scores
-from xr.evaluate.fusion import gate_statistics, regional
+from xr.evaluate.fusion import gate_statistics
 from xr.evaluate.images import SCORED, score_images
 from xr.evaluate.labeler import POSITIVE, label_report
 from xr.findings import FINDINGS
@@ -62,7 +61,7 @@ from xr.train.edits import EditsError, edit_lines
 from xr.train.engine import accelerator, agree, seed_everything, shard
 
 IU_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
-FILM_PROMPT = 0.5  # a film with a pseudo-report: how often its prompt is its labels (else none: its regions must say them)
+FILM_PROMPT = 0.5  # a film with a pseudo-report: how often its prompt is that report's labels (else none: the regions must say them)
 
 
 def labels_vector(text: str) -> np.ndarray:
@@ -125,7 +124,9 @@ class Data:
         self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")  # the drafter's eye, as shipped
         self.images: dict[str, Films] = {}
         self.pseudo: set[str] = set()  # the training cases that are films with a pseudo-report (add_films)
+        self.pseudo_row: dict[str, int] = {}  # a film's pseudo-report: its row in the training reports
         self.film_val: list[Case] = []
+        self.film_eye: FindingHead | None = None  # the eye that never saw film_val's patients
         with_images = [c for c in self.train + self.val if c.image_paths]
         if with_images:
             enc = VisionEncoder()
@@ -146,7 +147,7 @@ class Data:
         self.train_q = self._embed(self.embedder, self.train)
         self.train_labels = np.stack([labels_vector(c.findings) for c in self.train])
         self.train_nb = [self.memory.by_text(q, 2 * k) for q in self.train_q]
-        self.images, self.pseudo, self.film_val = {}, set(), []
+        self.images, self.pseudo, self.pseudo_row, self.film_val, self.film_eye = {}, set(), {}, [], None
         if any(c.image_paths for c in self.train):
             enc, eye = VisionEncoder(), FindingHead.from_pretrained(ASSETS / "finding_head")
             self.images = {c.id: films_of(c.image_paths, enc, eye) for c in self.train if c.image_paths}
@@ -159,22 +160,24 @@ class Data:
         name). The training part (the eye's, by patient: xr.data.split) joins `train`; the validation part is kept
         in `film_val` for `fusion_figures`, its eye reading from the finding head fit without it (`holdout/`)."""
         films = [f for root in nih_roots for f in load_films(nih=root)]
-        if not films:
-            raise UserError(f"no labelled films in {', '.join(str(r) for r in nih_roots)}")
+        held = [f.held_out for f in films]
+        if all(held) or not any(held):
+            raise UserError(f"{len(films)} labelled films, {'all' if all(held) else 'none'} of them in the validation part: "
+                            "the films must give both a training and a validation part (more patients)")
         cols = [FINDINGS.index(f) for f in SCORED]
         y = np.array([[f in film.labels for f in SCORED] for film in films], dtype=np.float32)
         rows = match_reports(y, self.memory.labels[:, cols], np.random.default_rng(seed))
         s = settings()
         enc = VisionEncoder(cache=FeatureCache(s.data_dir / "cache"), s=s)
-        self.film_eye = FindingHead.from_pretrained(ASSETS / "finding_head" / HOLDOUT)  # never saw film_val's patients
-        eyes = {False: self.eye, True: self.film_eye}
+        self.film_eye = FindingHead.from_pretrained(ASSETS / "finding_head" / HOLDOUT)
+        added = []
         for film, row in tqdm(list(zip(films, rows, strict=True)), desc="films", unit="film", file=sys.stderr, disable=None):
-            held = is_validation(film.group)
-            case = Case(f"nih:{film.path.name}", "val" if held else "train", self.memory.findings[row],
+            case = Case(f"nih:{film.path.name}", "val" if film.held_out else "train", self.memory.findings[row],
                         self.memory.impressions[row], "", (film.path,), film.labels)
             image = read_image(film.path.read_bytes(), film.path.name, s)
-            prepared = prepare([image], enc, eyes[held])
-            if held:
+            prepared = prepare([image], enc, self.film_eye if film.held_out else self.eye)
+            self.pseudo_row[case.id] = int(row)
+            if film.held_out:
                 self.film_val.append(case)
             else:
                 prepared.pixels = []  # training reads the regions only
@@ -182,11 +185,11 @@ class Data:
                 self.train_q.append(None)
                 self.train_nb.append(self.memory.by_text(None, 2 * self.k, exclude=int(row)))  # never its own words
                 self.pseudo.add(case.id)
+                added.append(int(row))
             self.images[case.id] = prepared
-        added = [int(r) for film, r in zip(films, rows, strict=True) if not is_validation(film.group)]
         self.train_labels = np.vstack([self.train_labels, self.memory.labels[added]])
-        log(f"{len(films) - len(self.film_val)} films with pseudo-reports in training, {len(self.film_val)} kept to measure "
-            f"the fusion on ({len({int(r) for r in rows})} distinct training reports)")
+        log(f"{len(added)} films with pseudo-reports in training, {len(self.film_val)} kept to measure the fusion on "
+            f"({len(set(rows.tolist()))} distinct training reports)")
 
     @staticmethod
     def _embed(emb: TextEmbedder, cases) -> list:
@@ -281,10 +284,12 @@ FUSION_ROWS = ("dynamic", "fixed", "text")
 
 def film_example(data: Data, case: Case, prompt: str) -> Example:
     """A validation film as the drafter would give it to the generator, with the typical training reports as
-    its retrieved reports (as in training: the case library's image neighbours are not part of this
-    measurement), and either no finding prompt or the stances of the eye that never saw the film's patient."""
+    its retrieved reports (as in training, never its own pseudo-report; the case library's image neighbours
+    are not part of this measurement), and either no finding prompt or the stances of the eye that never saw
+    the film's patient."""
+    assert data.film_eye is not None  # add_films has run
     films = data.images[case.id]
-    rows = data.memory.by_text(None, data.k)
+    rows = data.memory.by_text(None, data.k, exclude=data.pseudo_row[case.id])
     ex = example(films, np.zeros(len(FINDINGS), np.float32) if prompt == "eye" else None,
                  [data.memory.findings[r] for r, _ in rows], target=data.vocab.encode_target(case.findings, case.impression, 100))
     if prompt == "eye":
@@ -304,6 +309,7 @@ def fusion_figures(model: DFFGModel, data: Data, batch: int = 32) -> dict:
     truth = [c.labels for c in cases]
     read = [data.images[c.id].read for c in cases]
     allowed, generation = data.vocab.output_mask(), GenerationConfig().replace(num_beams=1)
+    lungs, evidence = _lungs_and_evidence(data, cases)
     out: dict = {"films": len(cases), "decoding": "greedy", "rows": {}}
     for prompt in FUSION_PROMPTS:
         exs = [film_example(data, c, prompt) for c in cases]
@@ -323,19 +329,20 @@ def fusion_figures(model: DFFGModel, data: Data, batch: int = 32) -> dict:
                                                "loss": sum(losses) / len(exs)}
             out.setdefault("floors", {k: scores[k] for k in ("constant", "eye_labels")})
             if mode == "dynamic":
-                out.setdefault("gates", {})[prompt] = gate_statistics(np.concatenate(gates), *_lungs_and_evidence(data, cases, grid))
+                out.setdefault("gates", {})[prompt] = gate_statistics(np.concatenate(gates), lungs, evidence)
     model.fusion.mode = "dynamic"
     return out
 
 
-def _lungs_and_evidence(data: Data, cases: list[Case], grid: int) -> tuple[np.ndarray, np.ndarray]:
+def _lungs_and_evidence(data: Data, cases: list[Case]) -> tuple[np.ndarray, np.ndarray]:
     """Per film: each region's share in the lungs, and the eye's evidence map of its most probable finding."""
+    assert data.film_eye is not None  # add_films has run
     lungs, evidence = [], []
     for c in cases:
         films = data.images[c.id]
         f = films.features[0]
         top = max((x for x in films.read if x != "No Finding"), key=lambda x: films.read[x])
-        lungs.append(regional(f.mask, grid))
+        lungs.append(lung_share(f.mask))
         evidence.append(data.film_eye.evidence(films.pixels[0], f, [top])[top])
     return np.stack(lungs), np.stack(evidence)
 
@@ -440,10 +447,12 @@ def finetune_from_edits(edits: Path, out_dir: Path, base: Path = DFFG_DIR, data_
     """Continue training the model in `base` on approved studies (an export-edits file), at a low learning
     rate, keeping its vocabulary and retrieval memory; save the result (and provenance) to `out_dir`.
     Words the vocabulary lacks are learnt as <unk>: the vocabulary changes only with a full retraining."""
+    torch.set_num_threads(threads)
+    rng = seed_everything(seed)
     net = DFFGModel.from_pretrained(base)
     data = Data.from_edits(Path(edits), Path(base), data_dir or settings().data_dir, k=net.config.k, log=log)
     return finetune(net, data, Path(base), Path(out_dir), {"edits": Path(edits).name}, epochs, lr, batch_size, seed,
-                    threads, log)
+                    rng, log)
 
 
 def finetune_on_films(nih_roots: list[Path], out_dir: Path, root: Path = IU_ROOT, base: Path = DFFG_DIR, epochs: int = 6,
@@ -453,6 +462,8 @@ def finetune_on_films(nih_roots: list[Path], out_dir: Path, root: Path = IU_ROOT
     gate starts again from its initialisation where the base saw fewer than FEW_STUDIES studies with films
     (saturated near 1, it would barely move). The number of epochs and the learning rate are set beforehand,
     not chosen on a measured figure."""
+    torch.set_num_threads(threads)
+    rng = seed_everything(seed)
     net = DFFGModel.from_pretrained(base)
     if studies_with_films(base) < FEW_STUDIES:
         net.fusion.reset_gates(text=False)
@@ -461,20 +472,20 @@ def finetune_on_films(nih_roots: list[Path], out_dir: Path, root: Path = IU_ROOT
     data.add_films([Path(r) for r in nih_roots], seed, log)
     info = finetune(net, data, Path(base), Path(out_dir), {"films": [Path(r).name for r in nih_roots],
                                                           "pseudo_reports": len(data.pseudo)},
-                    epochs, lr, batch_size, seed, threads, log, abnormal_repeat=2, base_data=True)
+                    epochs, lr, batch_size, seed, rng, log, abnormal_repeat=2, base_data=True)
     return info, data
 
 
 def finetune(net: DFFGModel, data: Data, base: Path, out_dir: Path, provenance: dict, epochs: int, lr: float,
-             batch_size: int, seed: int, threads: int, log=print, abnormal_repeat: int = 1, base_data: bool = False) -> dict:
+             batch_size: int, seed: int, rng: random.Random, log=print, abnormal_repeat: int = 1,
+             base_data: bool = False) -> dict:
     """Teacher forcing from `net` (loaded from `base`) at a constant learning rate; the weights, the base's
     vocabulary, retrieval memory, words and thresholds, `finetune.json` (provenance) and `history.json` (the
     base's, with the studies with films counted up: the drafter says whether its gate map means anything by it)
-    written to `out_dir`. `base_data`: `data` includes the base's own training studies (not counted twice)."""
+    written to `out_dir`. `rng`: the data order's, from the caller's seeding (before the model and data were
+    read). `base_data`: `data` includes the base's own training studies (not counted twice)."""
     import shutil
 
-    torch.set_num_threads(threads)
-    rng = seed_everything(seed)
     acc = accelerator()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     order = list(range(len(data.train)))

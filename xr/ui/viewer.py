@@ -22,7 +22,7 @@ from xr.visualize import mask_overlay, overlay, window_level, zoom_box
 
 OVERLAYS = ("none", "evidence", "fusion weights", "lung mask")
 FLAT_FUSION = ("*Fusion weights: the generator's gates are almost the same all over this film, so the map says "
-               "little (the draft's notes say how many studies with films the generator learnt from).*")
+               "little about where the image mattered.*")
 FUSION = ("*Fusion weights: per region, how much the generator drew on this film (red) rather than on the text "
           "(blue: indication, finding prompt, similar reports). It shows what the words leant on, not where a finding "
           "is: that is the evidence map.*")
