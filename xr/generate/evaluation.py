@@ -254,9 +254,7 @@ def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int,
     """Each held-out patient's one view made from the other; distances in pixels (RMSE, 0..1) and in
     ImageNet features, against the mean training film of the target view. Adds (frontal, its real lateral,
     the lateral made from the frontal) of each patient to `shown`."""
-    with torch.no_grad():  # without, every film's encoding graph is kept: 24 GB at 256 px
-        latents = torch.cat([model.encode(data.pixels(list(range(s, min(s + 64, len(data.groups))))))
-                             for s in range(0, len(data.groups), 64)])
+    latents = data.latents(model)
     out: dict = {"pairs": 0}
     for target, source in ((LATERAL, FRONTAL), (FRONTAL, LATERAL)):
         v = VIEWS.index(target)

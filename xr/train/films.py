@@ -194,20 +194,14 @@ def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], val
     return history
 
 
-@torch.no_grad()
-def encoded(model: FilmGenerator, data: FilmSet, batch: int = 64) -> torch.Tensor:
-    """Every film's scaled latent (the posterior mean)."""
-    model.eval()
-    return torch.cat([model.encode(data.pixels(list(range(s, min(s + batch, len(data.groups))))))
-                      for s in range(0, len(data.groups), batch)])
-
-
 def scaled_latents(model: FilmGenerator, data: FilmSet, train: list[int]) -> torch.Tensor:
     """Every film's latent, with the scale that gives the training latents unit variance set in the
-    config first (MONAI's LDM recipe)."""
+    config (MONAI's LDM recipe); the films are encoded once, the scale applied after."""
+    model.eval()
     model.config.latent_scale = 1.0
-    model.config.latent_scale = float(1 / encoded(model, data)[train].std())
-    return encoded(model, data)
+    mus = data.latents(model)
+    model.config.latent_scale = float(1 / mus[train].std())
+    return mus * model.config.latent_scale
 
 
 def train_denoiser(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, train: list[int], val: list[int],
@@ -340,8 +334,8 @@ def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minut
         f"{int(data.held_out.sum())} held out for eval-generation; read in {time.time() - t0:.0f} s")
     parts = {"train": len(train), "validation": len(val), "held_out": int(data.held_out.sum()), "train_pairs": pairs}
     if guide_only:
-        model = FilmGenerator.from_pretrained(out)
-        latents = encoded(model, data)
+        model = FilmGenerator.from_pretrained(out).eval()
+        latents = data.latents(model)
     else:
         model = FilmGenerator(config)
         history = train_autoencoder(model, data, train, val, ae_minutes, ae_epochs, batch, rng, log)
