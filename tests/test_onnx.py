@@ -13,7 +13,7 @@ from tests.conftest import IU
 from tests.test_cli import run
 from xr.decode.beam import beam_search
 from xr.decode.vocab import BOS
-from xr.onnx.runtime import MANIFEST, BackendError, choose
+from xr.onnx.runtime import MANIFEST, BackendError, bf16_native, choose
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +137,70 @@ def test_draft_on_onnx_says_so_and_matches_eager(use_onnx, env, monkeypatch):
     monkeypatch.setenv("XR_BACKEND", "int8")
     int8 = Workstation(settings()).draft(paths, "chest pain", actor=None).draft
     assert "lung_unet onnx-int8" in int8.timings["backend"] and int8.report
+    monkeypatch.setenv("XR_BACKEND", "bf16")
+    bf16 = Workstation(settings()).draft(paths, "chest pain", actor=None).draft
+    if bf16_native():
+        assert "lung_unet eager-bf16, xception eager-bf16" in bf16.timings["backend"]
+        assert max(abs(bf16.findings[k] - eager.findings[k]) for k in eager.findings) < 0.02
+    else:  # emulated bf16 is never run: the exact graphs instead
+        assert "lung_unet onnx-fp32" in bf16.timings["backend"] and bf16.report == onnx.report
+
+
+def test_bf16_encoders_agree_with_fp32_and_are_chosen_only_where_native(onnx_export, radiographs, monkeypatch, env):
+    """Where oneDNN runs bfloat16 natively the export measures it on every calibration film and chooses it
+    when it is the fastest and agrees; its features stay close to fp32 on radiographs it was not measured on,
+    and are cached apart from exact ones. An export copied to a CPU without native bf16 runs the fastest
+    exact variant instead."""
+    from dataclasses import replace
+
+    from xr.build.onnx import mask_iou
+    from xr.config import settings
+    from xr.draft.dffg import DFFG_DIR
+    from xr.encode.cache import FeatureCache
+    from xr.encode.vision import VisionEncoder
+    from xr.onnx.runtime import BF16_AGREEMENT, fastest_exact
+
+    unet = DFFG_DIR.parent / "lung_unet" / "model.safetensors"
+    entry = json.loads((onnx_export / MANIFEST).read_text())["models"]["lung_unet"]
+    s = replace(settings(), onnx_dir=onnx_export)
+    if not bf16_native():
+        assert "bf16" not in entry["ms"] and entry["chosen"] in ("eager", "fp32")
+        assert VisionEncoder(s=replace(s, backend="bf16")).parts["lung_unet"][0] in ("eager", "fp32")
+        return
+    agrees = all(entry["parity"]["bf16"][k] >= v for k, v in BF16_AGREEMENT.items())
+    assert agrees  # on the case library's films: cosine 0.9999, mask IoU 0.996 here
+    assert entry["chosen"] == ("bf16" if entry["ms"]["bf16"] < entry["ms"][fastest_exact(entry)] else fastest_exact(entry))
+    cache = FeatureCache(settings().data_dir / "cache")
+    exact = VisionEncoder(s=replace(s, backend="onnx"), cache=cache)
+    fast = VisionEncoder(s=replace(s, backend="bf16"), cache=cache)
+    assert fast.parts["lung_unet"][0] == fast.parts["xception"][0] == "bf16"
+    assert fast.cache_key != exact.cache_key == "vision-v2"
+    hashes = ["bf16-test-a", "bf16-test-b"]
+    got = fast.encode(radiographs, hashes)
+    assert all(exact._cached(h) is None for h in hashes)  # approximate features never serve an exact encoder
+    ref = exact.encode(radiographs, hashes)
+    for a, b in zip(ref, got, strict=True):
+        assert a.pooled @ b.pooled / np.linalg.norm(a.pooled) / np.linalg.norm(b.pooled) > 0.999
+        assert mask_iou(a.mask[None], b.mask[None]) > 0.95
+    # models are trained and measured on exact features unless XR_BACKEND names a variant
+    assert all(v in ("eager", "fp32") for v, _ in VisionEncoder.for_models(s=replace(s, backend="auto")).parts.values())
+    assert VisionEncoder.for_models(s=replace(s, backend="bf16")).parts["xception"][0] == "bf16"
+    monkeypatch.setattr("xr.onnx.runtime.bf16_native", lambda: False)  # the same export on a CPU without it
+    assert choose("lung_unet", unet, onnx_export, s).variant == fastest_exact(entry)
+
+
+def test_bench_agreement_measures_each_variant_against_fp32(use_onnx, tmp_path):
+    r = run(["bench-agreement", str(IU / "CXR1002_IM-0004-1001.png"), str(IU / "CXR1002_IM-0004-2001.png"), "--json"],
+            tmp_path)  # (XR_ONNX_DIR: use_onnx's export)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    assert result["films"] == 2 and result["statements"] == 2 * 14
+    int8 = result["variants"]["int8"]
+    assert int8["ran"].startswith("lung_unet int8") and 0 < int8["mask_iou_min"] <= 1
+    assert 0 <= int8["stances_changed"] <= result["statements"] and int8["p_diff_max"] >= int8["p_diff_p99"] > 0
+    assert ("bf16" in result["variants"]) == bf16_native()
+    r = run(["bench-agreement", str(tmp_path / "nothing-here")], tmp_path)
+    assert r.returncode != 0 and "no PNG, JPEG or DICOM films under" in r.stderr
 
 
 def test_stale_or_missing_export_is_never_used(onnx_export, tmp_path, monkeypatch, env):

@@ -28,7 +28,7 @@ class Settings:
     queue_size: int  # requests waiting at most; beyond it a caller is told the queue is full, at once
     organization: str  # the site: the verifying organisation of every SR (type 1 there), a FHIR performer
     local_user: str  # single-user mode: the signer's name on exports, as a person writes it ("Gregory House")
-    backend: str  # auto | onnx | int8 | eager: which runtime runs each model (xr.onnx.runtime checks the value)
+    backend: str  # auto | exact | onnx | bf16 | int8 | eager: which runtime runs each model (xr.onnx.runtime checks the value)
     onnx_dir: Path  # where export-onnx writes the graphs and drafts look for them
     drafter: str  # a name in xr.draft.registry.DRAFTERS: dffg (the generator) or retrieval (the nearest-report drafter)
     eye: str  # a name in xr.encode.eyes.EYES, or auto: a promoted site eye (xr learn), else the DenseNet where

@@ -67,7 +67,7 @@ def build_library(shared: Path, out: Path, batch: int = 8, progress=print) -> di
         images.append((len(cases) - 1, n.path, f"nih_{n.image_id.removesuffix('.png')}.jpg", FRONTAL,
                        n.view_position if n.view_position in ("PA", "AP") else None))
 
-    encoder = VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+    encoder = VisionEncoder.for_models(cache=FeatureCache(settings().data_dir / "cache"))
     feats = encode_files(encoder, [p for _, p, *_ in images], batch=batch, progress=progress)
     pooled_views = [f.pooled for f in feats]
     decided = read_views([v for _, _, _, v, _ in images], feats)  # the drafter's view rule

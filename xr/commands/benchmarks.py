@@ -1,4 +1,4 @@
-"""`python -m xr bench`, `bench-encoders`, `bench-retrieval`, `bench-worklist` and `bench-generation`: figures printed,
+"""`python -m xr bench`, `bench-encoders`, `bench-agreement`, `bench-retrieval`, `bench-worklist` and `bench-generation`: figures printed,
 nothing asserted."""
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         paths = [str(p) for p in (args.study or synthetic_study(Path(tmp)))]
         result = bench(paths, repeats=args.repeats, refine=not args.no_refine, progress=lambda s: print(s, file=sys.stderr))
     print(json.dumps(result) if args.json else format_bench(result))
+    return 0
+
+
+def cmd_bench_agreement(args: argparse.Namespace) -> int:
+    from xr.bench.agreement import agreement, films_under, format_agreement
+    from xr.errors import UserError
+
+    paths = films_under([Path(f) for f in args.films], args.limit, args.seed)
+    if not paths:
+        raise UserError(f"no PNG, JPEG or DICOM films under {', '.join(args.films)}")
+    result = agreement(paths, progress=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(result) if args.json else format_agreement(result))
     return 0
 
 
@@ -74,6 +86,14 @@ def register(sub) -> None:
     bn.add_argument("--no-refine", action="store_true", help="skip the refiner (about 3 s a draft on a laptop CPU)")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(fn=cmd_bench)
+
+    ba = sub.add_parser("bench-agreement", help="how much the faster encoder variants (bf16, int8) change masks, views, "
+                                                "probabilities and statements against exact fp32, on films")
+    ba.add_argument("films", nargs="+", help="folders of films (searched recursively) or film files")
+    ba.add_argument("--limit", type=int, default=None, help="draw this many films at random (seeded)")
+    ba.add_argument("--seed", type=int, default=0)
+    ba.add_argument("--json", action="store_true")
+    ba.set_defaults(fn=cmd_bench_agreement)
 
     bg = sub.add_parser("bench-generation", help="time synthetic films: 2 views from a report, the lateral from a frontal")
     bg.add_argument("--repeats", type=int, default=5)

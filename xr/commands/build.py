@@ -45,7 +45,8 @@ def register(sub) -> None:
     b.set_defaults(fn=cmd_build_library)
 
     ox = sub.add_parser("export-onnx", help="export the encoders and the generator to ONNX (+ int8 lung U-Net), check "
-                                            "them against PyTorch and time them; drafts then use the fastest")
+                                            "them against PyTorch and time them (with the encoders in eager bf16 where the CPU runs "
+                                            "it natively); drafts then use the fastest that agrees")
     ox.add_argument("--out", default=None, help="folder (default: DATA_DIR/onnx, where drafts look; XR_ONNX_DIR)")
     ox.add_argument("--repeats", type=int, default=3, help="timed runs per variant")
     ox.add_argument("--if-missing", action="store_true", help="do nothing when the folder holds an export of today's weights")

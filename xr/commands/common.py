@@ -10,7 +10,7 @@ def vision_encoder():
     from xr.encode.cache import FeatureCache
     from xr.encode.vision import VisionEncoder
 
-    return VisionEncoder(cache=FeatureCache(settings().data_dir / "cache"))
+    return VisionEncoder.for_models(cache=FeatureCache(settings().data_dir / "cache"))
 
 
 def main_process() -> tuple[bool, Callable[[str], None]]:

@@ -12,7 +12,7 @@ stage is the 16x16 region grid itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import Compose, Resize, ScaleIntensityRange
 
-from xr.config import ASSETS, Settings
+from xr.config import ASSETS, Settings, settings
 from xr.encode.cache import FeatureCache
 from xr.encode.lung_unet import LungUNet
 from xr.encode.lungs import LungMeasurements, measure
 from xr.encode.xception import Xception, grey_to_input
-from xr.onnx.runtime import backed
+from xr.onnx.runtime import EXACT, backed
 
 GRID = 16  # regions per side given to retrieval heatmaps, the generator and the evidence maps
 UNET_SIZE = 256
@@ -85,16 +85,27 @@ class VisionEncoder:
     name = ENCODER_NAME
 
     def __init__(self, assets: Path = ASSETS, cache: FeatureCache | None = None, s: Settings | None = None) -> None:
-        self.unet = LungUNet.from_pretrained(assets / "lung_unet")
-        self.xception = Xception.from_pretrained(assets / "xception")
+        # channels-last: oneDNN's fast layout for eager convolutions (fp32 or bf16; the same fp32 results)
+        self.unet = LungUNet.from_pretrained(assets / "lung_unet").to(memory_format=torch.channels_last)
+        self.xception = Xception.from_pretrained(assets / "xception").to(memory_format=torch.channels_last)
         # eager PyTorch or the ONNX graph `python -m xr export-onnx` made of the same weights (xr.onnx.runtime)
         self.segment, unet_part = backed("lung_unet", assets / "lung_unet" / "model.safetensors",
                                          self.unet.segment_and_encode, s)
         self.middle, x_part = backed("xception", assets / "xception" / "model.safetensors",
                                      lambda x: self.xception.forward_middle(grey_to_input(x), MIDDLE_BLOCKS), s)
         self.parts = {"lung_unet": unet_part, "xception": x_part}
+        # features of an inexact variant (bf16, int8) are cached apart, so that a cached film drafts as it
+        # would fresh under the same backend, and exact features never mix with approximate ones
+        self.cache_key = self.name + "".join(f"-{m}.{v}" for m, (v, _) in self.parts.items() if v not in EXACT)
         self.unet_input, self.xception_input = unet_transform(), xception_transform()
         self.cache = cache
+
+    @classmethod
+    def for_models(cls, cache: FeatureCache | None = None, s: Settings | None = None) -> VisionEncoder:
+        """The encoder models are trained and measured with and shipped artefacts are built with: exact
+        fp32 (never bf16 by default), so that their figures repeat on any machine, unless XR_BACKEND says."""
+        s = s or settings()
+        return cls(cache=cache, s=replace(s, backend="exact") if s.backend == "auto" else s)
 
     def encode(self, images: list[np.ndarray], content_hashes: list[str] | None = None) -> list[ImageFeatures]:
         hashes: Sequence[str | None] = content_hashes or [None] * len(images)
@@ -105,14 +116,14 @@ class VisionEncoder:
                 out[i] = f
                 h = hashes[i]
                 if self.cache is not None and h:
-                    self.cache.put(self.name, h, {"pooled": f.pooled, "regions": f.regions.astype(np.float16),
+                    self.cache.put(self.cache_key, h, {"pooled": f.pooled, "regions": f.regions.astype(np.float16),
                                                   "eye": f.eye.astype(np.float16), "mask": np.packbits(f.mask)})
         return out  # type: ignore[return-value]
 
     def _cached(self, content_hash: str | None) -> ImageFeatures | None:
         if self.cache is None or not content_hash:
             return None
-        d = self.cache.get(self.name, content_hash)
+        d = self.cache.get(self.cache_key, content_hash)
         if d is None:
             return None
         mask = np.unpackbits(d["mask"])[: UNET_SIZE * UNET_SIZE].reshape(UNET_SIZE, UNET_SIZE).astype(bool)

@@ -60,7 +60,7 @@ class Features:
     """The two feature spaces, and the eye for finding consistency."""
 
     def __init__(self) -> None:
-        self.vision = VisionEncoder()
+        self.vision = VisionEncoder.for_models()
         self.xception = self.vision.xception
         self.eye = FindingHead.from_pretrained(ASSETS / "finding_head")
         # the head train-findings fit without the held-out patients (the same split as the films'): the shipped

@@ -50,7 +50,7 @@ def tell_views(films: list[LabelledFilm], log: Callable[[str], None]) -> list[La
     if not unknown:
         return films
     from xr.encode.vision import VisionEncoder
-    enc, out = VisionEncoder(), list(films)
+    enc, out = VisionEncoder.for_models(), list(films)
     for i in tqdm(unknown, desc="telling views", unit="film", file=sys.stderr):
         out[i] = films[i].seen_as(view_of("unknown", enc.encode([read_pixels(films[i].path)])[0])[0])
     log(f"views told from the pixels for {len(unknown)} films")

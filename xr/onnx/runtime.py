@@ -1,11 +1,19 @@
 """ONNX Runtime sessions of our models and the choice, per model, between them and eager PyTorch.
 
 `python -m xr export-onnx` writes the graphs and `onnx.json`: which weights each graph was exported
-from (sha256) and how fast each variant ran on the exporting machine. At load time a model takes the
-variant that was fastest there, if its graph was made from the weights now loaded; a stale export
-(weights fine-tuned since) silently falls back to eager. XR_BACKEND=eager|onnx overrides, and
-XR_BACKEND=int8 is auto with the int8 lung U-Net: about 3x faster, but its masks move the cardiothoracic ratio
-estimate by up to 0.07 on some images, so it is never chosen for you.
+from (sha256), how close each variant comes to fp32 and how fast each ran on the exporting machine. At
+load time a model takes the variant chosen there, if its graph was made from the weights now loaded; a
+stale export (weights fine-tuned since) silently falls back to eager. XR_BACKEND=exact is auto without
+bf16 (what models are trained and measured with: xr.encode.vision.VisionEncoder.for_models),
+XR_BACKEND=eager|onnx overrides (exact fp32 throughout), XR_BACKEND=bf16 is auto with both image encoders in bf16 wherever the CPU runs it
+natively, and XR_BACKEND=int8 is auto with the int8 lung U-Net: about 3x faster, but it
+changes what drafts say (31 of 2,418 statements on 186 films, `python -m xr bench-agreement`), so it is
+never chosen for you.
+
+bf16: the image encoders in eager PyTorch under bfloat16 autocast, on a CPU whose oneDNN runs bfloat16
+natively (AVX-512 BF16 or AMX). Not exact, but on those 186 films 2 of 2,418 statements changed and every
+view read alike; the export chooses it only where it is the fastest and agrees with fp32 on the
+calibration films (`BF16_AGREEMENT`).
 """
 from __future__ import annotations
 
@@ -20,8 +28,10 @@ import numpy as np
 from xr.assets import digest
 from xr.config import Settings, settings
 
-BACKENDS = ("auto", "onnx", "int8", "eager")
+BACKENDS = ("auto", "exact", "onnx", "bf16", "int8", "eager")
 MANIFEST = "onnx.json"
+EXACT = ("eager", "fp32")  # variants that match eager fp32 PyTorch to float rounding
+BF16_AGREEMENT = {"cosine": 0.999, "mask_iou": 0.97}  # the least a bf16 encoder must keep of fp32 to be chosen
 
 
 class BackendError(RuntimeError):
@@ -57,8 +67,19 @@ def read_manifest(directory: Path) -> dict:
 
 @dataclass(frozen=True)
 class Choice:
-    variant: str  # "eager", or a key of the manifest entry's "files" ("fp32", "int8")
+    variant: str  # "eager", "bf16" (eager under bfloat16 autocast), or a key of the entry's "files" ("fp32", "int8")
     files: dict[str, Path]  # the variant's graph file(s) by role
+
+
+def bf16_native() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions in hardware here (elsewhere it emulates them, slowly)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def fastest_exact(entry: dict) -> str:
+    return min((v for v in EXACT if v in entry["ms"]), key=entry["ms"].__getitem__)
 
 
 def choose(model: str, weights: Path, directory: Path | None = None, s: Settings | None = None) -> Choice:
@@ -75,12 +96,16 @@ def choose(model: str, weights: Path, directory: Path | None = None, s: Settings
                                "run: python -m xr export-onnx")
         return Choice("eager", {})
     variant = entry["chosen"]
-    if backend == "onnx" and variant == "eager":
+    if variant == "bf16" and (backend == "exact" or not bf16_native()):  # (not native: an export copied here)
+        variant = fastest_exact(entry)
+    if backend == "onnx" and variant not in entry["files"]:
         variant = "fp32"
     if backend == "int8" and "int8" in entry["files"]:
         variant = "int8"
-    if variant == "eager":
-        return Choice("eager", {})
+    if backend == "bf16" and "bf16" in entry["ms"] and bf16_native():
+        variant = "bf16"
+    if variant in ("eager", "bf16"):
+        return Choice(variant, {})
     files = entry["files"][variant]
     return Choice(variant, {role: directory / name for role, name in files.items()})
 
@@ -125,6 +150,8 @@ def backed(model: str, weights: Path, eager: Callable, s: Settings | None = None
     choice = choose(model, weights, s=s)
     if choice.variant == "eager":
         return eager, ("eager", None)
+    if choice.variant == "bf16":
+        return in_bf16(eager), ("bf16", None)
     graph = Graph(choice.files["model"])
 
     def run(*xs: torch.Tensor):
@@ -134,8 +161,22 @@ def backed(model: str, weights: Path, eager: Callable, s: Settings | None = None
     return run, (choice.variant, graph.provider)
 
 
+def in_bf16(eager: Callable) -> Callable:
+    """`eager` under bfloat16 autocast on channels-last input (oneDNN's fast layout), float32 out."""
+    import torch
+
+    def run(*xs: torch.Tensor):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = eager(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs))
+        out = tuple(o.float().contiguous() for o in (out if isinstance(out, tuple) else (out,)))
+        return out[0] if len(out) == 1 else out
+
+    return run
+
+
 def describe(parts: dict[str, tuple[str, str | None]]) -> str:
     """'lung_unet onnx-int8, ... on CPUExecutionProvider' for a draft's timings: model -> (variant, provider)."""
-    names = ", ".join(f"{m} {'eager' if v == 'eager' else 'onnx-' + v}" for m, (v, _) in parts.items())
+    names = ", ".join(f"{m} {'eager' if v == 'eager' else 'eager-bf16' if v == 'bf16' else 'onnx-' + v}"
+                      for m, (v, _) in parts.items())
     used = sorted({p for _, p in parts.values() if p})
     return names + (f" on {', '.join(used)}" if used else "")

@@ -129,7 +129,7 @@ class Data:
         self.film_eye: FindingHead | None = None  # the eye that never saw film_val's patients
         with_images = [c for c in self.train + self.val if c.image_paths]
         if with_images:
-            enc = VisionEncoder()
+            enc = VisionEncoder.for_models()
             self.images = {c.id: films_of(c.image_paths, enc, self.eye) for c in with_images}
         log(f"data ready in {time.time() - t:.0f}s: {len(self.train)} train, {len(self.val)} {split}, vocab {len(self.vocab)}, "
             f"{len(self.images)} studies with images")
@@ -149,7 +149,7 @@ class Data:
         self.train_nb = [self.memory.by_text(q, 2 * k) for q in self.train_q]
         self.images, self.pseudo, self.pseudo_row, self.film_val, self.film_eye = {}, set(), {}, [], None
         if any(c.image_paths for c in self.train):
-            enc, eye = VisionEncoder(), FindingHead.from_pretrained(ASSETS / "finding_head")
+            enc, eye = VisionEncoder.for_models(), FindingHead.from_pretrained(ASSETS / "finding_head")
             self.images = {c.id: films_of(c.image_paths, enc, eye) for c in self.train if c.image_paths}
         log(f"{len(self.train)} approved studies from {path.name}, {len(self.images)} with images")
         return self
@@ -168,7 +168,7 @@ class Data:
         y = np.array([[f in film.labels for f in SCORED] for film in films], dtype=np.float32)
         rows = match_reports(y, self.memory.labels[:, cols], np.random.default_rng(seed))
         s = settings()
-        enc = VisionEncoder(cache=FeatureCache(s.data_dir / "cache"), s=s)
+        enc = VisionEncoder.for_models(cache=FeatureCache(s.data_dir / "cache"), s=s)
         self.film_eye = FindingHead.from_pretrained(ASSETS / "finding_head" / HOLDOUT)
         added = []
         for film, row in tqdm(list(zip(films, rows, strict=True)), desc="films", unit="film", file=sys.stderr, disable=None):

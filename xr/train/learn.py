@@ -69,7 +69,7 @@ def learn(s: Settings, base: list[LabelledFilm], current: Eye, encoder: VisionEn
     """Fit a candidate on `base` (the shipped films) plus the site's training part, keep it as the next
     version, and promote it if its macro AUC on the site's validation films beats `current`'s (measured on
     at least `min_validation` films)."""
-    encoder = encoder or VisionEncoder(s=s)
+    encoder = encoder or VisionEncoder.for_models(s=s)
     site = site_films(s)
     val = [f for f in site if is_validation(f.group)]
     films = base + [f for f in site if not is_validation(f.group)]
