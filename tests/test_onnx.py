@@ -142,25 +142,22 @@ def test_draft_on_onnx_says_so_and_matches_eager(use_onnx, env, monkeypatch):
     if bf16_native():
         assert "lung_unet eager-bf16, xception eager-bf16" in bf16.timings["backend"]
         assert max(abs(bf16.findings[k] - eager.findings[k]) for k in eager.findings) < 0.02
-    else:  # emulated bf16 is never run: the exact graphs instead
-        assert "lung_unet onnx-fp32" in bf16.timings["backend"] and bf16.report == onnx.report
+    else:  # emulated bf16 is never run: the fastest exact variant instead
+        assert "bf16" not in bf16.timings["backend"] and bf16.report == onnx.report
 
 
-def test_bf16_encoders_agree_with_fp32_and_are_chosen_only_where_native(onnx_export, radiographs, monkeypatch, env):
+def test_bf16_encoders_agree_with_fp32_and_are_chosen_only_where_native(onnx_export, radiographs, env):
     """Where oneDNN runs bfloat16 natively the export measures it on every calibration film and chooses it
     when it is the fastest and agrees; its features stay close to fp32 on radiographs it was not measured on,
-    and are cached apart from exact ones. An export copied to a CPU without native bf16 runs the fastest
-    exact variant instead."""
+    and are cached apart from exact ones."""
     from dataclasses import replace
 
-    from xr.build.onnx import mask_iou
     from xr.config import settings
-    from xr.draft.dffg import DFFG_DIR
     from xr.encode.cache import FeatureCache
     from xr.encode.vision import VisionEncoder
+    from xr.onnx.parity import mask_iou
     from xr.onnx.runtime import BF16_AGREEMENT, fastest_exact
 
-    unet = DFFG_DIR.parent / "lung_unet" / "model.safetensors"
     entry = json.loads((onnx_export / MANIFEST).read_text())["models"]["lung_unet"]
     s = replace(settings(), onnx_dir=onnx_export)
     if not bf16_native():
@@ -185,8 +182,34 @@ def test_bf16_encoders_agree_with_fp32_and_are_chosen_only_where_native(onnx_exp
     # models are trained and measured on exact features unless XR_BACKEND names a variant
     assert all(v in ("eager", "fp32") for v, _ in VisionEncoder.for_models(s=replace(s, backend="auto")).parts.values())
     assert VisionEncoder.for_models(s=replace(s, backend="bf16")).parts["xception"][0] == "bf16"
-    monkeypatch.setattr("xr.onnx.runtime.bf16_native", lambda: False)  # the same export on a CPU without it
-    assert choose("lung_unet", unet, onnx_export, s).variant == fastest_exact(entry)
+
+
+def test_choice_of_variant_from_an_export(tmp_path, monkeypatch, env):
+    """bf16 runs only where the CPU has it natively (an export copied from another machine falls back to the
+    fastest exact variant) and never under XR_BACKEND=exact; with no export, auto and exact run eager and a
+    named backend is refused."""
+    from dataclasses import replace
+
+    from xr.config import settings
+    from xr.draft.dffg import DFFG_DIR
+    from xr.onnx.runtime import source_digest
+
+    unet, s = DFFG_DIR.parent / "lung_unet" / "model.safetensors", settings()
+    assert [choose("lung_unet", unet, tmp_path, replace(s, backend=b)).variant for b in ("auto", "exact")] == ["eager"] * 2
+    with pytest.raises(BackendError, match="export-onnx"):
+        choose("lung_unet", unet, tmp_path, replace(s, backend="bf16"))
+    entry = {"files": {"fp32": {"model": "lung_unet.onnx"}, "int8": {"model": "lung_unet.int8.onnx"}},
+             "source_sha256": source_digest(unet), "ms": {"eager": 600.0, "bf16": 300.0, "fp32": 500.0, "int8": 150.0},
+             "chosen": "bf16"}
+    (tmp_path / MANIFEST).write_text(json.dumps({"models": {"lung_unet": entry}}))
+
+    def variants(native: bool, backends: tuple[str, ...]) -> list[str]:
+        monkeypatch.setattr("xr.onnx.runtime.bf16_native", lambda: native)  # this CPU, or one without bf16
+        return [choose("lung_unet", unet, tmp_path, replace(s, backend=b)).variant for b in backends]
+
+    every = ("auto", "exact", "onnx", "bf16", "int8", "eager")
+    assert variants(True, every) == ["bf16", "fp32", "fp32", "bf16", "int8", "eager"]
+    assert variants(False, every) == ["fp32", "fp32", "fp32", "fp32", "int8", "eager"]
 
 
 def test_bench_agreement_measures_each_variant_against_fp32(use_onnx, tmp_path):

@@ -15,12 +15,13 @@ import numpy as np
 from xr.machine import machine
 
 VARIANTS = ("bf16", "int8")  # XR_BACKEND values compared with "onnx" (exact fp32)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 
 
 def films_under(folders: list[Path], limit: int | None, seed: int = 0) -> list[Path]:
     """Every image under the folders, or `limit` of them drawn at random (seeded)."""
-    found = sorted(p for f in folders for p in (f.rglob("*") if f.is_dir() else [f]) if p.suffix.lower() in IMAGE_SUFFIXES)
+    from xr.ingest.study import EXTENSIONS
+
+    found = sorted(p for f in folders for p in (f.rglob("*") if f.is_dir() else [f]) if p.suffix and p.suffix.lower() in EXTENSIONS)
     return sorted(random.Random(seed).sample(found, limit)) if limit and limit < len(found) else found
 
 
@@ -28,18 +29,19 @@ def _read(encoder, eye, pixels: list[np.ndarray]) -> dict:
     from xr.encode.view_head import shipped
 
     t = time.perf_counter()
-    feats = [f for i in range(0, len(pixels), 2) for f in encoder._compute(pixels[i:i + 2])]  # two views a study
+    feats = [f for i in range(0, len(pixels), 2) for f in encoder.encode(pixels[i:i + 2])]  # two views a study, no cache
     seconds = time.perf_counter() - t
     return {"masks": np.stack([f.mask for f in feats]), "lateral": shipped().lateral_probability(feats),
             "p": eye.read(pixels, feats), "seconds": seconds}
 
 
 def agreement(paths: list[Path], variants: tuple[str, ...] = VARIANTS, progress=lambda s: None) -> dict:
-    from xr.build.onnx import mask_iou
     from xr.config import settings
     from xr.encode.eyes import eye_for
     from xr.encode.vision import VisionEncoder
     from xr.ingest import read_pixels
+    from xr.onnx.parity import mask_iou
+    from xr.onnx.runtime import EXACT
 
     s = settings()
     eye = eye_for(s)
@@ -53,7 +55,7 @@ def agreement(paths: list[Path], variants: tuple[str, ...] = VARIANTS, progress=
     for v in variants:
         encoder = VisionEncoder(s=replace(s, backend=v))
         ran = encoder.parts["lung_unet"][0], encoder.parts["xception"][0]
-        if all(r in ("eager", "fp32") for r in ran):
+        if all(r in EXACT for r in ran):
             progress(f"{v}: not available here (ran {ran}); skipped")
             continue
         progress(f"{v}: {len(paths)} films")

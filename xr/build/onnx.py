@@ -37,7 +37,19 @@ from xr.encode.lung_unet import LungUNet
 from xr.encode.xception import Xception, grey_to_input
 from xr.files import write_atomic
 from xr.ingest import read_pixels
-from xr.onnx.runtime import BF16_AGREEMENT, MANIFEST, Graph, bf16_native, fastest_exact, in_bf16, ort, read_manifest, source_digest
+from xr.onnx.parity import cosine, mask_iou
+from xr.onnx.runtime import (
+    BF16_AGREEMENT,
+    MANIFEST,
+    Graph,
+    as_tuple,
+    bf16_native,
+    fastest_exact,
+    in_bf16,
+    ort,
+    read_manifest,
+    source_digest,
+)
 from xr.views import VIEWS
 
 OPSET = 17
@@ -133,17 +145,6 @@ def xception_batch(images: list[np.ndarray]) -> np.ndarray:
     return vision.batch(vision.xception_transform(), images)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """The lowest intersection over union of matching (H, W) masks of two (N, H, W) stacks (two empty masks agree)."""
-    inter, union = (a & b).sum((1, 2)), (a | b).sum((1, 2))
-    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """The lowest cosine similarity of matching rows."""
-    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
-
-
 def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
     """fp32 graphs of both encoders; an int8 one of the U-Net only (Xception's depthwise convolutions
     lose too much in int8: pooled-feature cosine 0.96 against fp32 on the library's images); where the CPU
@@ -162,7 +163,7 @@ def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
         xs = batch(study)
         with torch.inference_mode():
             ref = module(torch.from_numpy(xs))
-        ref = [r.numpy() for r in _as_tuple(ref)]
+        ref = [r.numpy() for r in as_tuple(ref)]
         graphs = {v: Graph(p) for v, p in variants.items()}
         parity = {v: _parity(name, ref, g(xs)) for v, g in graphs.items()}
         with torch.inference_mode():
@@ -170,26 +171,23 @@ def export_encoders(out: Path, images: list[np.ndarray], repeats: int) -> dict:
             if bf16_native():
                 bf16 = in_bf16(module)
                 every = torch.from_numpy(batch(images))
-                parity["bf16"] = _parity(name, [r.numpy() for r in _as_tuple(module(every))],
-                                         [r.numpy() for r in _as_tuple(bf16(every))])
+                parity["bf16"] = _parity(name, [r.numpy() for r in as_tuple(module(every))],
+                                         [r.numpy() for r in as_tuple(bf16(every))])
                 ms["bf16"] = _time(partial(bf16, torch.from_numpy(xs)), repeats)
         ms |= {v: _time(partial(g, xs), repeats) for v, g in graphs.items()}
         entry = {"files": {v: {"model": p.name} for v, p in variants.items()},
                  "source_sha256": source_digest(ASSETS / name / "model.safetensors"), "parity": parity, "ms": ms,
                  "timed_on": f"{len(study)} images"}
-        entries[name] = entry | {"chosen": _choose(entry)}
+        entries[name] = entry | {"chosen": _choose(name, entry)}
     return entries
 
 
-def _as_tuple(out) -> tuple:
-    return out if isinstance(out, tuple) else (out,)
-
-
-def _choose(entry: dict) -> str:
+def _choose(name: str, entry: dict) -> str:
     """The fastest exact variant, or bf16 where it is faster still and agrees with fp32 on every calibration film."""
     exact = fastest_exact(entry)
     bf16 = entry["parity"].get("bf16")
-    agrees = bf16 is not None and all(bf16.get(k, 1.0) >= floor for k, floor in BF16_AGREEMENT.items())
+    needed = [k for k in BF16_AGREEMENT if k != "mask_iou" or name == "lung_unet"]  # (Xception has no mask)
+    agrees = bf16 is not None and all(bf16[k] >= BF16_AGREEMENT[k] for k in needed)
     return "bf16" if agrees and entry["ms"]["bf16"] < entry["ms"][exact] else exact
 
 

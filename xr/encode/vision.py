@@ -95,7 +95,7 @@ class VisionEncoder:
                                      lambda x: self.xception.forward_middle(grey_to_input(x), MIDDLE_BLOCKS), s)
         self.parts = {"lung_unet": unet_part, "xception": x_part}
         # features of an inexact variant (bf16, int8) are cached apart, so that a cached film drafts as it
-        # would fresh under the same backend, and exact features never mix with approximate ones
+        # would fresh under the same backend, and exact cached features never mix with approximate ones
         self.cache_key = self.name + "".join(f"-{m}.{v}" for m, (v, _) in self.parts.items() if v not in EXACT)
         self.unet_input, self.xception_input = unet_transform(), xception_transform()
         self.cache = cache

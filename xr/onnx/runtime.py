@@ -7,11 +7,11 @@ stale export (weights fine-tuned since) silently falls back to eager. XR_BACKEND
 bf16 (what models are trained and measured with: xr.encode.vision.VisionEncoder.for_models),
 XR_BACKEND=eager|onnx overrides (exact fp32 throughout), XR_BACKEND=bf16 is auto with both image encoders in bf16 wherever the CPU runs it
 natively, and XR_BACKEND=int8 is auto with the int8 lung U-Net: about 3x faster, but it
-changes what drafts say (31 of 2,418 statements on 186 films, `python -m xr bench-agreement`), so it is
+changes what drafts say (36 of 3,024 statements on 216 films, `python -m xr bench-agreement`), so it is
 never chosen for you.
 
 bf16: the image encoders in eager PyTorch under bfloat16 autocast, on a CPU whose oneDNN runs bfloat16
-natively (AVX-512 BF16 or AMX). Not exact, but on those 186 films 2 of 2,418 statements changed and every
+natively (AVX-512 BF16 or AMX). Not exact, but on those 216 films 5 of 3,024 statements changed and every
 view read alike; the export chooses it only where it is the fastest and agrees with fp32 on the
 calibration films (`BF16_AGREEMENT`).
 """
@@ -83,7 +83,8 @@ def fastest_exact(entry: dict) -> str:
 
 
 def choose(model: str, weights: Path, directory: Path | None = None, s: Settings | None = None) -> Choice:
-    """The variant of `model` to run: the manifest's fastest, when its graph matches `weights`."""
+    """The variant of `model` to run: the one the export chose (as XR_BACKEND adjusts it), when the export was
+    made from `weights`; eager where there is no such export and the backend may fall back (auto, exact)."""
     backend = backend_setting(s)
     if backend == "eager":
         return Choice("eager", {})
@@ -91,7 +92,7 @@ def choose(model: str, weights: Path, directory: Path | None = None, s: Settings
     entry = read_manifest(directory)["models"].get(model)
     fresh = entry is not None and entry["source_sha256"] == source_digest(weights)
     if not fresh:
-        if backend != "auto":
+        if backend not in ("auto", "exact"):
             raise BackendError(f"XR_BACKEND={backend} but {directory / MANIFEST} has no current export of {model}; "
                                "run: python -m xr export-onnx")
         return Choice("eager", {})
@@ -161,6 +162,11 @@ def backed(model: str, weights: Path, eager: Callable, s: Settings | None = None
     return run, (choice.variant, graph.provider)
 
 
+def as_tuple(out) -> tuple:
+    """A model's output as a tuple, whether it returns one tensor or several."""
+    return out if isinstance(out, tuple) else (out,)
+
+
 def in_bf16(eager: Callable) -> Callable:
     """`eager` under bfloat16 autocast on channels-last input (oneDNN's fast layout), float32 out."""
     import torch
@@ -168,7 +174,7 @@ def in_bf16(eager: Callable) -> Callable:
     def run(*xs: torch.Tensor):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = eager(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs))
-        out = tuple(o.float().contiguous() for o in (out if isinstance(out, tuple) else (out,)))
+        out = tuple(o.float().contiguous() for o in as_tuple(out))
         return out[0] if len(out) == 1 else out
 
     return run
