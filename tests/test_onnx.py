@@ -248,5 +248,15 @@ def test_stale_or_missing_export_is_never_used(onnx_export, tmp_path, monkeypatc
 
 
 def test_export_if_missing_skips_a_current_export(onnx_export, tmp_path):
+    from xr.build.onnx import is_current
+
     r = run(["export-onnx", "--out", str(onnx_export), "--if-missing"], tmp_path)
     assert r.returncode == 0 and "current export" in r.stderr
+    old = tmp_path / "before-bf16"  # an export made before bf16 was measured
+    shutil.copytree(onnx_export, old)
+    m = json.loads((old / MANIFEST).read_text())
+    for name in ("lung_unet", "xception"):
+        m["models"][name]["ms"].pop("bf16", None)
+        m["models"][name]["parity"].pop("bf16", None)
+    (old / MANIFEST).write_text(json.dumps(m))
+    assert is_current(old) == (not bf16_native())  # made again where bf16 is native, to measure it

@@ -355,9 +355,11 @@ def format_manifest(m: dict) -> str:
 
 
 def is_current(out: Path) -> bool:
-    """True when `out` holds an export of today's weights (app start-up skips the export then)."""
+    """True when `out` holds an export of today's weights that measured every variant this CPU can run (app
+    start-up skips the export then; an export from before bf16 was measured is made again where it is native)."""
     models = read_manifest(out)["models"]
     wanted = {"lung_unet": ASSETS / "lung_unet" / "model.safetensors", "xception": ASSETS / "xception" / "model.safetensors",
               "generator": DFFG_DIR / "model.safetensors"}
-    return all(m in models and models[m]["source_sha256"] == source_digest(w) for m, w in wanted.items())
+    return (all(m in models and models[m]["source_sha256"] == source_digest(w) for m, w in wanted.items())
+            and (not bf16_native() or all("bf16" in models[m]["ms"] for m in ("lung_unet", "xception"))))
 
