@@ -20,7 +20,7 @@ from xr.config import ASSETS, settings
 from xr.data.films import load_films, pairs
 from xr.data.split import is_validation
 from xr.decode.wording import Wording
-from xr.generate.anytoany import FilmMaker, GenerationError, findings_vector, report_for
+from xr.generate.anytoany import FilmMaker, GenerationError, findings_vector, report_for, through_frontal
 from xr.generate.filmset import FilmSet
 from xr.generate.model import Condition, FilmGenerator, FilmGeneratorConfig, FindingGuide, FindingGuideConfig
 from xr.generate.synthetic import MARK, png_bytes, provenance_of, watermark
@@ -105,6 +105,22 @@ def test_the_same_inputs_and_seed_give_the_same_films(maker):
     assert not np.array_equal(a.films[FRONTAL], c.films[FRONTAL])
     assert a.provenance["seed"] == 3 and a.provenance["given"] == ["report"] and a.findings == ["Cardiomegaly"]
     assert a.films[FRONTAL].std() > 5  # a picture, not a flat grey
+
+
+def test_a_lateral_from_a_report_is_made_through_its_frontal(maker):
+    """The denoiser draws a report's lateral as a frontal (it saw 20 laterals among 805 films), so the
+    lateral is made from the frontal made from the report: the two views of one request are one
+    patient's, and the lateral is the same whether or not the frontal is asked for too."""
+    both = maker.make([FRONTAL, LATERAL], findings=["Pleural Effusion"], seed=5, steps=3)
+    alone = maker.make([LATERAL], findings=["Pleural Effusion"], seed=5, steps=3)
+    frontal = maker.make([FRONTAL], findings=["Pleural Effusion"], seed=5, steps=3)
+    assert list(alone.films) == [LATERAL] and np.array_equal(both.films[LATERAL], alone.films[LATERAL])
+    assert np.array_equal(both.films[FRONTAL], frontal.films[FRONTAL])
+    cond = maker.condition([LATERAL], both.report, {})
+    frontals, laterals = through_frontal(maker.model, cond, torch.Generator().manual_seed(5), steps=3, guide=maker.guide)
+    assert np.array_equal(np.round(laterals[0, 0].numpy() * 255).astype(np.uint8), alone.films[LATERAL])
+    direct = maker.model.sample(cond, torch.Generator().manual_seed(5), steps=3, guide=maker.guide)
+    assert not torch.equal(direct, laterals)  # not the report's own lateral
 
 
 def test_the_shipped_generator_listens_to_the_report(maker):
@@ -292,6 +308,16 @@ def test_eval_generation_prints_its_table_on_a_small_folder(shared, tmp_path):
     lat = out["laterals_read_as_lateral"]
     assert set(lat) == {"report", "frontal"} and all(v["films"] == n and 0 <= v["lateral"] <= n for v in lat.values())
     assert all({"auc", "interval", "with", "normal"} <= set(c["real"]) for c in out["finding_consistency"].values())
+    # the laterals alone, re-measured into the same evaluation: the frontals' figures kept
+    laterals = ["eval-generation", "--views", str(tmp_path / "views"), "--steps", "2", "--json", "--dir", str(model),
+                "--write", "--laterals"]
+    r = run(laterals, tmp_path / "data", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((model / "EVAL.json").read_text())
+    assert again["distribution"] == out["distribution"] and again["laterals_measured"]
+    assert set(again["laterals_read_as_lateral"]) == {"report", "frontal"} and "(measured " in (model / "EVAL.md").read_text()
+    r = run([*laterals[:4], "3", *laterals[5:]], tmp_path / "data")  # other decoding: its frontals were not measured
+    assert r.returncode == 2 and "run eval-generation without it first" in r.stderr
     r = run(["eval-generation", "--views", str(tmp_path / "nowhere")], tmp_path / "data")
     assert r.returncode == 2 and r.stderr.startswith("error:")
 

@@ -52,12 +52,14 @@ def cmd_train_films(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_generation(args: argparse.Namespace) -> int:
+    import datetime
+
     import torch
 
     from xr.config import ASSETS
     from xr.decode.wording import Wording
     from xr.generate.anytoany import load_guide
-    from xr.generate.evaluation import evaluate_generation, format_markdown
+    from xr.generate.evaluation import evaluate_generation, evaluate_laterals, format_markdown
     from xr.generate.filmset import prepare
     from xr.generate.model import FilmGenerator
 
@@ -65,10 +67,24 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     _, log = main_process()
     directory = _model_dir(args)
     model = FilmGenerator.from_pretrained(directory)
+    guide, earlier = load_guide(directory), directory / "EVAL.json"
+    if args.laterals:  # the frontals' figures are kept: only where the same weights and decoding would make them again
+        kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
+        d = kept.get("decoding", {})
+        if ((kept.get("model"), d.get("guide_scale"), d.get("steps"), d.get("guidance"), d.get("seed"))
+                != (model.config.version, guide.config.scale if guide else 0.0, args.steps, _guidance(args), args.seed)):
+            raise UserError(f"--laterals re-measures the laterals of a full evaluation of {model.config.version} with "
+                            f"this finding guide and decoding: run eval-generation without it first ({earlier} has none)")
     wording = Wording.load(ASSETS / "dffg")
-    result = evaluate_generation(model, prepare(_films(args), model.config, wording, log), wording, seed=args.seed,
-                                 steps=args.steps, guidance=_guidance(args), guide=load_guide(directory),
-                                 per_finding=args.per_finding, figures=directory if args.write else None, log=log)
+    data = prepare(_films(args), model.config, wording, log)
+    figures = directory if args.write else None
+    if args.laterals:
+        result = {**kept, "laterals_measured": datetime.date.today().isoformat(),
+                  **evaluate_laterals(model, data, seed=args.seed, steps=args.steps, guidance=_guidance(args), guide=guide,
+                                      figures=figures)}
+    else:
+        result = evaluate_generation(model, data, wording, seed=args.seed, steps=args.steps, guidance=_guidance(args),
+                                     guide=guide, per_finding=args.per_finding, figures=figures, log=log)
     result["data"] = {k: " + ".join(Path(p).name for p in v) for k, v in (("nih", args.nih or []), ("views", [args.views]),
                                                                          ("studies", [args.studies])) if v and v[0]}
     if args.write:
@@ -141,6 +157,9 @@ def register(sub) -> None:
     e.add_argument("--guidance", type=float, help="classifier-free guidance (default: xr.generate.model.GUIDANCE, 5)")
     e.add_argument("--per-finding", type=int, default=16, help="films generated for each finding and for the normal report")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--laterals", action="store_true",
+                   help="re-measure only the laterals (view rule, frontal <-> lateral) of the model's full evaluation "
+                        "(EVAL.json), after a change to how laterals are made: its frontals would come out the same")
     e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json and the figures "
                                                          "laterals.png / findings.png beside the model")
     e.set_defaults(fn=cmd_eval_generation)

@@ -49,6 +49,30 @@ def findings_vector(report: str, names: Sequence[str]) -> np.ndarray:
     return np.array([labels.get(f) == POSITIVE for f in names], dtype=np.float32)
 
 
+def through_frontal(model: FilmGenerator, cond: Condition, generator: torch.Generator, steps: int = 30,
+                    guidance: float = GUIDANCE, guide: FindingGuide | None = None,
+                    progress: Callable[[float], None] = lambda fraction: None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frontals, laterals) for the reports of `cond`: each lateral made from the frontal made from its
+    report, the way a lateral is made from a given frontal, not from the report itself. Trained on 20
+    laterals among 805 films, the denoiser drew a report's lateral as the frontal it mostly saw (films
+    0.4.0: frontal-looking films, 67 of 337 held-out ones read as frontal by the view rule), while from a
+    frontal film it drew a lateral's outline (331 of 337). Chosen on 32 validation patients' reports
+    (seed 7): read as lateral 17 from the report, 29 from the report and the made frontal, 32 from the
+    made frontal alone. The two views of one request are then also one patient's."""
+    frontal = Condition(torch.full_like(cond.view, VIEWS.index(FRONTAL)), cond.report, cond.findings,
+                        torch.zeros_like(cond.other), cond.has_report, torch.zeros_like(cond.has_other))
+    frontals = model.sample(frontal, generator, steps=steps, guidance=guidance, guide=guide,
+                            progress=lambda f: progress(f / 2))
+    with torch.no_grad():
+        latents = model.encode(frontals)
+    lateral = Condition(torch.full_like(cond.view, VIEWS.index(LATERAL)), torch.zeros_like(cond.report),
+                        torch.zeros_like(cond.findings), latents, torch.zeros_like(cond.has_report),
+                        torch.ones_like(cond.has_other))
+    laterals = model.sample(lateral, generator, steps=steps, guidance=guidance, guide=guide,
+                            progress=lambda f: progress(0.5 + f / 2))
+    return frontals, laterals
+
+
 @dataclass
 class Generated:
     films: dict[str, np.ndarray]  # view -> uint8 (size, size), not yet watermarked
@@ -107,7 +131,8 @@ class FilmMaker:
              frontal: np.ndarray | None = None, lateral: np.ndarray | None = None, seed: int = 0,
              steps: int = 30, guidance: float = GUIDANCE, progress: Callable[[float], None] = lambda f: None) -> Generated:
         """`views` from the report (or, when it is empty, the report the ticked `findings` make) and the
-        other view's film where given. The same inputs and seed give the same films."""
+        other view's film where given; a lateral without a given frontal through the frontal made from the
+        report (`through_frontal`). The same inputs and seed give the same films."""
         views = list(dict.fromkeys(views))
         given_films = {v: p for v, p in ((FRONTAL, frontal), (LATERAL, lateral)) if p is not None}
         if not views:
@@ -126,10 +151,16 @@ class FilmMaker:
             raise GenerationError("give a report, findings or a film to generate from")
         with torch.inference_mode():
             latents = {v: self.model.encode(self.film(p))[0] for v, p in given_films.items()}
-        cond = self.condition(views, report, latents)
-        made = self.model.sample(cond, torch.Generator().manual_seed(int(seed)), steps=steps, guidance=guidance,
-                                 guide=self.guide, progress=progress)
-        films = {v: np.round(made[i, 0].numpy() * 255).astype(np.uint8) for i, v in enumerate(views)}
+        generator = torch.Generator().manual_seed(int(seed))
+        if LATERAL in views and FRONTAL not in given_films:  # from the report alone: through its frontal
+            cond = self.condition([LATERAL], report, latents)
+            pair = through_frontal(self.model, cond, generator, steps, guidance, self.guide, progress)
+            made = {FRONTAL: pair[0][0], LATERAL: pair[1][0]}
+        else:
+            cond = self.condition(views, report, latents)
+            made = dict(zip(views, self.model.sample(cond, generator, steps=steps, guidance=guidance, guide=self.guide,
+                                                     progress=progress), strict=True))
+        films = {v: np.round(made[v][0].numpy() * 255).astype(np.uint8) for v in views}
         given = (["report"] if report else []) + list(given_films)
         found = [f for f, x in zip(self.model.config.findings, cond.findings[0].tolist(), strict=True) if x and report]
         return Generated(films, report, found, given, int(seed), steps, guidance,

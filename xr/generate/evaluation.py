@@ -42,7 +42,7 @@ from xr.evaluate.generation import (
     nearest_distances,
     precision_recall,
 )
-from xr.generate.anytoany import FilmMaker, report_for
+from xr.generate.anytoany import FilmMaker, report_for, through_frontal
 from xr.generate.filmset import FilmSet
 from xr.generate.model import GUIDANCE, Condition, FilmGenerator, FindingGuide
 from xr.generate.synthetic import watermark
@@ -82,10 +82,9 @@ class Features:
 def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidance: float, guide: FindingGuide | None,
             size: int = 16) -> list[np.ndarray]:
     out: list[np.ndarray] = []
-    fields = ("view", "report", "findings", "other", "has_report", "has_other")
     n = cond.view.shape[0]
     for s in tqdm(range(0, n, size), desc="generating", unit="batch", file=sys.stderr, leave=False):
-        part = Condition(*(getattr(cond, k)[s:s + size] for k in fields))
+        part = cond.rows(s, s + size)
         out += _uint8(model.sample(part, torch.Generator().manual_seed(seed + s), steps=steps, guidance=guidance,
                                      guide=guide))
     return out
@@ -154,17 +153,30 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
     made_for: dict[str, list[np.ndarray]] = {}
     consistency = finding_consistency(model, feats, wording, per_finding, seed + 1000, steps, guidance, guide, made_for)
     _judge_on_real_films(consistency, model, data, held_f, chest_out["held-out"][2], feats)
-    shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    pairs = _view_pairs(model, data, feats, seed, steps, guidance, guide, shown)
     if figures is not None:
-        plot_films(figures, shown, {f or "normal report": v[0] for f, v in made_for.items()}, model.config.version)
-    laterals = _laterals_read(model, data, held_f, feats, seed, steps, guidance, guide)
-    return {"laterals_read_as_lateral": laterals,
-            "films": {"held_out_frontal": n, "train_frontal": len(train_f), "held_out_pairs": pairs["pairs"]},
+        plot_findings(figures, {f or "normal report": v[0] for f, v in made_for.items()}, model.config.version)
+    return {"films": {"held_out_frontal": n, "train_frontal": len(train_f)},
             "decoding": {"steps": steps, "guidance": guidance, "seed": seed, "sampler": "DDIM",
                          "guide_scale": guide.config.scale if guide is not None else 0.0},
             "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall, "k": k}, "memorisation": memo,
-            "finding_consistency": consistency, "view_pairs": pairs, "model": model.config.version, "size": model.config.size}
+            "finding_consistency": consistency, "model": model.config.version, "size": model.config.size,
+            **evaluate_laterals(model, data, seed, steps, guidance, guide, figures, feats)}
+
+
+def evaluate_laterals(model: FilmGenerator, data: FilmSet, seed: int = 0, steps: int = 30, guidance: float = GUIDANCE,
+                      guide: FindingGuide | None = None, figures: Path | None = None, feats: Features | None = None) -> dict:
+    """The lateral side of eval-generation alone: the view rule on laterals made for the held-out
+    frontals, and each held-out patient's one view made from the other (with `figures`: laterals.png).
+    `eval-generation --laterals` runs it by itself where only the way laterals are made changed: the
+    frontals, made by the same weights, seeds and decoding, would come out the same."""
+    feats = feats or Features()
+    held_f = [int(i) for i in np.flatnonzero(data.held_out) if data.view[i] == VIEWS.index(FRONTAL)]
+    shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pairs = _view_pairs(model, data, feats, seed, steps, guidance, guide, shown)
+    if figures is not None:
+        plot_laterals(figures, shown, model.config.version)
+    return {"laterals_read_as_lateral": _laterals_read(model, data, held_f, feats, seed, steps, guidance, guide),
+            "view_pairs": pairs}
 
 
 GUIDE_SCALES = (0.0, 2.0, 8.0)  # the finding guide's candidates, set before any run
@@ -237,13 +249,20 @@ def _judge_on_real_films(consistency: dict, model: FilmGenerator, data: FilmSet,
 def _laterals_read(model: FilmGenerator, data: FilmSet, held_f: list[int], feats: Features, seed: int, steps: int,
                    guidance: float, guide: FindingGuide | None) -> dict:
     """How many generated laterals the product's view rule (the view head, for a film without a header)
-    reads as lateral: made from each held-out frontal film's report, and from the frontal film itself."""
+    reads as lateral: made from each held-out frontal film's report (through the frontal made from it, as
+    the product makes them), and from the frontal film itself."""
     with torch.inference_mode():
         latents = torch.cat([model.encode(data.pixels(held_f[s:s + 64])) for s in range(0, len(held_f), 64)])
+    from_reports: list[np.ndarray] = []
+    cond = _rows(model, data, held_f, LATERAL, True)
+    for s in tqdm(range(0, len(held_f), 16), desc="laterals from reports", unit="batch", file=sys.stderr, leave=False):
+        part = cond.rows(s, s + 16)
+        from_reports += _uint8(through_frontal(model, part, torch.Generator().manual_seed(seed + 3000 + s), steps,
+                                               guidance, guide)[1])
     out = {}
-    for source, cond in (("report", _rows(model, data, held_f, LATERAL, True)),
-                         ("frontal", _rows(model, data, held_f, LATERAL, False, latents, own=True))):
-        made = _sample(model, cond, seed + 3000, steps, guidance, guide)
+    for source, made in (("report", from_reports),
+                         ("frontal", _sample(model, _rows(model, data, held_f, LATERAL, False, latents, own=True),
+                                             seed + 3000, steps, guidance, guide))):
         read = [view_of("unknown", f)[0] for s in range(0, len(made), 16) for f in feats.vision.encode(made[s:s + 16])]
         out[source] = {"films": len(made), "lateral": sum(v == LATERAL for v in read)}
     return out
@@ -281,10 +300,9 @@ def _view_pairs(model: FilmGenerator, data: FilmSet, feats: Features, seed: int,
     return out
 
 
-def plot_films(folder: Path, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], made_for: dict[str, np.ndarray],
-               model: str) -> None:
+def plot_laterals(folder: Path, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], model: str) -> None:
     """laterals.png: each held-out patient's frontal, its real lateral and the lateral made from the
-    frontal, side by side; findings.png: a frontal made for the normal report and for each finding."""
+    frontal, side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,6 +316,16 @@ def plot_films(folder: Path, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarra
             axes[r, c].imshow(watermark(film) if c == 2 else film, cmap="gray", vmin=0, vmax=255)
             axes[r, c].set_title(titles[c] if r == 0 else "", fontsize=9)
     _save(fig, f"{model}: SYNTHETIC laterals beside real ones (patients never trained on)", folder / "laterals.png")
+
+
+def plot_findings(folder: Path, made_for: dict[str, np.ndarray], model: str) -> None:
+    """findings.png: a frontal made for the normal report and for each finding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
     cols = min(5, len(made_for))
     rows = -(-len(made_for) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), dpi=100, squeeze=False)
@@ -349,7 +377,8 @@ def format_markdown(r: dict) -> str:
         lines.append(f"| {name} | {c['auc']:.2f} | {interval(c['interval'])} | {c['films']} | {auc} | "
                      f"{interval(real.get('interval'))} | {real.get('with', '-')} / {real.get('normal', '-')} |")
     lat = r["laterals_read_as_lateral"]
-    lines += ["", "Generated laterals read as lateral by the view rule (the view head): "
+    measured = f" (measured {r['laterals_measured']})" if r.get("laterals_measured") else ""
+    lines += ["", f"Generated laterals read as lateral by the view rule (the view head){measured}: "
               + "; ".join(f"from the held-out frontals' {k}s {v['lateral']}/{v['films']}" for k, v in lat.items()) + "."]
     lines += ["", "| task (held-out patients) | pairs | RMSE | mean-film RMSE | closer (pixels) | feature dist. | "
                   "mean-film feature dist. | closer (features) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

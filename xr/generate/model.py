@@ -85,6 +85,9 @@ class Condition:
     def to(self, device) -> Condition:
         return Condition(*(getattr(self, f.name).to(device) for f in fields(self)))
 
+    def rows(self, start: int, stop: int) -> Condition:
+        return Condition(*(getattr(self, f.name)[start:stop] for f in fields(self)))
+
     def without_inputs(self) -> Condition:
         """The same films asked for with nothing given: the unconditional branch of guidance."""
         none = torch.zeros_like(self.has_report)
