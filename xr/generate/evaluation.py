@@ -80,13 +80,15 @@ class Features:
 
 
 def _sample(model: FilmGenerator, cond: Condition, seed: int, steps: int, guidance: float, guide: FindingGuide | None,
-            size: int = 16) -> list[np.ndarray]:
+            size: int = 16, through: bool = False) -> list[np.ndarray]:
+    """Films for `cond` in batches of `size`; `through`: laterals made through their frontals, as the
+    product makes a lateral from a report (`through_frontal`)."""
     out: list[np.ndarray] = []
     n = cond.view.shape[0]
     for s in tqdm(range(0, n, size), desc="generating", unit="batch", file=sys.stderr, leave=False):
-        part = cond.rows(s, s + size)
-        out += _uint8(model.sample(part, torch.Generator().manual_seed(seed + s), steps=steps, guidance=guidance,
-                                     guide=guide))
+        part, generator = cond.rows(s, s + size), torch.Generator().manual_seed(seed + s)
+        out += _uint8(through_frontal(model, part, generator, steps, guidance, guide)[1] if through else
+                      model.sample(part, generator, steps=steps, guidance=guidance, guide=guide))
     return out
 
 
@@ -253,16 +255,10 @@ def _laterals_read(model: FilmGenerator, data: FilmSet, held_f: list[int], feats
     the product makes them), and from the frontal film itself."""
     with torch.inference_mode():
         latents = torch.cat([model.encode(data.pixels(held_f[s:s + 64])) for s in range(0, len(held_f), 64)])
-    from_reports: list[np.ndarray] = []
-    cond = _rows(model, data, held_f, LATERAL, True)
-    for s in tqdm(range(0, len(held_f), 16), desc="laterals from reports", unit="batch", file=sys.stderr, leave=False):
-        part = cond.rows(s, s + 16)
-        from_reports += _uint8(through_frontal(model, part, torch.Generator().manual_seed(seed + 3000 + s), steps,
-                                               guidance, guide)[1])
     out = {}
-    for source, made in (("report", from_reports),
-                         ("frontal", _sample(model, _rows(model, data, held_f, LATERAL, False, latents, own=True),
-                                             seed + 3000, steps, guidance, guide))):
+    for source, cond, through in (("report", _rows(model, data, held_f, LATERAL, True), True),
+                                  ("frontal", _rows(model, data, held_f, LATERAL, False, latents, own=True), False)):
+        made = _sample(model, cond, seed + 3000, steps, guidance, guide, through=through)
         read = [view_of("unknown", f)[0] for s in range(0, len(made), 16) for f in feats.vision.encode(made[s:s + 16])]
         out[source] = {"films": len(made), "lateral": sum(v == LATERAL for v in read)}
     return out
