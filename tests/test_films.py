@@ -236,6 +236,17 @@ def test_train_films_writes_a_model_that_loads_and_samples(shared, tmp_path):
                 steps=2, log=lambda m: None)
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert FilmMaker.from_pretrained(tmp_path / "m", ASSETS / "dffg").guide.config.scale == 4.0
+    # the decoder alone goes on: the encoder, and so every latent the denoiser and guide learnt, unchanged
+    guide_before = (tmp_path / "m" / "guide" / "model.safetensors").read_bytes()
+    train_films(films, tmp_path / "m", WORDING, ae_minutes=0.01, ae_epochs=1, decoder_only=True, log=lambda m: None)
+    after = FilmGenerator.from_pretrained(tmp_path / "m")
+    for name, was in loaded.autoencoder.state_dict().items():
+        same = torch.equal(was, after.autoencoder.state_dict()[name])
+        assert same != (name.startswith(("decoder.", "post_quant_conv."))), name
+    assert torch.equal(loaded.unet.state_dict()["out.2.conv.weight"], after.unet.state_dict()["out.2.conv.weight"])
+    assert (tmp_path / "m" / "guide" / "model.safetensors").read_bytes() == guide_before
+    stages = [h["stage"] for h in json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]]
+    assert stages == ["autoencoder", "denoiser", "decoder"]
 
 
 def test_the_finding_guide_pushes_sampling_towards_the_asked_findings():
@@ -308,15 +319,25 @@ def test_eval_generation_prints_its_table_on_a_small_folder(shared, tmp_path):
     lat = out["laterals_read_as_lateral"]
     assert set(lat) == {"report", "frontal"} and all(v["films"] == n and 0 <= v["lateral"] <= n for v in lat.values())
     assert all({"auc", "interval", "with", "normal"} <= set(c["real"]) for c in out["finding_consistency"].values())
-    # the laterals alone, re-measured into the same evaluation: the frontals' figures kept
-    laterals = ["eval-generation", "--views", str(tmp_path / "views"), "--steps", "2", "--json", "--dir", str(model),
-                "--write", "--laterals"]
+    # in two sittings: the frontal side, then the laterals into the same evaluation, the frontals' figures kept
+    frontals = ["eval-generation", "--views", str(tmp_path / "views"), "--steps", "2", "--per-finding", "2", "--json",
+                "--dir", str(model), "--write", "--frontals"]
+    r = run(frontals, tmp_path / "data", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = json.loads((model / "EVAL.json").read_text())
+    assert first["distribution"] == out["distribution"] and "laterals_read_as_lateral" not in first
+    assert "Laterals: not measured yet" in (model / "EVAL.md").read_text()
+    laterals = [*frontals[:5], "--json", "--dir", str(model), "--write", "--laterals"]
     r = run(laterals, tmp_path / "data", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     again = json.loads((model / "EVAL.json").read_text())
     assert again["distribution"] == out["distribution"] and again["laterals_measured"]
+    assert again["laterals_read_as_lateral"] == out["laterals_read_as_lateral"]
     assert set(again["laterals_read_as_lateral"]) == {"report", "frontal"} and "(measured " in (model / "EVAL.md").read_text()
     r = run([*laterals[:4], "3", *laterals[5:]], tmp_path / "data")  # other decoding: its frontals were not measured
+    assert r.returncode == 2 and "run eval-generation without it first" in r.stderr
+    (model / "EVAL.json").write_text(json.dumps({**again, "weights": "other weights"}))  # e.g. a decoder trained on since
+    r = run(laterals, tmp_path / "data")
     assert r.returncode == 2 and "run eval-generation without it first" in r.stderr
     r = run(["eval-generation", "--views", str(tmp_path / "nowhere")], tmp_path / "data")
     assert r.returncode == 2 and r.stderr.startswith("error:")

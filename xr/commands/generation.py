@@ -47,8 +47,19 @@ def cmd_train_films(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     train_films(_films(args), _model_dir(args), Wording.load(ASSETS / "dffg"), ae_minutes=args.ae_minutes,
                 minutes=args.minutes, guide_minutes=args.guide_minutes, ae_epochs=args.ae_epochs, epochs=args.epochs,
-                batch=args.batch, seed=args.seed, guide_only=args.guide_only, log=log)
+                batch=args.batch, seed=args.seed, guide_only=args.guide_only,
+                decoder_only=args.decoder_only, log=log)
     return 0
+
+
+def _weights(directory: Path) -> str:
+    """The generator's and its finding guide's weights, as an evaluation records them: --laterals adds to
+    an evaluation only of these same weights (a decoder trained on keeps the version string)."""
+    from xr.assets import digest
+    from xr.generate.model import GUIDE_DIR
+
+    return "+".join(digest(p)[:16] for p in (directory / "model.safetensors", directory / GUIDE_DIR / "model.safetensors")
+                    if p.is_file())
 
 
 def cmd_eval_generation(args: argparse.Namespace) -> int:
@@ -71,10 +82,12 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     if args.laterals:  # the frontals' figures are kept: only where the same weights and decoding would make them again
         kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
         d = kept.get("decoding", {})
-        if ((kept.get("model"), d.get("guide_scale"), d.get("steps"), d.get("guidance"), d.get("seed"))
-                != (model.config.version, guide.config.scale if guide else 0.0, args.steps, _guidance(args), args.seed)):
-            raise UserError(f"--laterals re-measures the laterals of a full evaluation of {model.config.version} with "
-                            f"this finding guide and decoding: run eval-generation without it first ({earlier} has none)")
+        if ((kept.get("model"), kept.get("weights"), d.get("guide_scale"), d.get("steps"), d.get("guidance"), d.get("seed"))
+                != (model.config.version, _weights(directory), guide.config.scale if guide else 0.0, args.steps,
+                    _guidance(args), args.seed)):
+            raise UserError(f"--laterals measures the laterals into an evaluation of {model.config.version} with "
+                            f"this finding guide and decoding: run eval-generation without it first, or with --frontals "
+                            f"({earlier} has none)")
     wording = Wording.load(ASSETS / "dffg")
     data = prepare(_films(args), model.config, wording, log)
     figures = directory if args.write else None
@@ -84,7 +97,8 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
                                       figures=figures)}
     else:
         result = evaluate_generation(model, data, wording, seed=args.seed, steps=args.steps, guidance=_guidance(args),
-                                     guide=guide, per_finding=args.per_finding, figures=figures, log=log)
+                                     guide=guide, per_finding=args.per_finding, figures=figures,
+                                     laterals=not args.frontals, log=log) | {"weights": _weights(directory)}
     result["data"] = {k: " + ".join(Path(p).name for p in v) for k, v in (("nih", args.nih or []), ("views", [args.views]),
                                                                          ("studies", [args.studies])) if v and v[0]}
     if args.write:
@@ -145,6 +159,9 @@ def register(sub) -> None:
     t.add_argument("--guide-minutes", type=float, default=5.0, help="time budget of the finding guide's stage")
     t.add_argument("--guide-only", action="store_true",
                    help="keep the generator in --dir and train only its finding guide (and choose its scale)")
+    t.add_argument("--decoder-only", action="store_true",
+                   help="keep the generator in --dir and go on training only its autoencoder's decoder for "
+                        "--ae-minutes (the latents, denoiser and finding guide stay as they are)")
     t.add_argument("--ae-epochs", type=int, default=200)
     t.add_argument("--epochs", type=int, default=1000)
     t.add_argument("--batch", type=int, default=16)
@@ -157,9 +174,14 @@ def register(sub) -> None:
     e.add_argument("--guidance", type=float, help="classifier-free guidance (default: xr.generate.model.GUIDANCE, 5)")
     e.add_argument("--per-finding", type=int, default=16, help="films generated for each finding and for the normal report")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--laterals", action="store_true",
-                   help="re-measure only the laterals (view rule, frontal <-> lateral) of the model's full evaluation "
-                        "(EVAL.json), after a change to how laterals are made: its frontals would come out the same")
+    side = e.add_mutually_exclusive_group()
+    side.add_argument("--frontals", action="store_true",
+                      help="measure only the frontal side (distribution, memorisation, finding consistency); the "
+                           "laterals, which take as long again, then with --laterals")
+    side.add_argument("--laterals", action="store_true",
+                      help="measure only the laterals (view rule, frontal <-> lateral) into the model's evaluation "
+                           "(EVAL.json) of the same weights and decoding: after --frontals, or after a change to how "
+                           "laterals are made (its frontals would come out the same)")
     e.add_argument("--write", action="store_true", help="also write EVAL.md / EVAL.json and the figures "
                                                          "laterals.png / findings.png beside the model")
     e.set_defaults(fn=cmd_eval_generation)

@@ -113,9 +113,12 @@ def _set_scores(real: np.ndarray, fake: np.ndarray, resamples: int) -> dict:
 
 def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, seed: int = 0, steps: int = 30,
                         guidance: float = GUIDANCE, guide: FindingGuide | None = None, per_finding: int = 16,
-                        resamples: int = 200, figures: Path | None = None, log: Callable[[str], None] = print) -> dict:
+                        resamples: int = 200, figures: Path | None = None, laterals: bool = True,
+                        log: Callable[[str], None] = print) -> dict:
     """`per_finding`: films generated for each finding the eye writes, and for the normal report. With
-    `figures`, a folder: laterals.png and findings.png there (`plot_films`)."""
+    `figures`, a folder: laterals.png and findings.png there. Without `laterals`, the frontal side alone:
+    the lateral side samples twice as many films again, so on a CPU the two can be run one after the
+    other (`evaluate_laterals`, `eval-generation --frontals` then `--laterals`)."""
     model = model.eval()
     feats = Features()
     rng = np.random.default_rng(seed)
@@ -162,7 +165,7 @@ def evaluate_generation(model: FilmGenerator, data: FilmSet, wording: Wording, s
                          "guide_scale": guide.config.scale if guide is not None else 0.0},
             "distribution": spaces, "precision_recall": {"precision": precision, "recall": recall, "k": k}, "memorisation": memo,
             "finding_consistency": consistency, "model": model.config.version, "size": model.config.size,
-            **evaluate_laterals(model, data, seed, steps, guidance, guide, figures, feats)}
+            **(evaluate_laterals(model, data, seed, steps, guidance, guide, figures, feats) if laterals else {})}
 
 
 def evaluate_laterals(model: FilmGenerator, data: FilmSet, seed: int = 0, steps: int = 30, guidance: float = GUIDANCE,
@@ -372,6 +375,8 @@ def format_markdown(r: dict) -> str:
         auc = "-" if real.get("auc") is None else f"{real['auc']:.2f}"
         lines.append(f"| {name} | {c['auc']:.2f} | {interval(c['interval'])} | {c['films']} | {auc} | "
                      f"{interval(real.get('interval'))} | {real.get('with', '-')} / {real.get('normal', '-')} |")
+    if "laterals_read_as_lateral" not in r:
+        return "\n".join([*lines, "", "Laterals: not measured yet for this model (`python -m xr eval-generation --laterals`)."]) + "\n"
     lat = r["laterals_read_as_lateral"]
     measured = f" (measured {r['laterals_measured']})" if r.get("laterals_measured") else ""
     lines += ["", f"Generated laterals read as lateral by the view rule (the view head){measured}: "

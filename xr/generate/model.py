@@ -60,7 +60,7 @@ class FilmGeneratorConfig:
     train_timesteps: int = 1000
     latent_scale: float = 1.0  # 1 / std of the training latents, set after the autoencoder is trained
     start_step: int = 999  # sampling starts here, from the view's mean training latent noised to this step
-    version: str = "films 0.4.0"
+    version: str = "films 0.5.0"  # 0.5: films 0.4.0 with its decoder trained on alone (train-films --decoder-only)
 
     @property
     def latent_size(self) -> int:

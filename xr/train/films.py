@@ -170,9 +170,16 @@ def run_stage(stage: str, net: torch.nn.Module, opt: torch.optim.Optimizer, acc,
 
 
 def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], val: list[int], minutes: float, epochs: int,
-                      batch: int, rng: random.Random, log) -> list[dict]:
+                      batch: int, rng: random.Random, log, decoder_only: bool = False) -> list[dict]:
+    """With `decoder_only` the encoder is frozen and only the decoder learns: the latents stay as they are,
+    so a denoiser and guide trained on them stay valid, and the films they make are decoded better."""
     acc = accelerator()
-    opt = torch.optim.Adam(model.autoencoder.parameters(), lr=1e-3)
+    ae_net = model.autoencoder
+    if decoder_only:
+        ae_net.requires_grad_(False)
+        for part in (ae_net.post_quant_conv, ae_net.decoder):
+            part.requires_grad_(True)
+    opt = torch.optim.Adam([p for p in ae_net.parameters() if p.requires_grad], lr=1e-3)
     ae, opt = acc.prepare(model.autoencoder, opt)
     augment = RandAffine(prob=0.7, rotate_range=0.05, scale_range=0.06, translate_range=(5, 5), padding_mode="zeros")
     augment.set_random_state(rng.randrange(2**31))
@@ -188,9 +195,9 @@ def train_autoencoder(model: FilmGenerator, data: FilmSet, train: list[int], val
         x = data.pixels(val).to(acc.device) * 2 - 1
         return "validation_l1", float((acc.unwrap_model(ae).reconstruct(x) - x).abs().mean())
 
-    history = run_stage("autoencoder", ae, opt, acc, train, balanced_draws(data, train), batch, minutes, epochs, rng, loss_of,
-                        check, log, keep_best=True)
-    model.autoencoder = acc.unwrap_model(ae).cpu()
+    history = run_stage("decoder" if decoder_only else "autoencoder", ae, opt, acc, train, balanced_draws(data, train), batch,
+                        minutes, epochs, rng, loss_of, check, log, keep_best=True)
+    model.autoencoder = acc.unwrap_model(ae).cpu().requires_grad_(True)
     return history
 
 
@@ -288,19 +295,22 @@ def train_guide(model: FilmGenerator, data: FilmSet, latents: torch.Tensor, trai
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
-    """Each stage's training loss and validation loss per epoch, side by side."""
+    """Each stage's training loss and validation loss per epoch, side by side; the decoder's epochs
+    (`decoder_only`) continue the autoencoder's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    for ax, stage, val_key, val_label in ((axes[0], "autoencoder", "validation_l1", "validation L1"),
-                                          (axes[1], "denoiser", "validation_loss", "validation loss")):
-        rows = [h for h in history if h["stage"] == stage]
+    for ax, stages, val_key, val_label in ((axes[0], ("autoencoder", "decoder"), "validation_l1", "validation L1"),
+                                           (axes[1], ("denoiser",), "validation_loss", "validation loss")):
+        rows = [h for h in history if h["stage"] in stages]
         for key, label in (("train_loss", "training loss, every term"), (val_key, val_label)):
-            ax.plot([h["epoch"] for h in rows], [h[key] for h in rows], marker=".", label=label)
-        ax.set_title(stage)
+            ax.plot(range(1, len(rows) + 1), [h[key] for h in rows], marker=".", label=label)
+        if (first := [i for i, h in enumerate(rows) if h["stage"] == "decoder"][:1]):
+            ax.axvline(first[0] + 0.5, color="grey", linestyle=":", label="the decoder alone from here")
+        ax.set_title(" + ".join(s for s in stages if any(h["stage"] == s for h in rows)))
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -310,15 +320,16 @@ def plot_curve(history: list[dict], path: Path) -> None:
 
 def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minutes: float = 35, minutes: float = 25,
                 guide_minutes: float = 5, ae_epochs: int = 200, epochs: int = 1000, batch: int = 16, seed: int = 0,
-                config: FilmGeneratorConfig | None = None, guide_only: bool = False,
+                config: FilmGeneratorConfig | None = None, guide_only: bool = False, decoder_only: bool = False,
                 guide_scales: tuple[float, ...] = GUIDE_SCALES, steps: int = 30,
                 log: Callable[[str], None] = print) -> FilmGenerator:
     """The three stages on `films` outside the held-out and validation parts; writes the model (fp16),
     history.json and training_curve.png to `out`, and the finding guide to `out/guide`. `guide_only`:
     the generator in `out` is kept, and only its guide is trained and its scale chosen (among
-    `guide_scales`, sampling with `steps` DDIM steps)."""
+    `guide_scales`, sampling with `steps` DDIM steps). `decoder_only`: the generator in `out` goes on
+    training its decoder for `ae_minutes` (`train_autoencoder`), and nothing else changes."""
     rng = seed_everything(seed)
-    if guide_only:
+    if guide_only or decoder_only:
         config = FilmGenerator.from_pretrained(out).config
     config = config or FilmGeneratorConfig()
     t0 = time.time()
@@ -333,6 +344,17 @@ def train_films(films: list[LabelledFilm], out: Path, wording: Wording, ae_minut
     log(f"{len(train)} training films ({pairs} patients with both views), {len(val)} validate, "
         f"{int(data.held_out.sum())} held out for eval-generation; read in {time.time() - t0:.0f} s")
     parts = {"train": len(train), "validation": len(val), "held_out": int(data.held_out.sum()), "train_pairs": pairs}
+    if decoder_only:
+        model = FilmGenerator.from_pretrained(out)
+        history = train_autoencoder(model, data, train, val, ae_minutes, ae_epochs, batch, rng, log, decoder_only=True)
+        model.save_pretrained(out, dtype=torch.float16)
+        summary = json.loads((out / "history.json").read_text())
+        summary["epochs"] = [h for h in summary["epochs"] if h["stage"] != "decoder"] + history
+        summary["decoder_minutes"] = (time.time() - t0) / 60
+        (out / "history.json").write_text(json.dumps(summary, indent=1) + "\n")
+        plot_curve(summary["epochs"], out / "training_curve.png")
+        log(f"decoder trained on in {(time.time() - t0) / 60:.1f} min; wrote {out}")
+        return model.eval()
     if guide_only:
         model = FilmGenerator.from_pretrained(out).eval()
         latents = data.latents(model)
